@@ -1,0 +1,128 @@
+"""Provenance: where every score in a case record came from.
+
+A provenance block names the model (name, version, weights sha256), fingerprints the inputs by
+content (sha256 and size, never the file name, which may identify a patient), and records the
+parameters, the software version, the UTC time, the user and the host.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import socket
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Mapping
+
+from sarcoma_risk.errors import InvalidInput
+
+_CHUNK = 4 * 1024 * 1024
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in chunks (bounded memory for multi-GB slides)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def fingerprint(path: str | Path) -> dict[str, Any]:
+    """Content fingerprint of a file or a folder (e.g. a DICOM series): sha256, size, file count.
+
+    A folder's sha256 is taken over the sorted (relative path, file sha256) pairs, so it changes
+    when any file changes, is added or removed, and does not depend on listing order.
+    """
+    path = Path(path)
+    if path.is_file():
+        return {"sha256": sha256_file(path), "bytes": path.stat().st_size, "files": 1}
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        digest = hashlib.sha256()
+        total = 0
+        for item in files:
+            digest.update(item.relative_to(path).as_posix().encode())
+            digest.update(sha256_file(item).encode())
+            total += item.stat().st_size
+        return {"sha256": digest.hexdigest(), "bytes": total, "files": len(files)}
+    raise InvalidInput(f"{path}: no such file or folder to fingerprint")
+
+
+def utc_now() -> str:
+    """UTC time as ISO 8601 with a trailing Z, to the second."""
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name in some containers; provenance must not fail for that
+        return "unknown"
+
+
+def software_version() -> str:
+    from sarcoma_risk import __version__
+
+    return __version__
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a result came from. ``inputs`` maps a role ("t2", "mask", "slide") to a fingerprint."""
+
+    model_name: str
+    model_version: str
+    weights_sha256: str | None
+    inputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    software_version: str = field(default_factory=software_version)
+    timestamp_utc: str = field(default_factory=utc_now)
+    user: str = field(default_factory=current_user)
+    host: str = field(default_factory=socket.gethostname)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Provenance":
+        missing = sorted(set(PROVENANCE_FIELDS) - set(data))
+        if missing:
+            raise InvalidInput(f"provenance: missing field(s) {', '.join(missing)}")
+        return cls(**{k: data[k] for k in PROVENANCE_FIELDS})
+
+    @classmethod
+    def for_inputs(
+        cls,
+        model_name: str,
+        model_version: str,
+        weights_sha256: str | None,
+        inputs: Mapping[str, str | Path],
+        parameters: Mapping[str, Any] | None = None,
+    ) -> "Provenance":
+        """Fingerprint each input path and build the block."""
+        return cls(
+            model_name=model_name,
+            model_version=model_version,
+            weights_sha256=weights_sha256,
+            inputs={role: fingerprint(p) for role, p in inputs.items()},
+            parameters=dict(parameters or {}),
+        )
+
+
+PROVENANCE_FIELDS = (
+    "model_name",
+    "model_version",
+    "weights_sha256",
+    "inputs",
+    "parameters",
+    "software_version",
+    "timestamp_utc",
+    "user",
+    "host",
+)

@@ -1,0 +1,27 @@
+"""Where things live by default: the case store and the weights folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+STORE_ENV = "SARCOMA_RISK_STORE"
+WEIGHTS_ENV = "SARCOMA_RISK_WEIGHTS"
+
+
+def default_store_path() -> Path:
+    """``$SARCOMA_RISK_STORE`` if set, else ``cases.sqlite`` in the per-user data folder."""
+    env = os.environ.get(STORE_ENV)
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("SarcomaRisk", appauthor=False)) / "cases.sqlite"
+
+
+def default_weights_dir() -> Path:
+    """``$SARCOMA_RISK_WEIGHTS`` if set, else the ``weights/`` folder shipped beside the package."""
+    env = os.environ.get(WEIGHTS_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parent.parent / "weights"

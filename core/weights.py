@@ -1,0 +1,157 @@
+"""The weight registry: a folder of model files described by ``manifest.json``.
+
+Each entry records the file, its sha256, kind, version, config, a description of the training data
+and the validation figures. Loading reads the bytes once, checks them against the recorded sha256
+and only then parses them (JSON, or ``torch.load(weights_only=True)``): a changed byte is refused and
+nothing unpickles arbitrary objects.
+
+``manifest.json``::
+
+    {"format": "sarcoma-risk-weights/1",
+     "models": {"radiology": {"file": "radiology.pt", "sha256": "…", "kind": "radiology-cnn",
+                              "version": "0.1.0", "config": {…}, "training_data": {…},
+                              "validation": {…}, "created_utc": "…"}}}
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from sarcoma_risk.errors import InvalidModel, TamperedWeights, WeightsError, WeightsNotFound
+from sarcoma_risk.provenance import sha256_bytes, sha256_file, utc_now
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "sarcoma-risk-weights/1"
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temporary file and a rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True, allow_nan=False)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class WeightRegistry:
+    """A folder of weights with a verified manifest.
+
+    Parameters
+    ----------
+    directory : path
+        The folder holding ``manifest.json`` and the files it lists.
+    """
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.directory / MANIFEST_NAME
+
+    def manifest(self) -> dict[str, Any]:
+        """The parsed manifest; an empty one when the folder has none yet."""
+        if not self.manifest_path.exists():
+            return {"format": MANIFEST_FORMAT, "models": {}}
+        try:
+            data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise WeightsError(f"{self.manifest_path}: not valid JSON ({exc})") from exc
+        if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT or not isinstance(data.get("models"), dict):
+            raise WeightsError(
+                f"{self.manifest_path}: expected an object with format {MANIFEST_FORMAT!r} and a 'models' object"
+            )
+        return data
+
+    def names(self) -> list[str]:
+        return sorted(self.manifest()["models"])
+
+    def entry(self, name: str) -> dict[str, Any]:
+        models = self.manifest()["models"]
+        if name not in models:
+            known = ", ".join(sorted(models)) or "none"
+            raise WeightsNotFound(f"{self.manifest_path}: no model {name!r} (available: {known})")
+        entry = models[name]
+        for key in ("file", "sha256", "kind", "version"):
+            if key not in entry:
+                raise WeightsError(f"{self.manifest_path}: model {name!r} lacks {key!r}")
+        return entry
+
+    def read_verified(self, name: str) -> tuple[bytes, dict[str, Any]]:
+        """The file's bytes and manifest entry, after checking the sha256."""
+        entry = self.entry(name)
+        path = self.directory / entry["file"]
+        if not path.is_file():
+            raise WeightsNotFound(f"{path}: weights file listed in {self.manifest_path} is missing")
+        data = path.read_bytes()
+        actual = sha256_bytes(data)
+        if actual != entry["sha256"]:
+            raise TamperedWeights(
+                f"{path}: sha256 {actual[:16]}… does not match {entry['sha256'][:16]}… recorded in "
+                f"{self.manifest_path}; the file was changed or damaged. Restore it or retrain."
+            )
+        return data, entry
+
+    def load_json(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A verified JSON model file and its manifest entry."""
+        data, entry = self.read_verified(name)
+        try:
+            return json.loads(data.decode("utf-8")), entry
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidModel(f"{self.directory / entry['file']}: not valid JSON ({exc})") from exc
+
+    def load_torch(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A verified torch checkpoint (``weights_only=True``: tensors and plain containers only)."""
+        import torch
+
+        data, entry = self.read_verified(name)
+        try:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+            raise InvalidModel(f"{self.directory / entry['file']}: not a loadable weights-only checkpoint ({exc})") from exc
+        return state, entry
+
+    def register(
+        self,
+        name: str,
+        file: str | Path,
+        *,
+        kind: str,
+        version: str,
+        config: Mapping[str, Any] | None = None,
+        training_data: Mapping[str, Any] | None = None,
+        validation: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Add or replace the entry for ``file`` (which must lie in the folder) and save the manifest."""
+        path = Path(file)
+        if not path.is_absolute():
+            path = self.directory / path
+        try:
+            relative = path.resolve().relative_to(self.directory.resolve())
+        except ValueError as exc:
+            raise WeightsError(f"{path}: weights must lie inside {self.directory}") from exc
+        entry = {
+            "file": relative.as_posix(),
+            "sha256": sha256_file(path),
+            "bytes": path.stat().st_size,
+            "kind": kind,
+            "version": version,
+            "config": dict(config or {}),
+            "training_data": dict(training_data or {}),
+            "validation": dict(validation or {}),
+            "created_utc": utc_now(),
+        }
+        manifest = self.manifest()
+        manifest["models"][name] = entry
+        write_json_atomic(self.manifest_path, manifest)
+        return entry
