@@ -89,3 +89,7 @@ class TamperedWeights(WeightsError):
 
 class MissingDependency(SarcomaRiskError, ImportError):
     """An optional dependency (OpenSlide, paquo, QuPath, ...) is not installed; says how to get it."""
+
+
+class OutputError(SarcomaRiskError, OSError):
+    """An output folder that cannot be used: not empty, not writable, or the disk is full."""
