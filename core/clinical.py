@@ -9,7 +9,6 @@ standardization learned on the development data, saved and reloaded as plain JSO
 
 from __future__ import annotations
 
-import csv
 import difflib
 import math
 from dataclasses import dataclass, field
@@ -58,20 +57,9 @@ class Variable:
         return f"{what} from {self.minimum:g} to {self.maximum:g}{unit}"
 
     def parse(self, raw: Any) -> Any:
-        """The clean value; raises ValueError with the expectation on failure."""
+        """The clean value; raises ValueError whose message is the expectation (and a hint)."""
         if self.kind == "category":
-            text = str(raw).strip()
-            key = text.lower().replace("-", " ").replace("_", " ")
-            key = " ".join(key.split())
-            for cat in self.categories:
-                if key == cat.lower().replace("_", " "):
-                    return cat
-            if key in self.aliases:
-                return self.aliases[key]
-            candidates = list(self.categories) + list(self.aliases)
-            close = difflib.get_close_matches(key, [c.lower().replace("_", " ") for c in candidates], n=1, cutoff=0.75)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(self.expected() + hint)
+            return self._parse_category(raw)
         if isinstance(raw, bool):
             raise ValueError(self.expected())
         if isinstance(raw, (int, float)):
@@ -90,13 +78,36 @@ class Variable:
             if number != int(number):
                 raise ValueError(self.expected())
             number = int(number)
-        if (self.minimum is not None and number < self.minimum) or (self.maximum is not None and number > self.maximum):
+        if self.minimum is not None and number < self.minimum:
             raise ValueError(self.expected())
+        if self.maximum is not None and number > self.maximum:
+            # The usual slip for a size column in cm is a value in mm.
+            in_mm = self.unit == "cm" and number / 10 <= self.maximum
+            raise ValueError(self.expected() + (" (was it given in mm?)" if in_mm else ""))
         return number
+
+    def _parse_category(self, raw: Any) -> str:
+        key = normalize_label(str(raw))
+        for cat in self.categories:
+            if key == normalize_label(cat):
+                return cat
+        if key in self.aliases:
+            return self.aliases[key]
+        # Suggest the canonical spelling of the closest category or alias.
+        spellings = {normalize_label(c): c for c in self.categories}
+        spellings.update({alias: canonical for alias, canonical in self.aliases.items() if alias not in spellings})
+        close = difflib.get_close_matches(key, list(spellings), n=1, cutoff=0.75)
+        hint = f" (did you mean {spellings[close[0]]!r}?)" if close else ""
+        raise ValueError(self.expected() + hint)
+
+
+def normalize_label(text: str) -> str:
+    """Lower case, '-' and '_' as spaces, single spaces: how category spellings are compared."""
+    return " ".join(text.strip().lower().replace("-", " ").replace("_", " ").split())
 
 
 def _aliases(mapping: Mapping[str, Iterable[str]]) -> dict[str, str]:
-    return {alias.lower(): canonical for canonical, names in mapping.items() for alias in names}
+    return {normalize_label(alias): canonical for canonical, names in mapping.items() for alias in names}
 
 
 SUBTYPE_ALIASES = _aliases(
@@ -164,6 +175,10 @@ VARIABLES: dict[str, Variable] = {
 
 REQUIRED = tuple(name for name, v in VARIABLES.items() if v.required)
 GRADE_COMPONENTS = ("differentiation", "mitotic_count", "necrosis")
+#: Values computed from the others and added to a valid record (trunk and extremity only).
+DERIVED = ("ajcc_t", "ajcc_stage")
+#: Sites the AJCC 8th trunk/extremity tables apply to; other sites have their own T and stage tables.
+AJCC_TRUNK_EXTREMITY_SITES = ("upper_extremity", "lower_extremity", "trunk")
 
 
 def mitotic_score(mitoses_per_10hpf: int) -> int:
@@ -204,7 +219,7 @@ def ajcc_stage(tumor_size_cm: float, grade: int, nodal_status: str = "N0", metas
     IA T1 N0 M0 G1; IB T2-4 N0 M0 G1; II T1 N0 M0 G2/3; IIIA T2 N0 M0 G2/3; IIIB T3-4 N0 M0 G2/3;
     IV any N1 or M1.
     """
-    if site not in ("upper_extremity", "lower_extremity", "trunk"):
+    if site not in AJCC_TRUNK_EXTREMITY_SITES:
         return None
     if metastasis == "M1" or nodal_status == "N1":
         return "IV"
@@ -221,8 +236,9 @@ def validate_clinical(record: Mapping[str, Any], *, row: int | None = None,
     """Check one record; return the clean values and every problem found.
 
     Empty strings and None count as missing. ``fnclcc_grade`` may be omitted when all three grade
-    components are given; when both are given they must agree. Derived fields ``ajcc_t`` and
-    ``ajcc_stage`` are added when they can be computed. Keys that are not clinical variables are ignored.
+    components are given; when both are given they must agree. The derived ``ajcc_t`` and
+    ``ajcc_stage`` are added for trunk and extremity tumors (other sites have other AJCC tables).
+    Keys that are not clinical variables are ignored.
     """
     clean: dict[str, Any] = {}
     problems: list[ClinicalProblem] = []
@@ -250,6 +266,8 @@ def validate_clinical(record: Mapping[str, Any], *, row: int | None = None,
                 f"mitotic_count {clean['mitotic_count']}, necrosis {clean['necrosis']})", row, case_id))
         clean["fnclcc_grade"] = computed
     refused = {p.column for p in problems}
+    if refused & set(GRADE_COMPONENTS):
+        refused.add("fnclcc_grade")  # the grade is missing only because a component was refused
     for name in REQUIRED:
         if name not in clean and name not in refused:
             if name == "fnclcc_grade":
@@ -257,12 +275,10 @@ def validate_clinical(record: Mapping[str, Any], *, row: int | None = None,
             else:
                 expected = VARIABLES[name].expected() + " (required)"
             problems.append(ClinicalProblem(name, record.get(name), expected, row, case_id))
-    if not problems:
+    if not problems and clean["site"] in AJCC_TRUNK_EXTREMITY_SITES:
         clean["ajcc_t"] = ajcc_t_category(clean["tumor_size_cm"])
-        stage = ajcc_stage(clean["tumor_size_cm"], clean["fnclcc_grade"], clean.get("nodal_status", "N0"),
-                           clean.get("metastasis", "M0"), clean["site"])
-        if stage is not None:
-            clean["ajcc_stage"] = stage
+        clean["ajcc_stage"] = ajcc_stage(clean["tumor_size_cm"], clean["fnclcc_grade"], clean.get("nodal_status", "N0"),
+                                         clean.get("metastasis", "M0"), clean["site"])
     return clean, problems
 
 
@@ -286,60 +302,66 @@ class ClinicalTable:
 
 
 def read_clinical_csv(path: str | Path, *, id_column: str = "case_id") -> ClinicalTable:
-    """Read and validate every row of a clinical CSV (UTF-8, comma or semicolon separated).
+    """Read and validate every row of a clinical CSV (UTF-8; comma, semicolon or tab separated).
 
-    Raises :class:`InvalidClinicalData` for a file that cannot be read as a table at all (not UTF-8,
-    no header, no ``case_id`` or required column); row-level problems are returned, all of them.
+    Raises :class:`InvalidClinicalData` for a file that cannot be read as a table at all (missing,
+    not UTF-8, empty, no data rows, a missing ``case_id`` or required column); row-level problems
+    (bad values, invalid or repeated case ids, cells beyond the header) are returned, all of them.
+    Columns that are not clinical variables are listed in ``ignored_columns`` and never read.
     """
-    from sarcoma_risk.records.schema import validate_case_id
     from sarcoma_risk.errors import InvalidCaseId
+    from sarcoma_risk.records.schema import validate_case_id
+    from sarcoma_risk.tabular import read_csv_table
 
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise InvalidClinicalData(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidClinicalData(
-            f"{path}: not UTF-8 text (byte {exc.start} is 0x{exc.object[exc.start]:02x}); "
-            "save the table as 'CSV UTF-8' and try again") from None
-    if not text.strip():
-        raise InvalidClinicalData(f"{path}: the file is empty; expected a header row with {id_column} and the clinical columns")
-    try:
-        dialect = csv.Sniffer().sniff(text.splitlines()[0], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(text.splitlines(), dialect=dialect)
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
-    absent = [c for c in (id_column, *[r for r in REQUIRED if r != "fnclcc_grade"]) if c not in header]
+    table = read_csv_table(path, InvalidClinicalData, what="clinical table")
+    header = table.header
+    needed = [id_column, *[r for r in REQUIRED if r != "fnclcc_grade"]]
+    absent = [c for c in needed if c not in header]
     if "fnclcc_grade" not in header and not all(c in header for c in GRADE_COMPONENTS):
-        absent.append("fnclcc_grade (or differentiation, mitotic_count and necrosis)")
+        absent.append("fnclcc_grade (or all of differentiation, mitotic_count and necrosis)")
     if absent:
-        raise InvalidClinicalData(f"{path}: missing required column(s): {', '.join(absent)}")
+        unknown = [h for h in header if h != id_column and h not in VARIABLES]
+        hints = []
+        for column in absent:
+            close = difflib.get_close_matches(column.split(" ")[0].lower(), [h.lower() for h in unknown], n=1, cutoff=0.7)
+            if close:
+                hints.append(f"{column!r} looks like column {next(h for h in unknown if h.lower() == close[0])!r}")
+        hint = f" ({'; '.join(hints)}; rename it)" if hints else ""
+        raise InvalidClinicalData(
+            f"{path}: missing required column(s): {', '.join(absent)}{hint}. The header must name "
+            f"{id_column} and the clinical variables (see 'sarcoma-risk clinical variables')")
+    if not table.rows:
+        raise InvalidClinicalData(f"{path}: the table has a header but no data rows")
     ignored = [h for h in header if h != id_column and h not in VARIABLES]
 
     valid: list[tuple[str, dict[str, Any]]] = []
     problems: list[ClinicalProblem] = []
     seen: dict[str, int] = {}
-    n_rows = 0
-    for n_rows, raw in enumerate(reader, start=1):
-        case_id = (raw.get(id_column) or "").strip()
+    for row in table.rows:
+        case_id = row.values[id_column]
+        if row.extra:
+            problems.append(ClinicalProblem(
+                "(beyond the header)", "|".join(row.extra),
+                f"{len(header)} cells as in the header (a stray separator or an unquoted comma?)", row.number,
+                case_id or None))
+            continue
         try:
             validate_case_id(case_id)
         except InvalidCaseId as exc:
-            problems.append(ClinicalProblem(id_column, case_id, str(exc).split(": ", 1)[-1], n_rows))
+            problems.append(ClinicalProblem(id_column, case_id, str(exc).split(": ", 1)[-1], row.number))
             continue
         if case_id in seen:
-            problems.append(ClinicalProblem(id_column, case_id, f"a unique id (also on row {seen[case_id]})", n_rows, case_id))
+            problems.append(ClinicalProblem(id_column, case_id, f"a unique id (also on row {seen[case_id]})",
+                                            row.number, case_id))
             continue
-        seen[case_id] = n_rows
-        clean, row_problems = validate_clinical(raw, row=n_rows, case_id=case_id)
+        seen[case_id] = row.number
+        clean, row_problems = validate_clinical(row.values, row=row.number, case_id=case_id)
         if row_problems:
             problems.extend(row_problems)
         else:
             valid.append((case_id, clean))
-    return ClinicalTable(valid, problems, ignored, n_rows)
+    return ClinicalTable(valid, problems, ignored, len(table.rows))
 
 
 # ---- encoding for Cox models -------------------------------------------------------------------
@@ -363,9 +385,11 @@ class ClinicalEncoder:
     """Clinical records -> Cox design matrix.
 
     Numeric variables are standardized with the mean and standard deviation of the development data;
-    categorical ones are one-hot coded against a reference level; levels seen fewer than
-    ``min_level_count`` times in the development data are pooled with the reference (their hazard
-    cannot be estimated). Column names read ``variable`` or ``variable[level]``.
+    categorical ones are one-hot coded against a reference level: the conventional baseline of
+    :data:`REFERENCE_LEVELS` (the lower-risk level) when the development data hold it at least
+    ``min_level_count`` times, else the most frequent level. Levels seen fewer than
+    ``min_level_count`` times are pooled with the reference (their hazard cannot be estimated), and
+    so are levels first seen after fitting. Column names read ``variable`` or ``variable[level]``.
 
     Parameters
     ----------
@@ -379,10 +403,14 @@ class ClinicalEncoder:
         self.features = tuple(features)
         self.min_level_count = min_level_count
 
-    def _check_features(self) -> None:
+    def _check_params(self) -> None:
         unknown = [f for f in self.features if f not in VARIABLES]
         if unknown:
             raise InvalidInput(f"features: unknown clinical variable(s) {unknown}; known: {', '.join(VARIABLES)}")
+        if not self.features or len(set(self.features)) != len(self.features):
+            raise InvalidInput(f"features: {list(self.features)} must be a non-empty list without repeats")
+        if isinstance(self.min_level_count, bool) or not isinstance(self.min_level_count, int) or self.min_level_count < 1:
+            raise InvalidInput(f"min_level_count: {self.min_level_count!r} must be a whole number >= 1")
 
     @staticmethod
     def _is_categorical(name: str) -> bool:
@@ -391,38 +419,55 @@ class ClinicalEncoder:
     def _values(self, records: Sequence[Mapping[str, Any]], name: str) -> list[Any]:
         values = []
         for i, rec in enumerate(records):
-            if rec.get(name) is None:
+            value = rec.get(name)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
                 raise InvalidClinicalData(f"record {i}: {name} is missing; the clinical model needs it")
-            values.append(str(rec[name]) if self._is_categorical(name) else float(rec[name]))
+            if self._is_categorical(name):
+                # A grade read back from a table may be 2.0; it is the level "2".
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                values.append(str(value))
+            else:
+                try:
+                    values.append(float(value))
+                except (TypeError, ValueError):
+                    raise InvalidClinicalData(f"record {i}: {name} = {value!r} is not a number") from None
         return values
 
     def fit(self, records: Sequence[Mapping[str, Any]]) -> "ClinicalEncoder":
-        """Learn standardization and levels from validated development records; returns self."""
-        self._check_features()
+        """Learn standardization, reference levels and levels from validated development records; returns self."""
+        self._check_params()
         if len(records) < 2:
             raise InvalidClinicalData(f"need at least 2 development records to fit the encoder, got {len(records)}")
-        self.numeric_: dict[str, tuple[float, float]] = {}
-        self.levels_: dict[str, list[str]] = {}
-        self.reference_: dict[str, str] = {}
+        numeric: dict[str, tuple[float, float]] = {}
+        levels: dict[str, list[str]] = {}
+        reference: dict[str, str] = {}
         for name in self.features:
             values = self._values(records, name)
             if self._is_categorical(name):
                 counts: dict[str, int] = {}
                 for v in values:
                     counts[v] = counts.get(v, 0) + 1
-                reference = REFERENCE_LEVELS.get(name)
-                if reference not in counts:
-                    reference = max(counts, key=lambda k: (counts[k], k))
-                self.reference_[name] = reference
-                self.levels_[name] = sorted(k for k, c in counts.items() if k != reference and c >= self.min_level_count)
+                ref = REFERENCE_LEVELS.get(name)
+                if counts.get(ref, 0) < self.min_level_count:
+                    ref = max(counts, key=lambda k: (counts[k], k))
+                reference[name] = ref
+                levels[name] = sorted(k for k, c in counts.items() if k != ref and c >= self.min_level_count)
             else:
                 mean = sum(values) / len(values)
                 sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-                self.numeric_[name] = (mean, sd if sd > 0 else 1.0)
+                numeric[name] = (mean, sd if sd > 0 else 1.0)  # a constant column stays 0, not NaN
+        self.numeric_, self.levels_, self.reference_ = numeric, levels, reference
         return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "numeric_"):
+            raise InvalidModel("ClinicalEncoder: not fitted; call fit() or from_dict() first")
 
     @property
     def columns_(self) -> list[str]:
+        """Design-matrix column names, in order."""
+        self._check_fitted()
         cols = []
         for name in self.features:
             if name in self.numeric_:
@@ -435,8 +480,7 @@ class ClinicalEncoder:
         """Design matrix as a pandas DataFrame with :attr:`columns_`, one row per record."""
         import pandas as pd
 
-        if not hasattr(self, "numeric_"):
-            raise InvalidModel("ClinicalEncoder: call fit() or from_dict() before transform()")
+        self._check_fitted()
         data: dict[str, list[float]] = {}
         for name in self.features:
             values = self._values(records, name)
@@ -446,33 +490,45 @@ class ClinicalEncoder:
             else:
                 for level in self.levels_[name]:
                     data[f"{name}[{level}]"] = [1.0 if v == level else 0.0 for v in values]
-        return pd.DataFrame(data, columns=self.columns_)
+        return pd.DataFrame(data, columns=self.columns_, index=range(len(records)))
 
     def to_dict(self) -> dict[str, Any]:
+        """The fitted encoder as plain JSON data (see :meth:`from_dict`)."""
+        self._check_fitted()
         return {
             "format": ENCODER_FORMAT,
             "features": list(self.features),
             "min_level_count": self.min_level_count,
             "numeric": {k: list(v) for k, v in self.numeric_.items()},
-            "levels": self.levels_,
-            "reference": self.reference_,
+            "levels": {k: list(v) for k, v in self.levels_.items()},
+            "reference": dict(self.reference_),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ClinicalEncoder":
+        """Rebuild a fitted encoder; raises :class:`InvalidModel` for anything inconsistent."""
         if not isinstance(data, Mapping) or data.get("format") != ENCODER_FORMAT:
-            raise InvalidModel(f"clinical encoder: expected format {ENCODER_FORMAT!r}")
+            raise InvalidModel(f"clinical encoder: expected an object with format {ENCODER_FORMAT!r}")
         try:
-            enc = cls(data["features"], data["min_level_count"])
-            enc._check_features()
-            enc.numeric_ = {k: (float(v[0]), float(v[1])) for k, v in data["numeric"].items()}
-            enc.levels_ = {k: [str(x) for x in v] for k, v in data["levels"].items()}
-            enc.reference_ = {k: str(v) for k, v in data["reference"].items()}
-        except (KeyError, TypeError, IndexError, ValueError) as exc:
-            raise InvalidModel(f"clinical encoder: malformed ({exc!r})") from exc
+            enc = cls(list(data["features"]), data["min_level_count"])
+            enc._check_params()
+            enc.numeric_ = {str(k): (float(v[0]), float(v[1])) for k, v in data["numeric"].items()}
+            enc.levels_ = {str(k): [str(x) for x in v] for k, v in data["levels"].items()}
+            enc.reference_ = {str(k): str(v) for k, v in data["reference"].items()}
+        except (KeyError, TypeError, IndexError, ValueError, AttributeError) as exc:
+            raise InvalidModel(f"clinical encoder: malformed ({type(exc).__name__}: {exc})") from None
+        stray = sorted((set(enc.numeric_) | set(enc.levels_) | set(enc.reference_)) - set(enc.features))
+        if stray:
+            raise InvalidModel(f"clinical encoder: entries for {stray}, which are not among its features")
         for name in enc.features:
-            if (name in enc.numeric_) == (name in enc.levels_):
-                raise InvalidModel(f"clinical encoder: feature {name!r} must be either numeric or categorical")
-            if name in enc.numeric_ and not enc.numeric_[name][1] > 0:
-                raise InvalidModel(f"clinical encoder: standard deviation of {name!r} must be > 0")
+            categorical = cls._is_categorical(name)
+            if categorical and (name not in enc.levels_ or name not in enc.reference_ or name in enc.numeric_):
+                raise InvalidModel(f"clinical encoder: categorical feature {name!r} needs levels and a reference")
+            if not categorical and (name not in enc.numeric_ or name in enc.levels_):
+                raise InvalidModel(f"clinical encoder: numeric feature {name!r} needs a mean and standard deviation")
+            if not categorical and not (math.isfinite(enc.numeric_[name][0]) and enc.numeric_[name][1] > 0
+                                        and math.isfinite(enc.numeric_[name][1])):
+                raise InvalidModel(f"clinical encoder: {name!r} needs a finite mean and a standard deviation > 0")
+            if categorical and enc.reference_[name] in enc.levels_[name]:
+                raise InvalidModel(f"clinical encoder: {name!r} lists its reference level among its columns")
         return enc

@@ -1,6 +1,6 @@
 """The cohort manifest: one CSV row per case that training and evaluation read.
 
-Columns (paths are relative to the manifest's folder unless absolute; see docs/manifest.md):
+Columns (paths are relative to the manifest's folder unless absolute):
 
 ==================  ========================================================================
 case_id             pseudonymous id (see :data:`sarcoma_risk.records.schema.CASE_ID_PATTERN`)
@@ -24,13 +24,13 @@ files open, MRI and mask share geometry, slides have MPP) are in ``sarcoma-risk 
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, Sequence
 
+from sarcoma_risk.choices import check_choice
 from sarcoma_risk.clinical import VARIABLES, validate_clinical
 from sarcoma_risk.errors import InvalidCaseId, InvalidManifest
 from sarcoma_risk.records.schema import validate_case_id
@@ -97,7 +97,7 @@ class Manifest:
         return self.path.parent
 
     def split(self, split: Split | str) -> list[CohortCase]:
-        split = Split(split)
+        split = check_choice(split, Split, "split")
         return [c for c in self.cases if c.split is split]
 
     def by_id(self) -> dict[str, CohortCase]:
@@ -119,45 +119,47 @@ def read_manifest(path: str | Path, *, require_clinical: bool = False) -> Manife
     clinical data is kept (imaging models can still train on it) and its problems are kept in
     ``CohortCase.clinical_problems``; with ``True`` they are errors.
     """
+    from sarcoma_risk.tabular import read_csv_table
+
     path = Path(path)
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except FileNotFoundError:
-        raise InvalidManifest(f"{path}: no such manifest file") from None
-    except UnicodeDecodeError as exc:
-        raise InvalidManifest(f"{path}: not UTF-8 text (byte {exc.start}); save it as CSV UTF-8") from None
-    reader = csv.DictReader(text.splitlines())
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    reader.fieldnames = header
+    table = read_csv_table(path, InvalidManifest, what="manifest")
+    header = table.header
     missing = [c for c in OUTCOME_COLUMNS if c not in header]
     if missing:
         raise InvalidManifest(f"{path}: missing required column(s) {', '.join(missing)}; "
-                              f"a manifest needs {', '.join(OUTCOME_COLUMNS)} (see docs/manifest.md)")
+                              f"a manifest needs {', '.join(OUTCOME_COLUMNS)} (see 'python -m pydoc sarcoma_risk.cohort')")
     if "annotations" in header and "slides" not in header:
         raise InvalidManifest(f"{path}: has an 'annotations' column but no 'slides' column")
     unknown = [h for h in header if h not in (*OUTCOME_COLUMNS, *PATH_COLUMNS, *OTHER_COLUMNS) and h not in VARIABLES]
     if unknown:
-        raise InvalidManifest(f"{path}: unknown column(s) {', '.join(unknown)}; see docs/manifest.md for the columns")
+        raise InvalidManifest(f"{path}: unknown column(s) {', '.join(unknown)}; the columns are "
+                              f"{', '.join(manifest_columns())}")
 
     root = path.parent
     problems: list[ManifestProblem] = []
     cases: list[CohortCase] = []
     seen: dict[str, int] = {}
-    for row_no, raw in enumerate(reader, start=1):
-        row = {k: (v or "").strip() for k, v in raw.items() if k is not None}
+    for csv_row in table.rows:
+        row_no, row = csv_row.number, csv_row.values
         before = len(problems)
 
         def bad(column: str, expected: str) -> None:
             problems.append(ManifestProblem(row_no, column, row.get(column), expected))
+
+        if csv_row.extra:
+            problems.append(ManifestProblem(row_no, "(beyond the header)", "|".join(csv_row.extra),
+                                            f"{len(header)} cells as in the header"))
+            continue
 
         case_id = row.get("case_id", "")
         try:
             validate_case_id(case_id)
         except InvalidCaseId as exc:
             bad("case_id", str(exc).split(": ", 1)[-1])
-        if case_id in seen:
-            bad("case_id", f"a unique id (also on row {seen[case_id]})")
-        seen.setdefault(case_id, row_no)
+        else:
+            if case_id in seen:
+                bad("case_id", f"a unique id (also on row {seen[case_id]})")
+            seen.setdefault(case_id, row_no)
         if not row.get("centre"):
             bad("centre", "a centre code such as A")
         try:
