@@ -21,7 +21,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from sarcoma_risk.errors import InvalidCaseId, InvalidInput
 from sarcoma_risk.provenance import PROVENANCE_FIELDS
@@ -42,7 +42,10 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
 
 def validate_case_id(case_id: object) -> str:
     """Return ``case_id`` if it is a valid pseudonymous id, else raise :class:`InvalidCaseId`."""
-    if not isinstance(case_id, str) or not case_id:
+    if not isinstance(case_id, str):
+        raise InvalidCaseId(f"case_id: must be text, got {type(case_id).__name__}; expected 1-32 letters, "
+                            "digits, '-' or '_' (e.g. STS-0001)")
+    if not case_id:
         raise InvalidCaseId("case_id: empty; expected 1-32 letters, digits, '-' or '_' (e.g. STS-0001)")
     if len(case_id) > 32:
         raise InvalidCaseId(f"case_id: {case_id[:40]!r}... is {len(case_id)} characters; at most 32 allowed")
@@ -77,8 +80,12 @@ def _check_finite(value: Any, where: str) -> None:
             _check_finite(v, f"{where}[{i}]")
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def validate_section(section: str, content: Mapping[str, Any]) -> dict[str, Any]:
-    """Check a section's content (keys, provenance, finite numbers, JSON-serializable)."""
+    """Check a section's content (keys and their types, provenance, finite numbers, JSON-serializable)."""
     if section not in SECTIONS:
         raise InvalidInput(f"section: {section!r} is not one of {', '.join(SECTIONS)}")
     if not isinstance(content, Mapping):
@@ -92,12 +99,29 @@ def validate_section(section: str, content: Mapping[str, Any]) -> dict[str, Any]
     absent = [k for k in PROVENANCE_FIELDS if k not in provenance]
     if absent:
         raise InvalidInput(f"{section}.provenance: missing field(s) {', '.join(absent)}")
+    for key, (check, expected) in _KEY_TYPES[section].items():
+        if key in content and not check(content[key]):
+            raise InvalidInput(f"{section}.{key}: {content[key]!r} is not {expected}")
     _check_finite(content, section)
     try:
         canonical_json(content)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"{section}: not JSON-serializable ({exc})") from exc
     return dict(content)
+
+
+#: Types of the keys other tools read from a section: key -> (check, what is expected).
+_KEY_TYPES: dict[str, dict[str, tuple[Callable[[Any], bool], str]]] = {
+    "clinical": {"values": (lambda v: isinstance(v, Mapping), "an object of clinical values")},
+    "radiology": {"score": (_is_number, "a number (log relative hazard)"),
+                  "percentile": (lambda v: v is None or (_is_number(v) and 0 <= v <= 100), "a number from 0 to 100")},
+    "pathology": {"slides": (lambda v: isinstance(v, list) and all(isinstance(s, Mapping) for s in v),
+                             "a list of slide objects"),
+                  "score": (lambda v: v is None or _is_number(v), "a number (log relative hazard) or null")},
+    "fusion": {"risk": (_is_number, "a number (log relative hazard)"),
+               "group": (lambda v: isinstance(v, str) and bool(v), "a risk group name such as 'low' or 'high'"),
+               "model": (lambda v: isinstance(v, str) and bool(v), "the fused model's name")},
+}
 
 
 @dataclass
@@ -143,22 +167,71 @@ class CaseRecord:
                    created_utc=data.get("created_utc"), updated_utc=data.get("updated_utc"))
 
 
-def flatten_record(record: CaseRecord) -> dict[str, Any]:
-    """One spreadsheet row: ``section.key`` columns for scalar values, missing sections left out.
+#: Columns every CSV export has, in this order, whether or not any case holds the section, so
+#: exports line up in a spreadsheet. Clinical values use the importer's column names.
+_FIXED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "radiology": ("score", "percentile", "tumor_volume_ml", "sequences", "gradcam_sha256"),
+    "pathology": ("score", "n_slides"),
+    "fusion": ("risk", "group", "model", "modalities_used", "survival.12", "survival.36", "survival.60"),
+}
+_PROVENANCE_COLUMNS = ("provenance.model", "provenance.timestamp_utc")
+#: Characters that make a spreadsheet treat a text cell as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
-    Provenance is reduced to ``section.model`` (name@version) and ``section.updated_utc``; lists
-    become counts (``pathology.n_slides``). Clinical values drop their ``values.`` prefix.
+
+def fixed_export_columns() -> list[str]:
+    """The columns every export starts with (see :data:`_FIXED_COLUMNS`)."""
+    from sarcoma_risk.clinical import DERIVED, VARIABLES
+
+    columns = ["case_id", *VARIABLES, *DERIVED]
+    columns += [f"clinical.{c}" for c in _PROVENANCE_COLUMNS]
+    for section, keys in _FIXED_COLUMNS.items():
+        columns += [f"{section}.{k}" for k in (*keys, *_PROVENANCE_COLUMNS)]
+    return columns
+
+
+def export_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The fixed columns, then any other column found in ``rows`` (grouped by section, sorted)."""
+    columns = fixed_export_columns()
+    known = set(columns)
+    extra = sorted({k for row in rows for k in row if k not in known},
+                   key=lambda c: (SECTIONS.index(c.split(".")[0]) if c.split(".")[0] in SECTIONS else -1, c))
+    return columns + extra
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """Text a spreadsheet would run as a formula, prefixed with ' (OWASP CSV-injection advice)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def flatten_record(record: CaseRecord) -> dict[str, Any]:
+    """One spreadsheet row: ``section.key`` columns for values; sections not written are left out.
+
+    Nested objects become dotted columns (``fusion.survival.12``); lists of plain values are joined
+    with ``|`` (``radiology.sequences`` = ``t2fs|t1ce``) and lists of objects become counts
+    (``pathology.n_slides``). Provenance is reduced to ``section.provenance.model`` (name@version)
+    and ``section.provenance.timestamp_utc``. Clinical values keep their own names (``age_years``),
+    the columns the clinical importer reads. Missing values are simply absent (an empty cell),
+    never 0.
     """
     row: dict[str, Any] = {"case_id": record.case_id}
 
-    def walk(prefix: str, value: Any) -> None:
+    def walk(column: str, value: Any) -> None:
+        if value is None:
+            return
         if isinstance(value, Mapping):
             for k in sorted(value):
-                walk(f"{prefix}.{k}", value[k])
+                walk(f"{column}.{k}", value[k])
         elif isinstance(value, (list, tuple)):
-            return
+            if any(isinstance(v, (Mapping, list, tuple)) for v in value):
+                head, _, last = column.rpartition(".")
+                row[f"{head}.n_{last}" if head else f"n_{last}"] = len(value)
+            else:
+                row[column] = "|".join(str(v) for v in value)
         else:
-            row[prefix] = value
+            row[column] = value
 
     for name in SECTIONS:
         content = record.section(name)
@@ -167,12 +240,12 @@ def flatten_record(record: CaseRecord) -> dict[str, Any]:
         for key in sorted(content):
             value = content[key]
             if key == "provenance":
-                row[f"{name}.model"] = f"{value.get('model_name')}@{value.get('model_version')}"
-                row[f"{name}.updated_utc"] = value.get("timestamp_utc")
-            elif isinstance(value, (list, tuple)):
-                row[f"{name}.n_{key}"] = len(value)
-            elif name == "clinical" and key == "values":
-                walk(name, value)
+                if isinstance(value, Mapping):
+                    row[f"{name}.provenance.model"] = f"{value.get('model_name')}@{value.get('model_version')}"
+                    row[f"{name}.provenance.timestamp_utc"] = value.get("timestamp_utc")
+            elif name == "clinical" and key == "values" and isinstance(value, Mapping):
+                for variable in value:
+                    walk(variable, value[variable])
             else:
                 walk(f"{name}.{key}", value)
     return row

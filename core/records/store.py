@@ -5,16 +5,23 @@ Opened like a file::
     with CaseStore("cases.sqlite", mode="a") as store:
         store.put_section("STS-0001", "clinical", content)
 
-Modes: ``"r"`` reads only (the database file is not changed), ``"r+"`` reads and writes an existing
-store, ``"a"`` (default) also creates it, ``"x"`` creates and refuses an existing one.
+Modes: ``"r"`` reads only (the database file is never written; SQLite may leave empty ``-wal`` and
+``-shm`` side files, which the next writer removes; a store in a read-only folder can be read too),
+``"r+"`` reads and writes an existing store, ``"a"`` (default) also creates it, ``"x"`` creates and
+refuses an existing file. Writable modes refuse a store whose file or folder is read-only.
 
 Every write is one transaction (``BEGIN IMMEDIATE``): it commits on success and rolls back on any
-error, so a crash or a killed process never leaves half a write. Sections are updated one at a time
-with a revision number: writers of different sections never lose each other's updates, and a write
-that names the revision it read is refused with :class:`StaleRevision` when someone else wrote in
-between. :meth:`CaseStore.update_section` reads, changes and writes a section inside one
-transaction, for merges that are safe. Each write appends to an audit log (who, when, which section,
-sha256 of the old and new content) that triggers keep append-only.
+error, so a crash or a killed process never leaves half a write. A :meth:`CaseStore.transaction`
+opened inside another one is a savepoint: its error undoes only its own writes. Sections are
+updated one at a time with a revision number: writers of different sections never lose each other's
+updates, and a write that names the revision it read is refused with :class:`StaleRevision` when
+someone else wrote in between. :meth:`CaseStore.update_section` reads, changes and writes a section
+inside one transaction, for merges that are safe. Each write appends to an audit log (who, when,
+which section, sha256 of the old and new content) that triggers keep append-only.
+
+All processes using a store must run on the same computer: SQLite's WAL mode relies on shared
+memory and does not work on network file systems (NFS, SMB). A connection must not cross a
+``fork``; open the store in the process that uses it.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import json
 import os
 import socket
 import sqlite3
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
@@ -35,15 +43,21 @@ from sarcoma_risk.records.schema import (
     CaseRecord,
     canonical_json,
     content_sha256,
+    export_columns,
     flatten_record,
+    spreadsheet_safe,
     validate_case_id,
     validate_section,
 )
 
 MODES = ("r", "r+", "a", "x")
+#: Written into the SQLite header (``PRAGMA application_id``) so a case store is recognisable and a
+#: foreign SQLite database is never taken for one. The bytes spell "SRsk".
+APPLICATION_ID = 0x5352736B
 
 _SECTION_CHECK = ", ".join(f"'{s}'" for s in SECTIONS)
-#: Schema migrations: version -> statements that bring a store from version-1 to version.
+#: Schema migrations: version -> statements that bring a store from version-1 to version. A store
+#: is migrated in one transaction when a writable mode opens it; add a version, never edit an old one.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: (
         "CREATE TABLE cases (case_id TEXT PRIMARY KEY, created_utc TEXT NOT NULL)",
@@ -74,6 +88,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 LATEST_VERSION = max(MIGRATIONS)
 
 
+def _latest_version() -> int:
+    return max(MIGRATIONS)
+
+
 class CaseStore:
     """A SQLite case store. See the module docstring for modes and guarantees.
 
@@ -82,7 +100,7 @@ class CaseStore:
     path : path
         The database file.
     mode : {"r", "r+", "a", "x"}
-        As for files; ``"r"`` never changes the database.
+        As for files; ``"r"`` never writes the database.
     timeout : float
         Seconds to wait for another writer's transaction before giving up.
     """
@@ -94,54 +112,131 @@ class CaseStore:
         self.mode = mode
         self.timeout = timeout
         self._conn: sqlite3.Connection | None = None
-        self._depth = 0  # nesting of transaction()
+        self._depth = 0  # nesting of transaction(): 0 outside, 1 in BEGIN IMMEDIATE, >1 in savepoints
+
+    def __repr__(self) -> str:
+        return f"CaseStore({str(self.path)!r}, mode={self.mode!r})"
 
     # ---- opening -----------------------------------------------------------------------------
 
     def open(self) -> "CaseStore":
-        exists = self.path.exists()
+        """Connect, check that the file is a case store, and migrate it (writable modes only)."""
+        if self._conn is not None:
+            return self
+        try:
+            exists = self.path.exists()
+            is_dir = self.path.is_dir()
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot look at this path ({exc.strerror})") from None
+        if is_dir:
+            raise StoreError(f"{self.path}: is a folder; the store is a file such as {self.path / 'cases.sqlite'}")
         if self.mode in ("r", "r+") and not exists:
-            raise StoreError(f"{self.path}: no case store here (use mode 'a' to create one, or check --store)")
+            raise StoreError(f"{self.path}: no case store here yet (the first import creates one, e.g. "
+                             "'sarcoma-risk clinical import FILE.csv'); check --store or SARCOMA_RISK_STORE")
         if self.mode == "x" and exists:
             raise StoreError(f"{self.path}: a file already exists here; refusing to create a new store over it")
-        if self.path.is_dir():
-            raise StoreError(f"{self.path}: is a folder; the store is a file such as {self.path / 'cases.sqlite'}")
+        if self.mode != "r":
+            self._check_writable(exists)
+        try:
+            self._conn = self._connect()
+            try:
+                self._check_identity()
+            except sqlite3.OperationalError:
+                if not self._archived():
+                    raise
+                self.close()
+                self._conn = self._connect(immutable=True)
+                self._check_identity()
+            if self.mode != "r":
+                self._use_wal()
+            self._migrate()
+        except sqlite3.Error as exc:
+            self.close()
+            raise StoreError(self._explain(exc)) from None
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _check_writable(self, exists: bool) -> None:
+        # os.access answers for the real user; it cannot see every cause (root ignores modes), so
+        # SQLite's own refusal is translated by _explain as well.
+        folder = self.path.parent
+        hint = "choose a writable place with --store or SARCOMA_RISK_STORE"
         if not exists:
-            folder = self.path.parent
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise StoreError(f"{self.path}: cannot create folder {folder} ({exc.strerror}); "
-                                 "choose a writable place with --store or SARCOMA_RISK_STORE") from None
-            if not os.access(folder, os.W_OK | os.X_OK):
-                raise StoreError(f"{self.path}: folder {folder} is not writable; "
-                                 "choose a writable place with --store or SARCOMA_RISK_STORE")
-        try:
-            if self.mode == "r":
-                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                                       timeout=self.timeout, isolation_level=None)
-            else:
-                conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
-            conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA foreign_keys = ON")
-            if self.mode != "r":
-                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = FULL")
-            self._conn = conn
-            self._migrate()
-        except sqlite3.DatabaseError as exc:
-            self.close()
-            raise StoreError(f"{self.path}: not a usable SarcomaRisk case store ({exc})") from None
-        return self
+                raise StoreError(f"{self.path}: cannot create the folder {folder} ({exc.strerror}); {hint}") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise StoreError(f"{self.path}: the folder {folder} is not writable (SQLite creates "
+                             f"{self.path.name}-wal and {self.path.name}-shm beside the store); {hint}, "
+                             "or open the store read-only")
+        if exists and not os.access(self.path, os.R_OK | os.W_OK):
+            raise StoreError(f"{self.path}: the store file is read-only for you; ask its owner for write "
+                             "access, or open it read-only")
+
+    def _archived(self) -> bool:
+        """A store in a folder we cannot write, with no writer connected (no ``-wal`` file).
+
+        SQLite cannot read a WAL database there the usual way (it needs to create the ``-shm``
+        file), so mode "r" reads it as immutable: no locks, no side files. No writer of ours can
+        start there without creating the ``-wal`` file first.
+        """
+        return (self.mode == "r" and not os.access(self.path.parent, os.W_OK | os.X_OK)
+                and not Path(f"{self.path}-wal").exists())
+
+    def _connect(self, *, immutable: bool = False) -> sqlite3.Connection:
+        # URI modes: "ro" never writes, "rw" never creates a missing file, "rwc" may create it.
+        uri_mode = {"r": "ro", "r+": "rw", "a": "rwc", "x": "rwc"}[self.mode]
+        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode={uri_mode}{'&immutable=1' if immutable else ''}",
+                               uri=True, timeout=self.timeout, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def _check_identity(self) -> None:
+        """Refuse a SQLite database that belongs to some other program (before anything is written)."""
+        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = [r[0] for r in self.conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        if app_id not in (0, APPLICATION_ID) or (tables and "schema_version" not in tables):
+            listed = ", ".join(tables[:8]) or "none"
+            raise StoreError(f"{self.path}: this SQLite database is not a SarcomaRisk case store (tables: "
+                             f"{listed}); it was left unchanged. Point --store at a case store or a new file")
+
+    def _use_wal(self) -> None:
+        if self.conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"{self.path}: SQLite could not switch the store to WAL mode (got {mode!r}); "
+                                 "the file system lacks shared-memory support (a network share?). Keep the "
+                                 "store on a local disk")
+        # FULL: a commit reaches the disk before it returns, so an acknowledged write survives a power cut.
+        self.conn.execute("PRAGMA synchronous = FULL")
+
+    def _explain(self, exc: sqlite3.Error) -> str:
+        text = str(exc)
+        if "not a database" in text:
+            return f"{self.path}: not a SarcomaRisk case store: the file is not a SQLite database; it was left unchanged"
+        if "unable to open" in text or "readonly" in text or "read-only" in text:
+            return (f"{self.path}: cannot open the store for {'reading' if self.mode == 'r' else 'writing'} "
+                    f"(SQLite: {text}); the folder must exist and, for writing, allow creating "
+                    f"{self.path.name}-wal and {self.path.name}-shm; choose another place with --store or "
+                    "SARCOMA_RISK_STORE")
+        if "locked" in text or "busy" in text:
+            return (f"{self.path}: another program kept the store locked for more than {self.timeout:g} s "
+                    f"(SQLite: {text}); nothing was written, try again")
+        return f"{self.path}: the case store cannot be used (SQLite: {text})"
 
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+            self._depth = 0
 
     def __enter__(self) -> "CaseStore":
-        return self.open() if self._conn is None else self
+        return self.open()
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
@@ -153,92 +248,142 @@ class CaseStore:
         return self._conn
 
     def schema_version(self) -> int:
-        has_table = self.conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
-        if not has_table:
-            return 0
-        row = self.conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-        return int(row[0] or 0)
+        """The store's schema version: 0 for an empty database, else the last migration applied."""
+        with self._reading() as conn:
+            has_table = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").fetchone()
+            if not has_table:
+                return 0
+            return int(conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0)
 
     def _migrate(self) -> None:
+        latest = _latest_version()
         version = self.schema_version()
-        if version > LATEST_VERSION:
+        if version > latest:
             raise StoreError(f"{self.path}: store schema version {version} is newer than this SarcomaRisk "
-                             f"supports ({LATEST_VERSION}); upgrade SarcomaRisk")
-        if version == LATEST_VERSION:
+                             f"supports ({latest}); upgrade SarcomaRisk")
+        if version == latest:
             return
         if self.mode == "r":
-            raise StoreError(f"{self.path}: store schema version {version} needs migration to {LATEST_VERSION}; "
-                             "open it once in a writable mode")
-        with self.transaction():
+            raise StoreError(f"{self.path}: store schema version {version} must be migrated to {latest} "
+                             "before it can be read; open it once with a command that writes (any import)")
+        with self.transaction() as conn:
             version = self.schema_version()  # another process may have migrated meanwhile
             if version == 0:
-                self.conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_utc TEXT NOT NULL)")
-            for target in range(version + 1, LATEST_VERSION + 1):
+                conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_utc TEXT NOT NULL)")
+                conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            for target in range(version + 1, latest + 1):
                 for statement in MIGRATIONS[target]:
-                    self.conn.execute(statement)
-                self.conn.execute("INSERT INTO schema_version VALUES (?, ?)", (target, utc_now()))
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version VALUES (?, ?)", (target, utc_now()))
 
     # ---- transactions ------------------------------------------------------------------------
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; nested calls join the outer one. Commits on success, else rolls back."""
+        """One write transaction; commits on success, rolls back on any error.
+
+        Inside another transaction it is a savepoint: an error rolls back only what was written
+        inside it (the outer transaction goes on if the caller handles the error). SQLite errors
+        leave as :class:`StoreError`.
+        """
         if self.mode == "r":
             raise ReadOnlyStore(f"{self.path}: opened read-only (mode 'r'); nothing was written")
         conn = self.conn
         if self._depth:
+            name = f"nested_{self._depth}"
+            conn.execute(f"SAVEPOINT {name}")
             self._depth += 1
             try:
                 yield conn
-            finally:
+            except BaseException as exc:
                 self._depth -= 1
+                with contextlib.suppress(sqlite3.Error):  # the outer transaction's ROLLBACK still undoes it
+                    conn.execute(f"ROLLBACK TO {name}")
+                    conn.execute(f"RELEASE {name}")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(self._explain(exc)) from None
+                raise
+            self._depth -= 1
+            conn.execute(f"RELEASE {name}")
             return
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise StoreError(f"{self.path}: cannot start a write ({exc}); is the folder writable, "
-                             "or is another program holding the store?") from None
+        except sqlite3.Error as exc:
+            raise StoreError(self._explain(exc)) from None
         self._depth = 1
         try:
             yield conn
-        except BaseException:
+        except BaseException as exc:
             self._depth = 0
-            conn.execute("ROLLBACK")
+            self._rollback()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(self._explain(exc) + "; nothing was written") from None
             raise
         self._depth = 0
         try:
             conn.execute("COMMIT")
-        except sqlite3.DatabaseError as exc:
-            conn.execute("ROLLBACK")
-            raise StoreError(f"{self.path}: commit failed ({exc}); nothing was written") from None
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise StoreError(self._explain(exc) + "; the commit failed and nothing was written") from None
+
+    def _rollback(self) -> None:
+        conn = self.conn
+        if conn.in_transaction:
+            # If ROLLBACK itself fails the connection is unusable; SQLite discards the uncommitted
+            # writes when it closes, and the caller sees the error that caused the rollback.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """Run read statements, turning SQLite errors (e.g. a damaged file) into :class:`StoreError`."""
+        try:
+            yield self.conn
+        except sqlite3.Error as exc:
+            raise StoreError(self._explain(exc)) from None
 
     # ---- reading -----------------------------------------------------------------------------
 
     def case_ids(self) -> list[str]:
-        return [r[0] for r in self.conn.execute("SELECT case_id FROM cases ORDER BY case_id")]
+        with self._reading() as conn:
+            return [r[0] for r in conn.execute("SELECT case_id FROM cases ORDER BY case_id")]
 
     def exists(self, case_id: str) -> bool:
         validate_case_id(case_id)
-        return self.conn.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone() is not None
+        with self._reading() as conn:
+            return conn.execute("SELECT 1 FROM cases WHERE case_id = ?", (case_id,)).fetchone() is not None
+
+    _RECORD_SQL = ("SELECT c.case_id, c.created_utc, s.section, s.revision, s.content, s.updated_utc "
+                   "FROM cases AS c LEFT JOIN sections AS s ON s.case_id = c.case_id")
+
+    def _assemble(self, rows: list[sqlite3.Row]) -> list[CaseRecord]:
+        records: dict[str, CaseRecord] = {}
+        for row in rows:
+            record = records.get(row["case_id"])
+            if record is None:
+                record = records[row["case_id"]] = CaseRecord(
+                    row["case_id"], created_utc=row["created_utc"], updated_utc=row["created_utc"])
+            if row["section"] is not None:
+                setattr(record, row["section"], json.loads(row["content"]))
+                record.revisions[row["section"]] = row["revision"]
+                record.updated_utc = max(record.updated_utc or "", row["updated_utc"])
+        return list(records.values())
 
     def get(self, case_id: str) -> CaseRecord:
         """The whole record; raises :class:`CaseNotFound` for an unknown id."""
         validate_case_id(case_id)
-        row = self.conn.execute("SELECT created_utc FROM cases WHERE case_id = ?", (case_id,)).fetchone()
-        if row is None:
+        with self._reading() as conn:  # one statement: one consistent snapshot of the case
+            rows = conn.execute(self._RECORD_SQL + " WHERE c.case_id = ?", (case_id,)).fetchall()
+        if not rows:
             raise CaseNotFound(f"case {case_id!r} is not in the store {self.path}")
-        record = CaseRecord(case_id, created_utc=row["created_utc"], updated_utc=row["created_utc"])
-        for sec in self.conn.execute(
-                "SELECT section, revision, content, updated_utc FROM sections WHERE case_id = ?", (case_id,)):
-            setattr(record, sec["section"], json.loads(sec["content"]))
-            record.revisions[sec["section"]] = sec["revision"]
-            record.updated_utc = max(record.updated_utc or "", sec["updated_utc"])
-        return record
+        return self._assemble(rows)[0]
 
     def records(self) -> Iterator[CaseRecord]:
-        for case_id in self.case_ids():
-            yield self.get(case_id)
+        """Every record, ordered by case id, read as one consistent snapshot."""
+        with self._reading() as conn:
+            rows = conn.execute(self._RECORD_SQL + " ORDER BY c.case_id, s.section").fetchall()
+        return iter(self._assemble(rows))
 
     def history(self, case_id: str | None = None, section: str | None = None,
                 limit: int | None = None) -> list[dict[str, Any]]:
@@ -255,9 +400,12 @@ class CaseStore:
             args.append(section)
         sql = "SELECT * FROM audit" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
         if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise InvalidInput(f"limit: {limit!r} must be a whole number >= 1")
             sql += " LIMIT ?"
-            args.append(int(limit))
-        return [dict(r) for r in self.conn.execute(sql, args)][::-1]
+            args.append(limit)
+        with self._reading() as conn:
+            return [dict(r) for r in conn.execute(sql, args)][::-1]
 
     # ---- writing -----------------------------------------------------------------------------
 
@@ -268,37 +416,45 @@ class CaseStore:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (utc_now(), current_user(), socket.gethostname(), case_id, section, action, revision, old, new))
 
+    def _insert_case(self, case_id: str) -> bool:
+        cur = self.conn.execute("INSERT OR IGNORE INTO cases (case_id, created_utc) VALUES (?, ?)",
+                                (case_id, utc_now()))
+        if cur.rowcount:
+            self._audit(case_id, None, "create-case", None, None, None)
+        return bool(cur.rowcount)
+
     def ensure_case(self, case_id: str) -> bool:
         """Create an empty record for ``case_id`` if it has none; True when it was created."""
         validate_case_id(case_id)
-        with self.transaction() as conn:
-            cur = conn.execute("INSERT OR IGNORE INTO cases (case_id, created_utc) VALUES (?, ?)", (case_id, utc_now()))
-            if cur.rowcount:
-                self._audit(case_id, None, "create-case", None, None, None)
-            return bool(cur.rowcount)
+        with self.transaction():
+            return self._insert_case(case_id)
 
     def put_section(self, case_id: str, section: str, content: Mapping[str, Any], *,
                     expected_revision: int | None = None) -> int:
         """Write one section (creating the case if needed); returns the new revision.
 
         ``expected_revision`` is the revision the caller read (0 = "the section must not exist yet").
-        When the stored revision differs, the write is refused with :class:`StaleRevision`. ``None``
-        replaces whatever is stored, for a fresh result that does not build on the old one (the
-        old content's hash stays in the audit log).
+        When the stored revision differs, the write is refused with :class:`StaleRevision` and
+        nothing changes. ``None`` replaces whatever is stored, for a fresh result that does not build
+        on the old one (the old content's hash stays in the audit log).
         """
         validate_case_id(case_id)
         content = validate_section(section, content)
+        if expected_revision is not None and (isinstance(expected_revision, bool)
+                                              or not isinstance(expected_revision, int) or expected_revision < 0):
+            raise InvalidInput(f"expected_revision: {expected_revision!r} must be a whole number >= 0 or None")
+        text = canonical_json(content)
+        new_sha = content_sha256(content)
         with self.transaction() as conn:
-            self.ensure_case(case_id)
+            self._insert_case(case_id)
             row = conn.execute("SELECT revision, sha256 FROM sections WHERE case_id = ? AND section = ?",
                                (case_id, section)).fetchone()
             current, old_sha = (row["revision"], row["sha256"]) if row else (0, None)
             if expected_revision is not None and expected_revision != current:
                 raise StaleRevision(
                     f"case {case_id}, section {section}: you read revision {expected_revision} but the store "
-                    f"now holds revision {current} (changed by someone else); reload the case and try again")
-            text = canonical_json(content)
-            new_sha = content_sha256(content)
+                    f"now holds revision {current} (changed by someone else); nothing was written. Reload "
+                    "the case and try again")
             revision = current + 1
             conn.execute(
                 "INSERT INTO sections (case_id, section, revision, content, sha256, updated_utc) "
@@ -314,9 +470,12 @@ class CaseStore:
         """Read, change and write a section in one transaction (no other writer can interleave).
 
         ``change`` receives the current content (None when absent) and returns the new content; use
-        it for merges such as adding one slide to the pathology section.
+        it for merges such as adding one slide to the pathology section. An error raised by
+        ``change`` rolls everything back. Returns the new revision.
         """
         validate_case_id(case_id)
+        if section not in SECTIONS:
+            raise InvalidInput(f"section: {section!r} is not one of {', '.join(SECTIONS)}")
         with self.transaction() as conn:
             row = conn.execute("SELECT revision, content FROM sections WHERE case_id = ? AND section = ?",
                                (case_id, section)).fetchone()
@@ -326,32 +485,57 @@ class CaseStore:
     # ---- export ------------------------------------------------------------------------------
 
     def export_rows(self) -> list[dict[str, Any]]:
-        """One flat row per case (see :func:`flatten_record`)."""
+        """One flat row per case (see :func:`~sarcoma_risk.records.schema.flatten_record`)."""
         return [flatten_record(r) for r in self.records()]
 
     def write_csv(self, path: str | Path) -> int:
-        """All cases as CSV, one row per case; missing values are empty cells. Returns the row count."""
+        """All cases as CSV, one row per case; missing values are empty cells. Returns the row count.
+
+        The clinical, radiology, pathology and fusion columns are always present, in a fixed order,
+        so exports line up in a spreadsheet; clinical columns carry the names the importer reads.
+        Text that a spreadsheet would run as a formula (starting with =, +, -, @) is quoted with '.
+        """
         rows = self.export_rows()
-        columns = ["case_id"]
-        for row in rows:
-            columns.extend(k for k in row if k not in columns)
-        order = {s: i for i, s in enumerate(SECTIONS)}
-        columns = ["case_id"] + sorted(columns[1:], key=lambda c: (order.get(c.split(".")[0], 99), c))
-        with open(path, "w", newline="", encoding="utf-8") as handle:
+        columns = export_columns(rows)
+        with _atomic_output(path) as handle:
             writer = csv.DictWriter(handle, fieldnames=columns, restval="")
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in rows)
         return len(rows)
 
     def write_json(self, path: str | Path) -> int:
         """All cases as a JSON list of full records. Returns the count."""
         records = [r.to_dict() for r in self.records()]
-        Path(path).write_text(json.dumps(records, indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+        with _atomic_output(path) as handle:
+            json.dump(records, handle, indent=2, sort_keys=True, allow_nan=False)
+            handle.write("\n")
         return len(records)
 
 
-def open_store(path: str | Path | None = None, mode: str = "a") -> CaseStore:
+@contextlib.contextmanager
+def _atomic_output(path: str | Path) -> Iterator[Any]:
+    """A text file written through a temporary file and a rename: never half an export."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise InvalidInput(f"{path}: the folder {path.parent} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise InvalidInput(f"{path}: cannot write here ({exc.strerror})") from None
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+            yield handle
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InvalidInput(f"{path}: could not be written ({exc.strerror}); nothing was exported") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def open_store(path: str | Path | None = None, mode: str = "a", *, timeout: float = 60.0) -> CaseStore:
     """Open the store at ``path``, or at the default location (see :mod:`sarcoma_risk.settings`)."""
     from sarcoma_risk.settings import default_store_path
 
-    return CaseStore(path if path is not None else default_store_path(), mode).open()
+    return CaseStore(path if path is not None else default_store_path(), mode, timeout=timeout).open()
