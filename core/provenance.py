@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import json
 import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Mapping
 
 from sarcoma_risk.errors import InvalidInput
@@ -30,6 +31,7 @@ def sha256_file(path: str | Path) -> str:
 
 
 def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of bytes in memory."""
     return hashlib.sha256(data).hexdigest()
 
 
@@ -60,13 +62,15 @@ def utc_now() -> str:
 
 
 def current_user() -> str:
+    """The login name, or "unknown" where there is none (some containers); never fails."""
     try:
         return getpass.getuser()
-    except Exception:  # no login name in some containers; provenance must not fail for that
+    except (OSError, KeyError, ImportError):  # getpass's ways of saying "no login name here"
         return "unknown"
 
 
 def software_version() -> str:
+    """The installed SarcomaRisk version."""
     from sarcoma_risk import __version__
 
     return __version__
@@ -87,11 +91,20 @@ class Provenance:
     host: str = field(default_factory=socket.gethostname)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in asdict(self).items()}
+        """Plain JSON data (the ``provenance`` block of a case record section)."""
+        try:
+            return json.loads(json.dumps(asdict(self), allow_nan=False, default=_plain))
+        except ValueError as exc:  # NaN or infinity among the parameters
+            if isinstance(exc, InvalidInput):
+                raise
+            raise InvalidInput(f"provenance of {self.model_name}: {exc} (NaN/inf cannot be stored)") from None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Provenance":
-        missing = sorted(set(PROVENANCE_FIELDS) - set(data))
+        """The block read back from a record; raises :class:`InvalidInput` naming missing fields."""
+        if not isinstance(data, Mapping):
+            raise InvalidInput(f"provenance: expected an object, got {type(data).__name__}")
+        missing = [k for k in PROVENANCE_FIELDS if k not in data]
         if missing:
             raise InvalidInput(f"provenance: missing field(s) {', '.join(missing)}")
         return cls(**{k: data[k] for k in PROVENANCE_FIELDS})
@@ -113,6 +126,20 @@ class Provenance:
             inputs={role: fingerprint(p) for role, p in inputs.items()},
             parameters=dict(parameters or {}),
         )
+
+
+def _plain(value: Any) -> Any:
+    """JSON form of the non-JSON values parameters may hold (mappings, sets, numpy scalars)."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, PurePath):
+        raise InvalidInput(f"provenance: {value.as_posix()!r} is a file path; records hold no file names "
+                           "(they may identify a patient): describe inputs with fingerprint()")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    if hasattr(value, "item"):  # numpy scalar
+        return value.item()
+    raise InvalidInput(f"provenance: {value!r} ({type(value).__name__}) cannot be stored as JSON")
 
 
 PROVENANCE_FIELDS = (

@@ -6,7 +6,7 @@ wherever it enters.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,7 +27,7 @@ class Outcome(NamedTuple):
         return out
 
 
-def check_outcome(time, event, *, name: str = "outcome", require_events: bool = True) -> Outcome:
+def check_outcome(time: Any, event: Any, *, name: str = "outcome", require_events: bool = True) -> Outcome:
     """Validate and convert survival data.
 
     Parameters
@@ -38,8 +38,21 @@ def check_outcome(time, event, *, name: str = "outcome", require_events: bool = 
         1/True when recurrence was observed at ``time``, 0/False when censored.
     require_events : bool
         Refuse data with no events (nothing can be fitted or ranked).
+
+    Returns
+    -------
+    Outcome
+        ``time`` as float64 and ``event`` as bool arrays of shape (n,).
+
+    Raises
+    ------
+    InvalidOutcome
+        Naming ``name``, the problem and the positions of the offending values.
     """
-    t = np.asarray(time, dtype=float).ravel()
+    try:
+        t = np.asarray(time, dtype=float).ravel()
+    except (TypeError, ValueError) as exc:
+        raise InvalidOutcome(f"{name}: time must be numbers of months ({exc})") from None
     e_raw = np.asarray(event).ravel()
     if t.shape != e_raw.shape:
         raise InvalidOutcome(f"{name}: time has {t.size} values but event has {e_raw.size}")
@@ -55,9 +68,15 @@ def check_outcome(time, event, *, name: str = "outcome", require_events: bool = 
     if e_raw.dtype == bool:
         e = e_raw
     else:
-        e_num = np.asarray(e_raw, dtype=float)
-        if not np.isin(e_num[np.isfinite(e_num)], (0.0, 1.0)).all() or not np.isfinite(e_num).all():
-            raise InvalidOutcome(f"{name}: event must be 0 or 1; found {sorted(set(e_raw.tolist()))[:5]}")
+        try:
+            e_num = np.asarray(e_raw, dtype=float)
+        except (TypeError, ValueError):
+            e_num = np.full(e_raw.shape, np.nan)
+        bad = ~np.isin(e_num, (0.0, 1.0))  # NaN is never in (0, 1)
+        if bad.any():
+            examples = [repr(v) for v in dict.fromkeys(e_raw[bad].tolist())][:5]
+            raise InvalidOutcome(f"{name}: event must be 0 or 1 (or True/False); found {', '.join(examples)} "
+                                 f"at positions {np.flatnonzero(bad)[:10].tolist()}")
         e = e_num.astype(bool)
     if require_events and not e.any():
         raise InvalidOutcome(f"{name}: no events among {t.size} cases; a survival model needs at least one")

@@ -82,15 +82,27 @@ class WeightRegistry:
             known = ", ".join(sorted(models)) or "none"
             raise WeightsNotFound(f"{self.manifest_path}: no model {name!r} (available: {known})")
         entry = models[name]
+        if not isinstance(entry, dict):
+            raise WeightsError(f"{self.manifest_path}: model {name!r} must be an object")
         for key in ("file", "sha256", "kind", "version"):
-            if key not in entry:
+            if not isinstance(entry.get(key), str) or not entry[key]:
                 raise WeightsError(f"{self.manifest_path}: model {name!r} lacks {key!r}")
         return entry
+
+    def _file(self, entry: Mapping[str, Any]) -> Path:
+        """The entry's file, which must lie inside the folder (a manifest cannot point elsewhere)."""
+        path = self.directory / entry["file"]
+        try:
+            path.resolve().relative_to(self.directory.resolve())
+        except ValueError:
+            raise WeightsError(f"{self.manifest_path}: file {entry['file']!r} lies outside {self.directory}; "
+                               "refusing to read it") from None
+        return path
 
     def read_verified(self, name: str) -> tuple[bytes, dict[str, Any]]:
         """The file's bytes and manifest entry, after checking the sha256."""
         entry = self.entry(name)
-        path = self.directory / entry["file"]
+        path = self._file(entry)
         if not path.is_file():
             raise WeightsNotFound(f"{path}: weights file listed in {self.manifest_path} is missing")
         data = path.read_bytes()
@@ -118,7 +130,9 @@ class WeightRegistry:
         try:
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-            raise InvalidModel(f"{self.directory / entry['file']}: not a loadable weights-only checkpoint ({exc})") from exc
+            raise InvalidModel(f"{self.directory / entry['file']}: not a loadable weights-only checkpoint "
+                               f"(only tensors and plain containers are accepted; {type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
         return state, entry
 
     def register(
@@ -138,8 +152,10 @@ class WeightRegistry:
             path = self.directory / path
         try:
             relative = path.resolve().relative_to(self.directory.resolve())
-        except ValueError as exc:
-            raise WeightsError(f"{path}: weights must lie inside {self.directory}") from exc
+        except ValueError:
+            raise WeightsError(f"{path}: weights must lie inside {self.directory}") from None
+        if not path.is_file():
+            raise WeightsNotFound(f"{path}: no such weights file to register")
         entry = {
             "file": relative.as_posix(),
             "sha256": sha256_file(path),
