@@ -6,7 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from sarcoma_risk.cli.common import add_json_option, add_store_option, format_table, print_json
+from sarcoma_risk.cli.common import (
+    add_json_option,
+    add_store_option,
+    format_table,
+    format_value,
+    positive_int,
+    print_json,
+)
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.records import SECTIONS, open_store
 
@@ -26,17 +33,22 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_json_option(p)
     p.set_defaults(handler=cmd_show)
 
-    p = sub.add_parser("export", help="all cases as CSV (one row per case) or JSON")
+    p = sub.add_parser("export", help="all cases as CSV (one row per case) or JSON",
+                       description="Write every case record to one file: CSV with one row per case and flat "
+                                   "columns for a spreadsheet (missing sections are empty cells), or JSON with the "
+                                   "full records. The clinical columns are the ones 'clinical import' reads.")
     p.add_argument("--out", type=Path, required=True, help="output file")
     p.add_argument("--format", choices=("csv", "json"), default=None,
                    help="default: from the file extension")
     add_store_option(p)
     p.set_defaults(handler=cmd_export)
 
-    p = sub.add_parser("history", help="the audit log: who changed which section when")
+    p = sub.add_parser("history", help="the audit log: who changed which section when",
+                       description="The append-only audit log, oldest first: time (UTC), user, host, case, "
+                                   "section, action, revision and the sha256 of the old and new content.")
     p.add_argument("--case", dest="case_id", default=None)
     p.add_argument("--section", choices=SECTIONS, default=None)
-    p.add_argument("--limit", type=int, default=None, help="only the newest N entries")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="only the newest N entries")
     add_store_option(p)
     add_json_option(p)
     p.set_defaults(handler=cmd_history)
@@ -78,12 +90,20 @@ def cmd_show(args: argparse.Namespace) -> int:
               f"{prov.get('model_version')}, {prov.get('timestamp_utc')} by {prov.get('user')}@{prov.get('host')}")
         values = content.get("values", content)
         for key in sorted(values):
-            if key == "provenance" or isinstance(values[key], (dict, list)):
-                continue
-            print(f"  {key:24s} {values[key]}")
-        if isinstance(content.get("slides"), list):
-            print(f"  {'slides':24s} {len(content['slides'])}")
+            if key != "provenance":
+                print(f"  {key:24s} {_readable(values[key])}")
     return 0
+
+
+def _readable(value: object) -> str:
+    """One line for a value: lists of objects as counts, other lists joined, objects as k=v."""
+    if isinstance(value, list):
+        if any(isinstance(v, (dict, list)) for v in value):
+            return f"{len(value)} item(s)"
+        return ", ".join(format_value(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_readable(v)}" for k, v in sorted(value.items()))
+    return format_value(value)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -101,6 +121,8 @@ def cmd_history(args: argparse.Namespace) -> int:
         entries = store.history(args.case_id, args.section, args.limit)
     if args.json:
         print_json(entries)
+    elif not entries:
+        print("no audit entries" + (f" for case {args.case_id}" if args.case_id else ""))
     else:
         for e in entries:
             e["old"] = (e["old_sha256"] or "")[:12]

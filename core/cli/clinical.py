@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from pathlib import Path
 
 from sarcoma_risk.cli.common import add_json_option, add_store_option, print_json
-from sarcoma_risk.clinical import VARIABLES, check_clinical, read_clinical_csv
+from sarcoma_risk.clinical import DERIVED, GRADE_COMPONENTS, VARIABLES, check_clinical, read_clinical_csv
 from sarcoma_risk.errors import InvalidClinicalData, InvalidInput
 from sarcoma_risk.provenance import Provenance, fingerprint, software_version
 from sarcoma_risk.records import open_store
@@ -20,10 +21,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub = clinical.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     p = sub.add_parser("import", help="import a clinical CSV (all rows or none)",
-                       description="Validate every row of a clinical CSV (UTF-8; one row per case, a case_id "
-                                   "column and the clinical columns) and import them in one transaction. When any "
-                                   "row is invalid, every problem is listed and nothing is imported, unless "
-                                   "--valid-only is given.")
+                       description="Validate every row of a clinical CSV (UTF-8, comma or semicolon "
+                                   "separated; one row per case, a case_id column and the clinical columns, see "
+                                   "'sarcoma-risk clinical variables') and import them in one transaction. When any "
+                                   "row is invalid, every problem is listed (row, column, value, what is expected) "
+                                   "and nothing is imported, unless --valid-only is given. Rows whose values are "
+                                   "already in the store are left as they are (no new revision).")
     p.add_argument("file", type=Path)
     p.add_argument("--valid-only", action="store_true", help="import the valid rows and skip the invalid ones")
     p.add_argument("--dry-run", action="store_true", help="validate only; write nothing")
@@ -46,55 +49,91 @@ def register(commands: argparse._SubParsersAction) -> None:
 def cmd_import(args: argparse.Namespace) -> int:
     table = read_clinical_csv(args.file)
     for column in table.ignored_columns:
-        print(f"note: column {column!r} is not a clinical variable and was not imported", file=sys.stderr)
-    report = {"rows": table.n_rows, "valid": len(table.valid), "problems": [str(p) for p in table.problems]}
+        print(f"note: column {column!r} is not a clinical variable and was not read", file=sys.stderr)
+    report: dict = {"rows": table.n_rows, "valid": len(table.valid), "problems": [
+        {"row": p.row, "case_id": p.case_id, "column": p.column, "value": p.value, "expected": p.expected,
+         "message": str(p)} for p in table.problems]}
     if table.problems:
-        print(f"{args.file}: {len(table.problems)} problem(s) in {table.n_rows} row(s):", file=sys.stderr)
+        print(f"{args.file.name}: {len(table.problems)} problem(s) in {table.n_rows} row(s) "
+              "(row 1 is the first row under the header):", file=sys.stderr)
         for problem in table.problems:
             print(f"  {problem}", file=sys.stderr)
         if not args.valid_only:
             print("nothing was imported (fix the rows, or use --valid-only to import the valid ones)", file=sys.stderr)
-            report["imported"] = 0
+            report.update(created=0, updated=0, unchanged=0, imported=0, dry_run=args.dry_run)
             if args.json:
                 print_json(report)
             return 1
-    imported = 0
-    if not args.dry_run and table.valid:
+    counts = {"created": 0, "updated": 0, "unchanged": 0}
+    if args.dry_run:
+        stored = _stored_clinical(args.store, [case_id for case_id, _ in table.valid])
+        for case_id, values in table.valid:
+            counts[_compare(stored.get(case_id), values)] += 1
+    elif table.valid:
         source = fingerprint(args.file)
+        # One transaction: every valid row is imported, or (on any error) none.
         with open_store(args.store, mode="a") as store, store.transaction():
             for case_id, values in table.valid:
-                provenance = Provenance(MODEL_NAME, software_version(), None, inputs={"table": source},
-                                        parameters={"source": "csv"})
-                store.put_section(case_id, "clinical", {"values": values, "provenance": provenance.to_dict()})
-                imported += 1
-    report["imported"] = imported
+                outcome = _compare(store.get(case_id).clinical if store.exists(case_id) else None, values)
+                counts[outcome] += 1
+                if outcome != "unchanged":
+                    provenance = Provenance(MODEL_NAME, software_version(), None, inputs={"table": source},
+                                            parameters={"source": "csv"})
+                    store.put_section(case_id, "clinical", {"values": values, "provenance": provenance.to_dict()})
+    report.update(counts, imported=0 if args.dry_run else counts["created"] + counts["updated"], dry_run=args.dry_run)
     if args.json:
         print_json(report)
     else:
-        verb = "would import" if args.dry_run else "imported"
-        print(f"{verb} {len(table.valid) if args.dry_run else imported} case(s) from {args.file}")
+        parts = f"{counts['created']} new, {counts['updated']} changed, {counts['unchanged']} unchanged"
+        skipped = f"; {table.n_rows - len(table.valid)} invalid row(s) skipped" if table.problems else ""
+        verb = "dry run, nothing written: would import" if args.dry_run else "imported"
+        print(f"{args.file.name}: {verb} {len(table.valid)} case(s) ({parts}){skipped}")
     return 0
+
+
+def _compare(current: dict | None, values: dict) -> str:
+    """created / updated / unchanged: re-importing the same table writes no new revisions."""
+    if current is None:
+        return "created"
+    return "unchanged" if current.get("values") == values else "updated"
+
+
+def _stored_clinical(store_path: Path | None, case_ids: list[str]) -> dict[str, dict | None]:
+    """The clinical sections a dry run compares against, read without changing anything."""
+    from sarcoma_risk.settings import default_store_path
+
+    path = store_path if store_path is not None else default_store_path()
+    if not path.exists():
+        return {}
+    with open_store(path, mode="r") as store:
+        return {c: store.get(c).clinical for c in case_ids if store.exists(c)}
 
 
 def cmd_set(args: argparse.Namespace) -> int:
     changes: dict[str, str] = {}
     for item in args.values:
         name, sep, value = item.partition("=")
+        name = name.strip()
         if not sep or not name:
             raise InvalidInput(f"{item!r}: expected NAME=VALUE, e.g. margin=R1")
         if name not in VARIABLES:
-            raise InvalidClinicalData(f"{name!r} is not a clinical variable; known: {', '.join(VARIABLES)}")
-        changes[name] = value
+            close = difflib.get_close_matches(name, list(VARIABLES), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise InvalidClinicalData(f"{name!r} is not a clinical variable; known: {', '.join(VARIABLES)}.{hint}")
+        changes[name] = value.strip()
 
     def merge(current: dict | None) -> dict:
         values = dict((current or {}).get("values", {}))
-        for derived in ("ajcc_t", "ajcc_stage"):
+        for derived in DERIVED:
             values.pop(derived, None)
         for name, value in changes.items():
             if value == "":
                 values.pop(name, None)
             else:
                 values[name] = value
+        if any(c in changes for c in GRADE_COMPONENTS) and "fnclcc_grade" not in changes:
+            # A changed component re-derives the grade instead of clashing with the stored one.
+            values.pop("fnclcc_grade", None)
         clean = check_clinical(values, case_id=args.case_id)
         provenance = Provenance(MODEL_NAME, software_version(), None, parameters={"source": "manual", "set": changes})
         return {"values": clean, "provenance": provenance.to_dict()}

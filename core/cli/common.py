@@ -10,20 +10,35 @@ from typing import Any, Iterable, Sequence, TextIO
 
 
 def add_store_option(parser: argparse.ArgumentParser) -> None:
+    """``--store PATH`` (default: ``$SARCOMA_RISK_STORE`` or the per-user data folder)."""
     parser.add_argument("--store", type=Path, default=None, metavar="PATH",
                         help="case store file (default: $SARCOMA_RISK_STORE or the per-user data folder)")
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:
+    """``--json``: machine-readable output for scripts."""
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
 
 
 def print_json(data: Any, stream: TextIO | None = None) -> None:
+    """Pretty, key-sorted JSON on stdout (or ``stream``)."""
     json.dump(data, stream or sys.stdout, indent=2, sort_keys=True, allow_nan=False, default=str)
     (stream or sys.stdout).write("\n")
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
 def format_value(value: Any) -> str:
+    """A cell for people: empty for missing, 3 significant digits for floats."""
     if value is None:
         return ""
     if isinstance(value, float):
