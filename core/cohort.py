@@ -1,6 +1,6 @@
 """The cohort manifest: one CSV row per case that training and evaluation read.
 
-Columns (paths are relative to the manifest's folder unless absolute):
+Columns (paths are relative to the manifest's folder unless absolute; see docs/manifest.md):
 
 ==================  ========================================================================
 case_id             pseudonymous id (see :data:`sarcoma_risk.records.schema.CASE_ID_PATTERN`)
@@ -127,13 +127,13 @@ def read_manifest(path: str | Path, *, require_clinical: bool = False) -> Manife
     missing = [c for c in OUTCOME_COLUMNS if c not in header]
     if missing:
         raise InvalidManifest(f"{path}: missing required column(s) {', '.join(missing)}; "
-                              f"a manifest needs {', '.join(OUTCOME_COLUMNS)} (see 'python -m pydoc sarcoma_risk.cohort')")
+                              f"a manifest needs {', '.join(OUTCOME_COLUMNS)} (see docs/manifest.md)")
     if "annotations" in header and "slides" not in header:
         raise InvalidManifest(f"{path}: has an 'annotations' column but no 'slides' column")
     unknown = [h for h in header if h not in (*OUTCOME_COLUMNS, *PATH_COLUMNS, *OTHER_COLUMNS) and h not in VARIABLES]
     if unknown:
         raise InvalidManifest(f"{path}: unknown column(s) {', '.join(unknown)}; the columns are "
-                              f"{', '.join(manifest_columns())}")
+                              f"{', '.join(manifest_columns())} (see docs/manifest.md)")
 
     root = path.parent
     problems: list[ManifestProblem] = []

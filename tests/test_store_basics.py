@@ -11,8 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from sarcoma_risk.errors import CaseNotFound, InvalidCaseId, InvalidInput, ReadOnlyStore, StaleRevision, StoreError
+from sarcoma_risk.errors import (
+    CaseNotFound,
+    InvalidCaseId,
+    InvalidInput,
+    OutputError,
+    ReadOnlyStore,
+    StaleRevision,
+    StoreError,
+)
 from sarcoma_risk.provenance import Provenance
+from sarcoma_risk.records import export as export_module
 from sarcoma_risk.records import store as store_module
 from sarcoma_risk.records.schema import CaseRecord, content_sha256
 from sarcoma_risk.records.store import APPLICATION_ID, CaseStore, open_store
@@ -504,7 +513,7 @@ def test_json_export_holds_full_records_that_read_back(filled, tmp_path):
 
 
 def test_an_export_into_a_missing_folder_is_refused_and_leaves_no_file(filled, tmp_path):
-    with CaseStore(filled, "r") as store, pytest.raises(InvalidInput, match="does not exist"):
+    with CaseStore(filled, "r") as store, pytest.raises(OutputError, match="does not exist"):
         store.write_csv(tmp_path / "missing" / "cases.csv")
     assert not (tmp_path / "missing").exists()
 
@@ -516,7 +525,7 @@ def test_a_failed_export_keeps_the_previous_file_and_leaves_no_temporary_file(fi
     def broken(value):
         raise RuntimeError("failed half-way through writing")
 
-    monkeypatch.setattr(store_module, "spreadsheet_safe", broken)
+    monkeypatch.setattr(export_module, "spreadsheet_safe", broken)
     with CaseStore(filled, "r") as store, pytest.raises(RuntimeError):
         store.write_csv(out)
     assert out.read_text() == "previous export\n"

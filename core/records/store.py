@@ -27,25 +27,22 @@ memory and does not work on network file systems (NFS, SMB). A connection must n
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import os
 import socket
 import sqlite3
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from sarcoma_risk.errors import CaseNotFound, InvalidInput, ReadOnlyStore, StaleRevision, StoreError
 from sarcoma_risk.provenance import current_user, utc_now
+from sarcoma_risk.records.export import write_csv, write_json
 from sarcoma_risk.records.schema import (
     SECTIONS,
     CaseRecord,
     canonical_json,
     content_sha256,
-    export_columns,
     flatten_record,
-    spreadsheet_safe,
     validate_case_id,
     validate_section,
 )
@@ -489,49 +486,12 @@ class CaseStore:
         return [flatten_record(r) for r in self.records()]
 
     def write_csv(self, path: str | Path) -> int:
-        """All cases as CSV, one row per case; missing values are empty cells. Returns the row count.
-
-        The clinical, radiology, pathology and fusion columns are always present, in a fixed order,
-        so exports line up in a spreadsheet; clinical columns carry the names the importer reads.
-        Text that a spreadsheet would run as a formula (starting with =, +, -, @) is quoted with '.
-        """
-        rows = self.export_rows()
-        columns = export_columns(rows)
-        with _atomic_output(path) as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, restval="")
-            writer.writeheader()
-            writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in rows)
-        return len(rows)
+        """All cases as CSV, one row per case (see :func:`~sarcoma_risk.records.export.write_csv`)."""
+        return write_csv(self.export_rows(), path)
 
     def write_json(self, path: str | Path) -> int:
         """All cases as a JSON list of full records. Returns the count."""
-        records = [r.to_dict() for r in self.records()]
-        with _atomic_output(path) as handle:
-            json.dump(records, handle, indent=2, sort_keys=True, allow_nan=False)
-            handle.write("\n")
-        return len(records)
-
-
-@contextlib.contextmanager
-def _atomic_output(path: str | Path) -> Iterator[Any]:
-    """A text file written through a temporary file and a rename: never half an export."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise InvalidInput(f"{path}: the folder {path.parent} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot write here ({exc.strerror})") from None
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            yield handle
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise InvalidInput(f"{path}: could not be written ({exc.strerror}); nothing was exported") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return write_json([r.to_dict() for r in self.records()], path)
 
 
 def open_store(path: str | Path | None = None, mode: str = "a", *, timeout: float = 60.0) -> CaseStore:

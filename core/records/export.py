@@ -1,0 +1,64 @@
+"""Export of case records for people: CSV a coordinator opens in a spreadsheet, and JSON.
+
+Files are written through a temporary file and a rename, so a crash or an error never leaves half
+an export (an earlier export at the same path stays as it was).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from sarcoma_risk.errors import OutputError
+from sarcoma_risk.records.schema import export_columns, spreadsheet_safe
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> int:
+    """Flat rows (see :func:`~sarcoma_risk.records.schema.flatten_record`) as CSV; returns the row count.
+
+    The clinical, radiology, pathology and fusion columns are always present, in a fixed order, so
+    exports line up in a spreadsheet; missing values are empty cells, never 0. Clinical columns
+    carry the names ``sarcoma-risk clinical import`` reads. Text that a spreadsheet would run as a
+    formula (starting with =, +, -, @) is prefixed with '.
+    """
+    columns = export_columns(list(rows))
+    with _atomic_output(path) as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in rows)
+    return len(rows)
+
+
+def write_json(records: Sequence[dict[str, Any]], path: str | Path) -> int:
+    """Full records (``CaseRecord.to_dict()``) as one JSON list; returns the count."""
+    with _atomic_output(path) as handle:
+        json.dump(list(records), handle, indent=2, sort_keys=True, allow_nan=False)
+        handle.write("\n")
+    return len(records)
+
+
+@contextlib.contextmanager
+def _atomic_output(path: str | Path) -> Iterator[Any]:
+    """A text file written through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: the folder {path.parent} does not exist; create it or choose another --out")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write here ({exc.strerror}); choose another --out") from None
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+            yield handle
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"{path}: could not be written ({exc.strerror}); nothing was exported") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
