@@ -346,20 +346,22 @@ def read_clinical_csv(path: str | Path, *, id_column: str = "case_id") -> Clinic
                 f"{len(header)} cells as in the header (a stray separator or an unquoted comma?)", row.number,
                 case_id or None))
             continue
+        # A row with a bad id is still checked, so that every problem is reported in one go.
+        id_ok = True
         try:
             validate_case_id(case_id)
         except InvalidCaseId as exc:
             problems.append(ClinicalProblem(id_column, case_id, str(exc).split(": ", 1)[-1], row.number))
-            continue
-        if case_id in seen:
-            problems.append(ClinicalProblem(id_column, case_id, f"a unique id (also on row {seen[case_id]})",
-                                            row.number, case_id))
-            continue
-        seen[case_id] = row.number
-        clean, row_problems = validate_clinical(row.values, row=row.number, case_id=case_id)
-        if row_problems:
-            problems.extend(row_problems)
+            id_ok = False
         else:
+            if case_id in seen:
+                problems.append(ClinicalProblem(id_column, case_id, f"a unique id (also on row {seen[case_id]})",
+                                                row.number, case_id))
+                id_ok = False
+            seen.setdefault(case_id, row.number)
+        clean, row_problems = validate_clinical(row.values, row=row.number, case_id=case_id if id_ok else None)
+        problems.extend(row_problems)
+        if id_ok and not row_problems:
             valid.append((case_id, clean))
     return ClinicalTable(valid, problems, ignored, len(table.rows))
 
