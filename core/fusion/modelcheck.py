@@ -1,0 +1,142 @@
+"""Checking a saved CoxFusion model (JSON) field by field before it predicts anything.
+
+A model file edited by hand, truncated or produced by another version must fail loudly with the
+field that is wrong, never predict nonsense. Every message starts with the JSON path of the field.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from sarcoma_risk.choices import check_choice
+from sarcoma_risk.clinical import ClinicalEncoder
+from sarcoma_risk.errors import InvalidInput, InvalidModel
+from sarcoma_risk.fusion.cox import CoxParameters
+from sarcoma_risk.fusion.groups import CutoffMethod
+from sarcoma_risk.fusion.scores import score_column
+from sarcoma_risk.fusion.table import CLINICAL, MODALITY_ORDER, submodel_name
+
+
+def _require(data: Mapping[str, Any], key: str, kind: type | tuple, where: str) -> Any:
+    if not isinstance(data, Mapping) or key not in data:
+        raise InvalidModel(f"{where}.{key}: missing")
+    value = data[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise InvalidModel(f"{where}.{key}: expected {names}, got {type(value).__name__}")
+    return value
+
+
+def _choice(value: Any, choices, where: str):
+    try:
+        return check_choice(value, choices, where)
+    except InvalidInput as exc:
+        raise InvalidModel(str(exc)) from None
+
+
+def _finite(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidModel(f"{where}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def check_fusion_dict(cls, data: Mapping[str, Any]):
+    """Build a fitted ``cls`` (CoxFusion) from its dict, checking everything."""
+    from sarcoma_risk.fusion.model import FUSION_FORMAT, PERCENTILES
+
+    if not isinstance(data, Mapping):
+        raise InvalidModel(f"fusion model: expected a JSON object, got {type(data).__name__}")
+    if data.get("format") != FUSION_FORMAT:
+        raise InvalidModel(f"fusion model: format {data.get('format')!r}; expected {FUSION_FORMAT!r}")
+    params = _require(data, "params", Mapping, "fusion")
+    try:
+        model = cls(**{k: params[k] for k in (
+            "clinical_features", "penalizers", "cv_folds", "cv_metric", "cutoff", "min_group_share", "horizons",
+            "min_events", "min_level_count", "modalities", "seed")})
+        model._check_params()
+    except KeyError as exc:
+        raise InvalidModel(f"fusion.params.{exc.args[0]}: missing") from None
+    except (InvalidInput, TypeError, ValueError) as exc:
+        raise InvalidModel(f"fusion.params: {exc}") from None
+
+    encoder_data = data.get("encoder")
+    model.encoder_ = None
+    if encoder_data is not None:
+        try:
+            model.encoder_ = ClinicalEncoder.from_dict(encoder_data)
+        except InvalidModel as exc:
+            raise InvalidModel(f"fusion.encoder: {exc}") from None
+        for feature, (mean, _sd) in model.encoder_.numeric_.items():
+            _finite(mean, f"fusion.encoder.numeric.{feature}[0]")
+        if tuple(model.encoder_.features) != tuple(model.clinical_features):
+            raise InvalidModel(f"fusion.encoder.features {list(model.encoder_.features)} differ from "
+                               f"fusion.params.clinical_features {list(model.clinical_features)}")
+    model.score_scaling_ = {}
+    for modality, scaling in _require(data, "score_scaling", Mapping, "fusion").items():
+        where = f"fusion.score_scaling.{modality}"
+        if modality not in MODALITY_ORDER or modality == CLINICAL:
+            raise InvalidModel(f"{where}: unknown imaging modality (expected radiology or pathology)")
+        mean = _finite(_require(scaling, "mean", (int, float), where), f"{where}.mean")
+        sd = _finite(_require(scaling, "sd", (int, float), where), f"{where}.sd")
+        if sd <= 0:
+            raise InvalidModel(f"{where}.sd: must be > 0, got {sd}")
+        model.score_scaling_[modality] = (mean, sd)
+
+    model.ranges_ = {}
+    for name, bounds in _require(data, "ranges", Mapping, "fusion").items():
+        if not isinstance(bounds, list) or len(bounds) != 2:
+            raise InvalidModel(f"fusion.ranges.{name}: expected [low, high]")
+        low, high = (_finite(b, f"fusion.ranges.{name}") for b in bounds)
+        if low > high:
+            raise InvalidModel(f"fusion.ranges.{name}: low {low} > high {high}")
+        model.ranges_[name] = (low, high)
+    submodels = _require(data, "submodels", Mapping, "fusion")
+    if not submodels:
+        raise InvalidModel("fusion.submodels: empty; a fitted model has at least one sub-model")
+    model.submodels_ = {name: _check_submodel(model, name, sub, PERCENTILES) for name, sub in submodels.items()}
+    model.skipped_ = dict(data.get("skipped") or {})
+    development = _require(data, "development", Mapping, "fusion")
+    model.n_development_ = int(_finite(development.get("n"), "fusion.development.n"))
+    model.events_development_ = int(_finite(development.get("events"), "fusion.development.events"))
+    return model
+
+
+def _check_submodel(model, name: str, sub: Any, percentiles: np.ndarray) -> dict[str, Any]:
+    where = f"fusion.submodels.{name}"
+    if not isinstance(sub, Mapping):
+        raise InvalidModel(f"{where}: expected an object")
+    modalities = _require(sub, "modalities", list, where)
+    if not modalities or any(m not in model.modalities for m in modalities) or len(set(modalities)) != len(modalities):
+        raise InvalidModel(f"{where}.modalities: {modalities}; expected distinct items of {list(model.modalities)}")
+    if submodel_name(modalities) != name:
+        raise InvalidModel(f"{where}: the name does not match its modalities {modalities} "
+                           f"(expected {submodel_name(modalities)!r})")
+    cox = CoxParameters.from_dict(_require(sub, "cox", Mapping, where), f"{where}.cox")
+    allowed: set[str] = set()
+    if CLINICAL in modalities:
+        if model.encoder_ is None:
+            raise InvalidModel(f"{where}: uses clinical data but fusion.encoder is null")
+        allowed.update(model.encoder_.columns_)
+    for modality in modalities:
+        if modality != CLINICAL:
+            if modality not in model.score_scaling_:
+                raise InvalidModel(f"{where}: uses {modality} but fusion.score_scaling has no {modality!r}")
+            allowed.add(score_column(modality))
+    unknown = [c for c in cox.columns if c not in allowed]
+    if unknown:
+        raise InvalidModel(f"{where}.cox.columns: {unknown} are not produced by its modalities "
+                           f"(possible: {sorted(allowed)})")
+    cutoff = _require(sub, "cutoff", Mapping, where)
+    _choice(cutoff.get("method"), CutoffMethod, f"{where}.cutoff.method")
+    _finite(cutoff.get("value"), f"{where}.cutoff.value")
+    development = _require(sub, "development", Mapping, where)
+    pct = np.asarray(development.get("risk_percentiles", []), dtype=float)
+    if pct.shape != percentiles.shape or not np.isfinite(pct).all() or (np.diff(pct) < 0).any():
+        raise InvalidModel(f"{where}.development.risk_percentiles: expected {percentiles.size} non-decreasing "
+                           "finite numbers")
+    for key in ("n", "events"):
+        _finite(development.get(key), f"{where}.development.{key}")
+    return {**dict(sub), "modalities": list(modalities), "cox": cox}

@@ -1,0 +1,72 @@
+"""Imaging score tables: reading, checking, and the out-of-fold rule for honest training."""
+
+from __future__ import annotations
+
+import pytest
+
+from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.fusion.scores import InSampleScoresWarning, check_out_of_fold, check_splits, read_score_table, read_score_tables
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_score_table_is_read_with_its_modality_and_empty_scores_as_missing(tmp_path):
+    path = write(tmp_path, "radiology_scores.csv",
+                 "case_id,split,radiology_score,source\nSTS-1,development,0.5,out_of_fold\n"
+                 "STS-2,validation,,final_model\n")
+    table = read_score_table(path)
+    assert table.modality == "radiology"
+    assert table.score("STS-1") == 0.5 and table.score("STS-2") is None and table.score("STS-3") is None
+
+
+def test_every_bad_row_is_listed(tmp_path):
+    path = write(tmp_path, "p.csv",
+                 "case_id,split,pathology_score,source\nSTS-1,dev,0.5,out_of_fold\nSTS-1,development,abc,oof\n"
+                 "bad id!,development,1,out_of_fold\n")
+    with pytest.raises(InvalidInput) as info:
+        read_score_table(path)
+    message = str(info.value)
+    for expected in ("5 problem(s)", "row 1, column 'split'", "appears twice", "'abc' -> expected a finite number",
+                     "row 2, column 'source': 'oof'", "row 3, column 'case_id'"):
+        assert expected in message
+
+
+def test_the_score_column_names_the_modality(tmp_path):
+    path = write(tmp_path, "x.csv", "case_id,split,genomics_score,source\nSTS-1,development,0.5,out_of_fold\n")
+    with pytest.raises(InvalidInput, match="expected columns case_id, split, <modality>_score, source"):
+        read_score_table(path)
+    with pytest.raises(InvalidInput, match="no such score table file"):
+        read_score_table(tmp_path / "absent.csv")
+
+
+def test_two_tables_of_one_modality_are_refused(tmp_path):
+    text = "case_id,split,radiology_score,source\nSTS-1,development,0.5,out_of_fold\n"
+    with pytest.raises(InvalidInput, match="a second radiology score table"):
+        read_score_tables([write(tmp_path, "a.csv", text), write(tmp_path, "b.csv", text)])
+
+
+def test_a_split_that_disagrees_with_the_manifest_is_refused(tmp_path):
+    tables = read_score_tables([write(tmp_path, "r.csv",
+                                      "case_id,split,radiology_score,source\nSTS-1,validation,0.5,final_model\n")])
+    with pytest.raises(InvalidInput, match="STS-1: split 'validation' .* but 'development' in the manifest"):
+        check_splits(tables, {"STS-1": "development"})
+
+
+def test_development_scores_must_be_out_of_fold_unless_explicitly_accepted(tmp_path):
+    tables = read_score_tables([write(
+        tmp_path, "r.csv", "case_id,split,radiology_score,source\nSTS-1,development,0.5,final_model\n"
+                           "STS-2,development,0.1,out_of_fold\nSTS-3,validation,0.2,final_model\n")])
+    with pytest.raises(InvalidInput, match="not out-of-fold \\(radiology: 1 case.*--allow-in-sample-scores"):
+        check_out_of_fold(tables, ["STS-1", "STS-2"])
+    with pytest.warns(InSampleScoresWarning, match="optimistic"):
+        assert check_out_of_fold(tables, ["STS-1", "STS-2"], allow_in_sample=True) == {"radiology": 1}
+    assert check_out_of_fold(tables, ["STS-2"]) == {"radiology": 0}
+
+
+def test_semicolon_separated_tables_from_spreadsheets_are_read(tmp_path):
+    path = write(tmp_path, "r.csv", "\ufeffcase_id;split;radiology_score;source\nSTS-1;development;-0.25;out_of_fold\n")
+    assert read_score_table(path).score("STS-1") == -0.25
