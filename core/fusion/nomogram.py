@@ -1,0 +1,110 @@
+"""Nomogram of a Cox sub-model: points per variable, total points, survival at each horizon.
+
+Each variable's contribution to the linear predictor is ``beta * (x - mean) / sd`` for numeric
+inputs (over their development 1st-99th percentile range) and the level's coefficient for
+categories (0 at the reference level). The variable with the widest contribution range spans 0-100
+points; the others are scaled alike. Total points map back to the log relative hazard and to the
+survival probability at each horizon, ``S(h) = exp(-H0(h) * exp(risk))``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.fusion.scores import score_column
+from sarcoma_risk.fusion.table import CLINICAL
+
+#: Survival probabilities marked on the survival axes.
+SURVIVAL_TICKS = (0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05)
+
+
+def nice_ticks(low: float, high: float, target: int = 6) -> list[float]:
+    """Round tick values covering [low, high] (steps of 1, 2 or 5 times a power of ten)."""
+    if not high > low:
+        return [float(low)]
+    raw = (high - low) / max(target - 1, 1)
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    start = math.floor(low / step) * step
+    ticks = np.arange(start, high + step * 0.5, step)
+    return [float(round(t, 10)) for t in ticks if low - 1e-9 <= t <= high + 1e-9] or [float(low), float(high)]
+
+
+def _variables(model, sub: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each input variable with its tick values and linear-predictor contributions."""
+    cox = sub["cox"]
+    beta = dict(zip(cox.columns, cox.beta))
+    out = []
+    if CLINICAL in sub["modalities"]:
+        enc = model.encoder_
+        for name in enc.features:
+            if name in enc.numeric_:
+                mean, sd = enc.numeric_[name]
+                ticks = nice_ticks(*model.ranges_[name])
+                contrib = [beta.get(name, 0.0) * (t - mean) / sd for t in ticks]
+                out.append({"name": name, "kind": "numeric", "values": ticks, "contribution": contrib})
+            else:
+                levels = [enc.reference_[name], *enc.levels_[name]]
+                contrib = [0.0] + [beta.get(f"{name}[{lv}]", 0.0) for lv in enc.levels_[name]]
+                out.append({"name": name, "kind": "categorical", "values": levels, "contribution": contrib})
+    for modality in sub["modalities"]:
+        if modality == CLINICAL:
+            continue
+        column = score_column(modality)
+        mean, sd = model.score_scaling_[modality]
+        ticks = nice_ticks(*model.ranges_[column])
+        out.append({"name": column, "kind": "numeric", "values": ticks,
+                    "contribution": [beta.get(column, 0.0) * (t - mean) / sd for t in ticks]})
+    return out
+
+
+def nomogram(model, submodel: str) -> dict[str, Any]:
+    """The nomogram of one fitted sub-model as plain data (what :func:`plots.plot_nomogram` draws).
+
+    Returns
+    -------
+    dict
+        ``{"submodel", "variables": [{"name", "kind", "values", "points"}], "points_per_unit_risk",
+        "total_points": {"ticks", "risk"}, "survival": {"<h>": {"probabilities", "total_points"}}}``
+    """
+    if submodel not in model.submodels_:
+        raise InvalidInput(f"nomogram: no sub-model {submodel!r}; fitted: {', '.join(model.submodels_)}")
+    sub = model.submodels_[submodel]
+    cox = sub["cox"]
+    variables = _variables(model, sub)
+    spans = [max(v["contribution"]) - min(v["contribution"]) for v in variables]
+    widest = max(spans)
+    if not widest > 0:
+        raise InvalidInput(f"nomogram: every coefficient of {submodel} is 0; nothing to draw")
+    scale = 100.0 / widest
+    minimum = sum(min(v["contribution"]) for v in variables)
+    # Contributions add up to beta . z over the design columns z; the Cox model centres z on its
+    # development means m, so risk = sum of contributions - beta . m.
+    offset = float(np.dot(cox.beta, cox.means))
+    for v in variables:
+        low = min(v["contribution"])
+        v["points"] = [(c - low) * scale for c in v["contribution"]]
+    max_total = sum(max(v["points"]) for v in variables)
+    total_ticks = nice_ticks(0.0, max_total, 8)
+    to_risk = lambda points: points / scale + minimum - offset  # noqa: E731
+    survival = {}
+    for h in model.horizons:
+        h0 = float(cox.cumulative_hazard_at([h])[0])
+        if not (math.isfinite(h0) and h0 > 0):
+            continue
+        probs, points = [], []
+        for p in SURVIVAL_TICKS:
+            risk = math.log(-math.log(p) / h0)
+            total = (risk + offset - minimum) * scale
+            if 0.0 <= total <= max_total:
+                probs.append(p)
+                points.append(total)
+        survival[f"{h:g}"] = {"probabilities": probs, "total_points": points}
+    return {"submodel": submodel, "variables": variables, "points_per_unit_risk": scale,
+            "total_points": {"ticks": total_ticks, "risk": [to_risk(t) for t in total_ticks]},
+            "survival": survival}
+

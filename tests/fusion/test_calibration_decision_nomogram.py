@@ -1,0 +1,87 @@
+"""Calibration tables, decision curves and the nomogram, checked against direct computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from lifelines import KaplanMeierFitter
+
+from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.fusion.calibration import calibration_table
+from sarcoma_risk.fusion.decision import decision_curve, net_benefit
+from sarcoma_risk.fusion.model import CoxFusion
+from sarcoma_risk.fusion.nomogram import nomogram
+
+from conftest import make_table
+
+
+def true_model_cohort(n: int = 600, seed: int = 0):
+    """Exponential times with known survival S(t) = exp(-t * 0.02 * exp(lp)); censoring at 100 months."""
+    rng = np.random.default_rng(seed)
+    lp = rng.normal(size=n)
+    event_time = rng.exponential(1.0 / (0.02 * np.exp(lp)))
+    censor = rng.uniform(70, 100, n)
+    return np.minimum(event_time, censor), event_time <= censor, lp
+
+
+def km_at(time, event, t):
+    return float(KaplanMeierFitter().fit(time, event).survival_function_at_times(t).iloc[0])
+
+
+def test_true_survival_is_calibrated_and_groups_match_kaplan_meier():
+    time, event, lp = true_model_cohort()
+    predicted = np.exp(-36.0 * 0.02 * np.exp(lp))
+    table = calibration_table(time, event, predicted, 36.0)
+    assert len(table["groups"]) == 10 and sum(g["n"] for g in table["groups"]) == time.size
+    assert table["mean_abs_difference"] < 0.06
+    order = np.argsort(predicted, kind="mergesort")
+    lowest = order[:60]
+    assert table["groups"][0]["observed"] == pytest.approx(km_at(time[lowest], event[lowest], 36.0))
+    assert table["groups"][0]["observed_low"] <= table["groups"][0]["observed"] <= table["groups"][0]["observed_high"]
+    miscalibrated = calibration_table(time, event, predicted ** 3, 36.0)
+    assert miscalibrated["mean_abs_difference"] > 3 * table["mean_abs_difference"]
+
+
+def test_net_benefit_uses_kaplan_meier_among_the_treated():
+    time, event, lp = true_model_cohort(n=300, seed=1)
+    risk = 1.0 - np.exp(-24.0 * 0.02 * np.exp(lp))
+    pt = 0.3
+    treated = risk >= pt
+    s = km_at(time[treated], event[treated], 24.0)
+    share = treated.mean()
+    expected = (1 - s) * share - s * share * pt / (1 - pt)
+    assert net_benefit(time, event, risk, 24.0, [pt])[0] == pytest.approx(expected, abs=1e-12)
+    curve = decision_curve(time, event, {"model": risk}, 24.0)
+    s_all = km_at(time, event, 24.0)
+    expected_all = (1 - s_all) - s_all * np.asarray(curve["thresholds"]) / (1 - np.asarray(curve["thresholds"]))
+    np.testing.assert_allclose(curve["treat_all"], expected_all, atol=1e-12)
+    assert net_benefit(time, event, np.ones(time.size), 24.0, curve["thresholds"]) == pytest.approx(curve["treat_all"])
+    # A useful model beats both references over a range of thresholds.
+    model = np.asarray(curve["models"]["model"])
+    assert (model[9:40] > np.maximum(expected_all[9:40], 0)).all()
+    with pytest.raises(InvalidInput, match="strictly between 0 and 1"):
+        net_benefit(time, event, risk, 24.0, [0.0])
+
+
+def test_nomogram_points_add_up_to_the_model_risk():
+    table, _ = make_table(200, seed=4)
+    model = CoxFusion(penalizers=(0.1,), cv_folds=2, modalities=("clinical", "radiology", "pathology")).fit(table)
+    name = "clinical+radiology+pathology"
+    nomo = nomogram(model, name)
+    assert max(max(v["points"]) for v in nomo["variables"]) == pytest.approx(100.0)
+    by_name = {v["name"]: v for v in nomo["variables"]}
+    # A case whose values sit on tick marks: read its points off the nomogram.
+    case = table.iloc[:1].copy()
+    chosen = {}
+    for v in nomo["variables"]:
+        chosen[v["name"]] = v["values"][1] if len(v["values"]) > 1 else v["values"][0]
+    for column, value in chosen.items():
+        case.iloc[0, case.columns.get_loc(column)] = value
+    total = sum(by_name[n]["points"][by_name[n]["values"].index(chosen[n])] for n in chosen)
+    risk_from_points = total / nomo["points_per_unit_risk"] + sum(min(v["contribution"]) for v in nomo["variables"]) \
+        - float(np.dot(model.submodels_[name]["cox"].beta, model.submodels_[name]["cox"].means))
+    assert risk_from_points == pytest.approx(float(model.predict(case, submodel=name)["risk"].iloc[0]), abs=1e-9)
+    for axis in nomo["survival"].values():
+        assert axis["probabilities"] == sorted(axis["probabilities"], reverse=True)
+    with pytest.raises(InvalidInput, match="no sub-model"):
+        nomogram(model, "genomics")
