@@ -1,0 +1,128 @@
+"""What the case record already holds, for the module's status box and the case-id completer.
+
+The store is opened read-only (``mode="r"``), which never changes the database. The fused result is
+shown only when it is up to date: fusion reads the modality sections, so a fusion section older than
+one of them, or computed from a different set of modalities, is reported as out of date.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sarcoma_risk.records import open_store, validate_case_id
+
+#: The modalities fusion can use, in the order the status lists them.
+MODALITIES = ("clinical", "radiology", "pathology")
+#: What to do when a modality is missing, for the status box.
+HOW_TO_ADD = {
+    "clinical": "enter it with `sarcoma-risk clinical` (research coordinator)",
+    "radiology": "press Compute in this module",
+    "pathology": "score the H&E slide in QuPath (sarcoma-qupath)",
+}
+
+
+@dataclass(frozen=True)
+class CaseStatus:
+    """A summary of one case's record.
+
+    ``present`` lists the modalities with data; ``fusion`` is the fusion section (None when absent)
+    and ``fusion_current`` says whether it was computed from the current modality sections.
+    """
+
+    case_id: str
+    in_store: bool
+    present: tuple[str, ...] = ()
+    radiology: dict[str, Any] | None = None
+    fusion: dict[str, Any] | None = None
+    fusion_current: bool = False
+    revisions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        return tuple(m for m in MODALITIES if m not in self.present)
+
+    @property
+    def ready_for_fusion(self) -> bool:
+        """All three modalities present: the full model of the published method can score the case."""
+        return not self.missing
+
+    def lines(self) -> list[str]:
+        """Plain-text lines for the module's status box."""
+        if not self.in_store:
+            return [f"Case {self.case_id} is not in the store yet; Compute creates it."]
+        out = []
+        for modality in MODALITIES:
+            if modality in self.present:
+                out.append(f"{modality.capitalize()}: present (revision {self.revisions.get(modality, 0)})")
+            else:
+                out.append(f"{modality.capitalize()}: missing; {HOW_TO_ADD[modality]}")
+        if self.fusion is None:
+            out.append("Fused risk: not computed" + (f" (missing: {', '.join(self.missing)})" if self.missing else ""))
+        elif not self.fusion_current:
+            out.append("Fused risk: out of date (a modality changed since it was computed); recompute it")
+        else:
+            out.append(describe_fusion(self.fusion))
+        return out
+
+
+def describe_fusion(fusion: dict[str, Any]) -> str:
+    """One line: risk group, log relative hazard, model and survival probabilities."""
+    parts = [f"Fused risk: {str(fusion.get('group', '?')).upper()} risk group",
+             f"log relative hazard {_number(fusion.get('risk'))}",
+             f"model {fusion.get('model', '?')}"]
+    survival = fusion.get("survival") or {}
+    if survival:
+        months = sorted(survival, key=lambda m: float(m))
+        parts.append("recurrence-free survival " + ", ".join(
+            f"{_months(m)} {100 * float(survival[m]):.0f}%" for m in months))
+    return "; ".join(parts)
+
+
+def _months(months: str) -> str:
+    value = float(months)
+    return f"{value / 12:g} y" if value % 12 == 0 else f"{value:g} mo"
+
+
+def _number(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, (int, float)) else "?"
+
+
+def _timestamp(section: dict[str, Any] | None) -> str:
+    return str(((section or {}).get("provenance") or {}).get("timestamp_utc") or "")
+
+
+def read_case_status(store_path: str | Path | None, case_id: str) -> CaseStatus:
+    """The status of ``case_id`` in the store at ``store_path`` (None: the default store)."""
+    case_id = validate_case_id(case_id)
+    from sarcoma_risk.settings import default_store_path
+
+    path = Path(store_path) if store_path is not None else default_store_path()
+    if not path.exists():
+        return CaseStatus(case_id, in_store=False)
+    with open_store(path, mode="r") as store:
+        if not store.exists(case_id):
+            return CaseStatus(case_id, in_store=False)
+        record = store.get(case_id)
+    present = tuple(m for m in MODALITIES if record.section(m) is not None)
+    fusion = record.fusion
+    current = False
+    if fusion is not None:
+        used = fusion.get("modalities_used")
+        same_inputs = used is None or sorted(used) == sorted(present)
+        newest_input = max((_timestamp(record.section(m)) for m in present), default="")
+        current = same_inputs and _timestamp(fusion) >= newest_input
+    return CaseStatus(case_id, in_store=True, present=present, radiology=record.radiology, fusion=fusion,
+                      fusion_current=current, revisions=dict(record.revisions))
+
+
+def list_case_ids(store_path: str | Path | None) -> list[str]:
+    """Case ids in the store, for the completer; empty when there is no store yet."""
+    from sarcoma_risk.settings import default_store_path
+
+    path = Path(store_path) if store_path is not None else default_store_path()
+    if not path.exists():
+        return []
+    with open_store(path, mode="r") as store:
+        return store.case_ids()
