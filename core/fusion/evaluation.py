@@ -1,0 +1,241 @@
+"""Validation of a fitted CoxFusion on held-out cases: every figure of the report, as data.
+
+Two views of the evaluated split:
+
+* **comparison**: the cases that have every modality, scored by the clinical-only, radiology-only,
+  pathology-only and combined sub-models side by side (same cases, same bootstrap resamples, so the
+  differences get paired intervals);
+* **deployed**: every case scored the way ``fuse`` would score it (the sub-model of its modalities).
+
+For each: Harrell's C, Uno's C (truncated at the last horizon), cumulative/dynamic AUC at the
+horizons and its mean, the integrated Brier score, each with a bootstrap 95% CI; Kaplan-Meier
+curves of the fixed risk groups with numbers at risk, log-rank p and hazard ratio; calibration and
+decision curves at each horizon; the nomogram of the combined model. With a phantom cohort's
+truth, the oracle C-index on the same cases and the combined/oracle ratio.
+
+:func:`evaluate` returns an :class:`Evaluation`: ``data`` is JSON-ready (the report's JSON), and
+``km_inputs`` keeps the outcome arrays the Kaplan-Meier plots are drawn from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.fusion.bootstrap import Prediction, bootstrap_metrics, interval, resample_counts
+from sarcoma_risk.fusion.calibration import calibration_table
+from sarcoma_risk.fusion.decision import decision_curve
+from sarcoma_risk.fusion.groups import HIGH, LOW, compare_groups
+from sarcoma_risk.fusion.metrics import harrell_c_weighted, uno_c
+from sarcoma_risk.fusion.model import CoxFusion, survival_key
+from sarcoma_risk.fusion.nomogram import nomogram
+from sarcoma_risk.fusion.table import CLINICAL, DURATION, EVENT, MODALITY_ORDER, PATHOLOGY, RADIOLOGY, submodel_name
+from sarcoma_risk.survival import check_outcome
+
+COMBINED = submodel_name(MODALITY_ORDER)
+#: The side-by-side comparison: each modality alone, then all together.
+COMPARISON = (CLINICAL, RADIOLOGY, PATHOLOGY, COMBINED)
+DEPLOYED = "deployed"
+REPORT_FORMAT = "sarcoma-risk-fusion-report/1"
+
+
+@dataclass
+class Evaluation:
+    data: dict[str, Any]
+    km_inputs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+def _km_curves(time: np.ndarray, event: np.ndarray, groups: np.ndarray, step: float = 12.0) -> dict[str, Any]:
+    """Kaplan-Meier curves with 95% CI per group and the numbers at risk every ``step`` months."""
+    from lifelines import KaplanMeierFitter
+
+    curves = {}
+    ticks = np.arange(0.0, time.max() + step, step)
+    at_risk: dict[str, Any] = {"times_months": ticks.tolist()}
+    for g in (LOW, HIGH):
+        mask = groups == g
+        at_risk[g] = [int((time[mask] >= t).sum()) for t in ticks]
+        if not mask.any():
+            continue
+        kmf = KaplanMeierFitter().fit(time[mask], event[mask])
+        ci = kmf.confidence_interval_survival_function_
+        curves[g] = {"times_months": kmf.survival_function_.index.to_numpy(dtype=float).tolist(),
+                     "survival": kmf.survival_function_.iloc[:, 0].to_numpy(dtype=float).tolist(),
+                     "ci_low": ci.iloc[:, 0].to_numpy(dtype=float).tolist(),
+                     "ci_high": ci.iloc[:, 1].to_numpy(dtype=float).tolist()}
+    return {"curves": curves, "at_risk": at_risk, "comparison": compare_groups(time, event, groups)}
+
+
+def _usable_horizons(model: CoxFusion, time: np.ndarray) -> tuple[list[float], list[str]]:
+    """Horizons inside the evaluated follow-up and the development follow-up of every sub-model."""
+    development_end = min(sub["cox"].max_time for sub in model.submodels_.values())
+    usable, notes = [], []
+    for h in model.horizons:
+        if not time.min() <= h < time.max():
+            notes.append(f"horizon {h:g} months lies outside the follow-up of the evaluated cases "
+                         f"({time.min():g}-{time.max():g} months) and was left out of AUC, Brier and calibration")
+        elif h > development_end:
+            notes.append(f"horizon {h:g} months lies beyond the development follow-up ({development_end:g} months): "
+                         "survival there is not estimable and was left out")
+        else:
+            usable.append(float(h))
+    return usable, notes
+
+
+def _block(model: CoxFusion, table, predictions: Mapping[str, Any], horizons: list[float], *, n_resamples: int,
+           seed: int, reference: str | None) -> tuple[dict[str, Any], dict[str, tuple]]:
+    """Metrics with CIs, risk groups, calibration and decision curves for models scored on ``table``."""
+    y = check_outcome(table[DURATION], table[EVENT], name="evaluated cases")
+    tau = horizons[-1] if horizons else None
+    preds = {}
+    for name, p in predictions.items():
+        surv = np.column_stack([p[survival_key(h)].to_numpy(dtype=float) for h in horizons]) if horizons \
+            else np.empty((len(p), 0))
+        preds[name] = Prediction(p["risk"].to_numpy(dtype=float), surv)
+    metrics = bootstrap_metrics(y.time, y.event, preds, horizons, n_resamples=n_resamples, seed=seed, tau=tau,
+                                reference=reference) if horizons else None
+    groups, km_inputs, calibration = {}, {}, {}
+    for name, p in predictions.items():
+        g = p["group"].to_numpy()
+        groups[name] = _km_curves(y.time, y.event, g)
+        km_inputs[name] = (y.time, y.event, g)
+        calibration[name] = {f"{h:g}": calibration_table(y.time, y.event, preds[name].survival[:, k], h)
+                             for k, h in enumerate(horizons)}
+    decisions = {f"{h:g}": decision_curve(y.time, y.event, {n: 1.0 - p.survival[:, k] for n, p in preds.items()}, h)
+                 for k, h in enumerate(horizons)}
+    block = {"n": int(y.time.size), "events": int(y.event.sum()), "metrics": metrics, "risk_groups": groups,
+             "calibration": calibration, "decision_curves": decisions}
+    return block, km_inputs
+
+
+def _oracle(truth: Mapping[str, Any], table, combined_risk: np.ndarray | None, split: str | None,
+            n_resamples: int, seed: int, tau: float | None) -> dict[str, Any]:
+    """Oracle C-index from a phantom cohort's truth.json and the combined model's share of it."""
+    lp = {c["case_id"]: c["lp"] for c in truth.get("cases", []) if "case_id" in c and "lp" in c}
+    oracle_table = truth.get("oracle_c_index") or {}
+    out: dict[str, Any] = {"from_truth_json": {k: v for k, v in oracle_table.items()
+                                               if k == "all" or k.startswith(("centre:", "split:"))}}
+    if split is not None:
+        out["split_oracle_c_index"] = oracle_table.get(f"split:{split}")
+    missing = [c for c in table.index if c not in lp]
+    if combined_risk is None or missing or not lp:
+        out["note"] = ("no combined model scores" if combined_risk is None
+                       else f"truth.json lacks the true linear predictor of {len(missing)} evaluated case(s)")
+        return out
+    y = check_outcome(table[DURATION], table[EVENT], name="oracle")
+    true_lp = np.array([lp[c] for c in table.index], dtype=float)
+    counts = resample_counts(y.time.size, n_resamples, seed)
+    oracle_b = harrell_c_weighted(y.time, y.event, true_lp, counts)
+    model_b = harrell_c_weighted(y.time, y.event, combined_risk, counts)
+    oracle_c = float(harrell_c_weighted(y.time, y.event, true_lp)[0])
+    model_c = float(harrell_c_weighted(y.time, y.event, combined_risk)[0])
+    out.update({
+        "cases": "the comparison cases (every modality present)",
+        "n": int(y.time.size),
+        "oracle_harrell_c": interval(oracle_c, oracle_b),
+        "combined_harrell_c": interval(model_c, model_b),
+        "combined_to_oracle_ratio": interval(model_c / oracle_c, model_b / oracle_b),
+    })
+    try:
+        out["oracle_uno_c"] = uno_c(y.time, y.event, true_lp, tau=tau)
+    except InvalidInput as exc:
+        out["oracle_uno_c"] = None
+        out["note"] = str(exc)
+    return out
+
+
+def evaluate(model: CoxFusion, table, *, split: str | None = None, n_resamples: int = 1000, seed: int = 0,
+             truth: Mapping[str, Any] | None = None) -> Evaluation:
+    """Every figure of the validation report, computed on ``table`` (a fusion table with outcome).
+
+    Parameters
+    ----------
+    model : CoxFusion
+        A fitted model.
+    table : pandas.DataFrame
+        The evaluated cases (e.g. the validation split), as from
+        :func:`sarcoma_risk.fusion.table.table_from_manifest`.
+    split : str, optional
+        Name of the evaluated split (for the report and the truth.json look-up).
+    n_resamples, seed : int
+        Bootstrap resamples and seed.
+    truth : mapping, optional
+        A phantom cohort's truth.json: adds the oracle C-index and the combined/oracle ratio.
+    """
+    y = check_outcome(table[DURATION], table[EVENT], name="evaluated cases")
+    horizons, notes = _usable_horizons(model, y.time)
+    deployed = model.predict(table)
+    comparison_models = [m for m in COMPARISON if m in model.submodels_]
+    needed = {m for name in comparison_models for m in model.submodels_[name]["modalities"]}
+    complete = np.array([all(m in have.split("+") for m in needed) for have in deployed["modalities_available"]])
+    data: dict[str, Any] = {
+        "format": REPORT_FORMAT,
+        "split": split,
+        "horizons_months": horizons,
+        "cohort": _cohort_summary(table, deployed),
+        "notes": notes,
+    }
+    km_inputs: dict[str, tuple] = {}
+    reference = COMBINED if COMBINED in comparison_models else None
+    if comparison_models and complete.sum() >= 2 and y.event[complete].any():
+        sub_table = table.loc[complete]
+        predictions = {name: model.predict(sub_table, submodel=name) for name in comparison_models}
+        block, km = _block(model, sub_table, predictions, horizons, n_resamples=n_resamples, seed=seed,
+                           reference=reference)
+        block["cases"] = f"cases with every modality of the compared models ({', '.join(sorted(needed))})"
+        data["comparison"] = block
+        km_inputs.update({f"comparison:{k}": v for k, v in km.items()})
+    else:
+        data["comparison"] = None
+        notes.append("too few cases with every modality (or no event among them) for the side-by-side comparison")
+    block, km = _block(model, table, {DEPLOYED: deployed}, horizons, n_resamples=n_resamples, seed=seed,
+                       reference=None)
+    block["cases"] = "every evaluated case, scored by the sub-model of the modalities it has"
+    block["submodel_counts"] = deployed["submodel"].value_counts().to_dict()
+    data["deployed"] = block
+    km_inputs.update({f"deployed:{k}": v for k, v in km.items()})
+    nomogram_model = reference or max(model.submodels_, key=lambda n: len(model.submodels_[n]["modalities"]))
+    data["nomogram"] = nomogram(model, nomogram_model)
+    data["model"] = _model_summary(model)
+    if truth is not None:
+        combined_risk = None
+        if data["comparison"] is not None and reference is not None:
+            combined_risk = model.predict(table.loc[complete], submodel=reference)["risk"].to_numpy(dtype=float)
+        data["oracle"] = _oracle(truth, table.loc[complete] if combined_risk is not None else table, combined_risk,
+                                 split, n_resamples, seed, horizons[-1] if horizons else None)
+    else:
+        data["oracle"] = None
+    return Evaluation(data, km_inputs)
+
+
+def _cohort_summary(table, deployed) -> dict[str, Any]:
+    from lifelines import KaplanMeierFitter
+
+    y = check_outcome(table[DURATION], table[EVENT], name="evaluated cases")
+    # Median follow-up by the reverse Kaplan-Meier method (censoring as the event).
+    reverse = KaplanMeierFitter().fit(y.time, ~y.event)
+    median_fu = reverse.median_survival_time_
+    return {
+        "n": int(y.time.size), "events": int(y.event.sum()),
+        "centres": table["centre"].value_counts().to_dict() if "centre" in table.columns else {},
+        "median_follow_up_months": float(median_fu) if np.isfinite(median_fu) else None,
+        "modalities_available": deployed["modalities_available"].value_counts().to_dict(),
+    }
+
+
+def _model_summary(model: CoxFusion) -> dict[str, Any]:
+    subs = {}
+    for name, sub in model.submodels_.items():
+        cox = sub["cox"]
+        subs[name] = {
+            "n": sub["development"]["n"], "events": sub["development"]["events"],
+            "penalizer": cox.penalizer, "cutoff": sub["cutoff"],
+            "coefficients": {c: {"coef": float(b), "hazard_ratio": float(np.exp(b)), "se": float(s)}
+                             for c, b, s in zip(cox.columns, cox.beta, cox.standard_errors)},
+            "dropped_columns": sub.get("dropped_columns", []),
+        }
+    return {"params": model.get_params(), "submodels": subs, "skipped": dict(model.skipped_),
+            "development": {"n": model.n_development_, "events": model.events_development_}}

@@ -1,0 +1,100 @@
+"""Evaluation and the validation report on seeded synthetic tables."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+
+from sarcoma_risk.fusion.evaluation import COMBINED, evaluate
+from sarcoma_risk.fusion.metrics import harrell_c
+from sarcoma_risk.fusion.model import CoxFusion
+from sarcoma_risk.fusion.report import write_report
+from sarcoma_risk.provenance import sha256_bytes
+
+
+@pytest.fixture(scope="module")
+def evaluation(development_table, validation_table):
+    table, _ = development_table
+    model = CoxFusion(penalizers=(0.01, 0.1, 1.0), cv_folds=3).fit(table)
+    validation, true_lp = validation_table
+    truth = {"oracle_c_index": {"split:validation": 0.75},
+             "cases": [{"case_id": c, "lp": float(lp)} for c, lp in zip(validation.index, true_lp)]}
+    return model, evaluate(model, validation, split="validation", n_resamples=100, seed=1, truth=truth)
+
+
+def test_evaluation_compares_the_four_models_on_the_same_cases(evaluation, validation_table):
+    model, result = evaluation
+    validation, _ = validation_table
+    comparison = result.data["comparison"]
+    complete = validation[["radiology_score", "pathology_score"]].notna().all(axis=1)
+    assert comparison["n"] == int(complete.sum())
+    models = comparison["metrics"]["models"]
+    assert list(models) == ["clinical", "radiology", "pathology", COMBINED]
+    sub = validation.loc[complete]
+    expected = harrell_c(sub["time_months"], sub["event"], model.predict(sub, submodel="clinical")["risk"])
+    assert models["clinical"]["harrell_c"]["estimate"] == pytest.approx(expected)
+    for name in models:
+        assert set(models[name]) == {"harrell_c", "uno_c", "auc_12", "auc_36", "auc_60", "mean_auc", "integrated_brier"}
+    assert set(comparison["metrics"]["differences"]) == {"clinical", "radiology", "pathology"}
+    assert result.data["deployed"]["n"] == len(validation)
+    assert sum(result.data["deployed"]["submodel_counts"].values()) == len(validation)
+
+
+def test_oracle_ratio_uses_the_true_linear_predictor_of_the_same_cases(evaluation, validation_table):
+    _, result = evaluation
+    validation, true_lp = validation_table
+    oracle = result.data["oracle"]
+    complete = validation[["radiology_score", "pathology_score"]].notna().all(axis=1).to_numpy()
+    sub = validation.loc[complete]
+    expected_oracle = harrell_c(sub["time_months"], sub["event"], true_lp[complete])
+    assert oracle["oracle_harrell_c"]["estimate"] == pytest.approx(expected_oracle)
+    ratio = oracle["combined_to_oracle_ratio"]
+    assert ratio["estimate"] == pytest.approx(oracle["combined_harrell_c"]["estimate"] / expected_oracle)
+    assert ratio["low"] < ratio["estimate"] < ratio["high"]
+    assert oracle["split_oracle_c_index"] == 0.75
+
+
+def test_risk_groups_carry_numbers_at_risk_logrank_and_hazard_ratio(evaluation):
+    _, result = evaluation
+    groups = result.data["comparison"]["risk_groups"][COMBINED]
+    assert groups["at_risk"]["times_months"][:3] == [0.0, 12.0, 24.0]
+    assert groups["at_risk"]["low"][0] + groups["at_risk"]["high"][0] == result.data["comparison"]["n"]
+    assert groups["comparison"]["logrank_p"] < 0.01
+    assert groups["comparison"]["hazard_ratio"] > 1.5
+    assert set(groups["curves"]) == {"low", "high"}
+
+
+def test_report_is_self_contained_and_its_json_points_at_every_figure(evaluation, tmp_path):
+    _, result = evaluation
+    paths = write_report(result, tmp_path / "report", model_info={"name": "fusion", "version": "test"})
+    page = paths["html"].read_text(encoding="utf-8")
+    assert not re.search(r"<(script|link|iframe)\b", page)
+    assert not re.search(r"(src|href)=\"(?!data:image/png;base64,)", page)
+    document = json.loads(paths["json"].read_text(encoding="utf-8"))
+    ids = [f["id"] for f in document["figures"]]
+    assert {"comparison-metrics", "comparison-auc", f"comparison-km-{COMBINED}", "comparison-km-clinical",
+            f"comparison-calibration-{COMBINED}", "comparison-decision-36", "nomogram", "deployed-km-deployed"} <= set(ids)
+    for figure in document["figures"]:
+        png = (paths["html"].parent / figure["png"]).read_bytes()
+        assert png.startswith(b"\x89PNG") and sha256_bytes(png) == figure["sha256"]
+        assert base64.b64encode(png).decode() in page  # the same figure is embedded in the HTML
+        node = document
+        for key in figure["data"].strip("/").split("/"):
+            node = node[key]  # every pointer resolves to the figure's numbers
+        assert node
+    assert "Combined / oracle" in page and "NaN" not in paths["json"].read_text(encoding="utf-8")
+
+
+def test_horizons_beyond_follow_up_are_left_out_with_a_note(development_table, validation_table):
+    table, _ = development_table
+    model = CoxFusion(penalizers=(0.1,), cv_folds=2, modalities=("radiology",), horizons=(12.0, 36.0, 500.0)).fit(table)
+    validation, _ = validation_table
+    result = evaluate(model, validation.loc[validation["radiology_score"].notna()], n_resamples=20)
+    assert result.data["horizons_months"] == [12.0, 36.0]
+    assert any("500 months" in note for note in result.data["notes"])
+    assert result.data["comparison"]["metrics"]["models"]["radiology"]["auc_36"]["estimate"] > 0.5
+    assert np.isfinite(result.data["deployed"]["metrics"]["models"]["deployed"]["integrated_brier"]["estimate"])
