@@ -124,10 +124,11 @@ def test_image_content_follows_the_latent_phenotypes_across_the_cohort(truth):
 
 
 def test_same_seed_gives_the_same_bytes_whatever_the_number_of_workers(tmp_path):
-    one = generate_cohort(tmp_path / "one", 4, "A,B", seed=5, size="tiny", workers=1)
-    two = generate_cohort(tmp_path / "two", 4, "A,B", seed=5, size="tiny", workers=2)
+    one = generate_cohort(tmp_path / "one", 4, "A,B", seed=5, size="tiny", workers=1, dicom_rate=0.5)
+    two = generate_cohort(tmp_path / "two", 4, "A,B", seed=5, size="tiny", workers=2, dicom_rate=0.5)
     digest_one, digest_two = tree_digest(one.root), tree_digest(two.root)
     assert len(digest_one) >= 4 * 6  # manifest, truth, and per case 4 MRI files + slide (+ annotation)
+    assert any(name.endswith(".dcm") or "/t2fs/" in name for name in digest_one)  # DICOM series are covered too
     assert digest_one == digest_two
 
 
