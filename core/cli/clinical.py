@@ -48,8 +48,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def cmd_import(args: argparse.Namespace) -> int:
     table = read_clinical_csv(args.file)
-    for column in table.ignored_columns:
-        print(f"note: column {column!r} is not a clinical variable and was not read", file=sys.stderr)
+    if table.ignored_columns:
+        print(f"note: {len(table.ignored_columns)} column(s) are not clinical variables and were not read: "
+              f"{', '.join(table.ignored_columns)}", file=sys.stderr)
     report: dict = {"rows": table.n_rows, "valid": len(table.valid), "problems": [
         {"row": p.row, "case_id": p.case_id, "column": p.column, "value": p.value, "expected": p.expected,
          "message": str(p)} for p in table.problems]}
@@ -88,7 +89,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         skipped = f"; {table.n_rows - len(table.valid)} invalid row(s) skipped" if table.problems else ""
         verb = "dry run, nothing written: would import" if args.dry_run else "imported"
         print(f"{args.file.name}: {verb} {len(table.valid)} case(s) ({parts}){skipped}")
-    return 0
+    return 0 if table.valid or not table.problems else 1  # --valid-only with no valid row is a failure
 
 
 def _compare(current: dict | None, values: dict) -> str:

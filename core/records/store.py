@@ -289,7 +289,10 @@ class CaseStore:
         conn = self.conn
         if self._depth:
             name = f"nested_{self._depth}"
-            conn.execute(f"SAVEPOINT {name}")
+            try:
+                conn.execute(f"SAVEPOINT {name}")
+            except sqlite3.Error as exc:
+                raise StoreError(self._explain(exc)) from None
             self._depth += 1
             try:
                 yield conn
@@ -302,7 +305,10 @@ class CaseStore:
                     raise StoreError(self._explain(exc)) from None
                 raise
             self._depth -= 1
-            conn.execute(f"RELEASE {name}")
+            try:
+                conn.execute(f"RELEASE {name}")
+            except sqlite3.Error as exc:
+                raise StoreError(self._explain(exc)) from None
             return
         try:
             conn.execute("BEGIN IMMEDIATE")
