@@ -110,6 +110,12 @@ def test_valid_only_imports_the_valid_rows_and_reports_the_rest(tmp_path, store,
         assert cases.case_ids() == ["STS-0001", "STS-0002", "STS-0003"]
 
 
+def test_valid_only_with_no_valid_row_fails_and_creates_nothing(tmp_path, store, capsys):
+    assert main(["clinical", "import", str(write_table(tmp_path, BAD_ROWS)), "--store", str(store), "--valid-only"]) == 1
+    assert "imported 0 case(s)" in capsys.readouterr().out
+    assert not store.exists()
+
+
 def test_dry_run_reports_what_would_change_and_writes_nothing(tmp_path, imported, capsys):
     before = dump(imported)
     rows = [ROWS[0].replace(",R1,", ",R2,"), ROWS[1], ROWS[2].replace("STS-0003", "STS-0009")]

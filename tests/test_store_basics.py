@@ -6,7 +6,10 @@ import csv
 import hashlib
 import json
 import os
+import select
+import signal
 import sqlite3
+import warnings
 from pathlib import Path
 
 import pytest
@@ -351,7 +354,11 @@ def _as_unprivileged_user(action):
     except KeyError:
         uid = gid = 65534
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() in a process with threads (a library may have started
+        # some); the child only runs SQLite and plain Python, and the parent gives up after 60 s.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
     if pid == 0:  # child: never returns into pytest
         status = 0
         try:
@@ -367,6 +374,11 @@ def _as_unprivileged_user(action):
         os._exit(status)
     os.close(write_end)
     with os.fdopen(read_end) as pipe:
+        ready, _, _ = select.select([pipe], [], [], 60)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("the unprivileged child did not answer within 60 s")
         payload = json.loads(pipe.read() or "{}")
     os.waitpid(pid, 0)
     if "error" in payload:
