@@ -177,8 +177,9 @@ class CaseStore:
         """A store in a folder we cannot write, with no writer connected (no ``-wal`` file).
 
         SQLite cannot read a WAL database there the usual way (it needs to create the ``-shm``
-        file), so mode "r" reads it as immutable: no locks, no side files. No writer of ours can
-        start there without creating the ``-wal`` file first.
+        file), so mode "r" reads it as immutable: no locks, no side files. That is safe while nobody
+        writes; someone else allowed to write there would create the ``-wal`` file first, and a read
+        overlapping their first checkpoint could fail (as a :class:`StoreError`), never write.
         """
         return (self.mode == "r" and not os.access(self.path.parent, os.W_OK | os.X_OK)
                 and not Path(f"{self.path}-wal").exists())
