@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-#: Seed of the shared tiny cohort, chosen (by scanning seeds with the table-only generator) so that
-#: each centre has at least 5 recurrences among its 12 cases: training and Cox tests need events in
-#: the development and the validation split.
-PHANTOM_TINY_SEED = 17
+#: Seed of the shared tiny cohort, chosen by scanning seeds with the table-only planner
+#: (``plan_cohort``) so that each centre has 8 recurrences among its 12 cases (training and Cox tests
+#: need events in both splits) and an oracle C-index near the population value of about 0.81
+#: (0.78 development, 0.75 validation, 0.79 overall) rather than a lucky or unlucky draw.
+PHANTOM_TINY_SEED = 126
 PHANTOM_TINY_CASES = 24
 
 
