@@ -133,7 +133,7 @@ class QuPathObject:
             self.id = _check_uuid(self.id, "id")
         if self.color is not None:
             self.color = _check_color(list(self.color) if isinstance(self.color, tuple) else self.color, "color")
-        self.measurements = {str(k): float(v) for k, v in self.measurements.items()}
+        self.measurements = {str(k): _measurement_value(v, f"measurement {k!r}") for k, v in self.measurements.items()}
         self.metadata = {str(k): str(v) for k, v in self.metadata.items()}
 
 
@@ -219,10 +219,14 @@ def _listify(value: Any) -> Any:
 
 def geometry_to_geojson(geometry: Any) -> dict[str, Any]:
     """A GeoJSON geometry object (lists, integral coordinates as ints) from a shapely geometry."""
+    import numpy as np
+    import shapely
     from shapely.geometry import mapping
 
     if geometry is None or geometry.is_empty:
         raise InvalidAnnotation("geometry: empty; QuPath objects need a non-empty region")
+    if not np.isfinite(shapely.get_coordinates(geometry)).all():
+        raise InvalidAnnotation("geometry: has NaN or infinite coordinates; QuPath needs finite pixel positions")
     data = mapping(geometry)
     if data["type"] == "GeometryCollection":
         return {"type": "GeometryCollection", "geometries": [geometry_to_geojson(g) for g in geometry.geoms]}
@@ -329,7 +333,7 @@ def parse_feature(feature: Any, where: str = "feature") -> QuPathObject:
         if properties.get("measurements") is not None else {},
         name=str(name) if name is not None else None,
         color=_check_color(properties["color"], f"{where} color") if properties.get("color") is not None else None,
-        is_locked=bool(properties.get("isLocked", False)),
+        is_locked=properties.get("isLocked") in (True, "true", "True"),  # Gson reads the string "false" as false
         id=kept_id,
         metadata={str(k): str(v) for k, v in metadata.items() if not isinstance(v, (dict, list))},
         nucleus_geometry=geometry_from_geojson(nucleus, f"{where} nucleusGeometry") if nucleus else None,

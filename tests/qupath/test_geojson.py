@@ -175,3 +175,63 @@ def test_missing_file_and_non_uuid_ids_are_clear_errors(tmp_path):
 def test_stable_uuids_are_deterministic_and_distinct():
     assert stable_uuid("s", 1, 2) == stable_uuid("s", 1, 2) != stable_uuid("s", 2, 1)
     uuid.UUID(stable_uuid("x"))
+
+
+# ---- rules of REFERENCE.md and QuPath's reader, checked on every object type ------------------
+
+@pytest.mark.parametrize("object_type", list(ObjectType))
+def test_every_object_type_is_written_in_camel_case_and_read_back(object_type):
+    feature = to_feature(QuPathObject(box(0, 0, 10, 10), object_type=object_type))
+    assert feature["properties"]["objectType"] == object_type.value
+    assert "object_type" not in feature["properties"] and "type" not in feature["properties"]
+    (back,) = parse_geojson(feature)
+    assert back.object_type is object_type
+
+
+def test_object_colour_and_classification_colour_round_trip_as_rgb_lists(tmp_path):
+    obj = QuPathObject(box(0, 0, 5, 5), classification=Classification("Stroma", (10, 200, 30)), color=(255, 128, 0))
+    path = write_geojson(tmp_path / "c.geojson", [obj])
+    props = json.loads(path.read_text())["features"][0]["properties"]
+    assert props["color"] == [255, 128, 0]
+    assert props["classification"] == {"name": "Stroma", "color": [10, 200, 30]}
+    (back,) = read_geojson(path)
+    assert back.color == (255, 128, 0) and back.classification == Classification("Stroma", (10, 200, 30))
+
+
+def test_a_multipolygon_with_holes_in_each_part_round_trips():
+    geometry = MultiPolygon([SQUARE_WITH_HOLE, Polygon([(200, 0), (300, 0), (300, 100), (200, 100)],
+                                                       [[(220, 20), (240, 20), (240, 40), (220, 40)]])])
+    (back,) = parse_geojson(json.loads(dumps([QuPathObject(geometry, classification=TUMOR)])))
+    assert back.geometry.equals(geometry)
+    assert [len(p.interiors) for p in back.geometry.geoms] == [1, 1]
+
+
+def test_non_finite_coordinates_and_non_numeric_measurements_are_refused_when_writing(tmp_path):
+    with pytest.raises(InvalidAnnotation, match="NaN or infinite coordinates"):
+        write_geojson(tmp_path / "x.geojson", [QuPathObject(box(0, 0, math.inf, 1))])
+    assert not list(tmp_path.iterdir())  # nothing half-written, no temporary file left
+    with pytest.raises(InvalidAnnotation, match="measurement 'grade': 'high' is not a number"):
+        QuPathObject(box(0, 0, 1, 1), measurements={"grade": "high"})
+
+
+def test_a_failed_write_keeps_the_previous_file(tmp_path):
+    path = write_geojson(tmp_path / "tiles.geojson", [QuPathObject(box(0, 0, 1, 1))])
+    before = path.read_bytes()
+    with pytest.raises(InvalidAnnotation, match="colour"):
+        write_geojson(path, [QuPathObject(box(0, 0, 1, 1), classification=Classification("Tumor"))])
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["tiles.geojson"]
+
+
+def test_qupath_export_with_byte_order_mark_and_string_lock_flag_is_read(tmp_path):
+    path = tmp_path / "export.geojson"
+    feature = {"type": "Feature", "geometry": {"type": "Point", "coordinates": [3, 4]},
+               "properties": {"objectType": "annotation", "isLocked": "false"}}
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps([feature, {**feature, "properties": {"isLocked": True}}]).encode())
+    first, second = read_geojson(path)
+    assert first.is_locked is False and second.is_locked is True
+
+
+def test_a_non_feature_in_a_list_is_named_by_position():
+    with pytest.raises(InvalidAnnotation, match="feature 1: expected a GeoJSON Feature object"):
+        parse_geojson([{"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]}}, 42])
