@@ -99,6 +99,8 @@ class CoxParameters:
             max_time = float(data["max_time_months"])
             penalizer = float(data["penalizer"])
             ll = data.get("log_likelihood")
+        except InvalidModel:
+            raise
         except KeyError as exc:
             raise InvalidModel(f"{where}: missing field {exc.args[0]!r}") from None
         except (TypeError, ValueError) as exc:

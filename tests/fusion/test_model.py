@@ -13,15 +13,7 @@ from sarcoma_risk.errors import InvalidClinicalData, InvalidInput, InvalidModel,
 from sarcoma_risk.fusion.metrics import harrell_c
 from sarcoma_risk.fusion.model import CoxFusion
 
-from conftest import make_table
-
-FAST = {"penalizers": (0.01, 0.1, 1.0), "cv_folds": 3}
-
-
-@pytest.fixture(scope="session")
-def fitted(development_table) -> CoxFusion:
-    table, _ = development_table
-    return CoxFusion(**FAST).fit(table)
+from fusion_synthetic import FAST, make_table
 
 
 def test_one_submodel_per_modality_subset(fitted):

@@ -17,9 +17,8 @@ from sarcoma_risk.provenance import sha256_bytes
 
 
 @pytest.fixture(scope="module")
-def evaluation(development_table, validation_table):
-    table, _ = development_table
-    model = CoxFusion(penalizers=(0.01, 0.1, 1.0), cv_folds=3).fit(table)
+def evaluation(fitted, validation_table):
+    model = fitted
     validation, true_lp = validation_table
     truth = {"oracle_c_index": {"split:validation": 0.75},
              "cases": [{"case_id": c, "lp": float(lp)} for c, lp in zip(validation.index, true_lp)]}

@@ -1,0 +1,100 @@
+"""``sarcoma-risk evaluate``: the validation report of a fusion model on one split of a manifest."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from sarcoma_risk.cli.common import add_json_option, positive_int, print_json
+
+TRUTH_NAME = "truth.json"
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "evaluate", help="validation report of the fusion model (metrics with CIs, KM, calibration, ...)",
+        description="Evaluate a fitted fusion model on one split of a manifest: Harrell's and Uno's C, "
+                    "cumulative/dynamic AUC at 1/3/5 years and its mean, integrated Brier score, each with a "
+                    "bootstrap 95%% CI, for the clinical, radiology, pathology and combined models side by side; "
+                    "Kaplan-Meier curves of the risk groups with numbers at risk, log-rank p and hazard ratio; "
+                    "calibration; decision curves; nomogram. Writes report.html (self-contained), report.json "
+                    "and figures/*.png into --out. With a phantom cohort (truth.json beside the manifest) the "
+                    "report adds the oracle C-index and the combined/oracle ratio.")
+    p.add_argument("--manifest", type=Path, required=True, help="cohort manifest (manifest.csv)")
+    p.add_argument("--split", default="validation", metavar="validation|development",
+                   help="split to evaluate (default: validation)")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--model", type=Path, default=None, metavar="FILE", help="a fusion.json model file")
+    source.add_argument("--weights", type=Path, default=None, metavar="DIR",
+                        help="weights folder with manifest.json listing 'fusion' (default: the shipped weights)")
+    p.add_argument("--scores", type=Path, action="append", default=[], metavar="FILE",
+                   help="imaging score table (radiology_scores.csv or pathology_scores.csv); repeat for both")
+    p.add_argument("--out", type=Path, required=True, metavar="REPORT_DIR", help="folder for the report")
+    p.add_argument("--bootstrap", type=positive_int, default=1000, metavar="B",
+                   help="bootstrap resamples for the CIs (default: 1000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    p.add_argument("--truth", type=Path, default=None, metavar="FILE",
+                   help="phantom truth.json (default: truth.json beside the manifest, when present)")
+    add_json_option(p)
+    p.set_defaults(handler=cmd_evaluate)
+
+
+def _truth(args: argparse.Namespace) -> dict[str, Any] | None:
+    from sarcoma_risk.errors import InvalidInput
+
+    path = args.truth or args.manifest.parent / TRUTH_NAME
+    if not path.is_file():
+        if args.truth is not None:
+            raise InvalidInput(f"--truth {path}: no such file")
+        return None
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(truth, dict) or "oracle_c_index" not in truth:
+        raise InvalidInput(f"{path}: not a phantom cohort truth file (no 'oracle_c_index')")
+    return truth
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from sarcoma_risk.cohort import Split, read_manifest
+    from sarcoma_risk.errors import InvalidInput
+    from sarcoma_risk.fusion.evaluation import COMBINED, evaluate
+    from sarcoma_risk.fusion.loading import load_fusion
+    from sarcoma_risk.fusion.report import write_report
+    from sarcoma_risk.fusion.scores import read_score_tables
+    from sarcoma_risk.fusion.table import table_from_manifest
+
+    try:
+        split = Split(args.split)
+    except ValueError:
+        raise InvalidInput(f"--split {args.split!r}: expected development or validation") from None
+    model, info = load_fusion(args.model, args.weights)
+    manifest = read_manifest(args.manifest)
+    tables = read_score_tables(args.scores)
+    table = table_from_manifest(manifest, tables, split=split)
+    if table.empty:
+        raise InvalidInput(f"{args.manifest}: no {split.value} cases")
+    result = evaluate(model, table, split=split.value, n_resamples=args.bootstrap, seed=args.seed, truth=_truth(args))
+    paths = write_report(result, args.out, title=f"SarcomaRisk fusion: {split.value} report", model_info=info)
+    data = result.data
+    summary: dict[str, Any] = {"report": str(paths["html"]), "json": str(paths["json"]), "n": data["cohort"]["n"],
+                               "events": data["cohort"]["events"]}
+    if data["comparison"] and data["comparison"]["metrics"]:
+        summary["harrell_c"] = {name: m["harrell_c"] for name, m in data["comparison"]["metrics"]["models"].items()}
+    if data["oracle"] and "combined_to_oracle_ratio" in data["oracle"]:
+        summary["combined_to_oracle_ratio"] = data["oracle"]["combined_to_oracle_ratio"]
+    if args.json:
+        print_json(summary)
+        return 0
+    print(f"evaluated {summary['n']} {split.value} cases ({summary['events']} events)")
+    for name, iv in summary.get("harrell_c", {}).items():
+        star = " (combined)" if name == COMBINED else ""
+        print(f"  Harrell's C {name:30s} {iv['estimate']:.3f} ({iv['low']:.3f}-{iv['high']:.3f}){star}")
+    if "combined_to_oracle_ratio" in summary:
+        r = summary["combined_to_oracle_ratio"]
+        print(f"  combined / oracle C-index: {r['estimate']:.3f} ({r['low']:.3f}-{r['high']:.3f})")
+    print(f"report: {paths['html']}\ndata:   {paths['json']}")
+    return 0
