@@ -77,7 +77,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     table = table_from_manifest(manifest, tables, split=split)
     if table.empty:
         raise InvalidInput(f"{args.manifest}: no {split.value} cases")
-    result = evaluate(model, table, split=split.value, n_resamples=args.bootstrap, seed=args.seed, truth=_truth(args))
+    notes = []
+    for modality, scores in tables.items():
+        in_fold = [c for c in table.index if c in scores.entries and scores.entries[c].source != "final_model"
+                   and scores.entries[c].score is not None]
+        if split is Split.VALIDATION and in_fold:
+            notes.append(f"{len(in_fold)} {split.value} {modality} score(s) are not from the final model "
+                         f"(source other than final_model in {scores.path.name})")
+    result = evaluate(model, table, split=split.value, n_resamples=args.bootstrap, seed=args.seed, truth=_truth(args),
+                      notes=notes)
     paths = write_report(result, args.out, title=f"SarcomaRisk fusion: {split.value} report", model_info=info)
     data = result.data
     summary: dict[str, Any] = {"report": str(paths["html"]), "json": str(paths["json"]), "n": data["cohort"]["n"],

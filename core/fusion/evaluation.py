@@ -20,7 +20,7 @@ truth, the oracle C-index on the same cases and the combined/oracle ratio.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -148,7 +148,7 @@ def _oracle(truth: Mapping[str, Any], table, combined_risk: np.ndarray | None, s
 
 
 def evaluate(model: CoxFusion, table, *, split: str | None = None, n_resamples: int = 1000, seed: int = 0,
-             truth: Mapping[str, Any] | None = None) -> Evaluation:
+             truth: Mapping[str, Any] | None = None, notes: Sequence[str] = ()) -> Evaluation:
     """Every figure of the validation report, computed on ``table`` (a fusion table with outcome).
 
     Parameters
@@ -164,9 +164,11 @@ def evaluate(model: CoxFusion, table, *, split: str | None = None, n_resamples: 
         Bootstrap resamples and seed.
     truth : mapping, optional
         A phantom cohort's truth.json: adds the oracle C-index and the combined/oracle ratio.
+    notes : sequence of str
+        Remarks for the report's notes (e.g. about the score sources).
     """
     y = check_outcome(table[DURATION], table[EVENT], name="evaluated cases")
-    horizons, notes = _usable_horizons(model, y.time)
+    horizons, horizon_notes = _usable_horizons(model, y.time)
     deployed = model.predict(table)
     comparison_models = [m for m in COMPARISON if m in model.submodels_]
     needed = {m for name in comparison_models for m in model.submodels_[name]["modalities"]}
@@ -176,7 +178,7 @@ def evaluate(model: CoxFusion, table, *, split: str | None = None, n_resamples: 
         "split": split,
         "horizons_months": horizons,
         "cohort": _cohort_summary(table, deployed),
-        "notes": notes,
+        "notes": [*notes, *horizon_notes],
     }
     km_inputs: dict[str, tuple] = {}
     reference = COMBINED if COMBINED in comparison_models else None
@@ -190,7 +192,8 @@ def evaluate(model: CoxFusion, table, *, split: str | None = None, n_resamples: 
         km_inputs.update({f"comparison:{k}": v for k, v in km.items()})
     else:
         data["comparison"] = None
-        notes.append("too few cases with every modality (or no event among them) for the side-by-side comparison")
+        data["notes"].append("too few cases with every modality (or no event among them) for the side-by-side "
+                             "comparison")
     block, km = _block(model, table, {DEPLOYED: deployed}, horizons, n_resamples=n_resamples, seed=seed,
                        reference=None)
     block["cases"] = "every evaluated case, scored by the sub-model of the modalities it has"
@@ -238,4 +241,5 @@ def _model_summary(model: CoxFusion) -> dict[str, Any]:
             "dropped_columns": sub.get("dropped_columns", []),
         }
     return {"params": model.get_params(), "submodels": subs, "skipped": dict(model.skipped_),
-            "development": {"n": model.n_development_, "events": model.events_development_}}
+            "development": {"n": model.n_development_, "events": model.events_development_,
+                            "available": dict(model.available_development_)}}

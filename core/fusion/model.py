@@ -248,6 +248,8 @@ class CoxFusion:
             raise InvalidInput("no sub-model could be fitted:\n  " + "\n  ".join(f"{k}: {v}" for k, v in self.skipped_.items()))
         self.n_development_ = int(y.time.size)
         self.events_development_ = int(y.event.sum())
+        # How many development cases had each modality: the missing-data figures of a model card.
+        self.available_development_ = {m: int(available[m].sum()) for m in self.modalities}
         return self
 
     def _check_constant_clinical(self, records: list[dict[str, Any]]) -> None:
@@ -397,7 +399,8 @@ class CoxFusion:
                           for name, sub in self.submodels_.items()},
             "ranges": {k: list(v) for k, v in self.ranges_.items()},
             "skipped": dict(self.skipped_),
-            "development": {"n": self.n_development_, "events": self.events_development_},
+            "development": {"n": self.n_development_, "events": self.events_development_,
+                            "available": dict(self.available_development_)},
             "versions": _versions(),
         }
 

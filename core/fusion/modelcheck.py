@@ -101,6 +101,10 @@ def check_fusion_dict(cls, data: Mapping[str, Any]):
     development = _require(data, "development", Mapping, "fusion")
     model.n_development_ = int(_finite(development.get("n"), "fusion.development.n"))
     model.events_development_ = int(_finite(development.get("events"), "fusion.development.events"))
+    available = development.get("available", {})
+    if not isinstance(available, Mapping):
+        raise InvalidModel("fusion.development.available: expected an object of counts per modality")
+    model.available_development_ = {m: int(_finite(v, f"fusion.development.available.{m}")) for m, v in available.items()}
     return model
 
 

@@ -179,8 +179,10 @@ def _oracle_html(oracle: Mapping[str, Any] | None) -> str:
 def _model_html(model: Mapping[str, Any]) -> str:
     from sarcoma_risk.fusion.plots import label
 
+    available = ", ".join(f"{html.escape(k)} {v}" for k, v in model["development"].get("available", {}).items())
     parts = ["<h2>Model development</h2>",
-             f"<p>Development cases: {model['development']['n']} ({model['development']['events']} recurrences). "
+             f"<p>Development cases: {model['development']['n']} ({model['development']['events']} recurrences; "
+             f"with each modality: {available}). "
              "One Cox sub-model per available subset of modalities; ridge penalizer chosen by "
              f"{model['params']['cv_folds']}-fold cross-validation ({html.escape(model['params']['cv_metric'])}); "
              "imaging score weights fitted on out-of-fold development scores; risk-group cutoff "

@@ -97,6 +97,15 @@ def test_a_submodel_without_enough_events_is_skipped_and_its_cases_fall_back(dev
     assert model.predict(row)["submodel"].iloc[0] == "clinical+radiology"
 
 
+def test_maxstat_cutoffs_respect_the_minimum_group_share(development_table):
+    table, _ = development_table
+    model = CoxFusion(**FAST, cutoff="maxstat", min_group_share=0.3, modalities=("radiology", "pathology")).fit(table)
+    for sub in model.submodels_.values():
+        assert sub["cutoff"]["method"] == "maxstat" and 0.3 <= sub["cutoff"]["share_high"] <= 0.7
+    assert model.available_development_ == {"radiology": int(table["radiology_score"].notna().sum()),
+                                            "pathology": int(table["pathology_score"].notna().sum())}
+
+
 def test_survival_beyond_the_development_follow_up_is_not_estimable(development_table):
     table, _ = development_table
     model = CoxFusion(**FAST, horizons=(12.0, 500.0), modalities=("radiology",)).fit(table)
