@@ -1,0 +1,72 @@
+"""``sarcoma-risk train radiology``: train the MRI model on a cohort manifest (development split only)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sarcoma_risk.cli.common import add_json_option, print_json
+
+
+def register_train(train: argparse._SubParsersAction) -> None:
+    p = train.add_parser(
+        "radiology", help="the CBAM 3D CNN on the MRI of a cohort manifest",
+        description="Train the radiology model on the development cases of a cohort manifest and register it in "
+                    "--out (radiology.pt + manifest.json). With --folds K (K >= 2) every development case also "
+                    "gets an out-of-fold score; validation cases get the final model's score; both go to "
+                    "OUT/radiology_scores.csv for fusion. A case whose MRI cannot be read is reported and left out.")
+    p.add_argument("--manifest", type=Path, required=True, help="cohort manifest CSV")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="weights folder to write into")
+    p.add_argument("--folds", type=int, default=5, metavar="K",
+                   help="cross-fitting folds for out-of-fold development scores (default 5; 0 = none)")
+    p.add_argument("--preset", default="standard", choices=("standard", "tiny"),
+                   help="configuration: standard (64^3 patches at 2 mm) or tiny (seconds on tiny phantoms)")
+    p.add_argument("--sequences", default=None, metavar="LIST",
+                   help="comma-separated inputs, t2fs or t2fs,t1ce (default: both when every development case has T1CE)")
+    p.add_argument("--epochs", type=int, default=None, help="most epochs (default: from the preset)")
+    p.add_argument("--batch-size", type=int, default=None, help="cases per step (default: from the preset)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: from the preset)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: torch's choice; 1 is often fastest on a busy machine)")
+    add_json_option(p)
+    p.set_defaults(handler=cmd_train_radiology)
+
+
+def cmd_train_radiology(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from sarcoma_risk.errors import InvalidInput
+    from sarcoma_risk.radiology.cohort import train_from_manifest
+    from sarcoma_risk.radiology.config import preset
+
+    preprocess, model, train = preset(args.preset)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed))
+                 if v is not None}
+    train = replace(train, **overrides)
+    sequences = [s.strip() for s in args.sequences.split(",") if s.strip()] if args.sequences else None
+    if args.threads is not None:
+        if args.threads < 1:
+            raise InvalidInput(f"--threads: {args.threads} must be at least 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    report = train_from_manifest(args.manifest, args.out, preprocess=preprocess, model=model, train=train,
+                                 folds=args.folds, sequences=sequences)
+    summary = report.summary
+    if args.json:
+        print_json(summary)
+        return 0
+    figures, cases = summary["validation"], summary["cases"]
+    print(f"radiology model {summary['model_version']} trained on {cases['development']} development case(s) "
+          f"({', '.join(summary['training_data']['sequences'])}); registered in {args.out}")
+
+    def fmt(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    print(f"  C-index: early stopping {fmt(figures['early_stopping_cindex'])}, out-of-fold "
+          f"{fmt(figures['out_of_fold_cindex'])}, validation split {fmt(figures['validation_split_cindex'])}")
+    print(f"  scores for fusion: {args.out / summary['scores_file']}")
+    for failure in cases["failed"]:
+        print(f"  left out {failure['case_id']}: {failure['error']}", file=sys.stderr)
+    return 0

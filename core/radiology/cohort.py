@@ -1,0 +1,259 @@
+"""Training the radiology model on a cohort manifest, with cross-fitted scores for fusion.
+
+:func:`train_from_manifest` reads every case with MRI (a case that fails is reported with its id and
+left out), trains on the development split only, and writes into the output folder:
+
+- ``radiology.pt`` registered in ``manifest.json`` (:mod:`~sarcoma_risk.radiology.checkpoint`);
+- ``radiology_scores.csv`` (case_id, split, radiology_score, source): with ``folds >= 2``, each
+  development case scored by a model that did not see it (source ``out_of_fold``); validation cases
+  scored by the final model (source ``final_model``). Fusion fits on these, so its weights are not
+  inflated by in-sample imaging scores;
+- ``radiology_training.json``: versions, arguments, data hash, per-fold and validation figures and
+  the per-case failures. No file paths or names are recorded (they may identify patients).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from sarcoma_risk.cohort import CohortCase, Split, read_manifest
+from sarcoma_risk.errors import InvalidInput, InvalidManifest, SarcomaRiskError
+from sarcoma_risk.provenance import sha256_file, utc_now
+from sarcoma_risk.radiology.config import ModelConfig, PreprocessConfig, TrainConfig
+from sarcoma_risk.radiology.train import RadiologyCoxModel, harrell_c
+from sarcoma_risk.weights import write_json_atomic
+
+log = logging.getLogger(__name__)
+
+SCORES_FILE = "radiology_scores.csv"
+RUN_FILE = "radiology_training.json"
+SCORE_COLUMNS = ("case_id", "split", "radiology_score", "source")
+#: Fewer usable development cases than this cannot train (or early-stop) a model meaningfully.
+MIN_DEVELOPMENT_CASES = 8
+
+
+@dataclass
+class CohortPatches:
+    """Prepared patches of the usable cases of a manifest, in manifest order."""
+
+    case_ids: list[str] = field(default_factory=list)
+    splits: list[str] = field(default_factory=list)
+    time: list[float] = field(default_factory=list)
+    event: list[bool] = field(default_factory=list)
+    arrays: list[np.ndarray] = field(default_factory=list)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    without_mri: list[str] = field(default_factory=list)
+
+    def select(self, split: Split) -> np.ndarray:
+        return np.array([s == split.value for s in self.splits], dtype=bool)
+
+
+def choose_sequences(cases: Sequence[CohortCase]) -> tuple[str, ...]:
+    """Both sequences when every development case with MRI has a T1CE, else the T2 alone."""
+    development = [c for c in cases if c.split is Split.DEVELOPMENT and c.has_mri]
+    return ("t2fs", "t1ce") if development and all(c.mri_t1ce is not None for c in development) else ("t2fs",)
+
+
+def _redact(message: str, case: CohortCase) -> str:
+    """``message`` with the case's file paths replaced by their manifest column (paths may hold names)."""
+    for column in ("mri_t2fs", "mri_t1ce", "tumor_seg"):
+        path = getattr(case, column)
+        if path is not None:
+            message = message.replace(str(path), f"<{column}>")
+    return message
+
+
+def prepare_cohort(cases: Sequence[CohortCase], config: PreprocessConfig) -> CohortPatches:
+    """Read and prepare every case with MRI; failures are collected per case, never fatal."""
+    from sarcoma_risk.radiology.io import read_case
+    from sarcoma_risk.radiology.preprocess import prepare_case
+
+    out = CohortPatches()
+    for case in cases:
+        if not case.has_mri:
+            out.without_mri.append(case.case_id)
+            continue
+        try:
+            t1 = case.mri_t1ce if "t1ce" in config.sequences else None
+            mri = read_case(case.mri_t2fs, case.tumor_seg, t1, segment=case.tumor_segment)
+            prepared = prepare_case(mri, config)
+        except SarcomaRiskError as exc:
+            log.warning("case %s: left out (%s)", case.case_id, exc)
+            out.failures.append({"case_id": case.case_id, "error": _redact(str(exc), case)})
+            continue
+        out.case_ids.append(case.case_id)
+        out.splits.append(case.split.value)
+        out.time.append(case.time_months)
+        out.event.append(case.event)
+        out.arrays.append(prepared.array)
+        out.inputs.append({role: fp["sha256"] for role, fp in sorted(mri.fingerprints.items())}
+                          | {"segment": case.tumor_segment})
+    return out
+
+
+def data_sha256(patches: CohortPatches, mask: np.ndarray) -> str:
+    """Hash of what a model was trained on: case ids, outcomes and input content hashes."""
+    rows = [{"case_id": patches.case_ids[i], "time": patches.time[i], "event": patches.event[i],
+             "inputs": patches.inputs[i]} for i in np.flatnonzero(mask)]
+    text = json.dumps(sorted(rows, key=lambda r: r["case_id"]), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def fold_assignment(event: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold number (0..folds-1) per case, events and censored cases spread evenly over folds."""
+    rng = np.random.default_rng(seed)
+    assignment = np.empty(len(event), dtype=int)
+    offset = 0
+    for value in (True, False):
+        members = rng.permutation(np.flatnonzero(np.asarray(event) == value))
+        assignment[members] = (np.arange(len(members)) + offset) % folds
+        offset += len(members)
+    return assignment
+
+
+def write_scores_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    """The scores file of the data contract, written atomically."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=SCORE_COLUMNS)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({**row, "radiology_score": f"{row['radiology_score']:.6f}"})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class TrainingReport:
+    """What :func:`train_from_manifest` did (also saved as ``radiology_training.json``)."""
+
+    summary: dict[str, Any]
+    model: RadiologyCoxModel
+
+
+def _versions() -> dict[str, str]:
+    import SimpleITK as sitk
+    import torch
+
+    from sarcoma_risk import __version__
+
+    return {"sarcoma_risk": __version__, "torch": torch.__version__, "SimpleITK": sitk.Version_VersionString(),
+            "numpy": np.__version__}
+
+
+def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, preprocess: PreprocessConfig,
+                        model: ModelConfig, train: TrainConfig, folds: int = 5,
+                        sequences: Sequence[str] | None = None) -> TrainingReport:
+    """Train the radiology model on a manifest's development cases and write the outputs (module docstring).
+
+    Parameters
+    ----------
+    folds : int
+        Cross-fitting folds for out-of-fold development scores (>= 2), or 0 for none (then the
+        scores file holds only the validation cases).
+    sequences : sequence of str, optional
+        Input sequences; default: both when every development case has a T1CE, else "t2fs".
+    """
+    if isinstance(folds, bool) or not isinstance(folds, int) or folds == 1 or folds < 0:
+        raise InvalidInput(f"folds: {folds!r} must be 0 (no cross-fitting) or at least 2")
+    manifest = read_manifest(manifest_path)
+    chosen = tuple(sequences) if sequences else choose_sequences(manifest.cases)
+    preprocess = replace(preprocess, sequences=chosen)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    patches = prepare_cohort(manifest.cases, preprocess)
+    development = patches.select(Split.DEVELOPMENT)
+    validation = patches.select(Split.VALIDATION)
+    n_dev = int(development.sum())
+    if n_dev < max(MIN_DEVELOPMENT_CASES, 2 * folds):
+        raise InvalidManifest(
+            f"{manifest.path}: {n_dev} usable development case(s) with MRI; at least "
+            f"{max(MIN_DEVELOPMENT_CASES, 2 * folds)} needed (failed: {len(patches.failures)}, without MRI: "
+            f"{len(patches.without_mri)})" + "".join(f"\n  {f['case_id']}: {f['error']}" for f in patches.failures[:10]))
+    X = np.stack(patches.arrays).astype(np.float32)
+    time, event = np.asarray(patches.time, dtype=float), np.asarray(patches.event, dtype=bool)
+    dev_idx = np.flatnonzero(development)
+    if not event[dev_idx].any():
+        raise InvalidManifest(f"{manifest.path}: no recurrence among the development cases with MRI; "
+                              "a Cox model needs events")
+
+    rows: list[dict[str, Any]] = []
+    fold_summaries = []
+    oof = np.full(len(X), np.nan)
+    if folds:
+        assignment = fold_assignment(event[dev_idx], folds, train.seed)
+        for fold in range(folds):
+            test = dev_idx[assignment == fold]
+            fit_idx = dev_idx[assignment != fold]
+            log.info("fold %d/%d: training on %d cases, scoring %d", fold + 1, folds, len(fit_idx), len(test))
+            fold_model = RadiologyCoxModel(preprocess, model, replace(train, seed=train.seed + 1 + fold))
+            fold_model.fit(X[fit_idx], time[fit_idx], event[fit_idx])
+            oof[test] = fold_model.predict(X[test])
+            fold_summaries.append({"fold": fold + 1, "n_train": len(fit_idx), "n_test": len(test),
+                                   "best_epoch": fold_model.best_epoch_,
+                                   "test_cindex": harrell_c(time[test], event[test], oof[test])})
+        rows += [{"case_id": patches.case_ids[i], "split": Split.DEVELOPMENT.value, "radiology_score": float(oof[i]),
+                  "source": "out_of_fold"} for i in dev_idx]
+
+    log.info("final model: training on all %d development cases", n_dev)
+    final = RadiologyCoxModel(preprocess, model, train).fit(X[dev_idx], time[dev_idx], event[dev_idx])
+    val_idx = np.flatnonzero(validation)
+    val_scores = final.predict(X[val_idx]) if len(val_idx) else np.array([])
+    rows += [{"case_id": patches.case_ids[i], "split": Split.VALIDATION.value, "radiology_score": float(s),
+              "source": "final_model"} for i, s in zip(val_idx, val_scores)]
+
+    digest = data_sha256(patches, development)
+    from sarcoma_risk import __version__
+
+    figures = {
+        "early_stopping_cindex": final.validation_cindex_,
+        "best_epoch": final.best_epoch_,
+        "out_of_fold_cindex": harrell_c(time[dev_idx], event[dev_idx], oof[dev_idx]) if folds else None,
+        "validation_split_cindex": harrell_c(time[val_idx], event[val_idx], val_scores)
+        if len(val_idx) and event[val_idx].any() else None,
+        "folds": fold_summaries,
+    }
+    training_data = {
+        "data_sha256": digest,
+        "manifest_sha256": sha256_file(manifest.path),
+        "n_cases": n_dev,
+        "n_events": int(event[dev_idx].sum()),
+        "sequences": list(chosen),
+        "split": Split.DEVELOPMENT.value,
+    }
+    from sarcoma_risk.radiology.checkpoint import save_model
+
+    entry = save_model(final, out_dir, version=f"{__version__}+{digest[:8]}", training_data=training_data,
+                       validation=figures)
+    write_scores_csv(out_dir / SCORES_FILE, rows)
+    summary = {
+        "created_utc": utc_now(),
+        "command": "train radiology",
+        "arguments": {"folds": folds, "sequences": list(chosen), "preprocess": preprocess.to_dict(),
+                      "model": model.to_dict(), "train": train.to_dict()},
+        "versions": _versions(),
+        "weights_sha256": entry["sha256"],
+        "model_version": entry["version"],
+        "training_data": training_data,
+        "validation": figures,
+        "cases": {"development": n_dev, "validation": len(val_idx), "failed": patches.failures,
+                  "without_mri": patches.without_mri},
+        "scores_file": SCORES_FILE,
+    }
+    write_json_atomic(out_dir / RUN_FILE, summary)
+    return TrainingReport(summary, final)

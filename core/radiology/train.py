@@ -1,0 +1,258 @@
+"""The radiology estimator: the CBAM 3D CNN fitted with the Cox partial likelihood.
+
+:class:`RadiologyCoxModel` follows the suite's estimator conventions: ``__init__`` stores the three
+configurations, ``fit(X, time, event)`` returns self and sets attributes ending in ``_``,
+``predict(X)`` returns log relative hazards (higher = riskier). Training is seeded end to end
+(initialisation, validation split, batches, augmentation) and runs with torch's deterministic
+algorithms, so a seed and the same data give the same weights on the same machine.
+
+Early stopping: a stratified share of the training cases is held out; after ``min_epochs`` the
+epoch with the best validation C-index (ties: lower validation loss) is kept, and training stops
+``patience`` epochs after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from sarcoma_risk.errors import InvalidInput, InvalidModel
+from sarcoma_risk.radiology.augment import augment_batch
+from sarcoma_risk.radiology.config import ModelConfig, PreprocessConfig, TrainConfig
+from sarcoma_risk.radiology.losses import cox_partial_nll
+from sarcoma_risk.radiology.model import CBAMNet3d
+from sarcoma_risk.survival import check_outcome
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "sarcoma-risk-radiology/1"
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed torch's global generator and use deterministic algorithms; restore both afterwards."""
+    previous = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+
+
+def harrell_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
+    """Harrell's C-index of ``risk`` (higher = riskier); 0.5 when no pair is comparable."""
+    from sksurv.metrics import concordance_index_censored
+
+    try:
+        return float(concordance_index_censored(np.asarray(event, bool), np.asarray(time, float), np.asarray(risk, float))[0])
+    except ValueError:  # sksurv refuses data without comparable pairs
+        return 0.5
+
+
+def stratified_holdout(event: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Boolean mask of held-out cases: ``fraction`` of the events and of the censored cases."""
+    held = np.zeros(len(event), dtype=bool)
+    for value in (True, False):
+        members = np.flatnonzero(event == value)
+        take = int(round(fraction * len(members)))
+        held[rng.permutation(members)[:take]] = True
+    return held
+
+
+class RadiologyCoxModel:
+    """CBAM 3D CNN giving a log relative hazard of recurrence from a prepared MRI patch.
+
+    Parameters
+    ----------
+    preprocess : PreprocessConfig
+        How patches are made (stored with the weights; ``fit`` checks the input's shape against it).
+    model : ModelConfig
+        Network shape.
+    train : TrainConfig
+        Optimisation, augmentation, early stopping and seed.
+
+    Attributes
+    ----------
+    network_ : CBAMNet3d
+        The fitted network (eval mode), its output centred on the development mean.
+    reference_scores_ : ndarray
+        Sorted scores of the cases ``fit`` saw: the development distribution for percentiles.
+    history_ : list of dict
+        Per epoch: ``train_loss``, ``validation_loss``, ``validation_cindex``.
+    best_epoch_ : int
+        1-based epoch whose weights were kept.
+    validation_cindex_ : float or None
+        Harrell's C on the held-out share at ``best_epoch_`` (None without a held-out share).
+    initial_loss_, final_loss_ : float
+        Partial-likelihood loss on all training cases before and after training (no augmentation).
+    """
+
+    def __init__(self, preprocess: PreprocessConfig | None = None, model: ModelConfig | None = None,
+                 train: TrainConfig | None = None) -> None:
+        self.preprocess = preprocess if preprocess is not None else PreprocessConfig()
+        self.model = model if model is not None else ModelConfig()
+        self.train = train if train is not None else TrainConfig()
+
+    # ---- helpers -----------------------------------------------------------------------------
+
+    def _check_x(self, X: np.ndarray) -> torch.Tensor:
+        X = np.asarray(X, dtype=np.float32)
+        p = self.preprocess.patch_size
+        expected = (self.preprocess.in_channels, p, p, p)
+        if X.ndim != 5 or X.shape[1:] != expected:
+            raise InvalidInput(f"X: shape {X.shape} does not match the configuration (n, {', '.join(map(str, expected))})")
+        if not np.all(np.isfinite(X)):
+            raise InvalidInput("X: holds NaN or infinite values")
+        return torch.from_numpy(np.ascontiguousarray(X))
+
+    def _new_network(self) -> CBAMNet3d:
+        return CBAMNet3d(self.preprocess.in_channels, self.model)
+
+    @staticmethod
+    def _raw_scores(network: CBAMNet3d, X: torch.Tensor, batch_size: int) -> torch.Tensor:
+        network.eval()
+        with torch.inference_mode():
+            return torch.cat([network(X[i:i + batch_size]) for i in range(0, len(X), batch_size)]).double()
+
+    def _check_fitted(self) -> CBAMNet3d:
+        network = getattr(self, "network_", None)
+        if network is None:
+            raise InvalidModel("this RadiologyCoxModel is not fitted; call fit() or load weights first")
+        return network
+
+    # ---- estimator API -----------------------------------------------------------------------
+
+    def fit(self, X: np.ndarray, time: np.ndarray, event: np.ndarray) -> "RadiologyCoxModel":
+        """Fit on prepared patches ``X`` (n, channels, p, p, p) and outcomes; returns self."""
+        outcome = check_outcome(time, event, name="radiology training outcome")
+        Xt = self._check_x(X)
+        if len(Xt) != len(outcome.time):
+            raise InvalidInput(f"X has {len(Xt)} cases but the outcome has {len(outcome.time)}")
+        cfg = self.train
+        rng = np.random.default_rng(cfg.seed)
+        held = stratified_holdout(outcome.event, cfg.validation_fraction, rng) if cfg.validation_fraction else \
+            np.zeros(len(Xt), dtype=bool)
+        if held.any() and (outcome.event[held].sum() == 0 or held.sum() < 3 or (~held).sum() < 2):
+            log.warning("too few cases to hold %d out for early stopping; training %d epochs on all %d cases",
+                        int(held.sum()), cfg.epochs, len(Xt))
+            held[:] = False
+        train_idx, val_idx = np.flatnonzero(~held), np.flatnonzero(held)
+        time_t = torch.from_numpy(outcome.time)
+        event_t = torch.from_numpy(outcome.event)
+        n_sequences = len(self.preprocess.sequences)
+
+        with seeded(cfg.seed):
+            network = self._new_network()
+            generator = torch.Generator().manual_seed(cfg.seed)
+            optimiser = torch.optim.AdamW(network.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+            train_x, train_t, train_e = Xt[train_idx], time_t[train_idx], event_t[train_idx]
+            self.initial_loss_ = float(cox_partial_nll(self._raw_scores(network, train_x, cfg.batch_size),
+                                                       train_t, train_e, cfg.ties))
+            history: list[dict[str, Any]] = []
+            best: tuple[float, float] | None = None
+            best_state, best_epoch = copy.deepcopy(network.state_dict()), 0
+            for epoch in range(1, cfg.epochs + 1):
+                network.train()
+                order = torch.randperm(len(train_idx), generator=generator)
+                batches = list(torch.split(order, cfg.batch_size))
+                if len(batches) > 1 and len(batches[-1]) < 2:  # a one-case batch has no partial likelihood
+                    batches[-2] = torch.cat([batches[-2], batches.pop()])
+                losses = []
+                for batch in batches:
+                    if not bool(train_e[batch].any()):
+                        continue
+                    inputs = augment_batch(train_x[batch], cfg, n_sequences, generator)
+                    loss = cox_partial_nll(network(inputs), train_t[batch], train_e[batch], cfg.ties)
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimiser.step()
+                    losses.append(float(loss.detach()))
+                record: dict[str, Any] = {"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else None}
+                if len(val_idx):
+                    val_scores = self._raw_scores(network, Xt[val_idx], cfg.batch_size)
+                    record["validation_loss"] = float(cox_partial_nll(val_scores, time_t[val_idx], event_t[val_idx], cfg.ties))
+                    record["validation_cindex"] = harrell_c(outcome.time[val_idx], outcome.event[val_idx], val_scores.numpy())
+                history.append(record)
+                log.debug("epoch %d: %s", epoch, record)
+                if epoch < cfg.min_epochs and epoch < cfg.epochs:
+                    continue
+                if len(val_idx):
+                    key = (record["validation_cindex"], -record["validation_loss"])
+                    if best is None or key > best:
+                        best, best_state, best_epoch = key, copy.deepcopy(network.state_dict()), epoch
+                    elif epoch - best_epoch >= cfg.patience:
+                        break
+                else:
+                    best_state, best_epoch = copy.deepcopy(network.state_dict()), epoch
+            network.load_state_dict(best_state)
+            raw = self._raw_scores(network, Xt, cfg.batch_size)
+            self.final_loss_ = float(cox_partial_nll(raw[train_idx], train_t, train_e, cfg.ties))
+            network.offset.fill_(float(raw.mean()))
+        network.eval()
+        self.network_ = network
+        self.history_ = history
+        self.best_epoch_ = best_epoch
+        self.validation_cindex_ = best[0] if best is not None else None
+        self.reference_scores_ = np.sort((raw - raw.mean()).numpy())
+        self.n_cases_, self.n_events_ = len(Xt), int(outcome.event.sum())
+        return self
+
+    def predict(self, X: np.ndarray, batch_size: int = 8) -> np.ndarray:
+        """Log relative hazard per case (higher = riskier), 0 = the development cohort's average."""
+        network = self._check_fitted()
+        return self._raw_scores(network, self._check_x(X), batch_size).numpy()
+
+    def percentile(self, scores: np.ndarray | float) -> np.ndarray:
+        """Percentile (0-100) of each score in the development distribution (mid-rank for ties)."""
+        self._check_fitted()
+        reference = self.reference_scores_
+        scores = np.atleast_1d(np.asarray(scores, dtype=float))
+        below = np.searchsorted(reference, scores, side="left")
+        at_or_below = np.searchsorted(reference, scores, side="right")
+        return 100.0 * (below + at_or_below) / (2 * len(reference))
+
+    # ---- saving ------------------------------------------------------------------------------
+
+    def config_dict(self) -> dict[str, Any]:
+        """The three configurations as JSON-ready dicts (what the weights manifest records)."""
+        return {"preprocess": self.preprocess.to_dict(), "model": self.model.to_dict(), "train": self.train.to_dict()}
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        """A ``torch.save``-able dict of tensors and strings only (loadable with ``weights_only=True``)."""
+        network = self._check_fitted()
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": json.dumps(self.config_dict(), sort_keys=True),
+            "state_dict": {k: v.detach().clone() for k, v in network.state_dict().items()},
+            "reference_scores": torch.from_numpy(np.asarray(self.reference_scores_, dtype=np.float64)),
+        }
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Any, source: str = "checkpoint") -> "RadiologyCoxModel":
+        """Rebuild a fitted model from :meth:`to_checkpoint`'s dict; :class:`InvalidModel` if it does not fit."""
+        if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+            found = checkpoint.get("format") if isinstance(checkpoint, dict) else type(checkpoint).__name__
+            raise InvalidModel(f"{source}: not a radiology checkpoint (format {found!r}, expected {CHECKPOINT_FORMAT!r})")
+        try:
+            config = json.loads(checkpoint["config"])
+            model = cls(PreprocessConfig.from_dict(config["preprocess"]), ModelConfig.from_dict(config["model"]),
+                        TrainConfig.from_dict(config["train"]))
+            network = model._new_network()
+            network.load_state_dict(checkpoint["state_dict"])
+            reference = checkpoint["reference_scores"].double().numpy()
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise InvalidModel(f"{source}: inconsistent radiology checkpoint ({exc})") from exc
+        if reference.ndim != 1 or reference.size == 0 or not np.all(np.isfinite(reference)):
+            raise InvalidModel(f"{source}: the development score distribution is empty or not finite")
+        network.eval()
+        model.network_ = network
+        model.reference_scores_ = np.sort(reference)
+        return model
