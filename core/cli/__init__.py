@@ -16,7 +16,7 @@ from typing import Sequence
 from sarcoma_risk.errors import SarcomaRiskError
 
 #: Modules of sarcoma_risk.cli that add commands, in the order they appear in --help.
-COMMAND_MODULES = ("cases", "clinical", "demo", "synth", "cohort", "train_fusion", "evaluate", "fuse")
+COMMAND_MODULES = ("cases", "clinical", "demo", "synth", "cohort", "train_fusion", "evaluate", "fuse", "score_mri", "train_radiology")
 
 
 def build_parser() -> argparse.ArgumentParser:
