@@ -18,8 +18,21 @@ LABELS = {"clinical": "Clinical", "radiology": "Radiology", "pathology": "Pathol
           "clinical+radiology+pathology": "Combined", "deployed": "As deployed"}
 COLOURS = {"clinical": "#1b9e77", "radiology": "#d95f02", "pathology": "#7570b3",
            "clinical+radiology+pathology": "#e7298a", "deployed": "#333333"}
+#: Approximate width of one label character on the nomogram's 0-100 point scale (fontsize 7).
+CHAR_WIDTH = 1.25
 METRIC_LABELS = {"harrell_c": "Harrell's C", "uno_c": "Uno's C", "mean_auc": "Mean time-dependent AUC",
                  "integrated_brier": "Integrated Brier score (lower is better)"}
+
+
+def variable_label(name: str) -> str:
+    """A nomogram row title: the clinical variable's description and unit, or the score's name."""
+    from sarcoma_risk.clinical import VARIABLES
+
+    if name in VARIABLES:
+        v = VARIABLES[name]
+        title = v.description.split(" (")[0]  # "FNCLCC grade (given, or computed ...)" -> "FNCLCC grade"
+        return f"{title} ({v.unit})" if v.unit else title
+    return name.replace("_", " ").capitalize()
 
 
 def label(name: str) -> str:
@@ -195,21 +208,25 @@ def plot_nomogram(nomo: Mapping[str, Any]):
     def axis_row(y: float, name: str, positions: Sequence[float], labels: Sequence[str], span: float) -> None:
         x = np.asarray(positions) / span * 100.0
         ax.plot([x.min(), x.max()], [y, y], color="black", lw=0.8)
-        # Labels closer than a few points (levels with similar effects) alternate above and below.
-        order = np.argsort(x, kind="mergesort")
-        below = np.zeros(x.size, dtype=bool)
-        for a, b in zip(order[:-1], order[1:]):
-            below[b] = (x[b] - x[a] < 8.0) and not below[a]
-        for xi, lab, down in zip(x, labels, below):
-            ax.plot([xi, xi], [y, y + (-0.12 if down else 0.12)], color="black", lw=0.8)
-            ax.text(xi, y + (-0.18 if down else 0.18), lab, ha="center", va="top" if down else "bottom", fontsize=7)
+        # Labels go above the axis, or below when they would overlap the previous one above; a label
+        # that fits in neither lane (values with nearly the same points) is left out, its tick kept.
+        last = {1: -np.inf, -1: -np.inf}
+        last_width = {1: 0.0, -1: 0.0}
+        for i in np.argsort(x, kind="mergesort"):
+            width = CHAR_WIDTH * len(labels[i])
+            lane = next((side for side in (1, -1) if x[i] - last[side] >= (width + last_width[side]) / 2 + 1.0), None)
+            ax.plot([x[i], x[i]], [y, y + 0.12 * (lane or 1)], color="black", lw=0.8)
+            if lane is None:
+                continue
+            last[lane], last_width[lane] = x[i], width
+            ax.text(x[i], y + 0.18 * lane, labels[i], ha="center", va="bottom" if lane == 1 else "top", fontsize=7)
         ax.text(-4, y, name, ha="right", va="center", fontsize=8)
 
     axis_row(y, "Points", np.arange(0, 101, 10), [f"{v}" for v in range(0, 101, 10)], 100.0)
     for v in variables:
         y -= 1
         labels = [f"{val:g}" if isinstance(val, float) else str(val) for val in v["values"]]
-        axis_row(y, v["name"], v["points"], labels, 100.0)
+        axis_row(y, variable_label(v["name"]), v["points"], labels, 100.0)
     y -= 1
     ticks = nomo["total_points"]["ticks"]
     axis_row(y, "Total points", ticks, [f"{t:g}" for t in ticks], max_total)
