@@ -18,7 +18,8 @@ KIND = "cox-fusion"
 
 
 def load_fusion(model_file: Path | None = None, weights: Path | None = None) -> tuple[CoxFusion, dict[str, Any]]:
-    """The fusion model and what identifies it: ``{"name", "version", "sha256"}``.
+    """The fusion model and what identifies it: ``{"name", "version", "sha256"}`` (plus
+    ``honest_out_of_fold`` from the registry's training data, when it says).
 
     From ``model_file`` (a fusion.json), or else from the weights registry ``weights`` (default:
     :func:`sarcoma_risk.settings.default_weights_dir`), whose sha256 check runs before parsing.
@@ -45,6 +46,9 @@ def load_fusion(model_file: Path | None = None, weights: Path | None = None) -> 
             raise InvalidModel(f"{registry.manifest_path}: model {REGISTRY_NAME!r} is of kind {entry['kind']!r}, "
                                f"expected {KIND!r}")
         info = {"name": REGISTRY_NAME, "version": entry["version"], "sha256": entry["sha256"]}
+        honest = (entry.get("training_data") or {}).get("honest_out_of_fold")
+        if isinstance(honest, bool):
+            info["honest_out_of_fold"] = honest
     try:
         return CoxFusion.from_dict(data), info
     except InvalidModel as exc:

@@ -67,13 +67,29 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def metric_label(key: str, tau: float | None = None) -> str:
+    """Readable name of a metric key of :mod:`sarcoma_risk.fusion.bootstrap`."""
+    if key.startswith("auc_"):
+        return f"Cumulative/dynamic AUC at {key[4:]} months"
+    names = {"harrell_c": "Harrell's C", "uno_c": "Uno's C" + (f" (&tau; = {tau:g} months)" if tau else ""),
+             "mean_auc": "Mean time-dependent AUC", "integrated_brier": "Integrated Brier score (lower is better)"}
+    return names.get(key, html.escape(key))
+
+
+def _p_value(p: float | None) -> str:
+    if p is None:
+        return "n/a"
+    return "&lt; 0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def _metric_rows(metrics: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     from sarcoma_risk.fusion.plots import label
 
     names = list(metrics["models"])
     keys = list(metrics["models"][names[0]])
     header = ["Metric", *[label(n) for n in names]]
-    rows = [[html.escape(k), *[_ci(metrics["models"][n][k]) for n in names]] for k in keys]
+    tau = metrics.get("tau_months")
+    rows = [[metric_label(k, tau), *[_ci(metrics["models"][n][k]) for n in names]] for k in keys]
     return header, rows
 
 
@@ -88,7 +104,8 @@ def _difference_rows(metrics: Mapping[str, Any]) -> tuple[list[str], list[list[s
     keys = list(diffs[names[0]])
     flipped = {n: {k: _flip(diffs[n][k]) for k in keys} for n in names}
     header = ["Metric", *[f"Combined &minus; {label(n)}" for n in names]]
-    return header, [[html.escape(k), *[_ci(flipped[n][k]) for n in names]] for k in keys]
+    tau = metrics.get("tau_months")
+    return header, [[metric_label(k, tau), *[_ci(flipped[n][k]) for n in names]] for k in keys]
 
 
 def _flip(iv: Mapping[str, Any]) -> dict[str, Any]:
@@ -137,7 +154,7 @@ def _block_html(block: Mapping[str, Any], prefix: str, figures: _Figures, km_inp
         hr = (f"{_fmt(c['hazard_ratio'], 2)} ({_fmt(c['hr_low'], 2)}&ndash;{_fmt(c['hr_high'], 2)})"
               if c["hazard_ratio"] is not None else "n/a")
         rows.append([plots.label(name), f"{c['n']['low']} / {c['n']['high']}",
-                     f"{c['events']['low']} / {c['events']['high']}", _fmt(c["logrank_p"], 4), hr,
+                     f"{c['events']['low']} / {c['events']['high']}", _p_value(c["logrank_p"]), hr,
                      html.escape(c.get("note") or "")])
         time, event, groups = km_inputs[f"{prefix}:{name}"]
         ticks = rg["at_risk"]["times_months"]
@@ -176,7 +193,18 @@ def _oracle_html(oracle: Mapping[str, Any] | None) -> str:
     return "\n".join(parts)
 
 
-def _model_html(model: Mapping[str, Any]) -> str:
+def _scores_statement(honest: bool | None) -> str:
+    """What the report may say about the imaging scores the weights were fitted on."""
+    if honest is True:
+        return "imaging score weights fitted on out-of-fold development scores (cross-fitting)"
+    if honest is False:
+        return ("imaging score weights fitted on development scores that were NOT all out-of-fold "
+                "(--allow-in-sample-scores): the imaging weights and the development figures are optimistic")
+    return ("imaging score weights fitted on the development scores given to train fusion (their sources are "
+            "recorded in the weights manifest, not in this model file)")
+
+
+def _model_html(model: Mapping[str, Any], honest: bool | None) -> str:
     from sarcoma_risk.fusion.plots import label
 
     available = ", ".join(f"{html.escape(k)} {v}" for k, v in model["development"].get("available", {}).items())
@@ -185,7 +213,7 @@ def _model_html(model: Mapping[str, Any]) -> str:
              f"with each modality: {available}). "
              "One Cox sub-model per available subset of modalities; ridge penalizer chosen by "
              f"{model['params']['cv_folds']}-fold cross-validation ({html.escape(model['params']['cv_metric'])}); "
-             "imaging score weights fitted on out-of-fold development scores; risk-group cutoff "
+             f"{html.escape(_scores_statement(honest))}; risk-group cutoff "
              f"({html.escape(model['params']['cutoff'])}) fixed on the development cases.</p>"]
     for name, sub in model["submodels"].items():
         rows = [[html.escape(c), _fmt(v["coef"]), _fmt(v["hazard_ratio"]), _fmt(v["se"])]
@@ -220,7 +248,8 @@ def render_html(evaluation: Evaluation, figures: _Figures, *, title: str, model_
                  ["Modalities available", html.escape(", ".join(f"{k}: {v}" for k, v in
                                                                  cohort["modalities_available"].items()))],
                  ["Horizons, months", html.escape(", ".join(f"{h:g}" for h in data["horizons_months"]))],
-                 ["Model", html.escape(", ".join(f"{k}: {v}" for k, v in model_info.items()))],
+                 ["Model", html.escape(", ".join(f"{k}: {v}" for k, v in model_info.items()
+                                                 if k != "honest_out_of_fold"))],
              ]),
              "<p>Outcome: recurrence after surgery (time in months, censored at last follow-up). Predictors: the "
              "clinical variables of the model, the radiology score and the pathology score. Missing modalities: each "
@@ -237,7 +266,10 @@ def render_html(evaluation: Evaluation, figures: _Figures, *, title: str, model_
     parts.append(figures.add("nomogram", f"Nomogram of the {plots.label(data['nomogram']['submodel'])} model",
                              plots.plot_nomogram(data["nomogram"]), "/data/nomogram"))
     parts.append(_oracle_html(data.get("oracle")))
-    parts.append(_model_html(data["model"]))
+    honest = model_info.get("honest_out_of_fold")
+    parts.append(_model_html(data["model"], honest))
+    if honest is False:
+        parts.insert(2, f"<p class=\"warn\">{html.escape(_scores_statement(False).capitalize())}.</p>")
     notes = list(data.get("notes") or [])
     notes.append("Uno's C is truncated at the last horizon; the time-dependent AUC and Brier score use inverse "
                  "probability of censoring weights estimated on the evaluated cases.")

@@ -102,7 +102,9 @@ def test_evaluate_writes_the_report_and_prints_a_summary(cohort, tmp_path, capsy
     summary = json.loads(capsys.readouterr().out)
     assert summary["n"] == 200
     assert set(summary["harrell_c"]) == {"clinical", "radiology", "pathology", "clinical+radiology+pathology"}
-    assert (tmp_path / "report" / "report.html").is_file() and (tmp_path / "report" / "report.json").is_file()
+    page = (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
+    assert "out-of-fold development scores (cross-fitting)" in page and "NOT all out-of-fold" not in page
+    assert (tmp_path / "report" / "report.json").is_file()
 
 
 def test_evaluate_refuses_tampered_weights_and_hand_edited_models(cohort, tmp_path, capsys):

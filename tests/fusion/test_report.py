@@ -69,7 +69,8 @@ def test_risk_groups_carry_numbers_at_risk_logrank_and_hazard_ratio(evaluation):
 
 def test_report_is_self_contained_and_its_json_points_at_every_figure(evaluation, tmp_path):
     _, result = evaluation
-    paths = write_report(result, tmp_path / "report", model_info={"name": "fusion", "version": "test"})
+    paths = write_report(result, tmp_path / "report",
+                         model_info={"name": "fusion", "version": "test", "honest_out_of_fold": False})
     page = paths["html"].read_text(encoding="utf-8")
     assert not re.search(r"<(script|link|iframe)\b", page)
     assert not re.search(r"(src|href)=\"(?!data:image/png;base64,)", page)
@@ -86,6 +87,7 @@ def test_report_is_self_contained_and_its_json_points_at_every_figure(evaluation
             node = node[key]  # every pointer resolves to the figure's numbers
         assert node
     assert "Combined / oracle" in page and "NaN" not in paths["json"].read_text(encoding="utf-8")
+    assert "NOT all out-of-fold" in page  # weights fitted on in-sample scores are flagged in the report
 
 
 def test_horizons_beyond_follow_up_are_left_out_with_a_note(development_table, validation_table):
