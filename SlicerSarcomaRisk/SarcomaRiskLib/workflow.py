@@ -26,6 +26,9 @@ from .validation import ScoringInputs, check_inputs
 
 #: Seconds a scoring run may take; the first run in a fresh process also imports torch.
 DEFAULT_TIMEOUT_S = 600.0
+#: The scorer's options as the module's controls, for its error messages.
+CONTROL_NAMES = {"--image2": "the T1CE volume", "--weights": "the weights folder (Advanced)",
+                 "--store": "the case store (Advanced)"}
 
 
 @dataclass(frozen=True)
@@ -172,13 +175,14 @@ class RadiologyScoring:
             self.close()
 
     def _name_exported_files(self, message: str) -> str:
-        """Say "the T2 volume" where the scorer's message names a temporary file the user never saw."""
+        """Name the module's controls where the scorer's message names temporary files or its options."""
         exported = self._exported
-        names = {exported.t2: "the T2 volume", exported.mask: "the tumor segment (exported on the T2 grid)"}
+        names = {str(exported.t2): "the T2 volume", str(exported.mask): "the tumor segment (exported on the T2 grid)"}
         if exported.t1ce is not None:
-            names[exported.t1ce] = "the T1CE volume"
-        for path, name in names.items():
-            message = message.replace(str(path), name)
+            names[str(exported.t1ce)] = "the T1CE volume"
+        names.update(CONTROL_NAMES)
+        for text, name in names.items():
+            message = message.replace(text, name)
         return message
 
     def wait(self, log: Callable[[str], None] | None = None,

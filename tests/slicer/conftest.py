@@ -87,3 +87,37 @@ def loaded_case(scene, phantom_mri):
                              "Tumor segmentation")
     return t2, t1ce, segmentation
 
+
+
+@pytest.fixture(scope="session")
+def radiology_weights(phantom_cohort_tiny, tmp_path_factory):
+    """A weights folder with a tiny radiology model trained on the shared phantom cohort (seconds).
+
+    Trained through the real command line, as a coordinator would: ``sarcoma-risk train radiology``.
+    """
+    from sarcoma_risk.cli import main
+
+    out = tmp_path_factory.mktemp("radiology_weights")
+    code = main(["train", "radiology", "--manifest", str(phantom_cohort_tiny.manifest), "--out", str(out),
+                 "--preset", "tiny", "--folds", "0", "--epochs", "8", "--threads", "1"])
+    assert code == 0, "training the tiny radiology model failed"
+    return out
+
+
+def _wrapper_parameters() -> dict[str, str]:
+    """Name -> annotation of the module's @parameterNodeWrapper class, read from SarcomaRisk.py."""
+    import ast
+
+    tree = ast.parse((MODULE_DIR / "SarcomaRisk.py").read_text(encoding="utf-8"))
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and any(
+                isinstance(d, ast.Name) and d.id == "parameterNodeWrapper" for d in node.decorator_list):
+            return {item.target.id: ast.unparse(item.annotation) for item in node.body
+                    if isinstance(item, ast.AnnAssign)}
+    raise AssertionError("no @parameterNodeWrapper class in SarcomaRisk.py")
+
+
+@pytest.fixture
+def wrapper_parameters():
+    """The parameters the module saves with the scene: name -> type (as written in SarcomaRisk.py)."""
+    return _wrapper_parameters()

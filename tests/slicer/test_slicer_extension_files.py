@@ -38,16 +38,6 @@ def module_tree() -> ast.Module:
     return ast.parse(MODULE_FILE.read_text(encoding="utf-8"), filename=str(MODULE_FILE))
 
 
-def wrapper_parameters() -> dict[str, str]:
-    """Name -> annotation of the @parameterNodeWrapper class in the module file."""
-    for node in module_tree().body:
-        if isinstance(node, ast.ClassDef) and any(
-                isinstance(d, ast.Name) and d.id == "parameterNodeWrapper" for d in node.decorator_list):
-            return {item.target.id: ast.unparse(item.annotation) for item in node.body
-                    if isinstance(item, ast.AnnAssign)}
-    raise AssertionError("no @parameterNodeWrapper class in SarcomaRisk.py")
-
-
 # ---- CMake ---------------------------------------------------------------------------------------
 
 
@@ -156,8 +146,8 @@ def test_module_file_imports_nothing_heavy_at_load_time():
     assert "pip_ensure" in source and "pip_install" in source and "installTorch" in source
 
 
-def test_parameters_are_saved_with_the_scene_through_the_wrapper():
-    assert wrapper_parameters() == {
+def test_parameters_are_saved_with_the_scene_through_the_wrapper(wrapper_parameters):
+    assert wrapper_parameters == {
         "caseId": "str", "t2Volume": "vtkMRMLScalarVolumeNode", "t1ceVolume": "vtkMRMLScalarVolumeNode",
         "segmentation": "vtkMRMLSegmentationNode", "segmentId": "str", "score": "float", "percentile": "float",
         "tumorVolumeMl": "float", "gradcamVolume": "vtkMRMLScalarVolumeNode", "gradcamSha256": "str"}
@@ -186,7 +176,7 @@ def test_module_uses_only_names_the_lib_has():
             assert any(has(cls, node.attr) for cls in owners[node.value.id]), f"{node.value.id}.{node.attr}"
 
 
-def test_ui_file_binds_parameters_and_has_every_widget_the_module_uses():
+def test_ui_file_binds_parameters_and_has_every_widget_the_module_uses(wrapper_parameters):
     root = ET.parse(UI_FILE).getroot()
     widgets = {w.get("name"): w.get("class") for w in root.iter("widget")}
     bound = {}
@@ -194,8 +184,7 @@ def test_ui_file_binds_parameters_and_has_every_widget_the_module_uses():
         for prop in widget.findall("property"):
             if prop.get("name") == "SlicerParameterName":
                 bound[prop.find("string").text] = widget.get("class")
-    parameters = wrapper_parameters()
-    assert set(bound) <= set(parameters)
+    assert set(bound) <= set(wrapper_parameters)
     assert bound == {"caseId": "QLineEdit", "t2Volume": "qMRMLNodeComboBox", "t1ceVolume": "qMRMLNodeComboBox"}
     used = {node.attr for node in ast.walk(module_tree())
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
