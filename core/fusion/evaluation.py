@@ -167,6 +167,13 @@ def evaluate(model: CoxFusion, table, *, split: str | None = None, n_resamples: 
     notes : sequence of str
         Remarks for the report's notes (e.g. about the score sources).
     """
+    unscorable = [case for case, have in zip(table.index, model.available_modalities(table))
+                  if model.choose_submodel(have) is None]
+    excluded = []
+    if unscorable:
+        table = table.drop(index=unscorable)
+        excluded.append(f"{len(unscorable)} case(s) had no modality the model can use and were left out "
+                        f"(e.g. {', '.join(map(str, unscorable[:5]))})")
     y = check_outcome(table[DURATION], table[EVENT], name="evaluated cases")
     horizons, horizon_notes = _usable_horizons(model, y.time)
     deployed = model.predict(table)
@@ -178,7 +185,7 @@ def evaluate(model: CoxFusion, table, *, split: str | None = None, n_resamples: 
         "split": split,
         "horizons_months": horizons,
         "cohort": _cohort_summary(table, deployed),
-        "notes": [*notes, *horizon_notes],
+        "notes": [*notes, *excluded, *horizon_notes],
     }
     km_inputs: dict[str, tuple] = {}
     reference = COMBINED if COMBINED in comparison_models else None

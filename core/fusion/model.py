@@ -296,6 +296,11 @@ class CoxFusion:
         if not hasattr(self, "submodels_"):
             raise InvalidModel("CoxFusion: call fit() or from_dict() before predicting")
 
+    def available_modalities(self, df) -> list[list[str]]:
+        """Per row: the modalities the model can use (complete clinical features, finite scores)."""
+        _, _, available = self._availability(df)
+        return [[m for m in MODALITY_ORDER if available[m][i]] for i in range(len(df))]
+
     def choose_submodel(self, modalities: Sequence[str]) -> str | None:
         """The sub-model for a case with these modalities: the exact one if fitted, else the largest
         fitted subset of them (first in canonical order); None when no fitted sub-model applies."""

@@ -99,3 +99,14 @@ def test_horizons_beyond_follow_up_are_left_out_with_a_note(development_table, v
     assert any("500 months" in note for note in result.data["notes"])
     assert result.data["comparison"]["metrics"]["models"]["radiology"]["auc_36"]["estimate"] > 0.5
     assert np.isfinite(result.data["deployed"]["metrics"]["models"]["deployed"]["integrated_brier"]["estimate"])
+
+
+def test_cases_without_any_usable_modality_are_left_out_with_a_note(fitted, validation_table):
+    validation, _ = validation_table
+    table = validation.iloc[:60].copy()
+    table.iloc[0, table.columns.get_loc("radiology_score")] = np.nan
+    table.iloc[0, table.columns.get_loc("pathology_score")] = np.nan
+    table.iloc[0, table.columns.get_loc("margin")] = None
+    result = evaluate(fitted, table, n_resamples=20)
+    assert result.data["cohort"]["n"] == 59
+    assert any(note.startswith("1 case(s) had no modality") and table.index[0] in note for note in result.data["notes"])
