@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fusion_synthetic import FAST, make_table
+from .fusion_synthetic import FAST, make_table
 
 from sarcoma_risk.fusion.model import CoxFusion
 

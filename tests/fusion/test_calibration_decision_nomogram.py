@@ -12,7 +12,7 @@ from sarcoma_risk.fusion.decision import decision_curve, net_benefit
 from sarcoma_risk.fusion.model import CoxFusion
 from sarcoma_risk.fusion.nomogram import nomogram
 
-from fusion_synthetic import make_table
+from .fusion_synthetic import make_table
 
 
 def true_model_cohort(n: int = 600, seed: int = 0):

@@ -13,7 +13,7 @@ from sarcoma_risk.errors import InvalidClinicalData, InvalidInput, InvalidModel,
 from sarcoma_risk.fusion.metrics import harrell_c
 from sarcoma_risk.fusion.model import CoxFusion
 
-from fusion_synthetic import FAST, make_table
+from .fusion_synthetic import FAST, make_table
 
 
 def test_one_submodel_per_modality_subset(fitted):
