@@ -78,6 +78,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if table.empty:
         raise InvalidInput(f"{args.manifest}: no {split.value} cases")
     notes = []
+    if split is Split.DEVELOPMENT:
+        notes.append("evaluated on the development cases the model was fitted on: apparent, optimistic "
+                     "performance (use --split validation for the held-out figures)")
     for modality, scores in tables.items():
         in_fold = [c for c in table.index if c in scores.entries and scores.entries[c].source != "final_model"
                    and scores.entries[c].score is not None]
