@@ -49,15 +49,21 @@ class Evaluation:
 
 
 def _km_curves(time: np.ndarray, event: np.ndarray, groups: np.ndarray, step: float = 12.0) -> dict[str, Any]:
-    """Kaplan-Meier curves with 95% CI per group and the numbers at risk every ``step`` months."""
+    """Kaplan-Meier curves with 95% CI per group, numbers at risk and cumulative events every ``step`` months.
+
+    The numbers are those lifelines' ``add_at_risk_counts`` prints under the plot: at risk after
+    time t (still followed beyond t; everyone at 0) and events up to t.
+    """
     from lifelines import KaplanMeierFitter
 
     curves = {}
     ticks = np.arange(0.0, time.max() + step, step)
     at_risk: dict[str, Any] = {"times_months": ticks.tolist()}
+    events: dict[str, Any] = {"times_months": ticks.tolist()}
     for g in (LOW, HIGH):
         mask = groups == g
-        at_risk[g] = [int((time[mask] >= t).sum()) for t in ticks]
+        at_risk[g] = [int(mask.sum()) if t == 0 else int((time[mask] > t).sum()) for t in ticks]
+        events[g] = [int((event[mask] & (time[mask] <= t)).sum()) for t in ticks]
         if not mask.any():
             continue
         kmf = KaplanMeierFitter().fit(time[mask], event[mask])
@@ -66,7 +72,8 @@ def _km_curves(time: np.ndarray, event: np.ndarray, groups: np.ndarray, step: fl
                      "survival": kmf.survival_function_.iloc[:, 0].to_numpy(dtype=float).tolist(),
                      "ci_low": ci.iloc[:, 0].to_numpy(dtype=float).tolist(),
                      "ci_high": ci.iloc[:, 1].to_numpy(dtype=float).tolist()}
-    return {"curves": curves, "at_risk": at_risk, "comparison": compare_groups(time, event, groups)}
+    return {"curves": curves, "at_risk": at_risk, "cumulative_events": events,
+            "comparison": compare_groups(time, event, groups)}
 
 
 def _usable_horizons(model: CoxFusion, time: np.ndarray) -> tuple[list[float], list[str]]:

@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+from lifelines import KaplanMeierFitter
 
 from sarcoma_risk.fusion.evaluation import COMBINED, evaluate
 from sarcoma_risk.fusion.metrics import harrell_c
@@ -62,6 +63,11 @@ def test_risk_groups_carry_numbers_at_risk_logrank_and_hazard_ratio(evaluation):
     groups = result.data["comparison"]["risk_groups"][COMBINED]
     assert groups["at_risk"]["times_months"][:3] == [0.0, 12.0, 24.0]
     assert groups["at_risk"]["low"][0] + groups["at_risk"]["high"][0] == result.data["comparison"]["n"]
+    time, event, labels = result.km_inputs[f"comparison:{COMBINED}"]
+    table = KaplanMeierFitter().fit(time[labels == "high"], event[labels == "high"]).event_table
+    row = table.loc[:24.0].iloc[-1]  # what add_at_risk_counts prints at 24 months
+    assert groups["at_risk"]["high"][2] == int(row["at_risk"] - row["removed"])
+    assert groups["cumulative_events"]["high"][2] == int(table.loc[:24.0, "observed"].sum())
     assert groups["comparison"]["logrank_p"] < 0.01
     assert groups["comparison"]["hazard_ratio"] > 1.5
     assert set(groups["curves"]) == {"low", "high"}
