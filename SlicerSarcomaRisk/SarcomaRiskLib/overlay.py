@@ -45,25 +45,33 @@ def load_gradcam(scene: Any, path: Path, *, reference: Any, case_id: str, sha256
     """Read the Grad-CAM NRRD into a scalar volume node (reusing the case's previous one).
 
     The node keeps its voxels in memory, not a link to ``path`` (a temporary file): saving the
-    scene writes it like any new node.
+    scene writes it like any new node. A file that cannot be read or holds non-finite values
+    leaves the scene as it was.
     """
     import numpy as np
     import slicer
+    import vtk
 
-    node = find_gradcam_node(scene, case_id)
-    if node is None:
-        node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"{case_id} Grad-CAM")
+    fresh = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"{case_id} Grad-CAM")
     storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
     storage.SetFileName(str(path))
-    if not storage.ReadData(node):
-        raise InvalidImage(f"{path}: the scorer's Grad-CAM file could not be read back")
-    previous = node.GetStorageNode()
-    if previous is not None:  # from an earlier run or a loaded scene: would point at an old file
-        node.SetAndObserveStorageNodeID(None)
-        scene.RemoveNode(previous)
-    values = slicer.util.arrayFromVolume(node)
-    if values.size == 0 or not np.all(np.isfinite(values)):
-        raise InvalidImage(f"{path}: the Grad-CAM holds no values or non-finite values; the result was not shown")
+    values = slicer.util.arrayFromVolume(fresh) if storage.ReadData(fresh) else None
+    if values is None or values.size == 0 or not np.all(np.isfinite(values)):
+        scene.RemoveNode(fresh)
+        raise InvalidImage(f"{path}: the Grad-CAM file is unreadable, empty or holds non-finite values")
+    node = find_gradcam_node(scene, case_id)
+    if node is None:
+        node = fresh
+    else:  # keep the node the scene (and the parameter node) already refers to
+        ijk_to_ras = vtk.vtkMatrix4x4()
+        fresh.GetIJKToRASMatrix(ijk_to_ras)
+        node.SetIJKToRASMatrix(ijk_to_ras)
+        node.SetAndObserveImageData(fresh.GetImageData())
+        scene.RemoveNode(fresh)
+        previous = node.GetStorageNode()
+        if previous is not None:  # from a loaded scene: it would point at the old file
+            node.SetAndObserveStorageNodeID(None)
+            scene.RemoveNode(previous)
     node.SetAttribute(ROLE_ATTRIBUTE, GRADCAM_ROLE)
     node.SetAttribute(CASE_ATTRIBUTE, case_id)
     node.SetAttribute(SHA256_ATTRIBUTE, sha256)

@@ -63,6 +63,7 @@ class CliProcess:
         self._log: list[str] = []
         self._started_at = 0.0
         self._stopped_because: str | None = None  # "cancelled" or "timeout"
+        self._terminated_at: float | None = None
 
     # ---- running -----------------------------------------------------------------------------
 
@@ -119,6 +120,9 @@ class CliProcess:
         if (self.timeout_s is not None and self.running and not self._stopped_because
                 and time.monotonic() - self._started_at > self.timeout_s):
             self._stop("timeout")
+        elif (self._terminated_at is not None and self.running
+              and time.monotonic() - self._terminated_at > TERMINATE_GRACE_S):
+            self._signal(kill=True)  # it ignored SIGTERM
         return lines
 
     @property
@@ -136,22 +140,25 @@ class CliProcess:
             self._stop("cancelled")
 
     def _stop(self, reason: str) -> None:
+        """Ask the process (group) to stop; :meth:`poll` kills it if it is still there after a grace time.
+
+        Never blocks, so a GUI polling from a timer stays responsive.
+        """
         self._stopped_because = reason
+        self._terminated_at = time.monotonic()
+        self._signal(kill=False)
+
+    def _signal(self, kill: bool) -> None:
         process = self._process
-        if process is None:
+        if process is None or process.poll() is not None:
             return
         try:
             if os.name == "posix":
-                os.killpg(process.pid, signal.SIGTERM)
+                os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            elif kill:
+                process.kill()
             else:
                 process.terminate()
-            process.wait(TERMINATE_GRACE_S)
-        except subprocess.TimeoutExpired:
-            if os.name == "posix":
-                os.killpg(process.pid, signal.SIGKILL)
-            else:
-                process.kill()
-            process.wait()
         except ProcessLookupError:  # it exited on its own meanwhile
             pass
 
@@ -171,9 +178,14 @@ class CliProcess:
         return self
 
     def close(self) -> None:
-        """Stop the process if it still runs and release its pipes."""
+        """Stop the process if it still runs (waiting for it) and release its pipes."""
         if self.running:
             self._stop(self._stopped_because or "cancelled")
+            try:
+                self._process.wait(TERMINATE_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self._signal(kill=True)
+                self._process.wait()
         if self._process is not None:
             for thread in self._threads:
                 thread.join(timeout=TERMINATE_GRACE_S)

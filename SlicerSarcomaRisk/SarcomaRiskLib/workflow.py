@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from sarcoma_risk.errors import StoreError
+from sarcoma_risk.errors import InvalidImage, StoreError
 from sarcoma_risk.provenance import sha256_file
 
 from .errors import ScoringCancelled, ScoringFailed
@@ -154,16 +154,21 @@ class RadiologyScoring:
             if not isinstance(section, dict) or not isinstance(section.get("score"), (int, float)):
                 raise ScoringFailed(f"Radiology scoring printed no score (got {str(output)[:200]})",
                                     self._process.log)
+            saved = (f"The radiology score {section['score']:.3f} was saved in the case record, but its Grad-CAM "
+                     "cannot be shown: ")
             gradcam = self._folder / "gradcam.nrrd"
             if not gradcam.is_file():
-                raise ScoringFailed("Radiology scoring wrote no Grad-CAM file", self._process.log)
+                raise ScoringFailed(saved + "the scorer wrote no Grad-CAM file", self._process.log)
             sha256 = sha256_file(gradcam)
             expected = section.get("gradcam_sha256")
             if expected and expected != sha256:
-                raise ScoringFailed(f"the Grad-CAM file's sha256 {sha256[:12]}... differs from the one in the "
-                                    f"case record ({str(expected)[:12]}...); it was not shown", self._process.log)
-            node = load_gradcam(self.scene, gradcam, reference=self.inputs.t2, case_id=self.inputs.case_id,
-                                sha256=sha256)
+                raise ScoringFailed(saved + f"the file's sha256 {sha256[:12]}... differs from the one in the record "
+                                    f"({str(expected)[:12]}...)", self._process.log)
+            try:
+                node = load_gradcam(self.scene, gradcam, reference=self.inputs.t2, case_id=self.inputs.case_id,
+                                    sha256=sha256)
+            except InvalidImage as exc:
+                raise ScoringFailed(saved + str(exc), self._process.log) from None
             show_overlay(self.scene, self.inputs.t2, node)
             return RadiologyResult(
                 case_id=self.inputs.case_id, score=float(section["score"]),

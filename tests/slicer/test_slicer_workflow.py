@@ -6,6 +6,7 @@ process with a tiny radiology model trained on the phantom cohort; nothing is mo
 
 from __future__ import annotations
 
+import json
 import sys
 
 import numpy as np
@@ -92,7 +93,7 @@ def test_a_phantom_case_is_scored_and_its_gradcam_lines_up_with_the_tumor(scene,
     assert result.tumor_volume_ml == pytest.approx(phantom_mri.stats["tumor_volume_ml"], rel=0.02)
     assert result.sequences == ("t2fs", "t1ce")
     provenance = Provenance.from_dict(radiology["provenance"])
-    manifest_entry = __import__("json").loads((radiology_weights / "manifest.json").read_text())["models"]["radiology"]
+    manifest_entry = json.loads((radiology_weights / "manifest.json").read_text())["models"]["radiology"]
     assert provenance.model_name == "radiology" and provenance.weights_sha256 == manifest_entry["sha256"]
     assert set(provenance.inputs) == {"t2fs", "t1ce", "mask"}
     assert radiology["gradcam_sha256"] == result.gradcam_sha256
