@@ -488,7 +488,9 @@ class SarcomaRiskLogic(ScriptedLoadableModuleLogic):
                 _("SarcomaRisk's core package will be installed into Slicer's Python from\n{folder}").format(
                     folder=checkout), windowTitle="SarcomaRisk"):
             raise RuntimeError(_("The SarcomaRisk core package was not installed; press Compute again to install it."))
-        slicer.util.pip_install(["--no-deps", str(checkout)])
+        # Editable: the checkout's weights/ folder stays the default weights folder, and updating the
+        # checkout updates what Slicer runs.
+        slicer.util.pip_install(["--no-deps", "--editable", str(checkout)])
         importlib.invalidate_caches()
 
     @staticmethod
