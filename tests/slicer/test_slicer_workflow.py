@@ -131,9 +131,9 @@ def test_a_phantom_case_is_scored_and_its_gradcam_lines_up_with_the_tumor(scene,
 
     share, distance = near_tumor(values)
     print(f"Grad-CAM: {100 * share:.0f}% of its mass near the tumor, support centred {distance:.1f} mm from it")
-    assert share > 0.8 and distance < 15.0  # mm; the tumor is about 50-65 mm across
+    assert share > 0.7 and distance < 15.0  # mm; the tumor is about 50-65 mm across
     mirrored_share, mirrored_distance = near_tumor(values[:, ::-1, ::-1])
-    assert mirrored_share < 0.6 and mirrored_distance > 30.0
+    assert mirrored_share < 0.5 and mirrored_distance > 30.0
 
 
 def test_the_scene_saves_and_reloads_with_the_gradcam_and_the_parameters(scene, loaded_case, segment_id,
