@@ -39,8 +39,8 @@ class ImageRef:
     metadata: Mapping[str, str] = field(default_factory=dict)
 
     def label(self) -> str:
-        """How to name the image in messages: its QuPath name and entry id."""
-        return f"{self.name!r} (entry {self.entry_id})"
+        """How to name the image in messages: its QuPath name and entry id (when it has one)."""
+        return repr(self.name) if self.entry_id == self.name else f"{self.name!r} (entry {self.entry_id})"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,101 @@
+/*
+ * SarcomaRisk: score the current image from inside QuPath (0.4, 0.5, 0.6).
+ *
+ * Open it in Automate > Script editor and run it on one image (Run), or on several with
+ * Run > Run for project. For each image it:
+ *   1. reads the case id from the image's project metadata key "case_id" (never guessed: an image
+ *      without one is skipped with a message; add it with right-click > Add metadata in the project list);
+ *   2. exports the image's annotations of class "Tumor" to a temporary GeoJSON file (none: the whole
+ *      tissue is scored);
+ *   3. runs `sarcoma-qupath score-image` for the slide file, which scores it and updates the case record;
+ *   4. replaces the image's earlier SarcomaRisk tiles by the new ones (tiles named "SarcomaRisk" with the
+ *      measurement recurrence_probability; nothing else is touched) and writes the slide score, model and
+ *      date into the image's project metadata.
+ * Then view the result with Measure > Show measurement maps > recurrence_probability.
+ *
+ * Because QuPath itself writes here, the project may stay open (unlike `sarcoma-qupath score`, which works
+ * on a closed project).
+ */
+
+import groovy.json.JsonSlurper
+import java.nio.file.Files
+import qupath.lib.io.PathIO
+
+// ---- Settings: edit these ------------------------------------------------------------------------
+// The sarcoma-qupath command: its full path if it is not on QuPath's PATH, e.g.
+// "/home/me/sarcoma-risk/.venv/bin/sarcoma-qupath" or "C:\\SarcomaRisk\\venv\\Scripts\\sarcoma-qupath.exe"
+def SARCOMA_QUPATH = "sarcoma-qupath"
+// Extra options, e.g. ["--weights", "/data/weights", "--store", "/data/cases.sqlite"]
+def EXTRA_ARGUMENTS = []
+// ---------------------------------------------------------------------------------------------------
+
+def TILE_NAME = "SarcomaRisk"
+def MEASUREMENT = "recurrence_probability"
+def TUMOR_CLASS = "Tumor"
+def CASE_ID_KEY = "case_id"
+
+def entry = getProjectEntry()
+def imageName = getCurrentImageName()
+if (entry == null) {
+    throw new RuntimeException("SarcomaRisk: '" + imageName + "' is not in a project; open it from a QuPath project")
+}
+def caseId = entry.getMetadataValue(CASE_ID_KEY)
+if (caseId == null || caseId.trim().isEmpty()) {
+    println "SarcomaRisk: SKIPPED '" + imageName + "': no '" + CASE_ID_KEY + "' in its project metadata " +
+            "(right-click the image in the project list > Add metadata)"
+    return
+}
+def uris = getCurrentServer().getURIs()
+if (uris.size() != 1 || uris[0].getScheme() != "file") {
+    throw new RuntimeException("SarcomaRisk: '" + imageName + "' is not a single local slide file (" + uris + ")")
+}
+def slide = new File(uris[0])
+if (!slide.isFile()) {
+    throw new RuntimeException("SarcomaRisk: the slide file of '" + imageName + "' is missing: " + slide +
+            " (File > Project... > Check project URIs)")
+}
+
+def work = Files.createTempDirectory("sarcoma-qupath-").toFile()
+try {
+    def tumor = getAnnotationObjects().findAll {
+        it.getPathClass() != null && it.getROI() != null && it.getROI().isArea() &&
+                it.getPathClass().toString().split(":")[0].trim().equalsIgnoreCase(TUMOR_CLASS)
+    }
+    def command = [SARCOMA_QUPATH, "score-image", "--slide", slide.getAbsolutePath(), "--case", caseId.trim(),
+                   "--out", work.getAbsolutePath(), "--quiet"]
+    if (!tumor.isEmpty()) {
+        def annotations = new File(work, "tumor.geojson")
+        exportObjectsToGeoJson(tumor, annotations.getAbsolutePath(), "FEATURE_COLLECTION")
+        command += ["--annotations", annotations.getAbsolutePath()]
+    }
+    command += EXTRA_ARGUMENTS.collect { it.toString() }
+
+    def process
+    try {
+        process = new ProcessBuilder(command).redirectErrorStream(true).start()
+    } catch (IOException e) {
+        throw new RuntimeException("SarcomaRisk: cannot run '" + SARCOMA_QUPATH + "' (" + e.getMessage() + "); set " +
+                "SARCOMA_QUPATH at the top of this script to the full path of the sarcoma-qupath command")
+    }
+    def output = new StringBuilder()
+    process.inputStream.eachLine { line -> output.append(line).append("\n") }
+    int status = process.waitFor()
+    if (status != 0) {
+        throw new RuntimeException("SarcomaRisk: scoring '" + imageName + "' failed, nothing was changed:\n" + output)
+    }
+    print output
+
+    def tiles = PathIO.readObjects(new File(work, "tiles.geojson"))
+    def earlier = getTileObjects().findAll {
+        it.getName() == TILE_NAME && it.getMeasurementList().containsKey(MEASUREMENT)
+    }
+    removeObjects(earlier, true)
+    addObjects(tiles)
+    def metadata = new JsonSlurper().parse(new File(work, "metadata.json"))
+    metadata.each { key, value -> entry.putMetadataValue(key.toString(), value.toString()) }
+    getProject().syncChanges()
+    println "SarcomaRisk: '" + imageName + "' (" + caseId.trim() + "): replaced " + earlier.size() + " tiles by " +
+            tiles.size() + "; score " + metadata["sarcoma_risk_score"] + ", " + metadata["sarcoma_risk_region"]
+} finally {
+    work.deleteDir()
+}
