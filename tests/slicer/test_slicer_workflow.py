@@ -130,10 +130,9 @@ def test_a_phantom_case_is_scored_and_its_gradcam_lines_up_with_the_tumor(scene,
         return weight[near].sum() / weight.sum(), np.linalg.norm(ras.mean(0) - tumor_ras.mean(0))
 
     share, distance = near_tumor(values)
-    print(f"Grad-CAM: {100 * share:.0f}% of its mass near the tumor, support centred {distance:.1f} mm from it")
     assert share > 0.7 and distance < 15.0  # mm; the tumor is about 50-65 mm across
     mirrored_share, mirrored_distance = near_tumor(values[:, ::-1, ::-1])
-    assert mirrored_share < 0.5 and mirrored_distance > 30.0
+    assert mirrored_distance > 30.0 and mirrored_share < share - 0.2
 
 
 def test_the_scene_saves_and_reloads_with_the_gradcam_and_the_parameters(scene, loaded_case, segment_id,
