@@ -95,7 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--case", dest="case_id", default=None, help="the case whose (single) slide to export")
     which.add_argument("--slide", type=Path, default=None, help="the slide file to export")
     p.add_argument("--cache", type=Path, action="append", required=True, metavar="DIR",
-                   help="tile cache folder of the scoring run (repeatable), e.g. PROJECT_DIR/sarcoma-risk/cache")
+                   help="tile cache folder of the scoring run (repeatable): PROJECT_DIR/sarcoma-risk/cache for "
+                        "sarcoma-qupath score, OUT/tile-cache for sarcoma-risk score-slide")
+    p.add_argument("--annotations", type=Path, default=None, metavar="GEOJSON",
+                   help="for a slide scored by sarcoma-risk score-slide: the annotation file it was scored with")
     p.add_argument("--out", type=Path, required=True, metavar="GEOJSON", help="the GeoJSON file to write")
     from sarcoma_risk.cli.common import add_store_option
 
@@ -244,7 +247,8 @@ def cmd_score_image(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from qupath_bridge.exporting import export_slide
 
-    written = export_slide(args.out, caches=args.cache, case_id=args.case_id, slide=args.slide, store=args.store)
+    written = export_slide(args.out, caches=args.cache, case_id=args.case_id, slide=args.slide, store=args.store,
+                           annotations=args.annotations)
     print(f"wrote {written.n_tiles} tiles and {written.n_annotations} Tumor annotation(s) to {args.out}; in QuPath "
           "open the slide, then File > Import objects, and Measure > Show measurement maps")
     return 0

@@ -83,8 +83,12 @@ class Exported:
 
 
 def export_slide(out: Path, *, caches: Sequence[Path], case_id: str | None = None, slide: Path | None = None,
-                 store: Path | None = None) -> Exported:
-    """Write the tiles and Tumor annotations of a scored slide to ``out`` (one FeatureCollection)."""
+                 store: Path | None = None, annotations: Path | None = None) -> Exported:
+    """Write the tiles and Tumor annotations of a scored slide to ``out`` (one FeatureCollection).
+
+    ``annotations`` is the GeoJSON the slide was scored with, for slides scored by ``sarcoma-risk
+    score-slide`` (the bridge keeps its own); it must be that very file (same sha256).
+    """
     from sarcoma_risk.pathology.cache import read_tile_cache
     from sarcoma_risk.provenance import sha256_file
 
@@ -96,15 +100,20 @@ def export_slide(out: Path, *, caches: Sequence[Path], case_id: str | None = Non
     else:
         chosen = _case_cache(entries, case_id, store)  # type: ignore[arg-type]
     tiles = read_tile_cache(chosen.path)
-    annotations: list[Any] = []
+    regions: list[Any] = []
     if chosen.region_sha256 is not None:
         region = region_file(chosen.path.parent, chosen.region_sha256)
-        if not region.is_file():
-            raise InvalidInput(f"{chosen.path}: scored within a Tumor annotation whose file {region} is missing; "
-                               "score the slide again to export its annotation")
-        annotations = tumor_annotations(read_geojson(region))
-    write_geojson(out, [*annotations, *tile_objects(tiles)])
-    return Exported(Path(out), len(tiles), len(annotations))
+        if annotations is not None:
+            if sha256_file(annotations) != chosen.region_sha256:
+                raise InvalidInput(f"--annotations {annotations}: not the annotation file this slide was scored with "
+                                   f"(sha256 {chosen.region_sha256[:12]}...)")
+            region = Path(annotations)
+        elif not region.is_file():
+            raise InvalidInput(f"{chosen.path}: the slide was scored within a Tumor annotation that is not kept "
+                               "beside the cache; give the file it was scored with as --annotations")
+        regions = tumor_annotations(read_geojson(region))
+    write_geojson(out, [*regions, *tile_objects(tiles)])
+    return Exported(Path(out), len(tiles), len(regions))
 
 
 def _case_cache(entries: Sequence[CacheEntry], case_id: str, store: Path | None) -> CacheEntry:
@@ -120,7 +129,7 @@ def _case_cache(entries: Sequence[CacheEntry], case_id: str, store: Path | None)
         raise InvalidInput(f"case {case_id} has {len(slides)} slides ({listed}); QuPath imports objects per image, "
                            "so export one at a time with --slide FILE")
     entry = slides[0]
-    return choose_cache(entries, entry["slide_sha256"], model_sha256=entry.get("model_sha256"),
+    return choose_cache(entries, entry["slide_sha256"], model_sha256=entry.get("patch_model_sha256"),
                         region_sha256=entry.get("annotation_sha256"), what=f"case {case_id}")
 
 

@@ -1,65 +1,48 @@
-"""The case record's pathology section, updated with one scored slide.
+"""The case record's pathology section, updated with one slide scored through QuPath.
 
-The section (see the data contracts) holds one entry per slide and the case score::
-
-    {"slides": [{"slide_sha256", "score", "n_tiles", "tissue_area_mm2", "restricted_to_annotation",
-                 "annotation_sha256", "mpp", "counts", "model_sha256", "signature_sha256", ...}],
-     "score": <pooled case score, log relative hazard>, "provenance": {...}}
-
-A slide scored again replaces its entry (same ``slide_sha256``); other slides stay. The case score
-pools the slides the way the signature was fit (patch counts summed over the slides of a case,
-:func:`sarcoma_risk.pathology.signature.pool_counts`), over the slides scored with the same patch
-model and signature as this one: counts from other weights are not comparable, so such slides keep
-their entry but are left out of the pooled score, and the provenance says which were pooled.
-No file name enters the record: slides are named by content sha256.
+``sarcoma-risk score-slide`` and the bridge write the same section, so the bridge builds the slide
+entry and merges it exactly as score-slide does (:mod:`sarcoma_risk.cli.score_slide`): a slide
+scored again replaces its entry (same ``slide_sha256``), other slides stay, and the case score
+pools the tile counts of every slide scored with the same patch model and signature. The bridge
+adds ``n_annotations`` (how many Tumor annotations restricted the tiling) and names itself in the
+provenance. No file name enters the record: slides and annotations are named by content sha256.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from sarcoma_risk.provenance import Provenance
-
 
 def slide_entry(result: Any, models: Any) -> dict[str, Any]:
-    """The record entry of a :class:`~sarcoma_risk.pathology.pipeline.SlideResult`."""
-    tiles, run = result.tiles, result.run
-    return {
-        "slide_sha256": tiles.slide_sha256,
-        "slide_bytes": int(run.slide_fingerprint["bytes"]),
-        "score": float(result.score),
-        "mean_probability": float(result.mean_probability),
-        "n_tiles": len(tiles),
-        "tissue_area_mm2": float(tiles.tissue_area_mm2),
-        "restricted_to_annotation": bool(run.restricted_to_annotation),
-        "annotation_sha256": run.annotation_sha256,
-        "n_annotations": int(run.n_annotations),
-        "mpp": float(tiles.mpp),
-        "mpp_source": run.mpp_source,
-        "counts": {k: [int(v) for v in values] for k, values in result.counts.items()},
-        "model_sha256": models.model_sha256,
-        "signature_sha256": models.signature_sha256,
-    }
+    """The record entry of a :class:`~sarcoma_risk.pathology.pipeline.SlideResult` (score-slide's keys)."""
+    from sarcoma_risk.cli.score_slide import _slide_entry
+
+    entry = _slide_entry(result, models, {})  # the results went into QuPath, not into output files
+    entry["n_annotations"] = int(result.run.n_annotations)
+    return entry
 
 
-def updated_section(current: Mapping[str, Any] | None, entry: Mapping[str, Any], models: Any,
-                    parameters: Mapping[str, Any]) -> dict[str, Any]:
-    """The pathology section with ``entry`` added (or replacing the same slide's) and the case score pooled."""
-    from sarcoma_risk.pathology.pipeline import PATCH_MODEL, SIGNATURE_MODEL
-    from sarcoma_risk.pathology.signature import pool_counts
+def section_provenance(result: Any, models: Any) -> dict[str, Any]:
+    """The provenance block of the section, in score-slide's form, naming sarcoma-qupath as the writer."""
+    from sarcoma_risk.provenance import Provenance
 
-    slides = [dict(s) for s in (current or {}).get("slides", []) if s.get("slide_sha256") != entry["slide_sha256"]]
-    slides.append(dict(entry))
-    pooled = [s for s in slides if s.get("model_sha256") == models.model_sha256
-              and s.get("signature_sha256") == models.signature_sha256 and isinstance(s.get("counts"), Mapping)]
-    score = float(models.signature.predict([pool_counts([s["counts"] for s in pooled])])[0])
-    provenance = Provenance(
-        SIGNATURE_MODEL, models.signature_version, models.signature_sha256,
-        inputs={f"slide_{i + 1}": {"sha256": s["slide_sha256"], "bytes": s.get("slide_bytes"), "files": 1}
-                for i, s in enumerate(pooled)},
-        parameters={**parameters, "patch_model": PATCH_MODEL, "patch_model_version": models.model_version,
-                    "patch_model_sha256": models.model_sha256, "architecture": models.architecture,
-                    "patch_px": models.patch_px, "spacing_um": models.spacing_um, "precision": models.precision,
-                    "pooled_slides": len(pooled), "slides_not_pooled": len(slides) - len(pooled),
-                    "written_by": "sarcoma-qupath"})
-    return {"slides": slides, "score": score, "provenance": provenance.to_dict()}
+    inputs: dict[str, Any] = {"slide": dict(result.run.slide_fingerprint)}
+    if result.run.annotation_sha256 is not None:
+        inputs["annotation"] = {"sha256": result.run.annotation_sha256, "tumor_annotations": result.run.n_annotations}
+    return Provenance(
+        model_name="pathology", model_version=models.model_version, weights_sha256=models.model_sha256,
+        inputs=inputs,
+        parameters={"architecture": models.architecture, "patch_px": models.patch_px,
+                    "spacing_um": models.spacing_um, "precision": models.precision,
+                    "signature_sha256": models.signature_sha256, "signature_version": models.signature_version,
+                    "mpp": result.tiles.mpp, "mpp_source": result.run.mpp_source,
+                    "restricted_to_annotation": result.run.restricted_to_annotation,
+                    "written_by": "sarcoma-qupath"}).to_dict()
+
+
+def updated_section(current: Mapping[str, Any] | None, result: Any, models: Any) -> dict[str, Any]:
+    """The pathology section with this slide merged in and the case score pooled (as score-slide does)."""
+    from sarcoma_risk.cli.score_slide import merge_slide
+
+    return merge_slide(dict(current) if current else None, slide_entry(result, models), models,
+                       section_provenance(result, models))

@@ -301,16 +301,15 @@ class RecordWriter:
 
     def __call__(self, scored: ScoredImage, source: ImageSource) -> None:
         from qupath_bridge.casemap import CASE_ID_KEY
-        from qupath_bridge.record import slide_entry, updated_section
+        from qupath_bridge.record import updated_section
 
         models = self.scorer.models
-        entry = slide_entry(scored.result, models)
         metadata = dict(scored.metadata)
         if not source.ref.metadata.get(CASE_ID_KEY):  # from a case map: show it in QuPath too
             metadata[CASE_ID_KEY] = scored.case_id
         with self.store.transaction():
-            self.store.update_section(scored.case_id, "pathology", lambda current: updated_section(
-                current, entry, models, self.scorer.options.parameters()))
+            self.store.update_section(scored.case_id, "pathology",
+                                      lambda current: updated_section(current, scored.result, models))
             if not self._prepared:
                 self.before_first_write()  # type: ignore[misc]
                 self._prepared = True

@@ -182,3 +182,30 @@ def test_the_qupath_script_is_valid_groovy(tmp_path):
             env["JAVA_HOME"] = str(Path(java).resolve().parents[1])
     done = subprocess.run(["groovy", str(checker), str(SCRIPT)], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_slides_scored_by_score_slide_and_by_the_bridge_pool_into_one_case_score(tmp_path, phantom_slides,
+                                                                                  tiny_weights, capsys):
+    from sarcoma_risk.cli import main as sarcoma_risk
+
+    annotated, plain = phantom_slides["annotated"], phantom_slides["plain"]
+    store = tmp_path / "cases.sqlite"
+    common = ["--weights", str(tiny_weights), "--store", str(store)]
+    assert sarcoma_risk(["score-slide", "--case", "STS-0007", "--slide", str(annotated.slide), "--annotations",
+                         str(annotated.annotation), "--out", str(tmp_path / "score-slide"), "--no-progress",
+                         *common]) == 0
+    assert main(["score-image", "--slide", str(plain.slide), "--case", "STS-0007", "--out", str(tmp_path / "b"),
+                 "--quiet", *common]) == 0
+    with open_store(store, mode="r") as handle:
+        section = handle.get("STS-0007").pathology
+    assert len(section["slides"]) == 2 and section["not_pooled"] == []
+    assert section["pooled_slides"] == [s["slide_sha256"] for s in section["slides"]]
+
+    out = tmp_path / "from-score-slide.geojson"
+    cache = tmp_path / "score-slide" / "tile-cache"
+    assert main(["export", "--slide", str(annotated.slide), "--cache", str(cache), "--out", str(out)]) == 1
+    assert "give the file it was scored with as --annotations" in capsys.readouterr().err
+    assert main(["export", "--slide", str(annotated.slide), "--cache", str(cache), "--annotations",
+                 str(annotated.annotation), "--out", str(out)]) == 0
+    ours, regions = split_objects(read_geojson(out))
+    assert len(ours) == section["slides"][0]["n_tiles"] and len(regions) == 1

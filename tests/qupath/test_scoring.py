@@ -99,8 +99,10 @@ def test_a_batch_scores_good_images_and_reports_bad_ones_by_name_leaving_them_un
     (slide,) = section["slides"]
     assert slide["restricted_to_annotation"] is True and slide["n_tiles"] == first.n_tiles
     assert slide["score"] == pytest.approx(first.score) == pytest.approx(section["score"])
-    assert slide["annotation_sha256"] and slide["model_sha256"] == scorer.models.model_sha256
-    assert section["provenance"]["inputs"]["slide_1"]["sha256"] == slide["slide_sha256"]
+    assert slide["annotation_sha256"] and slide["patch_model_sha256"] == scorer.models.model_sha256
+    assert slide["n_annotations"] == 1 and section["pooled_slides"] == [slide["slide_sha256"]]
+    assert section["provenance"]["inputs"]["slide"]["sha256"] == slide["slide_sha256"]
+    assert section["provenance"]["parameters"]["written_by"] == "sarcoma-qupath"
     assert "annotated" not in json.dumps(section)  # no file names in the record
     assert store.get("STS-0002").pathology["slides"][0]["restricted_to_annotation"] is False
 
@@ -147,7 +149,7 @@ def test_slides_of_one_case_are_pooled_and_a_rescored_slide_replaces_its_entry(t
     assert len(section["slides"]) == 2  # the plain slide once, though scored twice
     expected = scorer.models.signature.predict([pool_counts([s["counts"] for s in section["slides"]])])[0]
     assert section["score"] == pytest.approx(expected)
-    assert section["provenance"]["parameters"]["pooled_slides"] == 2
+    assert section["pooled_slides"] == [s["slide_sha256"] for s in section["slides"]]
     assert [s["score"] for s in section["slides"]] == pytest.approx([items[0].score, items[2].score])
 
 
