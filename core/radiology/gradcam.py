@@ -35,10 +35,15 @@ from sarcoma_risk.radiology.preprocess import PatchGeometry
 
 @dataclass
 class CamResult:
-    """The network's score for one patch and its Grad-CAM on the feature grid (z, y, x)."""
+    """The network's score for one patch and its Grad-CAM on the feature grid (z, y, x).
+
+    ``shares`` are the feature voxels' signed shares of the score (they sum to it); ``cam`` is
+    their positive part.
+    """
 
     score: float
     cam: np.ndarray
+    shares: np.ndarray
 
 
 def grad_cam(network: CBAMNet3d, patch: np.ndarray) -> CamResult:
@@ -68,7 +73,8 @@ def grad_cam(network: CBAMNet3d, patch: np.ndarray) -> CamResult:
         weights = network.region_weights(x)
         baseline = network.offset * weights / weights.sum().clamp_min(1e-6)
         share = (gradient * features).sum(dim=1, keepdim=True) - baseline
-    return CamResult(float(score.detach()), torch.relu(share)[0, 0].numpy().astype(np.float32))
+    shares = share[0, 0].numpy().astype(np.float32)
+    return CamResult(float(score.detach()), np.maximum(shares, 0), shares)
 
 
 def cam_to_original(cam: np.ndarray, patch: PatchGeometry, stride: int, reference: sitk.Image) -> sitk.Image:

@@ -164,7 +164,8 @@ class RadiologyCoxModel:
                 order = torch.randperm(len(train_idx), generator=generator)
                 batches = list(torch.split(order, cfg.batch_size))
                 if len(batches) > 1 and len(batches[-1]) < 2:  # a one-case batch has no partial likelihood
-                    batches[-2] = torch.cat([batches[-2], batches.pop()])
+                    last = batches.pop()
+                    batches[-1] = torch.cat([batches[-1], last])
                 losses = []
                 for batch in batches:
                     if not bool(train_e[batch].any()):

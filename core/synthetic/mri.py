@@ -52,8 +52,8 @@ GRIDS: dict[PhantomSize, tuple[tuple[int, int, int], tuple[float, float, float]]
 TUMOR_LABEL = 1
 EDEMA_LABEL = 2
 #: Largest share of the field of view the tumor may span (longest axis along z, the limb axis).
-_MAX_Z_SHARE = 0.75
 _MAX_INPLANE_RADIUS = 0.38  # of the thigh's smaller radius
+_MAX_MARGIN = 0.35  # largest reach of the irregular margin beyond the ellipsoid, as a share of the radius
 _MARGIN_REACH = 0.45  # margin irregularity + edema, as a share of the radius (bounding box of the tumor)
 
 # Reference intensities (centre A, arbitrary scanner units).
@@ -99,7 +99,7 @@ def centre_profile(centre: str) -> CentreProfile:
     sign = 1.0 if u[0] >= 0.5 else -1.0
     azimuth, elevation = 2 * math.pi * u[4], (u[5] - 0.5) * math.pi / 2
     direction = (math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation))
-    return CentreProfile(centre, math.exp(sign * (0.3 + 0.4 * u[1])), 5.0 + 40.0 * u[2], 0.12 + 0.18 * u[3], direction)
+    return CentreProfile(centre, math.exp(sign * (0.3 + 0.4 * u[1])), 5.0 + 40.0 * u[2], 0.2 + 0.2 * u[3], direction)
 
 
 def _sigmoid(x: float) -> float:
@@ -161,7 +161,8 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
     # The tumor: longest diameter along the limb (z), in-plane radii a fraction of it.
     half_len = 5.0 * tumor_size_cm
     radii = np.array([half_len * ratio_a, half_len * ratio_b, half_len])
-    limits_hi = np.array([_MAX_INPLANE_RADIUS * min(thigh_rx, thigh_ry)] * 2 + [_MAX_Z_SHARE * fov[2] / 2])
+    # Along z the tumor, margin included, stays half a slice inside the first and last slices.
+    limits_hi = np.array([_MAX_INPLANE_RADIUS * min(thigh_rx, thigh_ry)] * 2 + [(fov[2] / 2 - sz) / (1 + _MAX_MARGIN)])
     limits_lo = np.array([2.5 * sx, 2.5 * sy, 1.5 * sz])
     clamped_radii = np.clip(radii, limits_lo, limits_hi)
     clamped = bool(np.any(np.abs(clamped_radii - radii) > 1e-9))
@@ -216,7 +217,8 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
     n_t1 = _smooth_noise(rng, shape, 2.5, spacing_zyx)
     n_edema = _smooth_noise(rng, shape, 0.3 * mean_r, spacing_zyx)
 
-    tumor = rho < 1 + (0.06 + 0.10 * infiltration) * n_margin_low + 0.45 * infiltration * n_margin_high
+    margin = (0.06 + 0.10 * infiltration) * n_margin_low + 0.45 * infiltration * n_margin_high
+    tumor = rho < 1 + np.clip(margin, -_MAX_MARGIN, _MAX_MARGIN)
     necrosis_radius = target_necrosis ** (1 / 3)
     necrosis = tumor & (rho < necrosis_radius * (1 + 0.18 * n_necrosis))
     viable = tumor & ~necrosis

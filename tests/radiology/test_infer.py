@@ -1,0 +1,81 @@
+"""Inference: deterministic scores, Grad-CAM in the input's geometry and on the tumor, volume files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.provenance import sha256_file
+from sarcoma_risk.radiology.gradcam import grad_cam
+from sarcoma_risk.radiology.io import read_case
+from sarcoma_risk.radiology.preprocess import prepare_case
+from sarcoma_risk.radiology.infer import score_case, write_volume
+
+
+@pytest.fixture(scope="module")
+def high_risk(high_risk_case, trained):
+    model, _ = trained
+    case = read_case(high_risk_case.t2fs, high_risk_case.seg, high_risk_case.t1ce)
+    return case, score_case(model, case)
+
+
+def test_gradcam_of_an_oblique_case_has_exactly_the_inputs_geometry(high_risk):
+    case, result = high_risk
+    cam, reference = result.gradcam, case.reference
+    assert not np.allclose(reference.GetDirection(), np.eye(3).ravel())  # the case is oblique
+    assert cam.GetSize() == reference.GetSize()
+    assert cam.GetOrigin() == reference.GetOrigin() and cam.GetDirection() == reference.GetDirection()
+    assert cam.GetSpacing() == reference.GetSpacing()
+    values = sitk.GetArrayViewFromImage(cam)
+    assert np.all(np.isfinite(values)) and values.min() >= 0 and values.max() == pytest.approx(1.0, abs=0.05)
+
+
+def test_gradcam_mass_lies_mostly_in_the_dilated_tumor(high_risk):
+    case, result = high_risk
+    assert result.percentile > 50  # the highest-scored held-out case: its map shows what raised it
+    cam = sitk.GetArrayViewFromImage(result.gradcam)
+    distance = sitk.GetArrayViewFromImage(sitk.SignedMaurerDistanceMap(
+        case.mask, insideIsPositive=False, squaredDistance=False, useImageSpacing=True))
+    dilated = distance <= 10.0  # the tumor and 10 mm around it
+    share = cam[dilated].sum() / cam.sum()
+    # "Mostly", and far more than the region's share of the volume the map could cover.
+    assert share > 0.6, share
+    assert share > 5 * dilated.mean()
+
+
+def test_gradcam_shares_add_up_to_the_score(high_risk_case, trained):
+    model, _ = trained
+    case = read_case(high_risk_case.t2fs, high_risk_case.seg, high_risk_case.t1ce)
+    prepared = prepare_case(case, model.preprocess)
+    result = grad_cam(model.network_, prepared.array)
+    assert result.shares.sum() == pytest.approx(result.score, abs=1e-4)
+    assert result.score == pytest.approx(float(model.predict(prepared.array[None])[0]), abs=1e-5)
+    assert np.array_equal(result.cam, np.maximum(result.shares, 0))
+
+
+def test_scores_are_deterministic_for_fixed_weights(high_risk_case, trained):
+    model, _ = trained
+    case = read_case(high_risk_case.t2fs, high_risk_case.seg, high_risk_case.t1ce)
+    first, second = score_case(model, case), score_case(model, case)
+    assert first.score == second.score and first.percentile == second.percentile
+    assert np.array_equal(sitk.GetArrayViewFromImage(first.gradcam), sitk.GetArrayViewFromImage(second.gradcam))
+    assert score_case(model, case, gradcam=False).score == pytest.approx(first.score, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", ["cam.nrrd", "cam.nii.gz", "cam.nii", "cam.mha"])
+def test_volumes_are_written_by_extension_with_their_sha256(tmp_path, high_risk, name):
+    case, result = high_risk
+    digest = write_volume(result.gradcam, tmp_path / name)
+    assert digest == sha256_file(tmp_path / name)
+    back = sitk.ReadImage(str(tmp_path / name))
+    assert np.allclose(back.GetDirection(), case.reference.GetDirection(), atol=1e-6)
+    assert np.allclose(sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(result.gradcam), atol=1e-6)
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # no temporary file left behind
+
+
+def test_an_unknown_volume_extension_is_refused(tmp_path, high_risk):
+    with pytest.raises(InvalidInput, match=r"cam.png: cannot tell the volume format; use one of \.nrrd"):
+        write_volume(high_risk[1].gradcam, tmp_path / "cam.png")
+    assert not list(tmp_path.iterdir())
