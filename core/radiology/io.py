@@ -58,7 +58,7 @@ def _as_volume(image: sitk.Image, path: Path, role: str) -> sitk.Image:
                            f"the {role} must be one 3D volume")
     if image.GetDimension() == 2 or min(image.GetSize()) < 2:
         raise InvalidImage(f"{path}: a 2D image (size {'x'.join(map(str, image.GetSize()))}); the {role} must be a "
-                           "3D volume with several slices")
+                           "3D volume with several slices (for a DICOM series, give the folder holding its files)")
     spacing = np.asarray(image.GetSpacing())
     if not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
         raise InvalidImage(f"{path}: voxel spacing {tuple(spacing)} is not positive and finite")
@@ -167,8 +167,11 @@ def read_mask(path: str | Path, reference: sitk.Image, segment: str | None = Non
     segments = read_segment_table(raw, path)
     if segments:
         chosen = select_segment(segments, segment, path)
-        mask = segment_mask(raw, chosen)
         what = f"segment {chosen.name!r}"
+        if chosen.recorded_empty:
+            raise InvalidImage(f"{path}: {what} is empty (3D Slicer saved it with no extent); draw the tumor, or "
+                               "choose another segment")
+        mask = segment_mask(raw, chosen)
     else:
         mask = _labelmap_mask(raw, path, segment)
         what = "the mask"

@@ -34,6 +34,13 @@ class SegmentInfo:
     name: str
     label_value: int
     layer: int
+    #: (i0, i1, j0, j1, k0, k1) voxel extent in the file as Slicer recorded it; None when absent.
+    extent: tuple[int, ...] | None = None
+
+    @property
+    def recorded_empty(self) -> bool:
+        """Slicer wrote an empty extent (e.g. "0 -1 0 -1 0 -1") for this segment."""
+        return self.extent is not None and any(hi < lo for lo, hi in zip(self.extent[::2], self.extent[1::2]))
 
 
 def read_segment_table(image: sitk.Image, path: Path) -> list[SegmentInfo]:
@@ -58,7 +65,14 @@ def read_segment_table(image: sitk.Image, path: Path) -> list[SegmentInfo]:
                                f"{layer_text!r}; expected integers (is the file damaged?)") from None
         if not 0 <= layer < layers:
             raise InvalidImage(f"{path}: segment {segment_id!r} is on layer {layer} but the file has {layers} layer(s)")
-        segments.append(SegmentInfo(n, segment_id, value("Name") or segment_id, label_value, layer))
+        extent_text = value("Extent")
+        try:
+            extent = tuple(int(v) for v in extent_text.split()) if extent_text else None
+        except ValueError:
+            extent = None  # informative only; the voxels decide
+        if extent is not None and len(extent) != 6:
+            extent = None
+        segments.append(SegmentInfo(n, segment_id, value("Name") or segment_id, label_value, layer, extent))
     return segments
 
 

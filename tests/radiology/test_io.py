@@ -276,3 +276,26 @@ def test_read_case_fingerprints_inputs_by_content_not_name(dicom_case):
     text = repr(case.fingerprints)
     assert str(dicom_case.t2fs.parent) not in text and "IM0001" not in text
     assert case.tumor_volume_ml() == pytest.approx(voxels(case.mask) * 2 * 2 * 5 / 1000)
+
+
+def test_an_empty_segment_saved_by_slicer_is_refused_by_name(tmp_path, slicer_segmentation):
+    tumor = np.zeros((10, 20, 20), np.uint8)
+    tumor[2:5, 3:8, 3:8] = 1
+    path = tmp_path / "with-empty.seg.nrrd"
+    slicer_segmentation(path, {"Tumor": tumor, "Necrosis": np.zeros_like(tumor)})
+    reference = _reference_for_slicer_files()
+    with pytest.raises(InvalidImage, match="segment 'Necrosis' is empty"):
+        read_mask(path, reference, "Necrosis")
+    assert np.array_equal(sitk.GetArrayViewFromImage(read_mask(path, reference, "Tumor")), tumor)
+
+
+def test_the_segment_table_keeps_slicers_extents(tiny_case):
+    from sarcoma_risk.radiology.segments import read_segment_table
+
+    raw = sitk.ReadImage(str(tiny_case.seg))
+    segments = read_segment_table(raw, tiny_case.seg)
+    assert [(s.name, s.label_value, s.layer) for s in segments] == [("Tumor", 1, 0), ("Peritumoral edema", 2, 0)]
+    tumor = np.argwhere(sitk.GetArrayViewFromImage(raw) == 1)  # (k, j, i)
+    i0, i1, j0, j1, k0, k1 = segments[0].extent
+    assert (i0, j0, k0) == tuple(tumor.min(axis=0)[::-1]) and (i1, j1, k1) == tuple(tumor.max(axis=0)[::-1])
+    assert not segments[0].recorded_empty
