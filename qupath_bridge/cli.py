@@ -154,59 +154,27 @@ def _arguments(args: argparse.Namespace) -> dict:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from qupath_bridge.casemap import assign_cases, read_case_map
+    from qupath_bridge.casemap import read_case_map
     from qupath_bridge.project import QuPathProject, find_qupath
-    from qupath_bridge.projectfiles import (
-        backup_project_files,
-        bridge_folder,
-        open_project_signs,
-        open_project_warning,
-        project_file,
-    )
-    from qupath_bridge.runstate import RunMetadata, RunState
-    from qupath_bridge.scoring import ImageReport, RecordWriter, SlideScorer, run_batch, select_images
+    from qupath_bridge.projectfiles import bridge_folder, project_file
+    from qupath_bridge.scoring import SlideScorer, score_project, select_images
     from sarcoma_risk.cli.common import print_json
     from sarcoma_risk.records import open_store
 
     project_file(args.project)  # a wrong folder fails before anything starts
     case_map = read_case_map(args.case_map) if args.case_map is not None else None
     find_qupath()  # says how to install QuPath before the models are loaded
-    folder = bridge_folder(args.project)
-    scorer = SlideScorer(_options(args), cache_dir=folder / "cache")
-    weights = scorer.weights()  # verifies the weights' sha256 before anything is written
+    scorer = SlideScorer(_options(args), cache_dir=bridge_folder(args.project) / "cache")
+    scorer.weights()  # verifies the weights' sha256 before anything is written
+    say = lambda text: print(text, file=sys.stderr)  # noqa: E731
     with open_store(args.store, mode="a") as store, QuPathProject(args.project, mode="r+") as project:
-        images = select_images(project.images(), args.images)
-        assignment = assign_cases([i.ref for i in images], case_map)
+        images = project.images()
         if case_map is not None:
-            for row in case_map.unused(i.ref for i in project.images()):
-                print(f"note: case map row {row!r} names no image of this project", file=sys.stderr)
-        mapped = [i for i in images if i.ref.entry_id in assignment.cases]
-        signs = open_project_signs(args.project, [i.ref.entry_id for i in mapped])
-        print(("WARNING: " if signs else "note: ") + open_project_warning(signs), file=sys.stderr)
-        stamp = run_stamp()
-        run = RunMetadata(folder / "runs" / f"{stamp}.json", "sarcoma-qupath score", _arguments(args),
-                          weights=weights, qupath_version=project.qupath_version())
-        skipped = ([ImageReport(ref, "unmapped", None, "no case id: set the metadata key case_id in QuPath or "
-                                "give --case-map") for ref in assignment.unmapped]
-                   + [ImageReport(ref, "failed", None, text) for ref, text in assignment.problems])
-        for item in skipped:
-            run.add(item.ref.entry_id, item.status, message=item.message)
-            print(item.line(), file=sys.stderr)
-
-        def backup():
-            path = backup_project_files(args.project, [i.ref.entry_id for i in mapped], stamp)
-            run.backup = str(path)
-            print(f"backup of the project's data files: {path}", file=sys.stderr)
-            return path
-
-        writer = RecordWriter(store, scorer, before_first_write=backup)
-        total = len(mapped)
-        counter = iter(range(1, total + 1))
-        report = run_batch(((i, assignment.cases[i.ref.entry_id]) for i in mapped), scorer, writer,
-                           state=RunState(folder / "state.json"), run=run, rescore=args.rescore,
-                           notify=lambda item: print(f"[{next(counter)}/{total}] {item.line()}", file=sys.stderr))
-        run.finish()
-    report.items[:0] = skipped
+            for row in case_map.unused(i.ref for i in images):
+                say(f"note: case map row {row!r} names no image of this project")
+        report, run = score_project(args.project, select_images(images, args.images), scorer, store,
+                                    case_map=case_map, arguments=_arguments(args),
+                                    qupath_version=project.qupath_version(), rescore=args.rescore, say=say)
     if args.json:
         print_json({"project": str(args.project), "run_metadata": str(run.path), "backup": run.backup,
                     "counts": {s: report.count(s) for s in ("scored", "skipped", "failed", "unmapped")},
@@ -267,10 +235,3 @@ def cmd_import(args: argparse.Namespace) -> int:
             print(f"wrote {args.out}; score with: sarcoma-risk score-slide --case ID --slide {args.slide} "
                   f"--annotations {args.out}")
     return 0
-
-
-def run_stamp() -> str:
-    """A UTC time stamp usable as a file name (backups, run metadata), unique to the microsecond."""
-    from datetime import datetime, timezone
-
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")

@@ -74,6 +74,13 @@ class RunState:
         self._set(entry_id, {**previous, "status": "failed", "message": message})
 
 
+def run_stamp() -> str:
+    """A UTC time stamp usable as a file name (backups, run metadata), unique to the microsecond."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+
+
 def package_versions() -> dict[str, str | None]:
     """Installed versions of the packages that shape a result (None when not installed)."""
     out: dict[str, str | None] = {"python": platform.python_version()}

@@ -327,3 +327,49 @@ def select_images(images: Sequence[Any], wanted: Sequence[str] | None) -> list[A
         raise InvalidInput(f"--images: {', '.join(map(repr, unknown))} not in the project (its images: {names})")
     chosen = set(wanted)
     return [i for i in images if i.ref.name in chosen or i.ref.entry_id in chosen]
+
+
+def score_project(project_dir: Path, images: Sequence[Any], scorer: SlideScorer, store: Any, *,
+                  case_map: Any = None, arguments: Mapping[str, Any] | None = None,
+                  qupath_version: str | None = None, rescore: bool = False,
+                  say: Callable[[str], None] = lambda text: None) -> tuple[BatchReport, RunMetadata]:
+    """Score the images of a QuPath project (``sarcoma-qupath score`` without the command line).
+
+    ``images`` are the project's image sources to score (:class:`qupath_bridge.project.ProjectImage`).
+    Case ids come from their metadata or ``case_map``; images without one, or with conflicting
+    ones, are reported and not touched. The project's data files are backed up before the first
+    write; run metadata go to ``<project>/sarcoma-risk/runs/<time>.json``, the resume state to
+    ``<project>/sarcoma-risk/state.json``. ``say`` receives the lines meant for people.
+    """
+    from qupath_bridge.casemap import assign_cases
+    from qupath_bridge.projectfiles import backup_project_files, bridge_folder, open_project_signs, open_project_warning
+    from qupath_bridge.runstate import run_stamp
+
+    folder = bridge_folder(project_dir)
+    assignment = assign_cases([i.ref for i in images], case_map)
+    mapped = [i for i in images if i.ref.entry_id in assignment.cases]
+    signs = open_project_signs(project_dir, [i.ref.entry_id for i in mapped])
+    say(("WARNING: " if signs else "note: ") + open_project_warning(signs))
+    stamp = run_stamp()
+    run = RunMetadata(folder / "runs" / f"{stamp}.json", "sarcoma-qupath score", dict(arguments or {}),
+                      weights=scorer.weights(), qupath_version=qupath_version)
+    skipped = ([ImageReport(ref, "unmapped", None, "no case id: set the metadata key case_id in QuPath or give "
+                            "--case-map") for ref in assignment.unmapped]
+               + [ImageReport(ref, "failed", None, text) for ref, text in assignment.problems])
+    for item in skipped:
+        run.add(item.ref.entry_id, item.status, message=item.message)
+        say(item.line())
+
+    def backup() -> Path:
+        path = backup_project_files(project_dir, [i.ref.entry_id for i in mapped], stamp)
+        run.backup = str(path)
+        say(f"backup of the project's data files: {path}")
+        return path
+
+    counter = iter(range(1, len(mapped) + 1))
+    report = run_batch(((i, assignment.cases[i.ref.entry_id]) for i in mapped), scorer,
+                       RecordWriter(store, scorer, before_first_write=backup), state=RunState(folder / "state.json"),
+                       run=run, rescore=rescore, notify=lambda item: say(f"[{next(counter)}/{len(mapped)}] {item.line()}"))
+    run.finish()
+    report.items[:0] = skipped
+    return report, run

@@ -200,3 +200,49 @@ def test_tile_probabilities_match_the_tile_cache_and_the_export_keeps_the_annota
     assert exported.n_tiles == len(ours) == len(tiles) and exported.n_annotations == len(annotations) == 1
     assert annotations[0].classification.name == "Tumor"
     assert annotations[0].geometry.equals(read_geojson(annotated.annotation)[0].geometry)
+
+
+def test_a_project_run_maps_cases_backs_up_once_records_the_run_and_resumes(tmp_path, project_layout, phantom_slides,
+                                                                             scorer, store):
+    from qupath_bridge.casemap import ImageRef, read_case_map
+    from qupath_bridge.scoring import score_project
+
+    annotated, plain = phantom_slides["annotated"], phantom_slides["plain"]
+
+    def image(entry_id, slide, metadata, annotations=None):
+        source = FileImage(slide, tmp_path / f"out{entry_id}", annotations=annotations)
+        source.ref = ImageRef(entry_id, slide.name if entry_id != "5" else "other.svs", metadata)  # as a project lists it
+        return source
+
+    images = [image("1", annotated.slide, {"case_id": "STS-0001"}, annotated.annotation),
+              image("2", plain.slide, {}),  # its case id comes from the case map
+              image("3", tmp_path / "moved.svs", {"case_id": "STS-0003"}),
+              image("4", plain.slide, {}),  # unmapped
+              image("5", plain.slide, {"case_id": "STS-0005"})]  # the case map disagrees
+    images[3].ref = ImageRef("4", "unmapped.svs", {})
+    case_map_file = tmp_path / "map.csv"
+    case_map_file.write_text("image,case_id\nplain.svs,STS-0002\nother.svs,STS-0006\n")
+    lines = []
+    report, run = score_project(project_layout, images, scorer, store, case_map=read_case_map(case_map_file),
+                                arguments={"project": "p"}, say=lines.append)
+
+    assert [(i.ref.entry_id, i.status) for i in report.items] == [
+        ("4", "unmapped"), ("5", "failed"), ("1", "scored"), ("2", "scored"), ("3", "failed")]
+    assert "differs from 'STS-0006'" in report.items[1].message
+    assert any("close the project in QuPath" in line for line in lines)
+    assert any(line.startswith("[3/3]") and "moved.svs" in line for line in lines)
+    assert json.loads((tmp_path / "out2" / "metadata.json").read_text())["case_id"] == "STS-0002"
+    assert store.get("STS-0002").pathology["slides"][0]["restricted_to_annotation"] is False
+    backups = list((project_layout / "sarcoma-risk" / "backups").iterdir())
+    assert len(backups) == 1 and run.backup == str(backups[0])
+    assert (backups[0] / "data" / "1" / "data.qpdata").is_file() and (backups[0] / "data" / "2" / "data.qpdata").is_file()
+    data = json.loads(run.path.read_text())
+    assert data["counts"] == {"unmapped": 1, "failed": 2, "scored": 2} and data["finished_utc"]
+    assert data["weights"]["pathology-patch"]["sha256"] == scorer.models.model_sha256
+
+    again, second = score_project(project_layout, images, scorer, store, case_map=read_case_map(case_map_file),
+                                  say=lines.append)
+    assert [i.status for i in again.items] == ["unmapped", "failed", "skipped", "skipped", "failed"]
+    assert second.backup is None  # nothing written, so no backup either
+    assert len(list((project_layout / "sarcoma-risk" / "backups").iterdir())) == 1
+    assert any(line.startswith("WARNING:") and "was written" in line for line in lines[-8:])  # files just written
