@@ -26,9 +26,6 @@ from typing import Sequence
 
 from sarcoma_risk.errors import SarcomaRiskError
 
-log = logging.getLogger("qupath_bridge")
-
-
 def _add_scoring_options(p: argparse.ArgumentParser) -> None:
     from sarcoma_risk.cli.common import add_json_option, add_store_option, positive_int
 

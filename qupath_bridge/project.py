@@ -26,7 +26,6 @@ it was before that image.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -36,8 +35,6 @@ from qupath_bridge.geojson import QuPathObject, parse_geojson
 from qupath_bridge.projectfiles import check_image_reachable, project_file
 from qupath_bridge.results import is_sarcoma_risk_tile, tumor_annotations
 from sarcoma_risk.errors import InvalidInput, MissingDependency, OutputError
-
-log = logging.getLogger(__name__)
 
 MODES = ("r", "r+")
 INSTALL_HELP = (
@@ -198,25 +195,26 @@ class ProjectImage:
             raise InvalidInput(f"{self._project.path}: opened read-only (mode 'r'); open it with mode 'r+' to write")
         self.slide_path()  # paquo would skip the save of an unreachable image with only a log line
         before = self._data_file_state()
-        hierarchy = self._entry.hierarchy
-        with hierarchy.no_autoflush():
-            old = [t for t in hierarchy.tiles
-                   if is_sarcoma_risk_tile("tile", t.name, list(t.measurements.keys()))]
-            detections = hierarchy.detections  # tiles are detections; this proxy may remove and add them
-            if old:
-                detections -= old
-            new = []
-            for tile in tiles:
-                obj = QuPathPathTileObject.from_shapely(tile.geometry, None, dict(tile.measurements))
-                obj.name = tile.name
-                obj.locked = tile.is_locked
-                new.append(obj)
-            detections.update(new)
         try:
+            hierarchy = self._entry.hierarchy
+            with hierarchy.no_autoflush():
+                old = [t for t in hierarchy.tiles
+                       if is_sarcoma_risk_tile("tile", t.name, list(t.measurements.keys()))]
+                detections = hierarchy.detections  # tiles are detections; this proxy may remove and add them
+                if old:
+                    detections -= old
+                new = []
+                for tile in tiles:
+                    obj = QuPathPathTileObject.from_shapely(tile.geometry, None, dict(tile.measurements))
+                    obj.name = tile.name
+                    obj.locked = tile.is_locked
+                    new.append(obj)
+                detections.update(new)
             self._entry.save()
-        except (OSError, *_java_exception_types()) as exc:
-            raise OutputError(f"image {self.ref.label()}: QuPath could not save its data ({exc}); the project "
-                              "backup holds the previous version") from None
+        except (OSError, RuntimeError, *_java_exception_types()) as exc:
+            # The changes lived only in memory: this image's data file is as it was.
+            raise OutputError(f"image {self.ref.label()}: QuPath could not write its tiles ({exc}); its data "
+                              "file was left as it was") from None
         after = self._data_file_state()
         if after is None or after == before:
             raise OutputError(f"image {self.ref.label()}: QuPath did not write its data.qpdata (is the slide "

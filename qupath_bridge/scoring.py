@@ -62,7 +62,7 @@ class ScoringOptions:
     progress: bool = True
 
     def parameters(self) -> dict[str, Any]:
-        """What changes a result (part of the resume key and the provenance)."""
+        """What changes a result besides the inputs and weights (part of the resume key)."""
         return {"mpp": self.mpp, "precision": self.precision}
 
 
@@ -75,7 +75,6 @@ class ScoredImage:
     result: Any  # sarcoma_risk.pathology.pipeline.SlideResult
     tiles: list[QuPathObject]
     metadata: dict[str, str]
-    n_annotations: int
 
 
 def annotations_sha256(annotations: Sequence[QuPathObject]) -> str | None:
@@ -117,7 +116,8 @@ class SlideScorer:
         return (f"patch {m.architecture} v{m.model_version} ({m.model_sha256[:12]}), "
                 f"signature v{m.signature_version} ({(m.signature_sha256 or '')[:12]})")
 
-    def key(self, ref: ImageRef, case_id: str, slide: Path, annotations: Sequence[QuPathObject]) -> str:
+    def key(self, case_id: str, slide: Path, annotations: Sequence[QuPathObject]) -> str:
+        """The resume key of an image (see :func:`qupath_bridge.runstate.job_key`)."""
         weights = {name: w["sha256"] for name, w in self.weights().items()}
         return job_key(case_id=case_id, weights=weights, annotations_sha256=annotations_sha256(annotations),
                        slide_path=slide, parameters=self.options.parameters())
@@ -158,7 +158,7 @@ class SlideScorer:
         metadata = image_metadata(score=result.score, mean_probability=result.mean_probability,
                                   n_tiles=len(result.tiles), n_annotations=len(annotations),
                                   model=self.model_label(), scored_utc=utc_now())
-        return ScoredImage(ref, case_id, result, tile_objects(result.tiles), metadata, len(annotations))
+        return ScoredImage(ref, case_id, result, tile_objects(result.tiles), metadata)
 
 
 # ---- plain files as an image source -----------------------------------------------------------
@@ -229,8 +229,9 @@ class ImageReport:
 
 @dataclass
 class BatchReport:
+    """What happened to each image of a batch, in order."""
+
     items: list[ImageReport] = field(default_factory=list)
-    backup: Path | None = None
 
     def count(self, status: str) -> int:
         return sum(1 for i in self.items if i.status == status)
@@ -260,7 +261,7 @@ def run_batch(sources: Iterable[tuple[ImageSource, str]], scorer: SlideScorer, w
         try:
             slide = source.slide_path()
             annotations = source.tumor_annotations()
-            key = scorer.key(ref, case_id, slide, annotations)
+            key = scorer.key(case_id, slide, annotations)
             if state is not None and not rescore and state.is_done(ref.entry_id, key):
                 item = ImageReport(ref, "skipped", case_id, "already scored with these weights and annotations "
                                                             "(use --rescore to score again)")
