@@ -4,7 +4,8 @@ This command is also the interface of the 3D Slicer module, which exports the vo
 segment to files, runs it in a separate process with ``--json`` and loads the Grad-CAM file as an
 overlay. Hence: with ``--json`` stdout holds exactly one JSON object (logs go to stderr); on any
 error the exit status is 1, stderr starts with ``error:``, and neither the record nor the Grad-CAM
-path is touched. Everything that can be checked before the long work is checked first.
+path is touched (no store file is created either). The case id, the output format and the weights
+are checked before the images are read.
 """
 
 from __future__ import annotations
@@ -60,24 +61,24 @@ def cmd_score_mri(args: argparse.Namespace) -> int:
             raise InvalidInput(f"--gradcam {args.gradcam}: the folder {args.gradcam.parent} does not exist")
     weights = args.weights if args.weights is not None else default_weights_dir()
     model, entry = load_model(weights)
-    with open_store(args.store, mode="a") as store:  # opened first: a bad store fails before the work
-        case = read_case(args.image, args.mask, args.image2 if "t1ce" in model.preprocess.sequences else None,
-                         segment=args.segment, series_uid=args.series_uid, series_uid2=args.series_uid2)
-        if args.image2 is not None and "t1ce" not in model.preprocess.sequences:
-            print("note: this radiology model uses the T2 alone; --image2 was not used", file=sys.stderr)
-        result = score_case(model, case, gradcam=args.gradcam is not None)
-        provenance = Provenance(
-            MODEL_NAME, entry["version"], entry["sha256"], inputs=case.fingerprints,
-            parameters={"segment": args.segment, "patch_spacing_mm": round(result.patch_spacing_mm, 4),
-                        "sequences": result.sequences})
-        section = {
-            "score": result.score,
-            "percentile": result.percentile,
-            "tumor_volume_ml": result.tumor_volume_ml,
-            "sequences": result.sequences,
-            "gradcam_sha256": None,
-            "provenance": provenance.to_dict(),
-        }
+    case = read_case(args.image, args.mask, args.image2 if "t1ce" in model.preprocess.sequences else None,
+                     segment=args.segment, series_uid=args.series_uid, series_uid2=args.series_uid2)
+    if args.image2 is not None and "t1ce" not in model.preprocess.sequences:
+        print("note: this radiology model uses the T2 alone; --image2 was not used", file=sys.stderr)
+    result = score_case(model, case, gradcam=args.gradcam is not None)
+    provenance = Provenance(
+        MODEL_NAME, entry["version"], entry["sha256"], inputs=case.fingerprints,
+        parameters={"segment": args.segment, "patch_spacing_mm": round(result.patch_spacing_mm, 4),
+                    "sequences": result.sequences})
+    section = {
+        "score": result.score,
+        "percentile": result.percentile,
+        "tumor_volume_ml": result.tumor_volume_ml,
+        "sequences": result.sequences,
+        "gradcam_sha256": None,
+        "provenance": provenance.to_dict(),
+    }
+    with open_store(args.store, mode="a") as store:
         # The Grad-CAM file appears only once the record is written (moved into place inside the
         # transaction; a failed rename rolls the record back).
         with store.transaction(), contextlib.ExitStack() as stack:

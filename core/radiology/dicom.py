@@ -119,7 +119,7 @@ def read_series(folder: Path, series_uid: str | None = None) -> sitk.Image:
     try:
         return reader.Execute()
     except RuntimeError as exc:
-        raise InvalidImage(f"{folder}: series {series_uid} cannot be read as one volume ({_first_line(exc)})") from None
+        raise InvalidImage(f"{folder}: series {series_uid} cannot be read as one volume ({itk_error_text(exc)})") from None
 
 
 def series_files(folder: Path, series_uid: str | None) -> list[str]:
@@ -135,7 +135,8 @@ def uid_from_text(text: str) -> str:
     return "2.25." + str(int(hashlib.sha256(text.encode()).hexdigest()[:30], 16))
 
 
-def _first_line(exc: BaseException) -> str:
+def itk_error_text(exc: BaseException) -> str:
+    """The useful line of an ITK exception message (its description comes last)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
 

@@ -8,8 +8,6 @@ that oblique acquisitions, cropped Slicer segmentations and second sequences lan
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import SimpleITK as sitk
 
@@ -21,16 +19,6 @@ GRID_TOLERANCE = 1e-4
 def direction_matrix(image: sitk.Image) -> np.ndarray:
     """The 3x3 direction cosine matrix (columns are the image axes in LPS)."""
     return np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-
-
-def geometry_dict(image: sitk.Image) -> dict[str, Any]:
-    """Size, spacing, origin and direction as plain lists (for messages and JSON)."""
-    return {
-        "size": list(image.GetSize()),
-        "spacing": [float(v) for v in image.GetSpacing()],
-        "origin": [float(v) for v in image.GetOrigin()],
-        "direction": [float(v) for v in image.GetDirection()],
-    }
 
 
 def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = GRID_TOLERANCE) -> bool:

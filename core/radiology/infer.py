@@ -19,6 +19,7 @@ import SimpleITK as sitk
 
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.provenance import sha256_file
+from sarcoma_risk.radiology.dicom import itk_error_text
 from sarcoma_risk.radiology.gradcam import cam_to_original, grad_cam
 from sarcoma_risk.radiology.io import MRICase
 from sarcoma_risk.radiology.preprocess import prepare_case
@@ -84,7 +85,7 @@ def staged_volume(image: sitk.Image, path: str | Path) -> Iterator[str]:
         try:
             sitk.WriteImage(image, tmp, useCompression=extension != ".nii")
         except RuntimeError as exc:
-            raise InvalidInput(f"{path}: cannot be written ({str(exc).strip().splitlines()[-1]})") from None
+            raise InvalidInput(f"{path}: cannot be written ({itk_error_text(exc)})") from None
         yield sha256_file(tmp)
         os.replace(tmp, path)
     finally:

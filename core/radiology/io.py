@@ -40,7 +40,7 @@ def _read_file(path: Path) -> sitk.Image:
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        detail = dicom._first_line(exc)
+        detail = dicom.itk_error_text(exc)
         raise InvalidImage(f"{path}: cannot be read as an image ({detail}); expected {SUPPORTED}") from None
 
 

@@ -221,3 +221,15 @@ def test_train_radiology_runs_on_the_shared_phantom_cohort(tmp_path, capsys, pha
                          "--image2", root / row["mri_t1ce"], "--mask", root / row["tumor_seg"], "--weights", out,
                          "--store", store, *(["--segment", row["tumor_segment"]] if row.get("tumor_segment") else []))
     assert status == 0, err
+
+
+def test_bad_input_creates_no_store_and_an_unusable_store_writes_no_gradcam(tmp_path, capsys, trained,
+                                                                           high_risk_case):
+    fresh = tmp_path / "fresh.sqlite"
+    status, _, err = score(capsys, high_risk_case, trained[1], fresh, "--segment", "Necrosis")
+    assert status == 1 and not fresh.exists()
+    folder_store = tmp_path / "a-folder"
+    folder_store.mkdir()
+    status, _, err = score(capsys, high_risk_case, trained[1], folder_store, "--gradcam", tmp_path / "cam.nrrd")
+    assert status == 1 and "is a folder" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-folder"]  # no Grad-CAM, no temporary file
