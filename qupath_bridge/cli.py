@@ -164,7 +164,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     scorer = SlideScorer(_options(args), cache_dir=bridge_folder(args.project) / "cache")
     scorer.weights()  # verifies the weights' sha256 before anything is written
     say = lambda text: print(text, file=sys.stderr)  # noqa: E731
-    with open_store(args.store, mode="a") as store, QuPathProject(args.project, mode="r+") as project:
+    with QuPathProject(args.project, mode="r+") as project, open_store(args.store, mode="a") as store:
         images = project.images()
         if case_map is not None:
             for row in case_map.unused(i.ref for i in images):

@@ -117,10 +117,6 @@ class QuPathProject:
             raise InvalidInput(f"{self.path}: the project is not open (use it in a 'with' block)")
         return self._project
 
-    @property
-    def folder(self) -> Path:
-        return project_file(self.path).parent
-
     def qupath_version(self) -> str | None:
         from paquo.java import qupath_version
 
