@@ -192,6 +192,8 @@ def cmd_score_image(args: argparse.Namespace) -> int:
 
     validate_case_id(args.case_id)
     source = FileImage(args.slide, args.out, annotations=args.annotations, case_id=args.case_id)
+    source.slide_path()  # a missing slide or unreadable annotations fail before the store is opened
+    source.tumor_annotations()
     scorer = SlideScorer(_options(args), cache_dir=args.cache)
     scorer.weights()
     with open_store(args.store, mode="a") as store:

@@ -80,6 +80,8 @@ def test_score_image_errors_write_nothing(tmp_path, phantom_slides, tiny_weights
     err = capsys.readouterr().err
     assert err.startswith("error:") and message in err
     assert not (tmp_path / "out").exists()
+    if annotations != "outside":  # found before any scoring: not even a store file is made
+        assert not (tmp_path / "cases.sqlite").exists()
     if (tmp_path / "cases.sqlite").exists():
         with open_store(tmp_path / "cases.sqlite", mode="r") as handle:
             assert list(handle.records()) == []
