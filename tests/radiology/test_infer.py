@@ -79,3 +79,25 @@ def test_an_unknown_volume_extension_is_refused(tmp_path, high_risk):
     with pytest.raises(InvalidInput, match=r"cam.png: cannot tell the volume format; use one of \.nrrd"):
         write_volume(high_risk[1].gradcam, tmp_path / "cam.png")
     assert not list(tmp_path.iterdir())
+
+
+def test_a_hot_feature_voxel_lands_over_its_patch_voxel_in_an_oblique_mri(tiny_case):
+    from sarcoma_risk.radiology.config import preset
+    from sarcoma_risk.radiology.geometry import index_to_physical
+    from sarcoma_risk.radiology.gradcam import cam_to_original
+
+    pre, net, _ = preset("tiny")
+    case = read_case(tiny_case.t2fs, tiny_case.seg, tiny_case.t1ce)
+    prepared = prepare_case(case, pre)
+    stride, n = net.feature_stride, pre.patch_size // net.feature_stride
+    cam = np.zeros((n, n, n), np.float32)
+    k, j, i = 3, 4, 5
+    cam[k, j, i] = 1.0
+    mapped = cam_to_original(cam, prepared.geometry, stride, case.reference)
+    values = sitk.GetArrayFromImage(mapped)
+    kji = np.argwhere(values > 0)
+    centroid = (kji * values[values > 0][:, None]).sum(axis=0) / values.sum()
+    found = index_to_physical(case.reference, centroid[None, ::-1])[0]
+    expected = index_to_physical(prepared.geometry.image(), np.array([[stride * i, stride * j, stride * k]]))[0]
+    assert np.linalg.norm(found - expected) < 0.5  # mm; MRI voxels are 2 x 2 x 5 mm, the CAM cell 12 mm
+    assert values.max() == pytest.approx(1.0, abs=0.2)
