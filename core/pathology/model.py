@@ -1,0 +1,187 @@
+"""The patch model: torchvision ShuffleNetV2 with a single logit (recurrence), and how it is run.
+
+:class:`PatchModel` takes RGB patches scaled to [0, 1] (N, 3, H, W), normalises them with the
+ImageNet mean and standard deviation (the statistics torchvision's pretrained weights expect) and
+returns one logit per patch; ``sigmoid(logit)`` is the probability that the patch comes from a slide
+of a patient whose tumor recurred within the training horizon. Higher = riskier.
+
+Checkpoints hold only the ShuffleNetV2 state dict (torchvision's key names), loaded with
+``weights_only=True``. Initial weights: random, torchvision's ImageNet weights (downloaded on first
+use; a machine without network gets a clear error), or a state-dict file.
+
+:class:`PatchRunner` is the inference path: channels-last memory (about 1.7x faster than NCHW on
+CPU), ``torch.inference_mode``, and optionally bfloat16 autocast (faster on CPUs with AVX-512 BF16;
+use it only after checking that probabilities match fp32 on the trained weights, see
+``benchmarks/bench_slide.py``). ``torch.jit`` script/trace/freeze are deprecated in this torch and
+``torch.compile`` takes tens of seconds to compile on CPU, so neither is used.
+"""
+
+from __future__ import annotations
+
+import io
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from sarcoma_risk.choices import check_choice
+from sarcoma_risk.errors import InvalidModel, WeightsNotFound
+from sarcoma_risk.provenance import sha256_bytes
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Architecture(str, Enum):
+    X1_0 = "shufflenet_v2_x1_0"
+    X0_5 = "shufflenet_v2_x0_5"
+
+
+class Precision(str, Enum):
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
+def build_network(architecture: Architecture | str = Architecture.X1_0) -> Any:
+    """A torchvision ShuffleNetV2 whose classifier has one output."""
+    import torchvision
+
+    arch = check_choice(architecture, Architecture, "architecture")
+    return getattr(torchvision.models, arch.value)(num_classes=1)
+
+
+def imagenet_state(architecture: Architecture | str) -> dict[str, Any]:
+    """torchvision's ImageNet weights for the backbone (classifier dropped); downloads on first use."""
+    import torchvision
+
+    arch = check_choice(architecture, Architecture, "architecture")
+    enum_name = {"shufflenet_v2_x1_0": "ShuffleNet_V2_X1_0_Weights", "shufflenet_v2_x0_5": "ShuffleNet_V2_X0_5_Weights"}
+    weights = getattr(torchvision.models, enum_name[arch.value]).IMAGENET1K_V1
+    try:
+        state = weights.get_state_dict(progress=False)
+    except (OSError, RuntimeError) as exc:  # URLError is an OSError; a broken download a RuntimeError
+        raise WeightsNotFound(
+            f"torchvision's ImageNet weights for {arch.value} could not be downloaded ({exc}). On a machine "
+            "without internet, copy the file into the torch hub cache ($TORCH_HOME/hub/checkpoints), give a "
+            "state-dict file with --init FILE, or train from random weights with --init random.") from None
+    return {k: v for k, v in state.items() if not k.startswith("fc.")}
+
+
+def load_state_file(path: str | Path) -> dict[str, Any]:
+    """A user-supplied initial state dict (``weights_only=True``); a ``fc`` head of another shape is dropped."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFound(f"{path}: no such initial weights file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
+        raise InvalidModel(f"{path}: not a loadable weights-only state dict ({exc})") from None
+    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping):
+        raise InvalidModel(f"{path}: expected a state dict (name -> tensor), got {type(state).__name__}")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load_into(network: Any, state: Mapping[str, Any], source: str, *, strict: bool) -> None:
+    own = network.state_dict()
+    mismatched = [k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if strict and mismatched:
+        raise InvalidModel(f"{source}: tensor shapes do not match the network ({', '.join(mismatched[:5])})")
+    usable = {k: v for k, v in state.items() if k in own and k not in mismatched}
+    missing = [k for k in own if k not in usable and not k.startswith("fc.")]
+    if missing and (strict or len(missing) > len(own) // 2):
+        raise InvalidModel(f"{source}: does not fit the network: {len(missing)} tensor(s) missing "
+                           f"(e.g. {', '.join(missing[:3])}); is it for another architecture?")
+    if strict and any(k.startswith("fc.") and k not in usable for k in own):
+        raise InvalidModel(f"{source}: has no single-logit classifier (fc.weight/fc.bias of shape (1, ...))")
+    network.load_state_dict(usable, strict=False)
+
+
+@lru_cache(maxsize=1)
+def _patch_model_class() -> type:
+    """The nn.Module class, defined on first use so importing this module does not import torch."""
+    import torch
+
+    class PatchModel(torch.nn.Module):
+        """ShuffleNetV2 with one logit over [0, 1]-scaled RGB patches; ImageNet normalisation inside."""
+
+        def __init__(self, network: torch.nn.Module) -> None:
+            super().__init__()
+            self.net = network
+            self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net((x - self.mean) / self.std).squeeze(1)
+
+    return PatchModel
+
+
+def make_patch_model(architecture: Architecture | str = Architecture.X1_0, init: str | Path | None = "random",
+                     state: Mapping[str, Any] | None = None) -> Any:
+    """A :class:`PatchModel`.
+
+    Parameters
+    ----------
+    architecture : {"shufflenet_v2_x1_0", "shufflenet_v2_x0_5"}
+    init : "random", "imagenet" or a state-dict file
+        Where the starting weights come from (ignored when ``state`` is given).
+    state : mapping, optional
+        A trained checkpoint (full network state dict, single-logit head), loaded strictly.
+    """
+    network = build_network(architecture)
+    if state is not None:
+        _load_into(network, state, "checkpoint", strict=True)
+    elif init == "imagenet":
+        _load_into(network, imagenet_state(architecture), "ImageNet weights", strict=False)
+    elif init not in (None, "random"):
+        _load_into(network, load_state_file(init), str(init), strict=False)
+    return _patch_model_class()(network)
+
+
+def state_bytes(model: Any) -> bytes:
+    """The checkpoint bytes of a model's network (deterministic for equal weights)."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().clone() for k, v in model.net.state_dict().items()}, buffer)
+    return buffer.getvalue()
+
+
+def state_sha256(model: Any) -> str:
+    return sha256_bytes(state_bytes(model))
+
+
+class PatchRunner:
+    """Runs a patch model on uint8 RGB batches (N, H, W, 3) and returns probabilities (N,) float32.
+
+    Parameters
+    ----------
+    model : PatchModel
+    precision : {"fp32", "bf16"}
+        bf16 autocast is faster on CPUs with AVX-512 BF16 but rounds activations; check it first.
+    """
+
+    def __init__(self, model: Any, precision: Precision | str = Precision.FP32) -> None:
+        import torch
+
+        self.precision = check_choice(precision, Precision, "precision")
+        self.model = model.eval().to(memory_format=torch.channels_last)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            # (N, H, W, 3) uint8 permuted to (N, 3, H, W) is already channels-last in memory: no copy
+            x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
+            if self.precision is Precision.BF16:
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    logits = self.model(x)
+            else:
+                logits = self.model(x)
+            return torch.sigmoid(logits.float()).numpy().astype(np.float32)
