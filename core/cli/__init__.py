@@ -16,7 +16,7 @@ from typing import Sequence
 from sarcoma_risk.errors import SarcomaRiskError
 
 #: Modules of sarcoma_risk.cli that add commands, in the order they appear in --help.
-COMMAND_MODULES = ("cases", "clinical", "demo", "synth", "cohort", "train_fusion", "evaluate", "fuse", "score_mri", "train_radiology")
+COMMAND_MODULES = ("cases", "clinical", "demo", "synth", "cohort", "train_fusion", "evaluate", "fuse", "score_mri", "train_radiology", "score_slide", "train_pathology")
 
 
 def build_parser() -> argparse.ArgumentParser:

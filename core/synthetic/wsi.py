@@ -77,17 +77,18 @@ def _unit(v: np.ndarray) -> tuple[float, float, float]:
 
 
 def stain_profile(centre: str) -> StainProfile:
-    """The stain of a centre: "A" standard; "B" bluer hematoxylin, orange eosin, darker; others from the name."""
+    """The stain of a centre: "A" standard; "B" bluer hematoxylin, redder eosin (vectors about 12-15
+    degrees apart from A's), 15% stronger; any other centre a smaller shift derived from its name."""
     if not isinstance(centre, str) or not centre.strip():
         raise InvalidInput(f"centre: {centre!r} must be a non-empty centre code such as 'A'")
     if centre == "A":
         return StainProfile(H_VECTOR, E_VECTOR, 1.0, (242, 240, 244))
     if centre == "B":
-        return StainProfile(_unit([0.50, 0.72, 0.48]), _unit([0.05, 0.86, 0.50]), 1.25, (236, 238, 232))
+        return StainProfile(_unit([0.52, 0.74, 0.42]), _unit([0.10, 0.92, 0.30]), 1.15, (236, 238, 232))
     digest = hashlib.sha256(f"stain:{centre}".encode()).digest()
     u = np.frombuffer(digest[:8], dtype=np.uint8) / 255.0 - 0.5
-    return StainProfile(_unit(np.array(H_VECTOR) + 0.3 * u[:3]), _unit(np.array(E_VECTOR) + 0.3 * u[3:6]),
-                        1.0 + 0.4 * u[6], (240, 240, 240))
+    return StainProfile(_unit(np.array(H_VECTOR) + 0.2 * u[:3]), _unit(np.array(E_VECTOR) + 0.2 * u[3:6]),
+                        1.0 + 0.3 * u[6], (240, 240, 240))
 
 
 @lru_cache(maxsize=4)

@@ -1,0 +1,303 @@
+"""`train pathology`: patch model, slide signature and honest out-of-fold pathology scores.
+
+With ``folds = K >= 2`` the development cases are split into K stratified folds. For each fold a
+patch model is trained on the other folds and scores the fold's slides (out-of-fold tile scores).
+The slide signature is then fit on those out-of-fold tile scores, and cross-fitted itself: fold
+k's pathology score comes from a signature fit on the other folds' cases. So neither the patch
+model nor the Cox model behind a development case's score has seen that case's outcome directly.
+(A weaker, second-order dependence remains, as in any stacking: the fold-j patch model that scored
+the cases a fold-k signature is fit on was trained with fold k's labels.)
+
+The final patch model is trained on all development cases; the final signature is fit on all
+out-of-fold tile scores (the distribution the signature will see on new slides is that of a model
+which has not seen them). Validation-split cases are scored by the final models.
+
+Without folds (``folds = 0``) the signature is fit on the final model's scores of its own training
+slides, which flatters it; development cases then get no score in ``pathology_scores.csv``.
+
+Outputs in ``out_dir``: ``pathology-patch.pt`` and ``pathology-signature.json`` registered in its
+``manifest.json``; ``pathology_scores.csv`` (case_id, split, pathology_score, source);
+``train_pathology_run.json`` (arguments, versions, histories, figures).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from sarcoma_risk.errors import InvalidManifest, InvalidOutcome
+from sarcoma_risk.pathology.pipeline import PATCH_KIND, PATCH_MODEL, SIGNATURE_KIND, SIGNATURE_MODEL, compute_tile_scores
+from sarcoma_risk.pathology.signature import SlideSignature, pool_counts
+from sarcoma_risk.pathology.train import (
+    PatchTrainer,
+    SlidePool,
+    SlideRef,
+    TrainConfig,
+    TrainingCase,
+    case_strata,
+    harrell_c,
+    stratified_folds,
+)
+from sarcoma_risk.provenance import sha256_bytes, software_version, utc_now
+
+log = logging.getLogger(__name__)
+
+SCORES_FILE = "pathology_scores.csv"
+RUN_FILE = "train_pathology_run.json"
+PATCH_FILE = "pathology-patch.pt"
+SIGNATURE_FILE = "pathology-signature.json"
+
+
+@dataclass(frozen=True)
+class SignatureConfig:
+    """Slide-signature hyperparameters (see :class:`~sarcoma_risk.pathology.signature.SlideSignature`)."""
+
+    n_bins: int = 10
+    n_words: int = 20
+    penalizer: float = 0.5
+    l1_ratio: float = 0.0
+
+    def make(self) -> SlideSignature:
+        return SlideSignature(self.n_bins, self.n_words, self.penalizer, self.l1_ratio)
+
+
+@dataclass
+class Cohort:
+    development: list[TrainingCase]
+    validation: list[TrainingCase]
+    data_sha256: str
+    centres: dict[str, str]
+
+
+def load_cohort(manifest_path: str | Path) -> Cohort:
+    """The cases of a manifest that have slides, with slide fingerprints and a hash of the rows used."""
+    from sarcoma_risk.cohort import Split, read_manifest
+    from sarcoma_risk.provenance import fingerprint
+
+    manifest = read_manifest(manifest_path)
+    missing = [f"{c.case_id}: {p}" for c in manifest.cases for p in c.slides if not p.exists()]
+    if missing:
+        raise InvalidManifest(f"{manifest.path}: {len(missing)} slide file(s) not found:\n  " + "\n  ".join(missing[:20]))
+    groups: dict[Split, list[TrainingCase]] = {Split.DEVELOPMENT: [], Split.VALIDATION: []}
+    rows, centres = [], {}
+    for case in manifest.cases:
+        if not case.has_slides:
+            continue
+        refs = [SlideRef(path, annotation, fingerprint(path)["sha256"])
+                for path, annotation in zip(case.slides, case.annotations)]
+        groups[case.split].append(TrainingCase(case.case_id, case.time_months, case.event, refs))
+        centres[case.case_id] = case.centre
+        rows.append({"case_id": case.case_id, "centre": case.centre, "split": case.split.value,
+                     "time_months": case.time_months, "event": case.event, "slides": [r.sha256 for r in refs],
+                     "annotations": [a is not None for a in case.annotations]})
+    if not groups[Split.DEVELOPMENT]:
+        raise InvalidManifest(f"{manifest.path}: no development case has a slide; nothing to train on")
+    data_sha = sha256_bytes(json.dumps(rows, sort_keys=True).encode())
+    return Cohort(groups[Split.DEVELOPMENT], groups[Split.VALIDATION], data_sha, centres)
+
+
+def score_cases(cases: Sequence[TrainingCase], model: Any, model_sha256: str, config: TrainConfig,
+                signature: SlideSignature, cache_dir: Path | None, progress: bool) -> dict[str, dict[str, Any]]:
+    """Tile-score every slide of ``cases`` with ``model``; per case the pooled counts and mean probability."""
+    from sarcoma_risk.pathology.model import PatchRunner
+
+    runner = PatchRunner(model)
+    out = {}
+    for case in cases:
+        counts, probs = [], []
+        for ref in case.slides:
+            tiles, _ = compute_tile_scores(ref.path, runner, model_sha256, spacing_um=config.spacing_um,
+                                           patch_px=config.patch_px, annotation=ref.annotation,
+                                           cache_dir=cache_dir, slide_fingerprint={"sha256": ref.sha256},
+                                           workers=config.workers, progress=progress)
+            counts.append(signature.counts(tiles.probabilities))
+            probs.append(tiles.probabilities)
+        out[case.case_id] = {"counts": pool_counts(counts), "mean_probability": float(np.concatenate(probs).mean())}
+    return out
+
+
+def _outcomes(cases: Sequence[TrainingCase]) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([c.time for c in cases], dtype=float), np.array([c.event for c in cases], dtype=bool)
+
+
+def _summary(result: Any) -> dict[str, Any]:
+    return {"history": result.history, "best_epoch": result.best_epoch, "best_val_cindex": result.best_val_cindex,
+            "n_train_cases": result.n_train_cases, "n_val_cases": result.n_val_cases, "labels": result.label_counts}
+
+
+def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: TrainConfig, *, folds: int = 5,
+                    signature_config: SignatureConfig = SignatureConfig(), cache_dir: str | Path | None = None,
+                    progress: bool = False) -> dict[str, Any]:
+    """Train and register the pathology models; write out-of-fold scores. Returns a run summary."""
+    import torch
+
+    from sarcoma_risk.pathology.model import state_bytes
+    from sarcoma_risk.weights import WeightRegistry, write_json_atomic
+
+    config.check()
+    if folds == 1 or folds < 0:
+        raise InvalidManifest(f"folds: {folds}; use 0 (no cross-fitting) or K >= 2")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = Path(cache_dir) if cache_dir is not None else out_dir / "tile-cache"
+    cohort = load_cohort(manifest_path)
+    dev = cohort.development
+    if folds and len(dev) < 2 * folds:
+        raise InvalidOutcome(f"{len(dev)} development cases with slides are too few for {folds} folds "
+                             f"(need at least {2 * folds}); use fewer --folds")
+    pool = SlidePool()
+    trainer = PatchTrainer(config, progress=progress)
+    signature = signature_config.make()
+    run: dict[str, Any] = {"started_utc": utc_now(), "config": config.to_dict(), "folds": folds,
+                           "signature": asdict(signature_config), "data_sha256": cohort.data_sha256,
+                           "versions": {"sarcoma_risk": software_version(), "torch": torch.__version__,
+                                        "python": platform.python_version()}}
+    try:
+        oof: dict[str, dict[str, Any]] = {}
+        if folds:
+            fold_of = stratified_folds(case_strata(dev, config.horizon_months), folds,
+                                       np.random.default_rng([config.seed, 21]))
+            run["fold_models"] = []
+            for k in range(folds):
+                inside = [c for c, f in zip(dev, fold_of) if f != k]
+                held_out = [c for c, f in zip(dev, fold_of) if f == k]
+                log.info("fold %d/%d: training on %d cases, scoring %d", k + 1, folds, len(inside), len(held_out))
+                result = trainer.fit(inside, pool)
+                sha = sha256_bytes(state_bytes(result.model))
+                oof.update(score_cases(held_out, result.model, sha, config, signature, cache, progress))
+                run["fold_models"].append({"fold": k, "sha256": sha, **_summary(result)})
+        log.info("final model: training on all %d development cases", len(dev))
+        final = trainer.fit(dev, pool)
+        patch_bytes = state_bytes(final.model)
+        final_sha = sha256_bytes(patch_bytes)
+        run["final_model"] = {"sha256": final_sha, **_summary(final)}
+        val_scores = score_cases(cohort.validation, final.model, final_sha, config, signature, cache, progress)
+        in_sample = {} if folds else score_cases(dev, final.model, final_sha, config, signature, cache, progress)
+    finally:
+        pool.close()
+
+    dev_features = oof if folds else in_sample
+    time, event = _outcomes(dev)
+    final_signature = signature_config.make().fit([dev_features[c.case_id]["counts"] for c in dev], time, event)
+    rows = []
+    if folds:
+        oof_scores = np.empty(len(dev))
+        for k in range(folds):
+            idx = np.flatnonzero(fold_of == k)
+            rest = np.flatnonzero(fold_of != k)
+            fold_sig = signature_config.make().fit([oof[dev[i].case_id]["counts"] for i in rest], time[rest], event[rest])
+            oof_scores[idx] = fold_sig.predict([oof[dev[i].case_id]["counts"] for i in idx])
+        rows += [(c.case_id, "development", s, "out_of_fold") for c, s in zip(dev, oof_scores)]
+        run["oof_signature_cindex"] = harrell_c(time, event, oof_scores)
+        run["oof_mean_probability_cindex"] = harrell_c(time, event, [oof[c.case_id]["mean_probability"] for c in dev])
+    else:
+        log.warning("no cross-fitting (--folds 0): the signature is fit on the patch model's scores of its own "
+                    "training slides and development cases get no out-of-fold score")
+    if cohort.validation:
+        val_risk = final_signature.predict([val_scores[c.case_id]["counts"] for c in cohort.validation])
+        rows += [(c.case_id, "validation", s, "final_model") for c, s in zip(cohort.validation, val_risk)]
+        vt, ve = _outcomes(cohort.validation)
+        run["validation_signature_cindex"] = harrell_c(vt, ve, val_risk)
+
+    registry = WeightRegistry(out_dir)
+    (out_dir / PATCH_FILE).write_bytes(patch_bytes)
+    training_data = {"data_sha256": cohort.data_sha256, "n_development_cases": len(dev),
+                     "n_development_slides": sum(len(c.slides) for c in dev), "labels": final.label_counts,
+                     "horizon_months": config.horizon_months}
+    registry.register(PATCH_MODEL, PATCH_FILE, kind=PATCH_KIND, version=software_version(),
+                      config={"architecture": config.architecture, "patch_px": config.patch_px,
+                              "spacing_um": config.spacing_um, "horizon_months": config.horizon_months,
+                              "label": f"recurrence within {config.horizon_months:g} months",
+                              "normalisation": "imagenet", "training": config.to_dict()},
+                      training_data=training_data,
+                      validation={"inner_val_cindex": final.best_val_cindex, "best_epoch": final.best_epoch,
+                                  "oof_mean_probability_cindex": run.get("oof_mean_probability_cindex")})
+    write_json_atomic(out_dir / SIGNATURE_FILE, final_signature.to_dict())
+    registry.register(SIGNATURE_MODEL, SIGNATURE_FILE, kind=SIGNATURE_KIND, version=software_version(),
+                      config={**asdict(signature_config), "patch_model_sha256": final_sha,
+                              "fitted_on": "out_of_fold tile scores" if folds else "in-sample tile scores"},
+                      training_data=training_data,
+                      validation={"oof_cindex": run.get("oof_signature_cindex"),
+                                  "validation_cindex": run.get("validation_signature_cindex"),
+                                  "training_concordance": final_signature.concordance_})
+    write_scores(out_dir / SCORES_FILE, rows)
+    run["finished_utc"] = utc_now()
+    run["scores_file"] = SCORES_FILE
+    write_json_atomic(out_dir / RUN_FILE, run)
+    return run
+
+
+def write_scores(path: Path, rows: Sequence[tuple[str, str, float, str]]) -> None:
+    """DIR/pathology_scores.csv: case_id, split, pathology_score, source (the fusion contract)."""
+    from sarcoma_risk.pathology.outputs import write_atomic
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(("case_id", "split", "pathology_score", "source"))
+    for case_id, split, score, source in rows:
+        writer.writerow((case_id, split, f"{score:.6f}", source))
+    write_atomic(path, buffer.getvalue().encode("utf-8"))
+
+
+def fit_signature(manifest_path: str | Path, weights_dir: str | Path, out_dir: str | Path,
+                  signature_config: SignatureConfig = SignatureConfig(), *, cache_dir: str | Path | None = None,
+                  workers: int = 2, progress: bool = False) -> dict[str, Any]:
+    """`train pathology-signature`: fit the slide signature for an existing patch model.
+
+    The development slides are scored by the patch model of ``weights_dir`` (tile caches reused) and
+    the signature is fit on those scores. When that patch model was trained on the same slides the
+    scores are in-sample and the signature's weights are optimistic; `train pathology --folds K`
+    fits it on out-of-fold scores instead. The signature, and a copy of the patch model when
+    ``out_dir`` is another folder, are registered in ``out_dir``.
+    """
+    import shutil
+
+    from sarcoma_risk.pathology.model import make_patch_model
+    from sarcoma_risk.weights import WeightRegistry, write_json_atomic
+
+    source = WeightRegistry(weights_dir)
+    state, entry = source.load_torch(PATCH_MODEL)
+    model_config = entry.get("config") or {}
+    config = TrainConfig(architecture=model_config.get("architecture", TrainConfig.architecture),
+                         patch_px=int(model_config.get("patch_px", TrainConfig.patch_px)),
+                         spacing_um=float(model_config.get("spacing_um", TrainConfig.spacing_um)), workers=workers)
+    model = make_patch_model(config.architecture, state=state)
+    cohort = load_cohort(manifest_path)
+    out_dir = Path(out_dir)
+    cache = Path(cache_dir) if cache_dir is not None else out_dir / "tile-cache"
+    signature = signature_config.make()
+    dev_scores = score_cases(cohort.development, model, entry["sha256"], config, signature, cache, progress)
+    time, event = _outcomes(cohort.development)
+    signature.fit([dev_scores[c.case_id]["counts"] for c in cohort.development], time, event)
+    summary: dict[str, Any] = {"n_development_cases": len(cohort.development), "data_sha256": cohort.data_sha256,
+                               "training_concordance": signature.concordance_}
+    if cohort.validation:
+        val_scores = score_cases(cohort.validation, model, entry["sha256"], config, signature, cache, progress)
+        vt, ve = _outcomes(cohort.validation)
+        summary["validation_cindex"] = harrell_c(vt, ve, signature.predict(
+            [val_scores[c.case_id]["counts"] for c in cohort.validation]))
+    registry = WeightRegistry(out_dir)
+    if registry.directory.resolve() != source.directory.resolve():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source.directory / entry["file"], out_dir / PATCH_FILE)
+        registry.register(PATCH_MODEL, PATCH_FILE, kind=entry["kind"], version=entry["version"],
+                          config=entry.get("config"), training_data=entry.get("training_data"),
+                          validation=entry.get("validation"))
+    write_json_atomic(out_dir / SIGNATURE_FILE, signature.to_dict())
+    registry.register(SIGNATURE_MODEL, SIGNATURE_FILE, kind=SIGNATURE_KIND, version=software_version(),
+                      config={**asdict(signature_config), "patch_model_sha256": entry["sha256"],
+                              "fitted_on": "patch-model scores of the development slides (in-sample when the "
+                                           "patch model was trained on them)"},
+                      training_data={"data_sha256": cohort.data_sha256,
+                                     "n_development_cases": len(cohort.development)},
+                      validation={"training_concordance": signature.concordance_,
+                                  "validation_cindex": summary.get("validation_cindex")})
+    return summary
