@@ -198,7 +198,7 @@ class Slide:
     # ---- pixels ------------------------------------------------------------------------------
 
     def read_rgb(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
-        """RGB uint8 (h, w, 3) of a region: ``location`` in level-0 pixels, ``size`` at ``level``.
+        """RGB uint8 (h, w, 3) of a region (possibly a strided view): ``location`` level-0, ``size`` at ``level``.
 
         Transparent pixels (outside the scanned area) come out white, as background glass.
         """
@@ -214,7 +214,7 @@ class Slide:
         if alpha.min() < 255:  # composite over white glass (openslide-python returns straight alpha)
             a = alpha.astype(np.uint16)
             rgb = ((rgb * a + 255 * (255 - a) + 127) // 255).astype(np.uint8)
-        return np.ascontiguousarray(rgb)
+        return rgb  # a view: callers copy it where it goes (a batch slot), once
 
     def read_patch(self, x: int, y: int, geometry: PatchGeometry) -> np.ndarray:
         """One patch as RGB uint8 (patch_px, patch_px, 3); (x, y) is its level-0 top-left corner."""

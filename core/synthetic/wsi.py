@@ -361,7 +361,8 @@ def _description(width: int, height: int, extra: str) -> str:
 
 
 def write_phantom_slide(path: Path, *, phenotype: float, centre: str, size: str, seed: int,
-                        artefacts: bool = False, annotate: bool = True) -> PhantomSlide:
+                        artefacts: bool = False, annotate: bool = True,
+                        dimensions: tuple[int, int] | None = None) -> PhantomSlide:
     """Render a phantom H&E slide to ``path`` (.svs) and its tumor annotation beside it (.geojson).
 
     Parameters
@@ -380,6 +381,8 @@ def write_phantom_slide(path: Path, *, phenotype: float, centre: str, size: str,
         Add pen strokes and debris.
     annotate : bool
         Write the QuPath GeoJSON tumor annotation.
+    dimensions : (width, height), optional
+        Level-0 size instead of the preset's (benchmarks use it for slides between presets).
 
     Returns
     -------
@@ -396,7 +399,9 @@ def write_phantom_slide(path: Path, *, phenotype: float, centre: str, size: str,
         raise InvalidInput(f"{path}: a phantom slide is an Aperio .svs file; give a path ending in .svs")
     if not math.isfinite(phenotype):
         raise InvalidInput(f"phenotype: {phenotype} is not a finite number")
-    width, height = SIZES[size]
+    width, height = SIZES[size] if dimensions is None else (int(dimensions[0]), int(dimensions[1]))
+    if min(width, height) < 1024:
+        raise InvalidInput(f"dimensions: {width} x {height}; a phantom slide needs at least 1024 pixels a side")
     renderer = _Renderer(width, height, float(phenotype), centre, int(seed), artefacts)
     levels = [(width, height)]
     while max(levels[-1]) > 2048:  # every preset has at least one reduced level
