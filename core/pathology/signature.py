@@ -162,11 +162,17 @@ class SlideSignature:
     def to_dict(self) -> dict[str, Any]:
         self._check_fitted()
         return {"format": SIGNATURE_FORMAT, "n_bins": self.n_bins, "n_words": self.n_words,
+                "bin_edges": {"histogram": self._edges(self.n_bins), "words": self._edges(self.n_words)},
                 "penalizer": self.penalizer, "l1_ratio": self.l1_ratio, "feature_names": self.feature_names,
                 "idf": self.idf_.tolist(), "means": self.means_.tolist(), "scales": self.scales_.tolist(),
                 "coefficients": self.coefficients_.tolist(), "n_cases": self.n_cases_,
                 "n_events": self.n_events_, "training_concordance": self.concordance_,
                 "pooling": "patch counts summed over the slides of a case"}
+
+    @staticmethod
+    def _edges(n: int) -> list[float]:
+        """Bin edges over [0, 1] (the last bin includes 1), as :func:`tile_counts` uses them."""
+        return np.linspace(0.0, 1.0, n + 1).round(12).tolist()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SlideSignature":
@@ -187,6 +193,11 @@ class SlideSignature:
                 raise InvalidModel("slide signature: scales and idf must be > 0")
             if list(data.get("feature_names", model.feature_names)) != model.feature_names:
                 raise InvalidModel("slide signature: feature_names do not match n_bins/n_words")
+            edges = data.get("bin_edges", {})
+            for key, n in (("histogram", model.n_bins), ("words", model.n_words)):
+                if key in edges and not np.allclose(edges[key], model._edges(n)):
+                    raise InvalidModel(f"slide signature: bin_edges.{key} are not {n} equal bins of [0, 1] "
+                                       "(the only binning this version computes)")
             model.idf_, model.means_, model.scales_ = arrays["idf"], arrays["means"], arrays["scales"]
             model.coefficients_ = arrays["coefficients"]
             model.used_ = model.coefficients_ != 0

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from sarcoma_risk.errors import InvalidManifest, InvalidOutcome
+from sarcoma_risk.errors import InvalidInput, InvalidOutcome
 from sarcoma_risk.pathology.augment import AugmentConfig, augment_batch
 from sarcoma_risk.pathology.slide import PatchGeometry, Slide
 
@@ -77,7 +77,7 @@ class TrainConfig:
         if self.patience < 1:
             problems.append(f"patience {self.patience} (>= 1)")
         if problems:
-            raise InvalidManifest("training configuration: " + "; ".join(problems))
+            raise InvalidInput("training configuration: expected " + "; ".join(problems))
 
 
 @dataclass

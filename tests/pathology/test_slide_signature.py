@@ -54,7 +54,8 @@ def test_json_round_trip_gives_identical_scores_and_from_dict_validates():
                           ({k: v for k, v in data.items() if k != "idf"}, "idf"),
                           ({**data, "coefficients": data["coefficients"][:-1]}, "coefficients"),
                           ({**data, "means": [float("nan")] * 30}, "finite"),
-                          ({**data, "scales": [0.0] * 30}, "> 0")]:
+                          ({**data, "scales": [0.0] * 30}, "> 0"),
+                          ({**data, "bin_edges": {"histogram": [0, 0.5, 1]}}, "bin_edges")]:
         with pytest.raises(InvalidModel, match=match):
             SlideSignature.from_dict(broken)
 
