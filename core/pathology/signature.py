@@ -195,7 +195,8 @@ class SlideSignature:
                 raise InvalidModel("slide signature: feature_names do not match n_bins/n_words")
             edges = data.get("bin_edges", {})
             for key, n in (("histogram", model.n_bins), ("words", model.n_words)):
-                if key in edges and not np.allclose(edges[key], model._edges(n)):
+                given = np.asarray(edges.get(key, model._edges(n)), dtype=float)
+                if given.shape != (n + 1,) or not np.allclose(given, model._edges(n)):
                     raise InvalidModel(f"slide signature: bin_edges.{key} are not {n} equal bins of [0, 1] "
                                        "(the only binning this version computes)")
             model.idf_, model.means_, model.scales_ = arrays["idf"], arrays["means"], arrays["scales"]
