@@ -80,7 +80,7 @@ class Cohort:
 def load_cohort(manifest_path: str | Path) -> Cohort:
     """The cases of a manifest that have slides, with slide fingerprints and a hash of the rows used."""
     from sarcoma_risk.cohort import Split, read_manifest
-    from sarcoma_risk.provenance import fingerprint
+    from sarcoma_risk.pathology.slide import slide_fingerprint
 
     manifest = read_manifest(manifest_path)
     missing = [f"{c.case_id}: {p}" for c in manifest.cases for p in c.slides if not p.exists()]
@@ -91,7 +91,7 @@ def load_cohort(manifest_path: str | Path) -> Cohort:
     for case in manifest.cases:
         if not case.has_slides:
             continue
-        refs = [SlideRef(path, annotation, fingerprint(path)["sha256"])
+        refs = [SlideRef(path, annotation, slide_fingerprint(path)["sha256"])
                 for path, annotation in zip(case.slides, case.annotations)]
         groups[case.split].append(TrainingCase(case.case_id, case.time_months, case.event, refs))
         centres[case.case_id] = case.centre

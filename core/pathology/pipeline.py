@@ -17,7 +17,6 @@ import numpy as np
 from sarcoma_risk.errors import InvalidModel
 from sarcoma_risk.pathology.cache import CacheWriter, TileScores, cache_key, cache_path, load_cached
 from sarcoma_risk.pathology.signature import SlideSignature
-from sarcoma_risk.provenance import fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +97,14 @@ def compute_tile_scores(slide_path: str | Path, runner: Callable[[np.ndarray], n
     from sarcoma_risk.pathology.infer import score_patches
     from sarcoma_risk.pathology.regions import read_tumor_region
     from sarcoma_risk.pathology.slide import open_slide
+    from sarcoma_risk.pathology.slide import slide_fingerprint as fingerprint_slide
     from sarcoma_risk.pathology.tiling import plan_patches
     from sarcoma_risk.pathology.tissue import tissue_mask
 
     with open_slide(slide_path, mpp) as slide:
         region = read_tumor_region(annotation, slide.dimensions) if annotation is not None else None
         geometry = slide.patch_geometry(spacing_um, patch_px)
-        slide_print = slide_fingerprint or fingerprint(slide_path)
+        slide_print = slide_fingerprint or fingerprint_slide(slide_path)
         key = cache_key(slide_print["sha256"], model_sha256, geometry, precision, region.sha256 if region else None)
         target = cache_path(cache_dir, key) if cache_dir is not None else None
         run = TileRun(slide_print, slide.mpp_source, region is not None, region.sha256 if region else None,

@@ -92,6 +92,29 @@ def resolve_slide_path(path: str | Path) -> Path:
     return path
 
 
+def slide_fingerprint(path: str | Path) -> dict[str, Any]:
+    """Content fingerprint of a slide, including the files it is made of.
+
+    A DICOM WSI folder is fingerprinted as a folder; a 3DHISTECH ``.mrxs`` file together with the
+    folder of the same name that holds its pixels (the ``.mrxs`` alone is a small index); any other
+    slide as its file.
+    """
+    import hashlib
+
+    from sarcoma_risk.provenance import fingerprint
+
+    path = Path(path)
+    if not path.exists():
+        raise InvalidSlide(f"{path}: no such slide file or folder")
+    own = fingerprint(path)
+    data_dir = path.with_suffix("")
+    if path.suffix.lower() == ".mrxs" and data_dir.is_dir():
+        data = fingerprint(data_dir)
+        combined = hashlib.sha256(f"{own['sha256']}:{data['sha256']}".encode()).hexdigest()
+        return {"sha256": combined, "bytes": own["bytes"] + data["bytes"], "files": 1 + data["files"]}
+    return own
+
+
 @dataclass(frozen=True)
 class PatchGeometry:
     """How patches are read: level-0 extent, pyramid level, size read at that level, model input size."""

@@ -85,3 +85,15 @@ def test_the_downsampled_overview_is_read_in_blocks_with_bounded_size(slide_coho
         assert np.abs(whole.astype(int) - blocked.astype(int)).mean() < 2
         thumb, downsample = slide.thumbnail(500)
         assert max(thumb.shape[:2]) == 500 and downsample == pytest.approx(8.0)
+
+
+def test_an_mrxs_fingerprint_covers_its_data_folder(tmp_path):
+    from sarcoma_risk.pathology.slide import slide_fingerprint
+
+    (tmp_path / "s.mrxs").write_text("[GENERAL]\n")
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "Data0000.dat").write_bytes(b"pixels")
+    before = slide_fingerprint(tmp_path / "s.mrxs")
+    (tmp_path / "s" / "Data0000.dat").write_bytes(b"other pixels")
+    after = slide_fingerprint(tmp_path / "s.mrxs")
+    assert before["sha256"] != after["sha256"] and after["files"] == 2
