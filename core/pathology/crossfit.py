@@ -44,6 +44,7 @@ from sarcoma_risk.pathology.train import (
     TrainingCase,
     case_strata,
     harrell_c,
+    naming_case,
     stratified_folds,
 )
 from sarcoma_risk.provenance import sha256_bytes, software_version, utc_now
@@ -114,10 +115,11 @@ def score_cases(cases: Sequence[TrainingCase], model: Any, model_sha256: str, co
     for case in cases:
         counts, probs = [], []
         for ref in case.slides:
-            tiles, _ = compute_tile_scores(ref.path, runner, model_sha256, spacing_um=config.spacing_um,
-                                           patch_px=config.patch_px, annotation=ref.annotation,
-                                           cache_dir=cache_dir, slide_fingerprint={"sha256": ref.sha256},
-                                           workers=config.workers, progress=progress)
+            with naming_case(case.case_id):
+                tiles, _ = compute_tile_scores(ref.path, runner, model_sha256, spacing_um=config.spacing_um,
+                                               patch_px=config.patch_px, annotation=ref.annotation,
+                                               cache_dir=cache_dir, slide_fingerprint={"sha256": ref.sha256},
+                                               workers=config.workers, progress=progress)
             counts.append(signature.counts(tiles.probabilities))
             probs.append(tiles.probabilities)
         out[case.case_id] = {"counts": pool_counts(counts), "mean_probability": float(np.concatenate(probs).mean())}

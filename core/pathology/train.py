@@ -20,17 +20,18 @@ the signature and for fusion).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from sarcoma_risk.errors import InvalidInput, InvalidOutcome
+from sarcoma_risk.errors import InvalidInput, InvalidOutcome, SarcomaRiskError
 from sarcoma_risk.pathology.augment import AugmentConfig, augment_batch
 from sarcoma_risk.pathology.slide import PatchGeometry, Slide
 
@@ -145,11 +146,25 @@ def prepare_slides(cases: Sequence[TrainingCase], config: TrainConfig, pool: Sli
         for ref in case.slides:
             if ref.geometry is not None:
                 continue
-            slide = pool.get(ref)
-            region = read_tumor_region(ref.annotation, slide.dimensions) if ref.annotation else None
-            grid = plan_patches(slide, tissue_mask(slide), spacing_um=config.spacing_um, patch_px=config.patch_px,
-                                region=region)
+            with naming_case(case.case_id):
+                slide = pool.get(ref)
+                region = read_tumor_region(ref.annotation, slide.dimensions) if ref.annotation else None
+                grid = plan_patches(slide, tissue_mask(slide), spacing_um=config.spacing_um,
+                                    patch_px=config.patch_px, region=region)
             ref.coords, ref.geometry = grid.coords, grid.geometry
+
+
+@contextlib.contextmanager
+def naming_case(case_id: str) -> Iterator[None]:
+    """Re-raise a SarcomaRisk error with the case id in front, so a cohort-wide run says which case failed."""
+    try:
+        yield
+    except SarcomaRiskError as exc:
+        if str(exc).startswith(f"case {case_id}"):
+            raise
+        renamed = copy.copy(exc)
+        renamed.args = (f"case {case_id}: {exc}", *exc.args[1:])
+        raise renamed from None
 
 
 def _read_items(items: Sequence[tuple[SlideRef, int, int]], pool: SlidePool, config: TrainConfig,

@@ -106,3 +106,20 @@ def test_one_fold_is_not_cross_fitting(slide_cohort, tmp_path, capsys, folds):
     assert main(["train", "pathology", "--manifest", str(slide_cohort.manifest), "--out", str(tmp_path),
                  "--folds", folds, "--init", "random"]) == 1
     assert "K >= 2" in capsys.readouterr().err
+
+
+def test_a_damaged_slide_in_the_cohort_is_named_by_its_case(slide_cohort, odd_slides, tmp_path, capsys):
+    manifest = tmp_path / "manifest.csv"
+    rows = [dict(r) for r in slide_cohort.rows]
+    for row in rows:
+        row["slides"] = str(slide_cohort.root / row["slides"])
+        row["annotations"] = str(slide_cohort.root / row["annotations"]) if row["annotations"] else ""
+    rows[3]["slides"], rows[3]["annotations"] = str(odd_slides["blank"]), ""
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    status = main(["train", "pathology", "--manifest", str(manifest), "--out", str(tmp_path / "out"), "--folds", "0",
+                   "--init", "random", "--epochs", "1", "--patch-px", "64", "--spacing", "2.0"])
+    err = capsys.readouterr().err
+    assert status == 1 and f"case {rows[3]['case_id']}:" in err and "no tissue" in err
