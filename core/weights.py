@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 from sarcoma_risk.errors import InvalidModel, TamperedWeights, WeightsError, WeightsNotFound
+from sarcoma_risk.fileio import atomic_write_text
 from sarcoma_risk.provenance import sha256_bytes, sha256_file, utc_now
 
 MANIFEST_NAME = "manifest.json"
@@ -31,16 +30,7 @@ MANIFEST_FORMAT = "sarcoma-risk-weights/1"
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON through a temporary file and a rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True, allow_nan=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 class WeightRegistry:

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import uuid
 from dataclasses import dataclass, field
 from enum import Enum
@@ -37,6 +35,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from sarcoma_risk.errors import InvalidAnnotation
+from sarcoma_risk.fileio import atomic_write_text
 
 
 class ObjectType(str, Enum):
@@ -424,17 +423,7 @@ def write_geojson(path: str | Path, objects: Sequence[QuPathObject] | Iterable[Q
     """Write objects as a FeatureCollection, through a temporary file so a crash leaves no half file."""
     path = Path(path)
     text = dumps(objects, indent=indent)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text + "\n")
 
 
 def stable_uuid(*parts: object) -> str:

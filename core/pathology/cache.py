@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.fileio import default_file_mode
 from sarcoma_risk.pathology.slide import PatchGeometry
 from sarcoma_risk.provenance import sha256_bytes
 
@@ -100,6 +101,7 @@ class CacheWriter:
             raise InvalidInput(f"{self.path}: tile cache incomplete (some patches were not scored)")
         self._file.attrs["complete"] = True
         self._file.close()
+        os.chmod(self._tmp, default_file_mode())  # mkstemp made it 0600; a cache is shared like any output
         os.replace(self._tmp, self.path)
         return self.path
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sarcoma_risk.fileio import atomic_write_bytes
 from sarcoma_risk.pathology.cache import TileScores
 
 MEASUREMENT = "recurrence_probability"
@@ -28,16 +27,7 @@ CSV_COLUMNS = ("minx", "miny", "width", "height", "prob_recurrence")
 
 def write_atomic(path: Path, data: bytes) -> Path:
     """Write bytes through a temporary file and a rename (no half-written file after a crash)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_bytes(path, data)
 
 
 def write_tile_csv(path: str | Path, tiles: TileScores) -> Path:

@@ -10,12 +10,11 @@ Loading checks the file's sha256 (:class:`~sarcoma_risk.weights.WeightRegistry`)
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 from sarcoma_risk.errors import InvalidModel, WeightsNotFound
+from sarcoma_risk.fileio import atomic_write_bytes
 from sarcoma_risk.radiology.train import RadiologyCoxModel
 from sarcoma_risk.weights import WeightRegistry
 
@@ -38,14 +37,7 @@ def save_model(model: RadiologyCoxModel, directory: str | Path, *, version: str,
     directory.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(model.to_checkpoint(), buffer)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{FILE_NAME}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(buffer.getvalue())
-        os.replace(tmp, directory / FILE_NAME)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(directory / FILE_NAME, buffer.getvalue())
     config = {**model.config_dict(), "feature_stride": model.model.feature_stride}
     return WeightRegistry(directory).register(MODEL_NAME, FILE_NAME, kind=MODEL_KIND, version=version, config=config,
                                               training_data=training_data, validation=validation)

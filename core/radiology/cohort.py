@@ -18,8 +18,6 @@ import csv
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +26,7 @@ import numpy as np
 
 from sarcoma_risk.cohort import CohortCase, Split, read_manifest
 from sarcoma_risk.errors import InvalidInput, InvalidManifest, SarcomaRiskError
+from sarcoma_risk.fileio import atomic_path
 from sarcoma_risk.provenance import sha256_file, utc_now
 from sarcoma_risk.radiology.config import ModelConfig, PreprocessConfig, TrainConfig
 from sarcoma_risk.radiology.train import RadiologyCoxModel, harrell_c
@@ -124,17 +123,11 @@ def fold_assignment(event: np.ndarray, folds: int, seed: int) -> np.ndarray:
 
 def write_scores_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """The scores file of the data contract, written atomically."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=SCORE_COLUMNS)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({**row, "radiology_score": f"{row['radiology_score']:.6f}"})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SCORE_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, "radiology_score": f"{row['radiology_score']:.6f}"})
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -18,6 +17,7 @@ from typing import Iterator
 import SimpleITK as sitk
 
 from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.fileio import atomic_path
 from sarcoma_risk.provenance import sha256_file
 from sarcoma_risk.radiology.dicom import itk_error_text
 from sarcoma_risk.radiology.gradcam import cam_to_original, grad_cam
@@ -76,20 +76,14 @@ def staged_volume(image: sitk.Image, path: str | Path) -> Iterator[str]:
     extension = volume_extension(path)
     if not path.parent.is_dir():
         raise InvalidInput(f"{path}: the folder {path.parent} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=extension)
-    except OSError as exc:
-        raise InvalidInput(f"{path}: cannot write in {path.parent} ({exc.strerror})") from None
-    os.close(fd)
-    try:
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise InvalidInput(f"{path}: cannot write in {path.parent} (permission denied)")
+    with atomic_path(path, suffix=extension) as tmp:
         try:
-            sitk.WriteImage(image, tmp, useCompression=extension != ".nii")
+            sitk.WriteImage(image, str(tmp), useCompression=extension != ".nii")
         except RuntimeError as exc:
             raise InvalidInput(f"{path}: cannot be written ({itk_error_text(exc)})") from None
         yield sha256_file(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def write_volume(image: sitk.Image, path: str | Path) -> str:

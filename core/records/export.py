@@ -9,12 +9,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from sarcoma_risk.errors import OutputError
+from sarcoma_risk.fileio import atomic_path
 from sarcoma_risk.records.schema import export_columns, spreadsheet_safe
 
 
@@ -49,16 +48,7 @@ def _atomic_output(path: str | Path) -> Iterator[Any]:
     if not path.parent.is_dir():
         raise OutputError(f"{path}: the folder {path.parent} does not exist; create it or choose another --out")
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot write here ({exc.strerror}); choose another --out") from None
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as handle:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
             yield handle
-        os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"{path}: could not be written ({exc.strerror}); nothing was exported") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
