@@ -302,7 +302,7 @@ class RecordWriter:
 
     def __call__(self, scored: ScoredImage, source: ImageSource) -> None:
         from qupath_bridge.casemap import CASE_ID_KEY
-        from qupath_bridge.record import updated_section
+        from sarcoma_risk.pathology.record import merge_slide, section_provenance, slide_entry
 
         models = self.scorer.models
         metadata = dict(scored.metadata)
@@ -310,7 +310,9 @@ class RecordWriter:
             metadata[CASE_ID_KEY] = scored.case_id
         with self.store.transaction():
             self.store.update_section(scored.case_id, "pathology",
-                                      lambda current: updated_section(current, scored.result, models))
+                                      lambda current: merge_slide(
+                                          current, slide_entry(scored.result, models), models,
+                                          section_provenance(scored.result, models, written_by="sarcoma-qupath")))
             if not self._prepared:
                 self.before_first_write()  # type: ignore[misc]
                 self._prepared = True

@@ -14,11 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from sarcoma_risk.cli.common import add_json_option, add_store_option, print_json
-
-POOLING = "patch-level: tile counts of all slides scored by the same models are summed, then scored"
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -49,57 +46,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_score_slide)
 
 
-def _slide_entry(result: Any, models: Any, outputs: dict[str, str]) -> dict[str, Any]:
-    from sarcoma_risk.provenance import utc_now
-
-    tiles = result.tiles
-    return {
-        "slide_sha256": result.run.slide_fingerprint["sha256"],
-        "score": result.score,
-        "n_tiles": len(tiles),
-        "tissue_area_mm2": round(tiles.tissue_area_mm2, 4),
-        "restricted_to_annotation": result.run.restricted_to_annotation,
-        "annotation_sha256": result.run.annotation_sha256,
-        "mpp": tiles.mpp,
-        "mpp_source": result.run.mpp_source,
-        "mean_probability": result.mean_probability,
-        "patch_model_sha256": models.model_sha256,
-        "signature_sha256": models.signature_sha256,
-        "counts": result.counts,
-        "outputs": outputs,
-        "scored_utc": utc_now(),
-    }
-
-
-def merge_slide(current: dict[str, Any] | None, entry: dict[str, Any], models: Any,
-                provenance: dict[str, Any]) -> dict[str, Any]:
-    """The new pathology section: ``entry`` added (replacing the same slide) and the case score pooled.
-
-    Only slides scored with the current patch model and signature are pooled; others stay listed
-    (with their own scores) and are named in ``not_pooled`` so nobody mixes models unknowingly.
-    """
-    from sarcoma_risk.pathology.signature import pool_counts
-
-    slides = [s for s in (current or {}).get("slides", []) if s.get("slide_sha256") != entry["slide_sha256"]]
-    slides.append(entry)
-    same = [s for s in slides if s.get("patch_model_sha256") == models.model_sha256
-            and s.get("signature_sha256") == models.signature_sha256 and s.get("counts")]
-    score = float(models.signature.predict([pool_counts([s["counts"] for s in same])])[0])
-    return {
-        "slides": slides,
-        "score": score,
-        "pooled_slides": [s["slide_sha256"] for s in same],
-        "not_pooled": [s["slide_sha256"] for s in slides if s not in same],
-        "pooling": POOLING,
-        "provenance": provenance,
-    }
-
-
 def cmd_score_slide(args: argparse.Namespace) -> int:
     from sarcoma_risk.pathology.outputs import write_heatmap, write_tile_csv, write_tile_geojson
     from sarcoma_risk.pathology.pipeline import load_models, score_slide
     from sarcoma_risk.pathology.slide import open_slide
-    from sarcoma_risk.provenance import Provenance, fingerprint, sha256_file
+    from sarcoma_risk.pathology.record import merge_slide, section_provenance, slide_entry
+    from sarcoma_risk.provenance import fingerprint, sha256_file
     from sarcoma_risk.records import open_store, validate_case_id
     from sarcoma_risk.settings import default_weights_dir
 
@@ -117,18 +69,9 @@ def cmd_score_slide(args: argparse.Namespace) -> int:
         thumbnail, downsample = slide.thumbnail(1024)
     files["heatmap_png"] = write_heatmap(out / f"{stem}.heatmap.png", thumbnail, downsample, result.tiles)
     outputs = {f"{key}_sha256": sha256_file(path) for key, path in files.items()}
-    entry = _slide_entry(result, models, outputs)
-    inputs = {"slide": result.run.slide_fingerprint}
-    if args.annotations is not None:
-        inputs["annotation"] = fingerprint(args.annotations)
-    provenance = Provenance(
-        model_name="pathology", model_version=models.model_version, weights_sha256=models.model_sha256,
-        inputs=inputs,
-        parameters={"architecture": models.architecture, "patch_px": models.patch_px,
-                    "spacing_um": models.spacing_um, "precision": models.precision,
-                    "signature_sha256": models.signature_sha256, "signature_version": models.signature_version,
-                    "mpp": result.tiles.mpp, "mpp_source": result.run.mpp_source,
-                    "restricted_to_annotation": result.run.restricted_to_annotation}).to_dict()
+    entry = slide_entry(result, models, outputs)
+    provenance = section_provenance(
+        result, models, annotation_fingerprint=fingerprint(args.annotations) if args.annotations is not None else None)
     with open_store(args.store, mode="a") as store:
         revision = store.update_section(case_id, "pathology",
                                         lambda current: merge_slide(current, entry, models, provenance))
