@@ -303,7 +303,6 @@ class PatchTrainer:
 
     def fit(self, cases: Sequence[TrainingCase], pool: SlidePool) -> TrainingResult:
         import torch
-        from tqdm import tqdm
 
         from sarcoma_risk.pathology.model import make_patch_model
 
@@ -327,7 +326,6 @@ class PatchTrainer:
         generator = torch.Generator().manual_seed(cfg.seed)
         model = make_patch_model(cfg.architecture, cfg.init).to(memory_format=torch.channels_last)
         optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        loss_fn = torch.nn.BCEWithLogitsLoss()
         val_items = validation_items(val, cfg.val_patches_per_slide)
         val_labels = [c.label(cfg.horizon_months) for c in val]
         best_state, best_key, best_epoch, since_best = copy.deepcopy(model.state_dict()), None, 0, 0
