@@ -113,7 +113,7 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma_mm: fl
 
     white = rng.standard_normal(shape).astype(np.float32)
     field_ = gaussian_filter(white, [sigma_mm / s for s in spacing_zyx], mode="reflect")
-    return field_ / max(float(field_.std()), 1e-6)
+    return field_ / max(float(field_.std(dtype=np.float64)), 1e-6)
 
 
 def _rotation(axis: np.ndarray, degrees: float) -> np.ndarray:

@@ -196,7 +196,7 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     from scipy.ndimage import gaussian_filter
 
     field_ = gaussian_filter(rng.normal(size=shape).astype(np.float32), sigma, mode="wrap")
-    return field_ / max(float(field_.std()), 1e-6)
+    return field_ / max(float(field_.std(dtype=np.float64)), 1e-6)
 
 
 def _layout(width: int, height: int, rng: np.random.Generator, artefacts: bool) -> _Layout:
@@ -249,7 +249,7 @@ def _textures(seed: int) -> tuple[np.ndarray, np.ndarray]:
 
     rng = np.random.default_rng([seed, 77])
     fibre = gaussian_filter(rng.normal(size=(BAND, 512)).astype(np.float32), (1.0, 7.0), mode="wrap")
-    fibre /= fibre.std()
+    fibre /= fibre.std(dtype=np.float64)
     grain = rng.normal(size=(BAND, 512)).astype(np.float32)
     return fibre, grain
 
@@ -298,8 +298,8 @@ class _Renderer:
         in_tumor = occupied & tumor
         self.counts["tumor_nuclei"] += int(in_tumor.sum())
         self.counts["tumor_cells"] += int((tumor & tissue).sum())
-        self.counts["radius_sum"] += float(radius[in_tumor].sum())
-        self.counts["radius_sq"] += float((radius[in_tumor] ** 2).sum())
+        self.counts["radius_sum"] += float(radius[in_tumor].sum(dtype=np.float64))
+        self.counts["radius_sq"] += float((radius[in_tumor].astype(np.float64) ** 2).sum())
         return _stamp_index(radius, aspect, angle, offset), darkness.astype(np.float32)
 
     def band(self, rows: slice) -> np.ndarray:
