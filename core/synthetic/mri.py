@@ -223,7 +223,10 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
     necrosis = tumor & (rho < necrosis_radius * (1 + 0.18 * n_necrosis))
     viable = tumor & ~necrosis
     edema = ~tumor & muscle[box] & (rho < 1 + (edema_mm / mean_r) * (1 + 0.3 * n_edema))
-    rim = np.exp(-(((rho - necrosis_radius) / 0.08) ** 2)) + 0.5 * np.exp(-(((rho - 1) / 0.1) ** 2))
+    # float64: numpy's float32 exp may differ by one ulp with the array's alignment, which would make
+    # the written bytes depend on the process that rendered them
+    rho64 = rho.astype(np.float64)
+    rim = np.exp(-(((rho64 - necrosis_radius) / 0.08) ** 2)) + 0.5 * np.exp(-(((rho64 - 1) / 0.1) ** 2))
 
     t2_box, t1_box = t2[box], t1[box]
     t2_box[edema] = _T2["edema"] * (1 + 0.08 * n_edema[edema])
