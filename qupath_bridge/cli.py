@@ -19,12 +19,10 @@ Exit status: 0 when everything asked for was done, 1 on an error or when some im
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 from typing import Sequence
 
-from sarcoma_risk.errors import SarcomaRiskError
 
 def _add_scoring_options(p: argparse.ArgumentParser) -> None:
     from sarcoma_risk.cli.common import add_json_option, add_store_option, positive_int
@@ -121,18 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 error or incomplete, 2 usage, 130 interrupted)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
-    try:
-        return int(args.handler(args) or 0)
-    except SarcomaRiskError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    from sarcoma_risk.cli.common import run_cli
+
+    return run_cli(build_parser(), argv)
 
 
 # ---- handlers (heavy imports inside) -----------------------------------------------------------

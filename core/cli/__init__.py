@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import sys
 from typing import Sequence
 
-from sarcoma_risk.errors import SarcomaRiskError
 
 #: Modules of sarcoma_risk.cli that add commands, in the order they appear in --help.
 COMMAND_MODULES = ("cases", "clinical", "demo", "synth", "cohort", "train_fusion", "evaluate", "fuse", "score_mri", "train_radiology", "score_slide", "train_pathology")
@@ -42,16 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 1 error, 2 usage, 130 interrupted)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
-    logging.getLogger("numexpr").setLevel(logging.WARNING)  # "NumExpr defaulting to N threads" on every pandas import
-    try:
-        return int(args.handler(args) or 0)
-    except SarcomaRiskError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    from sarcoma_risk.cli.common import run_cli
+
+    return run_cli(build_parser(), argv)

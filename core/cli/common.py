@@ -8,6 +8,30 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Sequence, TextIO
 
+from sarcoma_risk.errors import SarcomaRiskError
+
+
+def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    """Parse ``argv``, configure logging (only here) and run the chosen handler.
+
+    Returns the exit status: 0 ok, 1 a SarcomaRisk error (printed as "error: ..."), 2 usage
+    (argparse), 130 interrupted. Handlers may return 1 themselves (e.g. a batch with failures).
+    """
+    import logging
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True)
+    logging.getLogger("numexpr").setLevel(logging.WARNING)  # "NumExpr defaulting to N threads" on every pandas import
+    try:
+        return int(args.handler(args) or 0)
+    except SarcomaRiskError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
 
 def add_store_option(parser: argparse.ArgumentParser) -> None:
     """``--store PATH`` (default: ``$SARCOMA_RISK_STORE`` or the per-user data folder)."""
