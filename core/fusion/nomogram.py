@@ -108,3 +108,51 @@ def nomogram(model, submodel: str) -> dict[str, Any]:
             "total_points": {"ticks": total_ticks, "risk": [to_risk(t) for t in total_ticks]},
             "survival": survival}
 
+
+
+def case_points(model, nomo: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """Where one case sits on a nomogram of ``model``: its value and points on each axis, its total.
+
+    Parameters
+    ----------
+    model : CoxFusion
+        The fitted model ``nomo`` was drawn from (:func:`nomogram`).
+    nomo : dict
+        The nomogram of the sub-model that scores the case.
+    row : dict
+        The case as a fusion-table row: clinical values by name, ``radiology_score``, ``pathology_score``
+        (e.g. :func:`sarcoma_risk.fusion.table.row_from_record`).
+
+    Returns
+    -------
+    dict
+        ``{"values": {name: value}, "points": {name: points}, "total_points", "risk"}``; ``risk`` is the
+        log relative hazard the total points stand for (the sub-model's prediction for the case).
+        Points of a value outside an axis's range lie beyond it (below 0 or above the axis end).
+    """
+    sub = model.submodels_[nomo["submodel"]]
+    beta = dict(zip(sub["cox"].columns, sub["cox"].beta))
+    enc = model.encoder_
+    values, points = {}, {}
+    for v in nomo["variables"]:
+        name = v["name"]
+        value = row.get(name)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            raise InvalidInput(f"nomogram: the case has no {name}; it cannot be placed on the {nomo['submodel']} nomogram")
+        if v["kind"] == "categorical":
+            # As the encoder reads it: a grade stored as 2.0 is level "2"; a level without a column is the reference.
+            level = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+            contribution = beta.get(f"{name}[{level}]", 0.0)
+        elif enc is not None and name in enc.numeric_:
+            mean, sd = enc.numeric_[name]
+            contribution = beta.get(name, 0.0) * (float(value) - mean) / sd
+        else:  # an imaging score column
+            modality = name[: -len("_score")]
+            mean, sd = model.score_scaling_[modality]
+            contribution = beta.get(name, 0.0) * (float(value) - mean) / sd
+        values[name] = value
+        points[name] = (contribution - min(v["contribution"])) * nomo["points_per_unit_risk"]
+    total = float(sum(points.values()))
+    ticks, risks = nomo["total_points"]["ticks"], nomo["total_points"]["risk"]
+    return {"values": values, "points": points, "total_points": total,
+            "risk": risks[0] + (total - ticks[0]) / nomo["points_per_unit_risk"]}

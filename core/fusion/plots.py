@@ -194,8 +194,12 @@ def plot_decision_curve(curve: Mapping[str, Any]):
     return fig
 
 
-def plot_nomogram(nomo: Mapping[str, Any]):
-    """A classic nomogram: points axis, one axis per variable, total points, survival axes."""
+def plot_nomogram(nomo: Mapping[str, Any], case: Mapping[str, Any] | None = None):
+    """A classic nomogram: points axis, one axis per variable, total points, survival axes.
+
+    With ``case`` (from :func:`sarcoma_risk.fusion.nomogram.case_points`) the case's points are marked
+    on every axis and its total points across the survival axes, in red.
+    """
     variables = nomo["variables"]
     survival = nomo["survival"]
     rows = 1 + len(variables) + 1 + len(survival)
@@ -222,20 +226,33 @@ def plot_nomogram(nomo: Mapping[str, Any]):
             ax.text(x[i], y + 0.18 * lane, labels[i], ha="center", va="bottom" if lane == 1 else "top", fontsize=7)
         ax.text(-4, y, name, ha="right", va="center", fontsize=8)
 
+    def mark(y: float, x: float) -> None:
+        # A value beyond an axis's range is drawn at its end (the axes cover the development range).
+        ax.plot([min(max(x, 0.0), 100.0)], [y], marker="v", color="#d62728", ms=8, zorder=5)
+
     axis_row(y, "Points", np.arange(0, 101, 10), [f"{v}" for v in range(0, 101, 10)], 100.0)
     for v in variables:
         y -= 1
         labels = [f"{val:g}" if isinstance(val, float) else str(val) for val in v["values"]]
         axis_row(y, variable_label(v["name"]), v["points"], labels, 100.0)
+        if case is not None:
+            mark(y, case["points"][v["name"]])
     y -= 1
     ticks = nomo["total_points"]["ticks"]
     axis_row(y, "Total points", ticks, [f"{t:g}" for t in ticks], max_total)
+    total_y = y
     for h, axis in survival.items():
         y -= 1
         if axis["total_points"]:
             axis_row(y, f"{h}-month recurrence-free", axis["total_points"],
                      [f"{p:g}" for p in axis["probabilities"]], max_total)
+    if case is not None:
+        x = min(max(case["total_points"] / max_total * 100.0, 0.0), 100.0)
+        mark(total_y, x)
+        ax.plot([x, x], [total_y, y - 0.3], color="#d62728", lw=1.0, ls="--", zorder=4)
+        ax.text(x, y - 0.45, f"this case: {case['total_points']:.0f} points", color="#d62728", ha="center",
+                va="top", fontsize=8)
     ax.set_xlim(-45, 105)
-    ax.set_ylim(y - 0.6, rows + 0.8)
+    ax.set_ylim(y - (1.2 if case is not None else 0.6), rows + 0.8)
     ax.set_title(f"Nomogram ({label(nomo['submodel'])} model)", fontsize=10)
     return fig

@@ -61,7 +61,8 @@ def _ci(iv: Mapping[str, Any] | None, digits: int = 3) -> str:
     return f"{_fmt(iv['estimate'], digits)} ({_fmt(iv['low'], digits)}&ndash;{_fmt(iv['high'], digits)})"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    """An HTML table; cells are inserted as given (escape text first)."""
     head = "".join(f"<th>{h}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -124,10 +125,15 @@ class _Figures:
 
         png = to_png(fig)
         self.items.append({"id": fig_id, "title": title, "png": png, "data": pointer})
-        encoded = base64.b64encode(png).decode("ascii")
-        return (f'<figure id="{html.escape(fig_id)}"><img alt="{html.escape(title)}" '
-                f'src="data:image/png;base64,{encoded}"><figcaption>{html.escape(title)} '
-                f'<span class="ptr">(data: report.json {html.escape(pointer)})</span></figcaption></figure>')
+        return figure_html(fig_id, title, png, f'<span class="ptr">(data: report.json {html.escape(pointer)})</span>')
+
+
+def figure_html(fig_id: str, title: str, png: bytes, note: str = "") -> str:
+    """A ``<figure>`` with the PNG embedded as a data URI (``title`` is its alt text and caption;
+    ``note``, already HTML, follows the caption)."""
+    encoded = base64.b64encode(png).decode("ascii")
+    return (f'<figure id="{html.escape(fig_id)}"><img alt="{html.escape(title)}" '
+            f'src="data:image/png;base64,{encoded}"><figcaption>{html.escape(title)} {note}</figcaption></figure>')
 
 
 def _block_html(block: Mapping[str, Any], prefix: str, figures: _Figures, km_inputs, heading: str) -> str:
@@ -139,10 +145,10 @@ def _block_html(block: Mapping[str, Any], prefix: str, figures: _Figures, km_inp
     metrics = block.get("metrics")
     if metrics:
         parts.append("<h3>Discrimination and accuracy (estimate, 95% bootstrap CI)</h3>")
-        parts.append(_table(*_metric_rows(metrics)))
+        parts.append(html_table(*_metric_rows(metrics)))
         header, rows = _difference_rows(metrics)
         if rows:
-            parts.append("<p>Paired differences on the same resamples:</p>" + _table(header, rows))
+            parts.append("<p>Paired differences on the same resamples:</p>" + html_table(header, rows))
         parts.append(figures.add(f"{prefix}-metrics", f"{heading}: metrics with 95% CI",
                                  plots.plot_metric_comparison(metrics), f"/data/{prefix}/metrics"))
         parts.append(figures.add(f"{prefix}-auc", f"{heading}: time-dependent AUC",
@@ -161,7 +167,7 @@ def _block_html(block: Mapping[str, Any], prefix: str, figures: _Figures, km_inp
         parts.append(figures.add(f"{prefix}-km-{name}", f"Kaplan-Meier by risk group: {plots.label(name)}",
                                  plots.plot_kaplan_meier(time, event, groups, c, f"{plots.label(name)} model", ticks),
                                  f"/data/{prefix}/risk_groups/{name}"))
-    parts.append(_table(["Model", "n low / high", "events low / high", "log-rank p", "HR high vs low (95% CI)", "note"],
+    parts.append(html_table(["Model", "n low / high", "events low / high", "log-rank p", "HR high vs low (95% CI)", "note"],
                         rows))
     calibration_names = [n for n in (COMBINED, DEPLOYED) if n in block["calibration"]]
     for name in calibration_names:
@@ -182,9 +188,9 @@ def _oracle_html(oracle: Mapping[str, Any] | None) -> str:
     rows = [[html.escape(k), _fmt(v)] for k, v in (oracle.get("from_truth_json") or {}).items()]
     parts = ["<h2>Phantom cohort: oracle C-index</h2>",
              "<p>The oracle ranks cases by the true linear predictor of the generative model; no model can "
-             "beat it on this cohort.</p>", _table(["Group (truth.json)", "Oracle Harrell's C"], rows)]
+             "beat it on this cohort.</p>", html_table(["Group (truth.json)", "Oracle Harrell's C"], rows)]
     if "combined_to_oracle_ratio" in oracle:
-        parts.append(_table(["On the comparison cases", "Estimate (95% CI)"], [
+        parts.append(html_table(["On the comparison cases", "Estimate (95% CI)"], [
             ["Oracle Harrell's C", _ci(oracle["oracle_harrell_c"])],
             ["Combined Harrell's C", _ci(oracle["combined_harrell_c"])],
             ["Combined / oracle", _ci(oracle["combined_to_oracle_ratio"])]]))
@@ -220,7 +226,7 @@ def _model_html(model: Mapping[str, Any], honest: bool | None) -> str:
                 for c, v in sub["coefficients"].items()]
         parts.append(f"<h3>{html.escape(label(name))} ({html.escape(name)}): n = {sub['n']}, events = {sub['events']}, "
                      f"penalizer {sub['penalizer']:g}, cutoff {sub['cutoff']['value']:.3f}</h3>")
-        parts.append(_table(["Covariate (standardized / vs reference)", "coef", "HR", "SE"], rows))
+        parts.append(html_table(["Covariate (standardized / vs reference)", "coef", "HR", "SE"], rows))
     if model["skipped"]:
         parts.append("<p>Sub-models not fitted: " + "; ".join(f"{html.escape(k)}: {html.escape(v)}"
                                                              for k, v in model["skipped"].items()) + "</p>")
@@ -240,7 +246,7 @@ def render_html(evaluation: Evaluation, figures: _Figures, *, title: str, model_
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
              "<p class=\"warn\">Research software: no clinical validation; not for decisions about patients.</p>",
              "<h2>Data and participants</h2>",
-             _table(["Item", "Value"], [
+             html_table(["Item", "Value"], [
                  ["Evaluated split", _fmt(data.get("split"))],
                  ["Cases / recurrences", f"{cohort['n']} / {cohort['events']}"],
                  ["Centres", html.escape(", ".join(f"{k}: {v}" for k, v in cohort["centres"].items()))],

@@ -85,3 +85,27 @@ def test_nomogram_points_add_up_to_the_model_risk():
         assert axis["probabilities"] == sorted(axis["probabilities"], reverse=True)
     with pytest.raises(InvalidInput, match="no sub-model"):
         nomogram(model, "genomics")
+
+
+def test_case_points_place_any_case_where_its_predicted_risk_is_and_the_plot_marks_it():
+    from sarcoma_risk.fusion.nomogram import case_points
+    from sarcoma_risk.fusion.plots import plot_nomogram, to_png
+
+    table, _ = make_table(200, seed=4)
+    model = CoxFusion(penalizers=(0.1,), cv_folds=2, modalities=("clinical", "radiology", "pathology")).fit(table)
+    for name in ("clinical+radiology+pathology", "clinical", "radiology+pathology"):
+        nomo = nomogram(model, name)
+        predicted = model.predict(table.iloc[:25], submodel=name)["risk"]
+        for case_id, risk in predicted.items():
+            row = table.loc[case_id].to_dict()
+            points = case_points(model, nomo, row)
+            assert points["risk"] == pytest.approx(float(risk), abs=1e-9)
+            assert points["total_points"] == pytest.approx(sum(points["points"].values()))
+            assert set(points["points"]) == {v["name"] for v in nomo["variables"]}
+    figure = plot_nomogram(nomo, case=points)
+    marks = [line for line in figure.axes[0].lines if line.get_marker() == "v"]
+    assert len(marks) == len(nomo["variables"]) + 1  # one per variable axis and one on the total points
+    assert to_png(figure)[:4] == b"\x89PNG"
+    row["pathology_score"] = float("nan")
+    with pytest.raises(InvalidInput, match="no pathology_score"):
+        case_points(model, nomo, row)
