@@ -1,13 +1,15 @@
-# make demo | make test | make bench
+# make demo | make test | make bench | make weights
 # Each target creates .venv on first use and (re)installs the project only when pyproject.toml or
-# constraints.txt changed, so a second call starts at once.
+# constraints.txt changed, so a second call starts at once. `make weights` retrains the shipped
+# weights/ on a fixed-seed phantom cohort (about 15 minutes on 2 cores; scratch files in build/).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.sarcoma-risk-installed
 DEMO_DIR ?= demo-output
+WORK_DIR ?= build/train-all
 
-.PHONY: demo test bench clean-demo
+.PHONY: demo test bench weights clean-demo
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +22,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+weights: $(STAMP)
+	$(VENV)/bin/sarcoma-risk train all --out weights --work $(WORK_DIR)
 
 bench: $(STAMP)
 	@set -e; for b in benchmarks/bench_*.py; do echo "# $$b"; $(PY) $$b; done

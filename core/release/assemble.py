@@ -1,0 +1,188 @@
+"""The weights folder of a ``train all`` run: files, manifest with figures, validation cohort, model card.
+
+The trained models are registered in the run's staging folder by the training commands. Here each
+one is copied into a fresh folder and registered again with the same kind, version and
+configuration, its training data description completed with the phantom cohort it came from and
+its validation figures completed with the centre B figures (bootstrap 95% CIs) of ``evaluate``.
+The validation cohort's outcomes and risk groups are added (for the demo), then ``MODEL_CARD.md``.
+The folder replaces the previous release in ``out_dir`` only once it is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+from sarcoma_risk.errors import OutputError
+from sarcoma_risk.release.config import TrainAllConfig
+from sarcoma_risk.weights import MANIFEST_NAME, WeightRegistry, write_json_atomic
+
+CARD_NAME = "MODEL_CARD.md"
+#: Shipped models in the order they are registered; which comparison model describes each.
+MODELS = {"radiology": "radiology", "pathology-patch": "pathology", "pathology-signature": "pathology",
+          "fusion": None}
+COMBINED = "clinical+radiology+pathology"
+PHANTOM_STATEMENT = ("Trained and validated on a phantom (synthetic) cohort to verify the software; no clinical "
+                     "validity. Do not use for decisions about patients.")
+
+
+def check_out_dir(out_dir: Path, work_dir: Path) -> None:
+    """``out_dir`` must be new, empty, or an earlier ``train all`` release, and apart from ``work_dir``."""
+    out, work = out_dir.resolve(), work_dir.resolve()
+    if out == work or out in work.parents or work in out.parents:
+        raise OutputError(f"--out {out_dir} and --work {work_dir} must be separate folders (the work folder holds "
+                          "the cohort and caches, which must not end up among the weights)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"--out {out_dir}: is a file; expected a folder for the weights")
+    if out_dir.is_dir():
+        unknown = sorted(set(p.name for p in out_dir.iterdir()) - set(release_files(out_dir)))
+        if unknown:
+            raise OutputError(f"--out {out_dir}: holds {', '.join(unknown[:5])}, which an earlier `train all` did not "
+                              "write; choose an empty folder (nothing there is deleted)")
+
+
+def release_files(out_dir: Path) -> list[str]:
+    """The names a previous release in ``out_dir`` consists of (empty when there is none)."""
+    path = out_dir / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return []
+    if not isinstance(manifest, dict) or "release" not in manifest or not isinstance(manifest.get("models"), dict):
+        return []
+    files = [entry.get("file") for entry in manifest["models"].values() if isinstance(entry, dict)]
+    return [MANIFEST_NAME, CARD_NAME, *(f for f in files if isinstance(f, str) and "/" not in f)]
+
+
+def modality_figures(comparison: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """One model's validation figures (estimate and 95% CI) and its risk groups, from report.json's comparison."""
+    groups = comparison["risk_groups"][name]["comparison"]
+    return {"model": name, "n": comparison["n"], "events": comparison["events"],
+            **comparison["metrics"]["models"][name],
+            "risk_groups": {k: groups[k] for k in ("n", "events", "hazard_ratio", "hr_low", "hr_high", "logrank_p")}}
+
+
+def cohort_description(truth: Mapping[str, Any]) -> dict[str, Any]:
+    """What the phantom cohort was, from its truth.json (no per-case data)."""
+    settings, groups = truth["settings"], truth["c_index"]["groups"]
+    return {
+        "source": "phantom cohort from `sarcoma-risk synth` (synthetic images and outcomes, no patient data)",
+        "generator_version": truth["software_version"], "seed": settings["seed"], "size": settings["size"],
+        "n_cases": settings["n_cases"],
+        "centres": {"A": "development", "B": "validation (held-out centre)"},
+        "development": {"n": groups["split:development"]["n"], "events": groups["split:development"]["events"],
+                        "oracle_c_index": groups["split:development"]["oracle"]},
+        "validation": {"n": groups["split:validation"]["n"], "events": groups["split:validation"]["events"],
+                       "oracle_c_index": groups["split:validation"]["oracle"]},
+        "generative_model": {k: truth["model"][k] for k in ("b_mri", "b_pathology", "coefficients",
+                                                              "weibull_shape", "weibull_scale_months",
+                                                              "followup_min_months", "followup_max_months")},
+    }
+
+
+def validation_summary(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The validation figures of the release: each model side by side, as deployed, and against the oracle."""
+    comparison = data["comparison"]
+    oracle = data.get("oracle") or {}
+    deployed = data["deployed"]
+    return {
+        "split": "validation (centre B)", "n": data["cohort"]["n"], "events": data["cohort"]["events"],
+        "median_follow_up_months": data["cohort"]["median_follow_up_months"],
+        "modalities_available": data["cohort"]["modalities_available"],
+        "horizons_months": data["horizons_months"],
+        "models": {name: modality_figures(comparison, name) for name in comparison["metrics"]["models"]},
+        "deployed": {**deployed["metrics"]["models"]["deployed"],
+                     "risk_groups": deployed["risk_groups"]["deployed"]["comparison"]},
+        "oracle": {k: oracle[k] for k in ("oracle_harrell_c", "combined_harrell_c", "combined_to_oracle_ratio")
+                   if k in oracle},
+        "bootstrap_resamples": comparison["metrics"]["n_resamples"],
+        "calibration_mean_abs_difference": {
+            name: {h: table["mean_abs_difference"] for h, table in by_horizon.items()}
+            for name, by_horizon in comparison["calibration"].items()},
+    }
+
+
+def score_distributions(score_files: list[Path]) -> dict[str, Any]:
+    """Mean and SD of each imaging score per split (development: out-of-fold; validation: final model).
+
+    A centre's scanner or stain can move a score's whole distribution; the fusion model, fitted on
+    centre A's scores, then misplaces centre B's cases on the survival scale even when it ranks
+    them well. These numbers show whether that happened in this run.
+    """
+    import numpy as np
+
+    from sarcoma_risk.fusion.scores import read_score_tables
+
+    out: dict[str, Any] = {}
+    for modality, table in read_score_tables(score_files).items():
+        out[modality] = {}
+        for split in ("development", "validation"):
+            values = np.array([e.score for e in table.entries.values() if e.split == split and e.score is not None])
+            if values.size:
+                out[modality][split] = {"n": int(values.size), "mean": float(values.mean()),
+                                        "sd": float(values.std(ddof=1)) if values.size > 1 else 0.0}
+    return out
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def assemble(out_dir: Path, *, stage: Path, cohort: Path, report: Path, config: TrainAllConfig,
+             seconds: Mapping[str, float]) -> Path:
+    """Build the release in ``stage/../assembled`` and move it into ``out_dir``; returns its manifest path."""
+    from sarcoma_risk.provenance import software_version, utc_now
+    from sarcoma_risk.release.model_card import render_model_card
+    from sarcoma_risk.release.validation_cohort import FILE_NAME, KIND, REGISTRY_NAME, build_validation_cohort
+
+    data = _read_json(report / "report.json")["data"]
+    truth = _read_json(cohort / "truth.json")
+    description = cohort_description(truth)
+    summary = validation_summary(data)
+    score_files = [stage / "radiology_scores.csv", stage / "pathology_scores.csv"]
+    summary["score_distributions"] = score_distributions(score_files)
+    staged = WeightRegistry(stage)
+    building = stage.parent / "assembled"
+    if building.exists():
+        shutil.rmtree(building)
+    building.mkdir(parents=True)
+    registry = WeightRegistry(building)
+    for name, modality in MODELS.items():
+        entry = staged.entry(name)
+        staged.read_verified(name)  # the staged bytes are what the training commands registered
+        shutil.copyfile(stage / entry["file"], building / entry["file"])
+        centre_b = summary if modality is None else {**summary["models"][modality], "split": summary["split"]}
+        registry.register(name, entry["file"], kind=entry["kind"], version=entry["version"], config=entry["config"],
+                          training_data={**entry.get("training_data", {}), "cohort": description},
+                          validation={**entry.get("validation", {}), "centre_B": centre_b})
+    km = build_validation_cohort(stage, cohort / "manifest.csv", score_files,
+                                 "validation cases (centre B) of the phantom cohort the weights were validated on: "
+                                 "observed time and event, fused risk and group as `fuse` gives them; synthetic")
+    write_json_atomic(building / FILE_NAME, km.to_dict())
+    registry.register(REGISTRY_NAME, FILE_NAME, kind=KIND, version=software_version(),
+                      config={"submodels": sorted(set(data["deployed"]["submodel_counts"]))},
+                      training_data={"cohort": description},
+                      validation={"n": int(km.time_months.size), "events": int(km.event.sum())})
+    manifest = registry.manifest()
+    manifest["release"] = {
+        "statement": PHANTOM_STATEMENT, "phantom": True, "clinical_validity": "none",
+        "command": "make weights  (sarcoma-risk train all)", "software_version": software_version(),
+        "created_utc": utc_now(), "config": config.to_dict(), "cohort": description, "validation": summary,
+        "seconds": dict(seconds), "model_card": CARD_NAME,
+    }
+    write_json_atomic(registry.manifest_path, manifest)
+    (building / CARD_NAME).write_text(render_model_card(manifest), encoding="utf-8")
+    _replace_release(out_dir, building)
+    return out_dir / MANIFEST_NAME
+
+
+def _replace_release(out_dir: Path, building: Path) -> None:
+    """Delete the previous release's files in ``out_dir`` and move the new ones in."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in release_files(out_dir):
+        (out_dir / name).unlink(missing_ok=True)
+    for path in sorted(building.iterdir(), key=lambda p: p.name == MANIFEST_NAME):  # the manifest last
+        shutil.move(str(path), out_dir / path.name)
+    building.rmdir()
