@@ -67,6 +67,7 @@ def modality_figures(comparison: Mapping[str, Any], name: str) -> dict[str, Any]
 def cohort_description(truth: Mapping[str, Any]) -> dict[str, Any]:
     """What the phantom cohort was, from its truth.json (no per-case data)."""
     settings, groups = truth["settings"], truth["c_index"]["groups"]
+    mri = [c["mri"]["stats"] for c in truth["cases"] if c.get("mri")]
     return {
         "source": "phantom cohort from `sarcoma-risk synth` (synthetic images and outcomes, no patient data)",
         "generator_version": truth["software_version"], "seed": settings["seed"], "size": settings["size"],
@@ -76,6 +77,9 @@ def cohort_description(truth: Mapping[str, Any]) -> dict[str, Any]:
                         "oracle_c_index": groups["split:development"]["oracle"]},
         "validation": {"n": groups["split:validation"]["n"], "events": groups["split:validation"]["events"],
                        "oracle_c_index": groups["split:validation"]["oracle"]},
+        "mri_tumors_clamped_to_field_of_view": {
+            "share": sum(bool(m.get("tumor_size_clamped")) for m in mri) / len(mri) if mri else None,
+            "largest_rendered_cm": max((m["tumor_size_cm_rendered"] for m in mri), default=None)},
         "generative_model": {k: truth["model"][k] for k in ("b_mri", "b_pathology", "coefficients",
                                                               "weibull_shape", "weibull_scale_months",
                                                               "followup_min_months", "followup_max_months")},

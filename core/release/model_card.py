@@ -35,6 +35,25 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def _clamped_text(cohort: Mapping[str, Any]) -> str:
+    clamped = cohort.get("mri_tumors_clamped_to_field_of_view") or {}
+    if not clamped.get("share"):
+        return ""
+    return (f"in {clamped['share']:.0%} of the cases the MRI tumor was clamped to the field of view (at most "
+            f"{clamped['largest_rendered_cm']:.1f} cm rendered, while the clinical tumor size goes beyond); ")
+
+
+def _size_text(size: str) -> str:
+    """The image sizes of a phantom size preset, from the renderers' own tables."""
+    from sarcoma_risk.synthetic.mri import GRIDS, PhantomSize
+    from sarcoma_risk.synthetic.wsi import MPP, SIZES
+
+    (nx, ny, nz), (sx, sy, sz) = GRIDS[PhantomSize(size)]
+    width, height = SIZES[size]
+    return (f"MRI {nx} x {ny} x {nz} voxels at {sx:g} x {sy:g} x {sz:g} mm; slides {width} x {height} pixels at "
+            f"{MPP:g} um/px")
+
+
 def render_model_card(manifest: Mapping[str, Any]) -> str:
     """The model card of a release manifest (``manifest["release"]`` and ``manifest["models"]``)."""
     release, models = manifest["release"], manifest["models"]
@@ -76,8 +95,7 @@ def render_model_card(manifest: Mapping[str, Any]) -> str:
         "- **Users**: developers and research coordinators of SarcomaRisk.",
         "## Data",
         f"- **Source**: {cohort['source']}, generator version {cohort['generator_version']}, seed {cohort['seed']}, "
-        f"image size preset `{cohort['size']}` (MRI 96 x 96 x 16 voxels at 2 x 2 x 5 mm; slides about 4000 x 3000 "
-        "pixels at 0.5 um/px).\n"
+        f"image size preset `{cohort['size']}` ({_size_text(cohort['size'])}).\n"
         f"- **Participants**: {cohort['n_cases']} phantom cases. Centre A: development, n = "
         f"{cohort['development']['n']} ({cohort['development']['events']} recurrences). Centre B: validation "
         f"(held-out centre), n = {cohort['validation']['n']} ({cohort['validation']['events']} recurrences). The "
@@ -129,8 +147,10 @@ def render_model_card(manifest: Mapping[str, Any]) -> str:
         "Calibration: mean absolute difference between predicted and observed (Kaplan-Meier) recurrence-free "
         "probability over risk groups, at each horizon:",
         _table(["Model", *[f"{h:g} months" for h in val["horizons_months"]]], calibration_rows),
-        "Imaging scores, mean (SD): development cases (out-of-fold) and validation cases (centre B, final model). A "
-        "shift or a change of spread between the two is the centres' difference (scanner, stain) reaching the score:",
+        "Imaging scores, mean (SD): development cases (out-of-fold, from the fold models) and validation cases "
+        "(centre B, from the final model). A difference between the two comes from the centres (scanner, stain) "
+        "and from the final model, trained on all development cases, spreading its scores differently from the "
+        "fold models:",
         _table(["Score", "Development (centre A)", "Validation (centre B)"], distribution_rows),
         "Against the truth of the phantom cohort (same cases):",
         _table(["Figure", "Estimate (95% CI)"], [
@@ -140,10 +160,9 @@ def render_model_card(manifest: Mapping[str, Any]) -> str:
         "## Limitations",
         "- **Phantom data only.** The images are rendered from a generative model whose signal is known and "
         "simple; real tumors, scanners, stains and charts are far more varied. Nothing here transfers to patients.\n"
-        "- **Tiny images and small networks.** The phantom MRI of the `tiny` preset is 96 x 96 x 16 voxels "
-        "(tumors are clamped at about 5.4 cm in the field of view), the slides are a few square millimetres, and "
-        "the networks and training schedules are sized for minutes on a CPU. Use `make weights` settings only to "
-        "verify the software.\n"
+        f"- **Small images and small networks.** The phantom images are small ({_size_text(cohort['size'])}); "
+        f"{_clamped_text(cohort)}the networks and training schedules are sized for minutes on a CPU. Use the "
+        "`make weights` settings only to verify the software.\n"
         "- **Centre shift.** The imaging models see centre B's scanner and stain for the first time at "
         "validation; the score distributions above show how far that moved each score in this run, and the "
         "calibration table what it did to the survival estimates. How much the stain moves the pathology score "
