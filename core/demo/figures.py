@@ -38,7 +38,7 @@ def mri_figure(view: Any) -> bytes:
         ax.set_title("T2 fat-suppressed" + (" with Grad-CAM" if with_cam else "") + f", slice {k + 1}/{len(view.t2)}",
                      fontsize=9)
         ax.set_axis_off()
-    fig.colorbar(shown, cax=fig.add_axes((0.91, 0.12, 0.02, 0.7)), label="Grad-CAM (share of the score)")
+    fig.colorbar(shown, cax=fig.add_axes((0.91, 0.12, 0.02, 0.7)), label="Grad-CAM (0-1, scaled to its maximum)")
     fig.suptitle("Tumor outline in cyan; the Grad-CAM shows where the tumor region raised the score", fontsize=9)
     return to_png(fig)
 

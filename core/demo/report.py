@@ -77,7 +77,10 @@ def render_report(content: ReportContent) -> str:
         section(NOMOGRAM_FIGURE[1],
                 "<p>The sub-model that scored the case, as a nomogram; red marks show this case's value on each "
                 "axis and its total points across the survival axes.</p>"
-                + figure_html(*NOMOGRAM_FIGURE, content.nomogram_png) + _points_table(content.nomogram_points)),
+                + figure_html(*NOMOGRAM_FIGURE, content.nomogram_png) + _points_table(content.nomogram_points)
+                + "<p>Points below 0 or beyond an axis's end mean the case's value lies beyond the axis as drawn (its "
+                  "ticks stay within the development cases' 1st to 99th percentiles); the mark sits at the axis's "
+                  "end.</p>"),
         section(KM_FIGURE[1],
                 "<p>Recurrence-free survival of the validation cases (held-out phantom centre B) in the risk groups "
                 "of the shipped fusion model, with this case's predicted probabilities.</p>"

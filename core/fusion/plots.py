@@ -226,9 +226,9 @@ def plot_nomogram(nomo: Mapping[str, Any], case: Mapping[str, Any] | None = None
             ax.text(x[i], y + 0.18 * lane, labels[i], ha="center", va="bottom" if lane == 1 else "top", fontsize=7)
         ax.text(-4, y, name, ha="right", va="center", fontsize=8)
 
-    def mark(y: float, x: float) -> None:
-        # A value beyond an axis's range is drawn at its end (the axes cover the development range).
-        ax.plot([min(max(x, 0.0), 100.0)], [y], marker="v", color="#d62728", ms=8, zorder=5)
+    def mark(y: float, x: float, low: float, high: float) -> None:
+        # A value beyond an axis (whose ticks cover the development range) is marked at the axis's end.
+        ax.plot([min(max(x, low), high)], [y], marker="v", color="#d62728", ms=8, zorder=5)
 
     axis_row(y, "Points", np.arange(0, 101, 10), [f"{v}" for v in range(0, 101, 10)], 100.0)
     for v in variables:
@@ -236,7 +236,7 @@ def plot_nomogram(nomo: Mapping[str, Any], case: Mapping[str, Any] | None = None
         labels = [f"{val:g}" if isinstance(val, float) else str(val) for val in v["values"]]
         axis_row(y, variable_label(v["name"]), v["points"], labels, 100.0)
         if case is not None:
-            mark(y, case["points"][v["name"]])
+            mark(y, case["points"][v["name"]], min(v["points"]), max(v["points"]))
     y -= 1
     ticks = nomo["total_points"]["ticks"]
     axis_row(y, "Total points", ticks, [f"{t:g}" for t in ticks], max_total)
@@ -248,7 +248,7 @@ def plot_nomogram(nomo: Mapping[str, Any], case: Mapping[str, Any] | None = None
                      [f"{p:g}" for p in axis["probabilities"]], max_total)
     if case is not None:
         x = min(max(case["total_points"] / max_total * 100.0, 0.0), 100.0)
-        mark(total_y, x)
+        mark(total_y, x, 0.0, 100.0)
         ax.plot([x, x], [total_y, y - 0.3], color="#d62728", lw=1.0, ls="--", zorder=4)
         ax.text(x, y - 0.45, f"this case: {case['total_points']:.0f} points", color="#d62728", ha="center",
                 va="top", fontsize=8)
