@@ -1,0 +1,104 @@
+"""The shipped weights/: every file loads through manifest.json, a changed byte is refused, the card is honest."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from sarcoma_risk.errors import TamperedWeights
+from sarcoma_risk.weights import WeightRegistry
+
+WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+SHIPPED = ("fusion", "pathology-patch", "pathology-signature", "radiology", "validation-cohort")
+
+
+def load_through_its_loader(directory: Path, name: str):
+    """Load one shipped model with the loader the product uses for it (each verifies the sha256 first)."""
+    if name == "radiology":
+        from sarcoma_risk.radiology.checkpoint import load_model
+
+        return load_model(directory)[0]
+    if name == "pathology-patch":
+        from sarcoma_risk.pathology.pipeline import load_models
+
+        return load_models(directory, need_signature=False)
+    if name == "pathology-signature":
+        from sarcoma_risk.pathology.pipeline import load_models
+
+        return load_models(directory).signature
+    if name == "fusion":
+        from sarcoma_risk.fusion.loading import load_fusion
+
+        return load_fusion(weights=directory)[0]
+    from sarcoma_risk.release.validation_cohort import load_validation_cohort
+
+    return load_validation_cohort(directory)[0]
+
+
+def test_the_manifest_lists_every_shipped_model_and_nothing_else_is_in_the_folder():
+    registry = WeightRegistry(WEIGHTS)
+    assert tuple(registry.names()) == SHIPPED
+    files = {registry.entry(name)["file"] for name in SHIPPED}
+    assert {p.name for p in WEIGHTS.iterdir()} == files | {"manifest.json", "MODEL_CARD.md"}
+    total = sum(p.stat().st_size for p in WEIGHTS.iterdir())
+    assert total < 20 * 2**20, f"weights/ holds {total / 2**20:.1f} MiB; keep it small enough for git"
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_each_shipped_weight_file_loads_through_the_manifest_with_its_loader(name):
+    registry = WeightRegistry(WEIGHTS)
+    data, entry = registry.read_verified(name)
+    assert len(data) == entry["bytes"]
+    if entry["file"].endswith(".pt"):
+        state, _ = registry.load_torch(name)  # weights_only=True: tensors and plain containers only
+        assert isinstance(state, dict) and state
+    else:
+        assert isinstance(registry.load_json(name)[0], dict)
+    assert load_through_its_loader(WEIGHTS, name) is not None
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_one_changed_byte_in_a_shipped_weight_file_is_refused(name, tmp_path):
+    copy = tmp_path / "weights"
+    shutil.copytree(WEIGHTS, copy)
+    path = copy / WeightRegistry(copy).entry(name)["file"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(TamperedWeights, match="sha256"):
+        load_through_its_loader(copy, name)
+    load_through_its_loader(WEIGHTS, name)  # the original is untouched and still loads
+
+
+def test_every_manifest_entry_records_sha256_version_config_training_data_and_validation_with_cis():
+    manifest = json.loads((WEIGHTS / "manifest.json").read_text(encoding="utf-8"))
+    for name, entry in manifest["models"].items():
+        assert re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]), name
+        assert entry["version"] and entry["kind"] and isinstance(entry["config"], dict), name
+        assert entry["training_data"]["cohort"]["source"].startswith("phantom cohort"), name
+    for name in ("radiology", "pathology-patch", "pathology-signature"):
+        figures = manifest["models"][name]["validation"]["centre_B"]
+        c = figures["harrell_c"]
+        assert c["low"] <= c["estimate"] <= c["high"] and figures["n"] > 100, name
+    validation = manifest["release"]["validation"]
+    assert set(validation["models"]) == {"clinical", "radiology", "pathology", "clinical+radiology+pathology"}
+    ratio = validation["oracle"]["combined_to_oracle_ratio"]
+    assert ratio["low"] <= ratio["estimate"] <= ratio["high"]
+    assert manifest["release"]["phantom"] is True and manifest["release"]["clinical_validity"] == "none"
+
+
+def test_the_model_card_says_phantom_data_and_no_clinical_validity_and_quotes_the_manifest():
+    card = (WEIGHTS / "MODEL_CARD.md").read_text(encoding="utf-8")
+    manifest = json.loads((WEIGHTS / "manifest.json").read_text(encoding="utf-8"))
+    first = card.split("\n\n")[1]
+    assert "phantom" in first and "no clinical validity" in first
+    for heading in ("## Intended use", "## Data", "## Predictors and models", "## Validation", "## Limitations"):
+        assert heading in card
+    ratio = manifest["release"]["validation"]["oracle"]["combined_to_oracle_ratio"]
+    assert f"{ratio['estimate']:.3f} ({ratio['low']:.3f}-{ratio['high']:.3f})" in card
+    for entry in manifest["models"].values():
+        assert entry["sha256"] in card
