@@ -9,6 +9,7 @@ first, from ImagePositionPatient projected on the normal of ImageOrientationPati
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -141,12 +142,31 @@ def itk_error_text(exc: BaseException) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
+def _set_rescale_on_write(folder: Path) -> None:
+    """Make every MR slice written in this process carry Rescale Intercept/Slope/Type.
+
+    ITK switches on GDCM's process-wide ForceRescaleInterceptSlope the first time it reads a DICOM
+    header, and from then on writes those tags; a fresh process writes none. Reading one header here
+    makes the written bytes the same whatever the process did before.
+    """
+    probe = sitk.GetImageFromArray(np.zeros((1, 1, 1), dtype=np.int16))
+    probe.SetMetaData("0008|0016", "1.2.840.10008.5.1.4.1.1.4")
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        path = str(Path(scratch) / "probe.dcm")
+        sitk.WriteImage(probe, path)
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(path)
+        reader.ReadImageInformation()
+
+
 def write_series(image: sitk.Image, folder: Path, *, study_uid: str, series_uid: str, frame_uid: str,
-                 series_description: str, series_number: int, extra_tags: Mapping[str, str] | None = None) -> list[Path]:
+                 series_description: str, series_number: int, study_date: str, study_time: str,
+                 extra_tags: Mapping[str, str] | None = None) -> list[Path]:
     """Write a 3D integer image as an MR Image Storage series, one file per slice.
 
-    Every UID is given by the caller (nothing is generated from the clock), so the same inputs
-    give the same bytes. ``extra_tags`` (``"gggg|eeee" -> value``) are added to every slice.
+    Every UID, date and time is given by the caller (ITK would otherwise take them from the clock),
+    so the same inputs give the same bytes. ``study_date`` is DICOM DA (YYYYMMDD), ``study_time`` TM
+    (HHMMSS). ``extra_tags`` (``"gggg|eeee" -> value``) are added to every slice.
     """
     if image.GetDimension() != 3:
         raise InvalidImage(f"{folder}: a DICOM series needs a 3D image, got {image.GetDimension()}D")
@@ -161,6 +181,8 @@ def write_series(image: sitk.Image, folder: Path, *, study_uid: str, series_uid:
         "0020|000d": study_uid,
         "0020|000e": series_uid,
         "0020|0052": frame_uid,
+        "0008|0020": study_date,
+        "0008|0030": study_time,
         "0020|0011": str(series_number),
         "0008|103e": series_description,
         "0020|0037": orientation,
@@ -170,9 +192,10 @@ def write_series(image: sitk.Image, folder: Path, *, study_uid: str, series_uid:
     }
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()  # use the UIDs above instead of fresh random ones
+    _set_rescale_on_write(folder)
     paths = []
     for k in range(image.GetSize()[2]):
-        plane = image[:, :, k]
+        plane = image[:, :, k:k + 1]  # one-slice 3D, so ITK writes the real SpacingBetweenSlices (2D planes get 1)
         for tag, value in common.items():
             plane.SetMetaData(tag, value)
         position = image.TransformIndexToPhysicalPoint((0, 0, k))

@@ -353,8 +353,8 @@ def write_phantom_mri(out_dir: Path, *, phenotype: float, tumor_size_cm: float, 
             pseudonym = f"PHANTOM-{seed}"
             write_series(image, paths[name], study_uid=study_uid, series_uid=uid_from_text(f"phantom-series/{key}/{name}"),
                          frame_uid=frame_uid, series_description=descriptions[name], series_number=number,
-                         extra_tags={"0010|0010": pseudonym, "0010|0020": pseudonym, "0008|0020": "20250101",
-                                     "0008|0030": "120000", "0008|0021": "20250101", "0008|0031": "120000",
+                         study_date="20250101", study_time="120000",
+                         extra_tags={"0010|0010": pseudonym, "0010|0020": pseudonym, "0008|0021": "20250101", "0008|0031": "120000",
                                      "0008|0012": "20250101", "0008|0013": "120000", "0008|0070": "SarcomaRisk phantom",
                                      "0008|1030": "MRI thigh (phantom)", "0018|0015": "THIGH",
                                      "0018|0087": "1.5", "0020|0010": "1"})
