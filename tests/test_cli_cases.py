@@ -186,3 +186,23 @@ def test_history_refuses_a_limit_below_one(store, capsys):
 def test_history_of_a_case_without_entries_says_so(store, capsys):
     assert main(["cases", "history", "--case", "STS-0999", "--store", str(store)]) == 0
     assert "no audit entries for case STS-0999" in capsys.readouterr().out
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(store):
+    # `sarcoma-risk cases history | head -1` on a history longer than a pipe's buffer, so the
+    # command is still writing when the pipe closes.
+    import subprocess
+    import sys
+
+    with open_store(store, mode="a") as cases:
+        for k in range(1500):
+            cases.put_section("STS-0002", "radiology", {"score": k / 1000, "provenance": prov("radiology-cbam3d")})
+    command = [sys.executable, "-m", "sarcoma_risk.cli", "cases", "history", "--store", str(store)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        first = process.stdout.readline()
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        status = process.wait(timeout=60)
+    assert first.split()[:2] == [b"id", b"at_utc"]
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert status == 141

@@ -15,9 +15,11 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     """Parse ``argv``, configure logging (only here) and run the chosen handler.
 
     Returns the exit status: 0 ok, 1 a SarcomaRisk error (printed as "error: ..."), 2 usage
-    (argparse), 130 interrupted. Handlers may return 1 themselves (e.g. a batch with failures).
+    (argparse), 130 interrupted, 141 output closed early (``| head``). Handlers may return 1
+    themselves (e.g. a batch with failures).
     """
     import logging
+    import os
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
@@ -31,6 +33,11 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader (``| head``) has gone: stop quietly, as command-line tools do, and keep Python
+        # from failing again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def add_store_option(parser: argparse.ArgumentParser) -> None:
