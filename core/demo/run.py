@@ -102,9 +102,9 @@ def run_demo(out_dir: str | Path, *, weights: str | Path | None = None, seed: in
     fusion = record.fusion
     nomogram_png, points = nomogram_figure(model, fusion["model"], row_from_record(record))
     rows = summary_rows(record, slide_region=slide.region)
-    registry = WeightRegistry(weights)
-    provenance = [(f"weights: {name}", f"{registry.entry(name)['kind']} v{registry.entry(name)['version']}, sha256 "
-                   f"{registry.entry(name)['sha256']}") for name in registry.names()]
+    entries = WeightRegistry(weights).manifest()["models"]
+    provenance = [(f"weights: {name}", f"{e['kind']} v{e['version']}, sha256 {e['sha256']}")
+                  for name, e in sorted(entries.items())]
     provenance.append(("validation cohort (Kaplan-Meier)", f"{cohort.time_months.size} phantom cases of centre B, "
                                                            f"{int(cohort.event.sum())} recurrences"))
     provenance.append(("software", f"sarcoma-risk {software_version()}"))
