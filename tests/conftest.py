@@ -1,6 +1,12 @@
-"""Session fixtures shared by every test folder: a phantom cohort generated once per session."""
+"""Session fixtures shared by every test folder: the tiny phantom cohort, and running code as an unprivileged user."""
 
 from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import warnings
 
 import pytest
 
@@ -28,3 +34,59 @@ def phantom_cohort_tiny(tmp_path_factory):
 
     return generate_cohort(tmp_path_factory.mktemp("phantom_tiny"), PHANTOM_TINY_CASES, ("A", "B"),
                            seed=PHANTOM_TINY_SEED, size="tiny")
+
+
+def _as_unprivileged_user(action):
+    """Run ``action()`` where file modes apply: here, or (as root) in a child that drops to 'nobody'.
+
+    Root ignores chmod, so as root the action runs in a forked child after setuid; its result (or
+    error text) comes back through a pipe. Returns the action's JSON-able result.
+    """
+    if os.geteuid() != 0:
+        return action()
+    if not hasattr(os, "fork"):
+        pytest.skip("running as root without os.fork: cannot drop privileges, and root ignores chmod")
+    import pwd
+
+    try:
+        nobody = pwd.getpwnam("nobody")
+        uid, gid = nobody.pw_uid, nobody.pw_gid
+    except KeyError:
+        uid = gid = 65534
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns about fork() in a process with threads (a library may have started
+        # some); the child only runs SQLite and plain Python, and the parent gives up after 60 s.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # child: never returns into pytest
+        status = 0
+        try:
+            os.close(read_end)
+            os.setgid(gid)
+            os.setuid(uid)
+            payload = {"result": action()}
+        except BaseException as exc:  # report anything to the parent, which fails the test
+            payload = {"error": f"{type(exc).__name__}: {exc}"}
+            status = 1
+        with os.fdopen(write_end, "w") as pipe:
+            json.dump(payload, pipe)
+        os._exit(status)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        ready, _, _ = select.select([pipe], [], [], 60)
+        if not ready:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError("the unprivileged child did not answer within 60 s")
+        payload = json.loads(pipe.read() or "{}")
+    os.waitpid(pid, 0)
+    if "error" in payload:
+        raise AssertionError(f"unprivileged child failed: {payload['error']}")
+    return payload["result"]
+
+
+@pytest.fixture
+def run_unprivileged():
+    """``run_unprivileged(action)``: ``action()`` where file modes apply (as root: in a child run as 'nobody')."""
+    return _as_unprivileged_user

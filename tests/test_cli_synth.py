@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -135,14 +136,23 @@ def test_partial_output_that_cannot_be_removed_stays_clearly_marked(tmp_path, ca
     assert "again with --overwrite" in (tmp_path / "c" / cohort_module.INCOMPLETE_MARKER).read_text()
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="running as root: directory permissions do not apply, so a real EACCES cannot occur")
-def test_a_read_only_parent_folder_gives_a_permission_error(tmp_path, capsys):
-    parent = tmp_path / "ro"
-    parent.mkdir()
-    parent.chmod(0o500)
+def test_a_read_only_parent_folder_gives_a_permission_error(capsys, run_unprivileged):
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="sarcoma-ro-"))
+    base.chmod(0o755)  # mkdtemp makes it 0700; 'nobody' (the user as root runs this) must look inside
+    parent = base / "ro"
+    parent.mkdir(mode=0o555)
+    parent.chmod(0o555)
+
+    def attempt():
+        status = synth(parent / "c")
+        return {"status": status, "err": capsys.readouterr().err}
+
     try:
-        assert synth(parent / "c") == 1
+        outcome = run_unprivileged(attempt)
     finally:
-        parent.chmod(0o700)
-    assert "permission denied" in capsys.readouterr().err
+        shutil.rmtree(base)
+    assert outcome["status"] == 1
+    assert "permission denied" in outcome["err"] and str(parent / "c") in outcome["err"]

@@ -6,10 +6,7 @@ import csv
 import hashlib
 import json
 import os
-import select
-import signal
 import sqlite3
-import warnings
 from pathlib import Path
 
 import pytest
@@ -336,56 +333,6 @@ def test_a_store_in_a_folder_where_files_cannot_be_created_is_refused_even_for_r
     assert not path.exists()
 
 
-def _as_unprivileged_user(action):
-    """Run ``action()`` where file modes apply: here, or (as root) in a child that drops to 'nobody'.
-
-    Root ignores chmod, so as root the action runs in a forked child after setuid; its result (or
-    error text) comes back through a pipe. Returns the action's JSON-able result.
-    """
-    if os.geteuid() != 0:
-        return action()
-    if not hasattr(os, "fork"):
-        pytest.skip("running as root without os.fork: cannot drop privileges, and root ignores chmod")
-    import pwd
-
-    try:
-        nobody = pwd.getpwnam("nobody")
-        uid, gid = nobody.pw_uid, nobody.pw_gid
-    except KeyError:
-        uid = gid = 65534
-    read_end, write_end = os.pipe()
-    with warnings.catch_warnings():
-        # Python 3.12+ warns about fork() in a process with threads (a library may have started
-        # some); the child only runs SQLite and plain Python, and the parent gives up after 60 s.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        pid = os.fork()
-    if pid == 0:  # child: never returns into pytest
-        status = 0
-        try:
-            os.close(read_end)
-            os.setgid(gid)
-            os.setuid(uid)
-            payload = {"result": action()}
-        except BaseException as exc:  # report anything to the parent, which fails the test
-            payload = {"error": f"{type(exc).__name__}: {exc}"}
-            status = 1
-        with os.fdopen(write_end, "w") as pipe:
-            json.dump(payload, pipe)
-        os._exit(status)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        ready, _, _ = select.select([pipe], [], [], 60)
-        if not ready:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise AssertionError("the unprivileged child did not answer within 60 s")
-        payload = json.loads(pipe.read() or "{}")
-    os.waitpid(pid, 0)
-    if "error" in payload:
-        raise AssertionError(f"unprivileged child failed: {payload['error']}")
-    return payload["result"]
-
-
 @pytest.fixture
 def read_only_folder():
     """A folder holding a store, then made read-only (mode 0555), reachable by an unprivileged user."""
@@ -404,7 +351,7 @@ def read_only_folder():
     shutil.rmtree(base)
 
 
-def test_a_store_in_a_read_only_folder_refuses_writes_but_can_still_be_read(read_only_folder):
+def test_a_store_in_a_read_only_folder_refuses_writes_but_can_still_be_read(read_only_folder, run_unprivileged):
     path = read_only_folder / "cases.sqlite"
     before_state, before_files = file_state(path), sorted(p.name for p in read_only_folder.iterdir())
 
@@ -432,7 +379,7 @@ def test_a_store_in_a_read_only_folder_refuses_writes_but_can_still_be_read(read
             outcome["read"] = store.case_ids()
         return outcome
 
-    outcome = _as_unprivileged_user(attempt)
+    outcome = run_unprivileged(attempt)
     if outcome["writable"]:
         pytest.skip("this user can write into a chmod-0555 folder (file system ignores modes?); cannot show it here")
     for key in ("a", "r+", "new"):
