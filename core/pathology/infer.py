@@ -100,8 +100,9 @@ def score_patches(slide: Slide, coords: np.ndarray, geometry: PatchGeometry, run
     from tqdm import tqdm
 
     probabilities = np.empty(len(coords), dtype=np.float32)
+    # disable=None: no bar when stderr is not a terminal (batch jobs, logs, the Slicer process)
     with tqdm(total=len(coords), unit="patch", desc="scoring patches", file=sys.stderr,
-              disable=not progress, leave=False) as bar:
+              disable=None if progress else True, leave=False) as bar:
         read = lambda xy: slide.read_patch(int(xy[0]), int(xy[1]), geometry)  # noqa: E731
         for start, batch in iter_batches(coords, read, geometry.patch_px, batch_size=batch_size, workers=workers):
             probs = runner(batch)

@@ -363,8 +363,9 @@ class PatchTrainer:
         targets = torch.tensor([s[3] for s in sample], dtype=torch.float32)
         model.train()
         total, seen = 0.0, 0
+        # disable=None: no bar when stderr is not a terminal (batch jobs, logs, the Slicer process)
         with tqdm(total=len(sample), unit="patch", desc=f"epoch {epoch}", file=sys.stderr,
-                  disable=not self.progress, leave=False) as bar:
+                  disable=None if self.progress else True, leave=False) as bar:
             for start, batch in _read_items([s[:3] for s in sample], pool, cfg, cfg.batch_size):
                 x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
                 x = augment_batch(x, cfg.augment, generator).contiguous(memory_format=torch.channels_last)

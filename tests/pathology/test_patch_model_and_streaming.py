@@ -100,6 +100,14 @@ def test_streaming_returns_every_patch_in_order_and_matches_direct_reading(slide
         np.testing.assert_allclose(mean_red, patches[..., 0].mean(axis=(1, 2)) / 255, rtol=1e-6)
 
 
+def test_the_progress_bar_stays_out_of_logs_when_stderr_is_not_a_terminal(slide_cohort, capsys):
+    with open_slide(slide_cohort.slide("PX-004")) as slide:
+        grid = plan_patches(slide, tissue_mask(slide), spacing_um=2.0, patch_px=64)
+        score_patches(slide, grid.coords, grid.geometry, lambda b: b[..., 0].mean(axis=(1, 2)) / 255,
+                      batch_size=16, progress=True)
+    assert "scoring patches" not in capsys.readouterr().err  # pytest's stderr is a file, as in a batch job
+
+
 def test_reading_stays_a_bounded_number_of_batches_ahead_of_the_model():
     produced = []
     lock = threading.Lock()
