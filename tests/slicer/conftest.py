@@ -121,3 +121,14 @@ def _wrapper_parameters() -> dict[str, str]:
 def wrapper_parameters():
     """The parameters the module saves with the scene: name -> type (as written in SarcomaRisk.py)."""
     return _wrapper_parameters()
+
+
+@pytest.fixture(autouse=True)
+def private_tempdir(tmp_path, monkeypatch):
+    """Temporary export folders go under tmp_path, so a test can see that none is left behind."""
+    import tempfile
+
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder

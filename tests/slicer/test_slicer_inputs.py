@@ -13,17 +13,6 @@ from sarcoma_risk.provenance import Provenance
 from sarcoma_risk.records import open_store
 
 
-@pytest.fixture(autouse=True)
-def private_tempdir(tmp_path, monkeypatch):
-    """Temporary export folders go under tmp_path, so a test can see that none is left behind."""
-    import tempfile
-
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
-
-
 @pytest.fixture
 def store_with_a_record(tmp_path):
     """A case store holding STS-0001 with a clinical section (revision 1)."""

@@ -19,16 +19,6 @@ from sarcoma_risk.records import open_store
 CASE = "STS-0042"
 
 
-@pytest.fixture(autouse=True)
-def private_tempdir(tmp_path, monkeypatch):
-    import tempfile
-
-    folder = tmp_path / "tmp"
-    folder.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return folder
-
-
 def scoring(scene, t2, segmentation, segment, store, weights, t1ce=None, case=CASE):
     from SarcomaRiskLib import RadiologyScoring, ScoringInputs
 
