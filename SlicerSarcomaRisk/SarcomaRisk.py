@@ -481,7 +481,7 @@ class SarcomaRiskLogic(ScriptedLoadableModuleLogic):
         if SarcomaRiskLogic.coreAvailable():
             return
         checkout = Path(__file__).resolve().parent.parent
-        if not ((checkout / "pyproject.toml").is_file() and (checkout / "core" / "__init__.py").is_file()):
+        if not ((checkout / "pyproject.toml").is_file() and (checkout / "core" / "sarcoma_risk" / "__init__.py").is_file()):
             raise RuntimeError(_("The SarcomaRisk core package is missing from this installation; reinstall the "
                                  "SarcomaRisk extension."))
         if not slicer.util.confirmOkCancelDisplay(

@@ -1,16 +1,8 @@
-"""SarcomaRisk: recurrence risk after surgery for soft tissue sarcoma.
+"""``core/`` is the source folder that holds the ``sarcoma_risk`` package; it is not a package itself.
 
-The core package (source folder ``core/``, imported as ``sarcoma_risk``) holds everything that is
-not an adapter: the case record store, clinical variables, the radiology and pathology pipelines,
-Cox fusion and the phantom cohort generator. Importing it is cheap: torch, OpenSlide and the like
-are imported only by the functions that use them.
+Without this guard, ``import core`` from the repository root would succeed as a namespace package
+and ``import core.sarcoma_risk.errors`` would load a second copy of every module (with exception
+classes that are not the installed ones).
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("sarcoma-risk")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
-
-__all__ = ["__version__"]
+raise ImportError("core/ is a source folder, not a package: import sarcoma_risk (core/sarcoma_risk) instead")

@@ -75,13 +75,25 @@ def test_python_dash_m_runs_the_same_command_line():
     assert result.returncode == 0 and "list" in result.stdout and "history" in result.stdout
 
 
-def test_every_core_package_is_listed_for_packaging():
+def test_every_package_folder_is_found_for_packaging_under_its_import_name():
     tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    listed = set(config["tool"]["setuptools"]["packages"])
-    on_disk = {"sarcoma_risk" + "".join(f".{part}" for part in p.parent.relative_to(ROOT / "core").parts)
-               for p in (ROOT / "core").rglob("__init__.py")}
-    assert on_disk <= listed, f"add to [tool.setuptools] packages: {sorted(on_disk - listed)}"
+    from setuptools import find_packages
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    assert set(config) <= {"packages", "package-data"}, "no package-dir mapping: folders are named as imported"
+    find = config["packages"]["find"]
+    found = {name for where in find["where"] for name in find_packages(str(ROOT / where), include=find["include"])}
+    on_disk = {".".join(p.parent.relative_to(ROOT / where).parts)
+               for where, top in (("core", "sarcoma_risk"), (".", "qupath_bridge"))
+               for p in (ROOT / where / top).rglob("__init__.py")}
+    assert on_disk == found
+
+
+def test_the_source_folder_core_is_not_importable_as_a_second_copy_of_the_package():
+    result = subprocess.run([sys.executable, "-c", "import core"], capture_output=True, text=True, cwd=ROOT,
+                            timeout=120)
+    assert result.returncode != 0 and "import sarcoma_risk" in result.stderr
+    assert Path(sarcoma_risk.__file__).resolve().parent == ROOT / "core" / "sarcoma_risk"
 
 
 def test_the_demo_table_ships_as_package_data():

@@ -20,8 +20,14 @@ def default_store_path() -> Path:
 
 
 def default_weights_dir() -> Path:
-    """``$SARCOMA_RISK_WEIGHTS`` if set, else the ``weights/`` folder shipped beside the package."""
+    """``$SARCOMA_RISK_WEIGHTS`` if set, else the shipped ``weights/`` folder.
+
+    That folder sits beside the package in an installed Slicer extension (``<lib>/sarcoma_risk``,
+    ``<lib>/weights``) and at the top of a source checkout (``core/sarcoma_risk``, ``weights``).
+    """
     env = os.environ.get(WEIGHTS_ENV)
     if env:
         return Path(env).expanduser()
-    return Path(__file__).resolve().parent.parent / "weights"
+    package = Path(__file__).resolve().parent
+    beside, checkout = package.parent / "weights", package.parents[1] / "weights"
+    return beside if beside.is_dir() or not checkout.is_dir() else checkout

@@ -21,7 +21,7 @@ import numpy as np
 from sarcoma_risk.errors import MissingDependency
 
 TUMOR_SEGMENT = "Tumor"
-MODULE_DIR = Path(__file__).resolve().parents[2] / "SlicerSarcomaRisk"
+MODULE_DIR = Path(__file__).resolve().parents[3] / "SlicerSarcomaRisk"
 
 
 @dataclass(frozen=True)
