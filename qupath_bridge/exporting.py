@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from qupath_bridge.geojson import read_geojson, write_geojson
 from qupath_bridge.results import tile_objects, tumor_annotations
 from sarcoma_risk.errors import CaseNotFound, InvalidInput
+from sarcoma_risk.pathology.geojson import read_geojson, write_geojson
 
 #: Folder, beside the tile caches, that keeps scored Tumor annotations by content.
 REGIONS_FOLDER = "regions"

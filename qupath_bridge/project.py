@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from qupath_bridge.casemap import ImageRef
-from qupath_bridge.geojson import QuPathObject, parse_geojson
 from qupath_bridge.projectfiles import check_image_reachable, project_file
 from qupath_bridge.results import is_sarcoma_risk_tile, tumor_annotations
 from sarcoma_risk.errors import InvalidInput, MissingDependency, OutputError
+from sarcoma_risk.pathology.geojson import QuPathObject, parse_geojson
 
 MODES = ("r", "r+")
 INSTALL_HELP = (

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable
 
-from qupath_bridge.geojson import ObjectType, QuPathObject
+from sarcoma_risk.pathology.geojson import ObjectType, QuPathObject
 from sarcoma_risk.pathology.outputs import MEASUREMENT
 
 #: Name given to every tile SarcomaRisk writes (the marker that identifies them in a later run).

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from qupath_bridge.casemap import ImageRef
-from qupath_bridge.geojson import QuPathObject, dumps, read_geojson, write_geojson
 from qupath_bridge.results import image_metadata, tile_objects, tumor_annotations
 from qupath_bridge.runstate import RunMetadata, RunState, job_key
 from sarcoma_risk.errors import InvalidAnnotation, InvalidInput, InvalidSlide, OutputError, SarcomaRiskError
+from sarcoma_risk.pathology.geojson import QuPathObject, dumps, read_geojson, write_geojson
 from sarcoma_risk.provenance import sha256_bytes, utc_now
 from sarcoma_risk.weights import write_json_atomic
 

@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 from shapely.geometry import box
 
-from qupath_bridge.geojson import Classification, ObjectType, QuPathObject, read_geojson, write_geojson
 from sarcoma_risk.cli import main
+from sarcoma_risk.pathology.geojson import Classification, ObjectType, QuPathObject, read_geojson, write_geojson
 from sarcoma_risk.pathology.pipeline import load_models
 from sarcoma_risk.pathology.signature import pool_counts
 from sarcoma_risk.provenance import sha256_file

@@ -9,9 +9,9 @@ import pytest
 from shapely import contains_xy
 from shapely.geometry import Polygon, box
 
-from qupath_bridge.geojson import Classification, QuPathObject, read_geojson, write_geojson
 from sarcoma_risk.errors import InvalidAnnotation, InvalidSlide
 from sarcoma_risk.pathology.cache import CacheWriter, read_tile_cache
+from sarcoma_risk.pathology.geojson import Classification, QuPathObject, read_geojson, write_geojson
 from sarcoma_risk.pathology.outputs import write_tile_csv, write_tile_geojson
 from sarcoma_risk.pathology.regions import read_tumor_region
 from sarcoma_risk.pathology.slide import open_slide

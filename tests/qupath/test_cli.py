@@ -15,10 +15,10 @@ from shapely.geometry import box
 
 from qupath_bridge.casemap import CASE_ID_KEY
 from qupath_bridge.cli import build_parser, main
-from qupath_bridge.geojson import Classification, QuPathObject, read_geojson, write_geojson
 from qupath_bridge.project import find_qupath
 from qupath_bridge.results import MEASUREMENT, TILE_NAME, TUMOR_CLASS, split_objects
 from sarcoma_risk.errors import MissingDependency
+from sarcoma_risk.pathology.geojson import Classification, QuPathObject, read_geojson, write_geojson
 from sarcoma_risk.provenance import sha256_file
 from sarcoma_risk.records import open_store
 

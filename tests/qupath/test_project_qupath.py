@@ -15,10 +15,10 @@ import pytest
 from shapely.geometry import box
 
 from qupath_bridge.cli import main
-from qupath_bridge.geojson import read_geojson
 from qupath_bridge.project import find_qupath
 from qupath_bridge.results import MEASUREMENT, TILE_NAME
 from sarcoma_risk.errors import MissingDependency
+from sarcoma_risk.pathology.geojson import read_geojson
 from sarcoma_risk.records import open_store
 
 

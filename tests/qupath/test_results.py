@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from shapely.geometry import Point, box
 
-from qupath_bridge.geojson import Classification, ObjectType, QuPathObject, dumps, parse_geojson
 from qupath_bridge.results import (
     METADATA_KEYS,
     MEASUREMENT,
@@ -20,6 +19,7 @@ from qupath_bridge.results import (
     tile_objects,
     tumor_annotations,
 )
+from sarcoma_risk.pathology.geojson import Classification, ObjectType, QuPathObject, dumps, parse_geojson
 
 TUMOR = Classification("Tumor", (200, 0, 0))
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from shapely.geometry import box
 
-from qupath_bridge.geojson import Classification, QuPathObject, read_geojson, write_geojson
 from qupath_bridge.results import MEASUREMENT, TILE_NAME, split_objects
 from qupath_bridge.runstate import RunMetadata, RunState
 from qupath_bridge.scoring import FileImage, RecordWriter, ScoringOptions, SlideScorer, run_batch
 from sarcoma_risk.errors import OutputError
+from sarcoma_risk.pathology.geojson import Classification, QuPathObject, read_geojson, write_geojson
 from sarcoma_risk.records import open_store
 
 TUMOR = Classification("Tumor", (200, 0, 0))

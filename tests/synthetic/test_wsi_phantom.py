@@ -10,8 +10,8 @@ import pytest
 from scipy.stats import spearmanr
 from shapely import contains_xy
 
-from qupath_bridge.geojson import ObjectType, read_geojson
 from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.pathology.geojson import ObjectType, read_geojson
 from sarcoma_risk.synthetic.wsi import SIZES, write_phantom_slide
 
 

@@ -189,7 +189,7 @@ def _split(text: str) -> list[str]:
 
 
 def _check_slides(check: _RowChecker, values: dict[str, str]) -> None:
-    from qupath_bridge.geojson import read_geojson
+    from sarcoma_risk.pathology.geojson import read_geojson
     from sarcoma_risk.pathology.regions import read_tumor_region
     from sarcoma_risk.pathology.slide import open_slide
 
@@ -217,7 +217,7 @@ def _slide_dimensions(open_slide: Callable[[Path], Any], path: Path) -> tuple[in
 
 def _warn_beyond_bounds(check: _RowChecker, text: str, dimensions: tuple[int, int]) -> None:
     """A warning when annotation objects reach beyond the slide's level-0 bounds."""
-    from qupath_bridge.geojson import ObjectType, read_geojson
+    from sarcoma_risk.pathology.geojson import ObjectType, read_geojson
 
     width, height = dimensions
     for obj in read_geojson(check.resolve(text)):

@@ -6,6 +6,7 @@ read -> preprocess -> model -> train -> infer, one job per module:
   its resolution and reads patches at a target spacing from the best pyramid level;
 - :mod:`.tissue` finds tissue on a low-resolution image (saturation, median blur, threshold,
   closing, small-object removal) and leaves out background and pen marks;
+- :mod:`.geojson` reads and writes QuPath GeoJSON (annotations in, tiles out) by QuPath's rules;
 - :mod:`.regions` reads the tumor annotation (QuPath GeoJSON) as a shapely region in level-0 pixels;
 - :mod:`.tiling` lays the patch grid: level-0 top-left coordinates of patches whose centre lies in
   tissue (and in the tumor region when one is given);

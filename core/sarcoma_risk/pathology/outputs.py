@@ -45,7 +45,7 @@ def tile_objects(tiles: TileScores) -> list[Any]:
     """QuPath tile objects for the patches (see the module docstring)."""
     from shapely.geometry import box
 
-    from qupath_bridge.geojson import ObjectType, QuPathObject, stable_uuid
+    from sarcoma_risk.pathology.geojson import ObjectType, QuPathObject, stable_uuid
 
     size = tiles.geometry.size0
     return [QuPathObject(box(x, y, x + size, y + size), object_type=ObjectType.TILE, is_locked=True,
@@ -55,7 +55,7 @@ def tile_objects(tiles: TileScores) -> list[Any]:
 
 def write_tile_geojson(path: str | Path, tiles: TileScores) -> Path:
     """QuPath GeoJSON tiles for File > Import objects."""
-    from qupath_bridge.geojson import dumps
+    from sarcoma_risk.pathology.geojson import dumps
 
     return write_atomic(Path(path), (dumps(tile_objects(tiles)) + "\n").encode("utf-8"))
 

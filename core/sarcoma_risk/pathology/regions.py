@@ -50,7 +50,7 @@ def read_tumor_region(path: str | Path, slide_size: tuple[int, int], *,
     from shapely.geometry import box
     from shapely.ops import unary_union
 
-    from qupath_bridge.geojson import ObjectType, read_geojson
+    from sarcoma_risk.pathology.geojson import ObjectType, read_geojson
 
     path = Path(path)
     objects = read_geojson(path)

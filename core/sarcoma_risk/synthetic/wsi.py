@@ -451,7 +451,7 @@ def _thumbnail(image: np.ndarray, longest: int) -> np.ndarray:
 def _write_annotation(path: Path, renderer: _Renderer, seed: int) -> None:
     from shapely.geometry import Polygon
 
-    from qupath_bridge.geojson import Classification, QuPathObject, stable_uuid, write_geojson
+    from sarcoma_risk.pathology.geojson import Classification, QuPathObject, stable_uuid, write_geojson
 
     lay = renderer.layout
     clip = lambda p: np.clip(np.round(p), 0, [renderer.width - 1, renderer.height - 1])  # noqa: E731

@@ -1,5 +1,9 @@
 """QuPath GeoJSON, read and written in pure Python, converted to and from shapely geometries.
 
+It belongs to the core, not to the QuPath bridge: slide scoring reads Tumor annotations and writes
+tiles in it, the phantom writes annotations, the cohort check reads them, and the 3D Slicer bundle
+carries only the core. It needs shapely, not paquo or QuPath.
+
 QuPath (0.4+) exchanges objects as GeoJSON Features whose ``geometry`` is in full-resolution pixel
 coordinates (origin top left) and whose ``properties`` carry QuPath's own fields::
 

@@ -9,7 +9,8 @@ import uuid
 import pytest
 from shapely.geometry import MultiPolygon, Point, Polygon, box
 
-from qupath_bridge.geojson import (
+from sarcoma_risk.errors import InvalidAnnotation, InvalidInput
+from sarcoma_risk.pathology.geojson import (
     Classification,
     ObjectType,
     QuPathObject,
@@ -20,7 +21,6 @@ from qupath_bridge.geojson import (
     to_feature,
     write_geojson,
 )
-from sarcoma_risk.errors import InvalidAnnotation, InvalidInput
 
 TUMOR = Classification("Tumor", (200, 0, 0))
 SQUARE_WITH_HOLE = Polygon([(0, 0), (100, 0), (100, 100), (0, 100)], [[(40, 40), (60, 40), (60, 60), (40, 60)]])
