@@ -26,6 +26,7 @@ def test_importing_the_foundation_and_building_the_cli_loads_no_heavy_library():
     code = (
         "import json, sys\n"
         "import sarcoma_risk, sarcoma_risk.records, sarcoma_risk.clinical, sarcoma_risk.cohort, sarcoma_risk.weights\n"
+        "import sarcoma_risk.clinical.variables, sarcoma_risk.clinical.staging, sarcoma_risk.clinical.csvimport\n"
         "import sarcoma_risk.provenance, sarcoma_risk.tabular\n"
         "from sarcoma_risk.cli import build_parser\n"
         "build_parser()\n"

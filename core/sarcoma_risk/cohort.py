@@ -8,7 +8,7 @@ centre              centre/hospital code (e.g. A, B)
 split               ``development`` or ``validation``
 time_months         months from surgery to recurrence or last follow-up (> 0)
 event               1 = recurrence observed, 0 = censored
-<clinical>          the clinical variables of :mod:`sarcoma_risk.clinical` (same names)
+<clinical>          the clinical variables of :mod:`sarcoma_risk.clinical.variables` (same names)
 mri_t2fs            fat-suppressed T2 MRI: NIfTI/NRRD/MHA file or DICOM series folder (optional)
 mri_t1ce            contrast-enhanced T1 MRI (optional)
 tumor_seg           tumor segmentation: 3D Slicer ``.seg.nrrd`` or labelmap (needed with MRI)
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sarcoma_risk.choices import check_choice
-from sarcoma_risk.clinical import VARIABLES, validate_clinical
+from sarcoma_risk.clinical.variables import VARIABLES, validate_clinical
 from sarcoma_risk.errors import InvalidCaseId, InvalidManifest
 from sarcoma_risk.records.schema import validate_case_id
 

@@ -1,7 +1,7 @@
 """Seeded synthetic fusion tables for the fusion unit tests (imported by conftest and the tests).
 
 These are the fusion tests' own data, not the phantom cohort: clinical records validated by
-:func:`sarcoma_risk.clinical.check_clinical`, two latent imaging phenotypes, imaging scores that
+:func:`sarcoma_risk.clinical.variables.check_clinical`, two latent imaging phenotypes, imaging scores that
 are the phenotypes plus noise, and recurrence times drawn from a known Cox model (Weibull baseline)
 with uniform administrative censoring. The true linear predictor is returned so tests can compare
 learned and true risks.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sarcoma_risk.clinical import VARIABLES, check_clinical
+from sarcoma_risk.clinical.variables import VARIABLES, check_clinical
 
 TRUE_BETA = {"age_years": 0.01, "tumor_size_cm": 0.06, "depth[deep]": 0.4, "fnclcc_grade[2]": 0.6,
              "fnclcc_grade[3]": 1.1, "margin[R1]": 0.5, "presentation[recurrent]": 0.4}

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from sarcoma_risk.cli import main
-from sarcoma_risk.clinical import VARIABLES, check_clinical
+from sarcoma_risk.clinical.variables import VARIABLES, check_clinical
 from sarcoma_risk.cohort import manifest_columns
 from sarcoma_risk.fusion.scores import InSampleScoresWarning
 from sarcoma_risk.provenance import Provenance

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sarcoma_risk.clinical import validate_clinical
+from sarcoma_risk.clinical.variables import validate_clinical
 from sarcoma_risk.errors import InvalidInput, InvalidModel
 from sarcoma_risk.synthetic import GenerativeModel, generate_cohort, plan_cohort
 from sarcoma_risk.synthetic.model import DEFAULT_COEFFICIENTS, FNCLCC_TRIPLES
@@ -37,7 +37,7 @@ def test_every_generated_record_is_valid_clinical_data(samples):
 
 
 def test_fnclcc_triples_give_their_grade():
-    from sarcoma_risk.clinical import fnclcc_grade
+    from sarcoma_risk.clinical.staging import fnclcc_grade
 
     for grade, triples in FNCLCC_TRIPLES.items():
         assert triples
@@ -233,7 +233,7 @@ def test_bad_plan_arguments_get_clear_errors(kwargs, match):
 
 
 def test_default_coefficients_are_named_like_the_clinical_encoder_columns():
-    from sarcoma_risk.clinical import VARIABLES
+    from sarcoma_risk.clinical.variables import VARIABLES
 
     for name in DEFAULT_COEFFICIENTS:
         variable, _, level = name.partition("[")

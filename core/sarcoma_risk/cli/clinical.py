@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 from sarcoma_risk.cli.common import add_json_option, add_store_option, print_json
-from sarcoma_risk.clinical import DERIVED, GRADE_COMPONENTS, VARIABLES, check_clinical, read_clinical_csv
+from sarcoma_risk.clinical.csvimport import read_clinical_csv
+from sarcoma_risk.clinical.staging import DERIVED, GRADE_COMPONENTS
+from sarcoma_risk.clinical.variables import VARIABLES, check_clinical
 from sarcoma_risk.errors import InvalidClinicalData, InvalidInput
 from sarcoma_risk.provenance import Provenance, fingerprint, software_version
 from sarcoma_risk.records import open_store

@@ -101,7 +101,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def validate_cohort(path: str | Path, *, require_clinical: bool = False) -> CohortReport:
     """Check a manifest's rows and files; every problem is collected, nothing raises for bad data."""
-    from sarcoma_risk.clinical import validate_clinical
+    from sarcoma_risk.clinical.variables import validate_clinical
     from sarcoma_risk.cohort import read_manifest
     from sarcoma_risk.tabular import read_csv_table
 

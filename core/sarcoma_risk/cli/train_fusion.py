@@ -60,7 +60,7 @@ def register_train(train: argparse._SubParsersAction) -> None:
 
 
 def cmd_train_fusion(args: argparse.Namespace) -> int:
-    from sarcoma_risk.clinical import DEFAULT_FEATURES
+    from sarcoma_risk.clinical.encoder import DEFAULT_FEATURES
     from sarcoma_risk.cohort import Split, read_manifest
     from sarcoma_risk.fusion.loading import KIND, REGISTRY_NAME
     from sarcoma_risk.fusion.model import CoxFusion

@@ -44,7 +44,7 @@ def _cell(value: Any) -> str:
 
 def write_clinical_csv(path: Path, case_id: str, clinical: dict[str, Any]) -> Path:
     """The case's clinical table as a coordinator would export it: case_id and the clinical variables."""
-    from sarcoma_risk.clinical import VARIABLES
+    from sarcoma_risk.clinical.variables import VARIABLES
 
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)

@@ -8,7 +8,7 @@ and the prediction says which.
 
 Each sub-model is a lifelines ``CoxPHFitter`` with a ridge penalizer chosen by cross-validation on
 the development cases that have its modalities; clinical variables are encoded by
-:class:`sarcoma_risk.clinical.ClinicalEncoder`, imaging scores standardized with their development
+:class:`sarcoma_risk.clinical.encoder.ClinicalEncoder`, imaging scores standardized with their development
 mean and SD. Each sub-model's risk-group cutoff is fixed on its development cases. The whole model
 saves to plain JSON (:meth:`CoxFusion.to_dict`) and :meth:`CoxFusion.from_dict` checks every field.
 """
@@ -21,7 +21,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from sarcoma_risk.choices import check_choice
-from sarcoma_risk.clinical import DEFAULT_FEATURES, VARIABLES, ClinicalEncoder
+from sarcoma_risk.clinical.encoder import DEFAULT_FEATURES, ClinicalEncoder
+from sarcoma_risk.clinical.variables import VARIABLES
 from sarcoma_risk.errors import InvalidClinicalData, InvalidInput, InvalidModel, InvalidOutcome
 from sarcoma_risk.fusion.cox import CoxParameters, fit_cox
 from sarcoma_risk.fusion.groups import CutoffMethod, assign_groups, choose_cutoff
@@ -56,7 +57,7 @@ class CoxFusion:
     Parameters
     ----------
     clinical_features : sequence of str
-        Clinical variables of the clinical part (see :data:`sarcoma_risk.clinical.VARIABLES`).
+        Clinical variables of the clinical part (see :data:`sarcoma_risk.clinical.variables.VARIABLES`).
     penalizers : sequence of float
         Ridge penalizers tried by cross-validation (lifelines' scale).
     cv_folds : int

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from sarcoma_risk.choices import check_choice
-from sarcoma_risk.clinical import ClinicalEncoder
+from sarcoma_risk.clinical.encoder import ClinicalEncoder
 from sarcoma_risk.errors import InvalidInput, InvalidModel
 from sarcoma_risk.fusion.cox import CoxParameters
 from sarcoma_risk.fusion.groups import CutoffMethod

@@ -26,7 +26,7 @@ METRIC_LABELS = {"harrell_c": "Harrell's C", "uno_c": "Uno's C", "mean_auc": "Me
 
 def variable_label(name: str) -> str:
     """A nomogram row title: the clinical variable's description and unit, or the score's name."""
-    from sarcoma_risk.clinical import VARIABLES
+    from sarcoma_risk.clinical.variables import VARIABLES
 
     if name in VARIABLES:
         v = VARIABLES[name]

@@ -1,7 +1,7 @@
 """The fusion table: one row per case with outcome, clinical values and imaging scores.
 
 Columns: ``centre``, ``split``, ``time_months``, ``event`` (0/1), one column per clinical variable
-of :data:`sarcoma_risk.clinical.VARIABLES` (None when missing), and ``radiology_score`` /
+of :data:`sarcoma_risk.clinical.variables.VARIABLES` (None when missing), and ``radiology_score`` /
 ``pathology_score`` (NaN when the case lacks that modality); the index is the case id. It is built
 from a cohort manifest plus score tables (training and evaluation) or from one case record (``fuse``).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
-from sarcoma_risk.clinical import VARIABLES
+from sarcoma_risk.clinical.variables import VARIABLES
 from sarcoma_risk.cohort import Manifest, Split
 from sarcoma_risk.fusion.scores import MODALITIES, ScoreTable, check_splits, score_column
 

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from sarcoma_risk.clinical.staging import DERIVED
+from sarcoma_risk.clinical.variables import VARIABLES
 from sarcoma_risk.errors import InvalidCaseId, InvalidInput
 from sarcoma_risk.provenance import PROVENANCE_FIELDS
 
@@ -181,8 +183,6 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def fixed_export_columns() -> list[str]:
     """The columns every export starts with (see :data:`_FIXED_COLUMNS`)."""
-    from sarcoma_risk.clinical import DERIVED, VARIABLES
-
     columns = ["case_id", *VARIABLES, *DERIVED]
     columns += [f"clinical.{c}" for c in _PROVENANCE_COLUMNS]
     for section, keys in _FIXED_COLUMNS.items():

@@ -38,7 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from sarcoma_risk.choices import check_choice
-from sarcoma_risk.clinical import VARIABLES
+from sarcoma_risk.clinical.variables import VARIABLES
 from sarcoma_risk.cohort import manifest_columns
 from sarcoma_risk.errors import InvalidInput, OutputError
 from sarcoma_risk.synthetic.model import GenerativeModel, SampledCase

@@ -8,7 +8,7 @@ depends only on its own seed (see :mod:`sarcoma_risk.synthetic.cohort` for how s
    (about 20/30/50 % G1/G2/G3 overall), FNCLCC components consistent with the grade, tumor size
    lognormal with a median growing with grade (about 8 cm overall), deep location more likely for
    larger tumors (about 70 %), margin mostly R0, radiotherapy and chemotherapy more likely for higher
-   grades. Every record passes :func:`sarcoma_risk.clinical.validate_clinical`.
+   grades. Every record passes :func:`sarcoma_risk.clinical.variables.validate_clinical`.
 2. Latent phenotypes ``z_r`` (MRI) and ``z_p`` (pathology): mean 0, variance 1, each correlated with
    the grade (``phenotype_grade_correlation``, about 0.3), independent of each other given the grade.
    The renderers turn them into image content; they are never written to the manifest.
@@ -18,7 +18,7 @@ depends only on its own seed (see :mod:`sarcoma_risk.synthetic.cohort` for how s
        LP = sum_j beta_j * (x_j - centre_j) + b_r * z_r + b_p * z_p
 
    so ``T = lambda * (-log U * exp(-LP)) ** (1 / k)``. Covariates are named like the columns of
-   :class:`sarcoma_risk.clinical.ClinicalEncoder` (``fnclcc_grade[3]``, ``margin[R1]``, ...), numeric
+   :class:`sarcoma_risk.clinical.encoder.ClinicalEncoder` (``fnclcc_grade[3]``, ``margin[R1]``, ...), numeric
    ones raw (centring only moves the baseline). Log hazard ratios are in the range published for
    local/distant recurrence after surgery for STS (grade, size, margin and depth dominate; age small;
    radiotherapy protective).
@@ -37,7 +37,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from sarcoma_risk.clinical import check_clinical
+from sarcoma_risk.clinical.variables import check_clinical
 from sarcoma_risk.errors import InvalidInput, InvalidModel
 
 MODEL_FORMAT = "sarcoma-risk-phantom-model/1"

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from sarcoma_risk.clinical import ENCODER_FORMAT, ClinicalEncoder
+from sarcoma_risk.clinical.encoder import ENCODER_FORMAT, ClinicalEncoder
 from sarcoma_risk.errors import InvalidClinicalData, InvalidInput, InvalidModel
 
 FEATURES = ("age_years", "tumor_size_cm", "depth", "fnclcc_grade", "margin")

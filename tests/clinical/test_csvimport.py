@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sarcoma_risk.clinical import read_clinical_csv
+from sarcoma_risk.clinical.csvimport import read_clinical_csv
 from sarcoma_risk.errors import InvalidClinicalData
 
 HEADER = ("case_id,age_years,sex,tumor_size_cm,depth,site,subtype,differentiation,mitotic_count,necrosis,"
