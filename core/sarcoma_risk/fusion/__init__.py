@@ -4,6 +4,7 @@ Modules, one job each (importing this package imports none of them):
 
 ==============  =================================================================================
 model           :class:`~sarcoma_risk.fusion.model.CoxFusion`: one Cox sub-model per modality subset
+modelcheck      checking a saved CoxFusion (JSON) field by field; its format tag
 cox             one fitted Cox model as plain numbers (lifelines underneath)
 selection       the ridge penalizer by cross-validation
 groups          risk-group cutoffs (median, maximally selected log-rank) and group comparison

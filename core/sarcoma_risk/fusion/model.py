@@ -27,16 +27,14 @@ from sarcoma_risk.errors import InvalidClinicalData, InvalidInput, InvalidModel,
 from sarcoma_risk.fusion.cox import CoxParameters, fit_cox
 from sarcoma_risk.fusion.groups import CutoffMethod, assign_groups, choose_cutoff
 from sarcoma_risk.fusion.metrics import harrell_c_weighted
+from sarcoma_risk.fusion.modelcheck import FUSION_FORMAT, PERCENTILES, check_fusion_dict
 from sarcoma_risk.fusion.scores import score_column
 from sarcoma_risk.fusion.selection import DEFAULT_PENALIZERS, CVMetric, select_penalizer
 from sarcoma_risk.fusion.table import CLINICAL, DURATION, EVENT, MODALITY_ORDER, is_missing, submodel_name
 from sarcoma_risk.survival import check_outcome
 
-FUSION_FORMAT = "sarcoma-risk-cox-fusion/1"
 #: Horizons (months) of the survival probabilities: 1, 3 and 5 years.
 DEFAULT_HORIZONS: tuple[float, ...] = (12.0, 36.0, 60.0)
-#: Percentiles of the development risk kept to place a new case (0, 1, ..., 100).
-PERCENTILES = np.arange(101)
 
 
 def all_subsets(modalities: Sequence[str] = MODALITY_ORDER) -> list[tuple[str, ...]]:
@@ -413,8 +411,6 @@ class CoxFusion:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CoxFusion":
         """Rebuild a fitted model; :class:`InvalidModel` names the first inconsistent field."""
-        from sarcoma_risk.fusion.modelcheck import check_fusion_dict
-
         return check_fusion_dict(cls, data)
 
 

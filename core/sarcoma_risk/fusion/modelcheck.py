@@ -19,6 +19,12 @@ from sarcoma_risk.fusion.groups import CutoffMethod
 from sarcoma_risk.fusion.scores import score_column
 from sarcoma_risk.fusion.table import CLINICAL, MODALITY_ORDER, submodel_name
 
+# What a saved model must hold is defined here, beside its checks; the model imports it from here.
+#: Format tag of a saved CoxFusion (``to_dict`` writes it; a file with another tag is refused).
+FUSION_FORMAT = "sarcoma-risk-cox-fusion/1"
+#: Percentiles of the development risk kept to place a new case (0, 1, ..., 100), one value each.
+PERCENTILES = np.arange(101)
+
 
 def _require(data: Mapping[str, Any], key: str, kind: type | tuple, where: str) -> Any:
     if not isinstance(data, Mapping) or key not in data:
@@ -45,8 +51,6 @@ def _finite(value: Any, where: str) -> float:
 
 def check_fusion_dict(cls, data: Mapping[str, Any]):
     """Build a fitted ``cls`` (CoxFusion) from its dict, checking everything."""
-    from sarcoma_risk.fusion.model import FUSION_FORMAT, PERCENTILES
-
     if not isinstance(data, Mapping):
         raise InvalidModel(f"fusion model: expected a JSON object, got {type(data).__name__}")
     if data.get("format") != FUSION_FORMAT:
