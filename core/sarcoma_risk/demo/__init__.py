@@ -8,4 +8,10 @@ logic (SarcomaRiskLib on an MRML scene, which runs ``score-mri`` in a separate p
 and the validation cohort's Kaplan-Meier curves; :mod:`~sarcoma_risk.demo.summary` says what
 happened in words; :mod:`~sarcoma_risk.demo.report` writes the HTML page;
 :mod:`~sarcoma_risk.demo.run` runs the steps in order with progress lines.
+
+The demo is the composition root of the product, so it is the one part of the core that imports
+the adapters: :mod:`~sarcoma_risk.demo.pathology` the QuPath bridge, :mod:`~sarcoma_risk.demo.radiology`
+the 3D Slicer module's SarcomaRiskLib (from the source tree). Both imports are inside the functions
+that run the demo, which needs a source checkout with the dev extras (``make demo``); nothing else in
+the core imports an adapter (tests/test_architecture.py holds the list).
 """
