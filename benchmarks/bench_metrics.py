@@ -21,7 +21,7 @@ import numpy as np
 from common import emit, machine
 
 from sarcoma_risk.fusion.bootstrap import Prediction, bootstrap_metrics, resample_counts
-from sarcoma_risk.survival import Outcome
+from sarcoma_risk.survival.outcome import Outcome
 
 BENCH = "metrics"
 HORIZONS = [12.0, 36.0, 60.0]

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.fileio import atomic_write_json
 from sarcoma_risk.provenance import sha256_bytes, utc_now
-from sarcoma_risk.weights import write_json_atomic
 
 STATE_FORMAT = "sarcoma-qupath-state/1"
 RUN_FORMAT = "sarcoma-qupath-run/1"
@@ -63,7 +63,7 @@ class RunState:
 
     def _set(self, entry_id: str, item: dict[str, Any]) -> None:
         self.images[str(entry_id)] = {**item, "time_utc": utc_now()}
-        write_json_atomic(self.path, {"format": STATE_FORMAT, "images": self.images})
+        atomic_write_json(self.path, {"format": STATE_FORMAT, "images": self.images})
 
     def mark_done(self, entry_id: str, key: str, case_id: str) -> None:
         self._set(entry_id, {"status": "done", "key": key, "case_id": case_id})
@@ -130,4 +130,4 @@ class RunMetadata:
                 "counts": self.counts(), "images": self.images}
 
     def save(self) -> None:
-        write_json_atomic(self.path, self.to_dict())
+        atomic_write_json(self.path, self.to_dict())

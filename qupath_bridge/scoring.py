@@ -28,9 +28,9 @@ from qupath_bridge.casemap import ImageRef
 from qupath_bridge.results import image_metadata, tile_objects, tumor_annotations
 from qupath_bridge.runstate import RunMetadata, RunState, job_key
 from sarcoma_risk.errors import InvalidAnnotation, InvalidInput, InvalidSlide, OutputError, SarcomaRiskError
+from sarcoma_risk.fileio import atomic_write_json
 from sarcoma_risk.pathology.geojson import QuPathObject, dumps, read_geojson, write_geojson
 from sarcoma_risk.provenance import sha256_bytes, utc_now
-from sarcoma_risk.weights import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class FileImage:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             write_geojson(self.out_dir / "tiles.geojson", tiles)
-            write_json_atomic(self.out_dir / "metadata.json", dict(metadata))
+            atomic_write_json(self.out_dir / "metadata.json", dict(metadata))
         except OSError as exc:
             if isinstance(exc, SarcomaRiskError):
                 raise

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from sarcoma_risk import fileio
 from sarcoma_risk.cli import main
 from sarcoma_risk.cohort import read_manifest
 from sarcoma_risk.synthetic import cohort as cohort_module
@@ -105,13 +106,13 @@ def test_out_that_is_a_file_is_refused(tmp_path, capsys):
 
 
 def _fail_with(code):
-    def fail(path, text):
+    def fail(path, data):
         raise OSError(code, os.strerror(code), str(path))
     return fail
 
 
 def test_disk_full_is_reported_and_the_partial_output_removed(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cohort_module, "_write_atomic", _fail_with(errno.ENOSPC))
+    monkeypatch.setattr(fileio, "atomic_write_bytes", _fail_with(errno.ENOSPC))
     assert synth(tmp_path / "c") == 1
     err = capsys.readouterr().err
     assert "no space left on the device" in err and "the partial output was removed" in err
@@ -121,14 +122,14 @@ def test_disk_full_is_reported_and_the_partial_output_removed(tmp_path, capsys, 
 def test_permission_denied_in_an_existing_folder_removes_only_what_the_run_wrote(tmp_path, capsys, monkeypatch):
     out = tmp_path / "c"
     out.mkdir()
-    monkeypatch.setattr(cohort_module, "_write_atomic", _fail_with(errno.EACCES))
+    monkeypatch.setattr(fileio, "atomic_write_bytes", _fail_with(errno.EACCES))
     assert synth(out) == 1
     assert "permission denied" in capsys.readouterr().err
     assert out.is_dir() and list(out.iterdir()) == []
 
 
 def test_partial_output_that_cannot_be_removed_stays_clearly_marked(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(cohort_module, "_write_atomic", _fail_with(errno.ENOSPC))
+    monkeypatch.setattr(fileio, "atomic_write_bytes", _fail_with(errno.ENOSPC))
     monkeypatch.setattr(cohort_module, "_cleanup", lambda root, created: False)
     assert synth(tmp_path / "c") == 1
     err = capsys.readouterr().err

@@ -21,16 +21,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from sarcoma_risk.errors import InvalidModel, TamperedWeights, WeightsError, WeightsNotFound
-from sarcoma_risk.fileio import atomic_write_text
+from sarcoma_risk.fileio import atomic_write_json
 from sarcoma_risk.provenance import sha256_bytes, sha256_file, utc_now
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "sarcoma-risk-weights/1"
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temporary file and a rename, so a crash never leaves half a file."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 class WeightRegistry:
@@ -159,5 +154,5 @@ class WeightRegistry:
         }
         manifest = self.manifest()
         manifest["models"][name] = entry
-        write_json_atomic(self.manifest_path, manifest)
+        atomic_write_json(self.manifest_path, manifest)
         return entry

@@ -8,7 +8,7 @@ from sksurv.metrics import concordance_index_censored, concordance_index_ipcw, c
 
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fusion.bootstrap import Prediction, bootstrap_metrics, resample_counts
-from sarcoma_risk.survival import Outcome
+from sarcoma_risk.survival.outcome import Outcome
 
 HORIZONS = [12.0, 36.0]
 

@@ -12,9 +12,9 @@ import pytest
 from sarcoma_risk.cli import main
 from sarcoma_risk.clinical.variables import VARIABLES, check_clinical
 from sarcoma_risk.cohort import manifest_columns
-from sarcoma_risk.fusion.scores import InSampleScoresWarning
 from sarcoma_risk.provenance import Provenance
 from sarcoma_risk.records import open_store
+from sarcoma_risk.survival.scores import InSampleScoresWarning
 from sarcoma_risk.weights import WeightRegistry
 
 FAST = ["--penalizers", "0.01,0.1,1", "--folds", "3"]

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from sarcoma_risk.errors import InvalidClinicalData, InvalidInput, InvalidModel, InvalidOutcome
-from sarcoma_risk.fusion.metrics import harrell_c
 from sarcoma_risk.fusion.model import CoxFusion
+from sarcoma_risk.survival.concordance import harrell_c
 
 from .fusion_synthetic import FAST, make_table
 

@@ -11,10 +11,10 @@ import pytest
 from lifelines import KaplanMeierFitter
 
 from sarcoma_risk.fusion.evaluation import COMBINED, evaluate
-from sarcoma_risk.fusion.metrics import harrell_c
 from sarcoma_risk.fusion.model import CoxFusion
 from sarcoma_risk.fusion.report import write_report
 from sarcoma_risk.provenance import sha256_bytes
+from sarcoma_risk.survival.concordance import harrell_c
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from sarcoma_risk.errors import InvalidInput
-from sarcoma_risk.fusion.selection import select_penalizer, stratified_folds
+from sarcoma_risk.fusion.selection import select_penalizer
 
 GRID = (0.003, 0.03, 0.3, 3.0)
 
@@ -19,13 +19,6 @@ def design(signal: float, n: int = 150, p: int = 6, seed: int = 0):
     event_time = rng.exponential(30 * np.exp(-lp))
     censor = rng.uniform(10, 80, n)
     return x, np.minimum(event_time, censor), event_time <= censor
-
-
-def test_folds_are_stratified_by_event_and_reproducible():
-    event = np.r_[np.ones(30, bool), np.zeros(70, bool)]
-    folds = stratified_folds(event, 5, seed=1)
-    assert [int(event[folds == f].sum()) for f in range(5)] == [6] * 5
-    np.testing.assert_array_equal(folds, stratified_folds(event, 5, seed=1))
 
 
 @pytest.mark.parametrize("metric", ["partial_likelihood", "c_index"])

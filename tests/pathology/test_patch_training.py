@@ -10,8 +10,8 @@ import pytest
 
 from sarcoma_risk.cli import main
 from sarcoma_risk.pathology.pipeline import load_models
-from sarcoma_risk.pathology.train import harrell_c
 from sarcoma_risk.provenance import sha256_file
+from sarcoma_risk.survival.concordance import harrell_c
 from sarcoma_risk.weights import WeightRegistry
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from sarcoma_risk.errors import InvalidModel, InvalidOutcome
 from sarcoma_risk.pathology.signature import SlideSignature, pool_counts, tile_counts
-from sarcoma_risk.pathology.train import harrell_c
+from sarcoma_risk.survival.concordance import harrell_c
 
 
 def synthetic_cases(n=60, seed=0):

@@ -13,7 +13,8 @@ import torch
 from sarcoma_risk.errors import InvalidModel, TamperedWeights, WeightsNotFound
 from sarcoma_risk.radiology.checkpoint import MODEL_KIND, load_model
 from sarcoma_risk.radiology.config import preset
-from sarcoma_risk.radiology.train import RadiologyCoxModel, harrell_c
+from sarcoma_risk.radiology.train import RadiologyCoxModel
+from sarcoma_risk.survival.concordance import harrell_c
 
 
 def test_a_short_training_run_lowers_the_loss_and_ranks_held_out_phantoms(phantom_set, trained):

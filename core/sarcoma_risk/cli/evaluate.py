@@ -64,7 +64,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from sarcoma_risk.fusion.evaluation import COMBINED, evaluate
     from sarcoma_risk.fusion.loading import load_fusion
     from sarcoma_risk.fusion.report import write_report
-    from sarcoma_risk.fusion.scores import read_score_tables
+    from sarcoma_risk.survival.scores import read_score_tables
     from sarcoma_risk.fusion.table import table_from_manifest
 
     try:

@@ -64,11 +64,12 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
     from sarcoma_risk.cohort import Split, read_manifest
     from sarcoma_risk.fusion.loading import KIND, REGISTRY_NAME
     from sarcoma_risk.fusion.model import CoxFusion
-    from sarcoma_risk.fusion.scores import check_out_of_fold, read_score_tables
+    from sarcoma_risk.survival.scores import check_out_of_fold, read_score_tables
     from sarcoma_risk.fusion.selection import DEFAULT_PENALIZERS
     from sarcoma_risk.fusion.table import table_from_manifest
     from sarcoma_risk.provenance import fingerprint, software_version
-    from sarcoma_risk.weights import WeightRegistry, write_json_atomic
+    from sarcoma_risk.fileio import atomic_write_json
+    from sarcoma_risk.weights import WeightRegistry
 
     manifest = read_manifest(args.manifest)
     tables = read_score_tables(args.scores)
@@ -80,7 +81,7 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
                       seed=args.seed)
     model.fit(development)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.out / MODEL_FILE, model.to_dict())
+    atomic_write_json(args.out / MODEL_FILE, model.to_dict())
     training_data = {
         "manifest_sha256": fingerprint(args.manifest)["sha256"],
         "split": Split.DEVELOPMENT.value,

@@ -1,8 +1,9 @@
 """Bootstrap 95% confidence intervals for every metric, all resamples at once.
 
 A resample is a row of counts (how often each case was drawn). The metrics of
-:mod:`sarcoma_risk.fusion.metrics` accept such rows as case weights, so 1000 resamples cost a few
-matrix products over pairwise matrices built once, instead of 1000 calls. Several models evaluated
+:mod:`sarcoma_risk.fusion.metrics` and Harrell's C (:mod:`sarcoma_risk.survival.concordance`)
+accept such rows as case weights, so 1000 resamples cost a few matrix products over pairwise
+matrices, instead of 1000 calls. Several models evaluated
 on the same cases share the same resamples, which gives paired intervals for their differences.
 Intervals are percentile intervals; a resample on which a metric is undefined (no comparable pair,
 no case before a horizon) is left out and counted.
@@ -17,7 +18,8 @@ import numpy as np
 
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fusion import metrics
-from sarcoma_risk.survival import check_outcome
+from sarcoma_risk.survival.concordance import harrell_c_weighted
+from sarcoma_risk.survival.outcome import check_outcome
 
 #: Resamples evaluated per block (bounds memory: a block holds a few (block, n) arrays).
 BLOCK = 250
@@ -59,7 +61,7 @@ def _metric_rows(time, event, pred: Prediction, horizons: np.ndarray, weights: n
                  tau: float | None) -> dict[str, np.ndarray]:
     """Every metric for each weight row: name -> shape (B,)."""
     out = {
-        "harrell_c": metrics.harrell_c_weighted(time, event, pred.risk, weights),
+        "harrell_c": harrell_c_weighted(time, event, pred.risk, weights),
         "uno_c": metrics.uno_c_weighted(time, event, pred.risk, weights, tau=tau),
     }
     _, auc, mean = metrics.cumulative_dynamic_auc_weighted(time, event, pred.risk, horizons, weights)

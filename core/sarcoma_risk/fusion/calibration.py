@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from sarcoma_risk.errors import InvalidInput
-from sarcoma_risk.survival import check_outcome
+from sarcoma_risk.survival.outcome import check_outcome
 
 
 def default_groups(n: int) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fusion.metrics import kaplan_meier_weighted, step_at
-from sarcoma_risk.survival import check_outcome
+from sarcoma_risk.survival.outcome import check_outcome
 
 DEFAULT_THRESHOLDS = tuple(np.round(np.arange(0.01, 1.0, 0.01), 2))
 

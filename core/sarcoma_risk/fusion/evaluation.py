@@ -29,11 +29,12 @@ from sarcoma_risk.fusion.bootstrap import Prediction, bootstrap_metrics, interva
 from sarcoma_risk.fusion.calibration import calibration_table
 from sarcoma_risk.fusion.decision import decision_curve
 from sarcoma_risk.fusion.groups import HIGH, LOW, compare_groups
-from sarcoma_risk.fusion.metrics import harrell_c_weighted, uno_c
+from sarcoma_risk.fusion.metrics import uno_c
 from sarcoma_risk.fusion.model import CoxFusion, survival_key
 from sarcoma_risk.fusion.nomogram import nomogram
 from sarcoma_risk.fusion.table import CLINICAL, DURATION, EVENT, MODALITY_ORDER, PATHOLOGY, RADIOLOGY, submodel_name
-from sarcoma_risk.survival import check_outcome
+from sarcoma_risk.survival.concordance import harrell_c, harrell_c_weighted
+from sarcoma_risk.survival.outcome import check_outcome
 
 COMBINED = submodel_name(MODALITY_ORDER)
 #: The side-by-side comparison: each modality alone, then all together.
@@ -137,8 +138,8 @@ def _oracle(truth: Mapping[str, Any], table, combined_risk: np.ndarray | None, s
     counts = resample_counts(y.time.size, n_resamples, seed)
     oracle_b = harrell_c_weighted(y.time, y.event, true_lp, counts)
     model_b = harrell_c_weighted(y.time, y.event, combined_risk, counts)
-    oracle_c = float(harrell_c_weighted(y.time, y.event, true_lp)[0])
-    model_c = float(harrell_c_weighted(y.time, y.event, combined_risk)[0])
+    oracle_c = harrell_c(y.time, y.event, true_lp)
+    model_c = harrell_c(y.time, y.event, combined_risk)
     out.update({
         "cases": "the comparison cases (every modality present)",
         "n": int(y.time.size),

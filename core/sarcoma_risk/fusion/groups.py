@@ -20,7 +20,7 @@ import numpy as np
 
 from sarcoma_risk.choices import check_choice
 from sarcoma_risk.errors import InvalidInput
-from sarcoma_risk.survival import check_outcome
+from sarcoma_risk.survival.outcome import check_outcome
 
 LOW, HIGH = "low", "high"
 

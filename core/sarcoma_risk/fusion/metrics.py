@@ -8,8 +8,7 @@ over pairwise comparison matrices built once.
 
 Definitions follow scikit-survival (tests compare against ``sksurv.metrics``):
 
-* Harrell's C: a pair (i, j) is comparable when i has an event and ``t_i < t_j``, or ``t_i == t_j``
-  and j is censored; it is concordant when ``risk_i > risk_j``; tied risks count 0.5.
+* Harrell's C: in :mod:`sarcoma_risk.survival.concordance`, with the pairwise matrices built there.
 * Uno's C: Harrell's pairs, each weighted by ``1 / G(t_i)^2`` where G is the Kaplan-Meier estimate
   of the censoring distribution, and only ``t_i < tau``.
 * Cumulative/dynamic AUC(t): cases have an event by t (weight ``1 / G(t_i)``), controls are
@@ -29,36 +28,18 @@ from typing import Sequence
 import numpy as np
 
 from sarcoma_risk.errors import InvalidInput, InvalidOutcome
-from sarcoma_risk.survival import Outcome, check_outcome
-
-#: Risk scores closer than this count as tied (scikit-survival's default ``tied_tol``).
-TIED_TOL = 1e-8
+from sarcoma_risk.survival.concordance import (
+    check_scores,
+    check_weights,
+    comparable_pairs,
+    concordance_matrix,
+    pair_sums,
+    ratio,
+)
+from sarcoma_risk.survival.outcome import Outcome, check_outcome
 
 
 # ---- inputs --------------------------------------------------------------------------------------
-
-def _check_scores(values, n: int, name: str) -> np.ndarray:
-    arr = np.asarray(values, dtype=float)
-    if arr.shape[:1] != (n,):
-        raise InvalidInput(f"{name}: expected {n} values (one per case), got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        bad = np.flatnonzero(~np.isfinite(arr.reshape(n, -1)).all(axis=1))
-        raise InvalidInput(f"{name}: NaN or infinite value(s) for case position(s) {bad[:10].tolist()}")
-    return arr
-
-
-def _check_weights(weights, n: int) -> np.ndarray:
-    if weights is None:
-        return np.ones((1, n))
-    w = np.asarray(weights, dtype=float)
-    if w.ndim == 1:
-        w = w[None, :]
-    if w.ndim != 2 or w.shape[1] != n:
-        raise InvalidInput(f"weights: expected shape (n,) or (B, n) with n = {n}, got {np.shape(weights)}")
-    if not np.isfinite(w).all() or (w < 0).any():
-        raise InvalidInput("weights: must be finite and >= 0")
-    return w
-
 
 def _check_times(times, time: np.ndarray, name: str = "times") -> np.ndarray:
     t = np.atleast_1d(np.asarray(times, dtype=float))
@@ -114,8 +95,8 @@ def kaplan_meier_weighted(time: np.ndarray, event: np.ndarray, weights: np.ndarr
         drops = total - events
     else:
         drops = events
-    ratio = np.divide(drops, at_risk, out=np.zeros_like(drops), where=drops > 0)
-    return unique_times, np.cumprod(1.0 - ratio, axis=1)
+    hazard = np.divide(drops, at_risk, out=np.zeros_like(drops), where=drops > 0)
+    return unique_times, np.cumprod(1.0 - hazard, axis=1)
 
 
 def step_at(unique_times: np.ndarray, prob: np.ndarray, at: np.ndarray) -> np.ndarray:
@@ -145,68 +126,13 @@ def _train_outcome(train) -> Outcome | None:
     return check_outcome(time, event, name="train (censoring distribution)")
 
 
-# ---- pairwise matrices ---------------------------------------------------------------------------
-
-def comparable_pairs(time: np.ndarray, event: np.ndarray) -> np.ndarray:
-    """``A[i, j]`` = 1 when (i, j) is a comparable pair with i failing first (see module docstring)."""
-    ti, tj = time[:, None], time[None, :]
-    return (event[:, None] & ((ti < tj) | ((ti == tj) & ~event[None, :]))).astype(float)
-
-
-def concordance_matrix(risk: np.ndarray) -> np.ndarray:
-    """``K[i, j]`` = 1 when risk_i > risk_j, 0.5 when tied (within :data:`TIED_TOL`), else 0."""
-    diff = risk[:, None] - risk[None, :]
-    return np.where(np.abs(diff) <= TIED_TOL, 0.5, (diff > 0).astype(float))
-
-
-def _quadratic(left: np.ndarray, matrix: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Row-wise ``left_b @ matrix @ right_b`` for (B, n) weight rows."""
-    return np.einsum("bj,bj->b", left @ matrix, right)
-
-
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    return np.divide(num, den, out=np.full_like(num, np.nan), where=den > 0)
-
-
 # ---- concordance ---------------------------------------------------------------------------------
-
-def harrell_c_weighted(time, event, risk, weights=None) -> np.ndarray:
-    """Harrell's C for each row of case weights; shape (B,). NaN where no pair is comparable."""
-    y = _outcome(time, event, "harrell_c")
-    r = _check_scores(risk, y.time.size, "risk")
-    w = _check_weights(weights, y.time.size)
-    a = comparable_pairs(y.time, y.event)
-    return _ratio(_quadratic(w, a * concordance_matrix(r), w), _quadratic(w, a, w))
-
-
-def harrell_c(time, event, risk) -> float:
-    """Harrell's concordance index.
-
-    Parameters
-    ----------
-    time : array-like, shape (n,)
-        Months to recurrence or censoring (> 0).
-    event : array-like, shape (n,)
-        True when recurrence was observed.
-    risk : array-like, shape (n,)
-        Predicted risk; a higher value indicates a higher risk (earlier recurrence).
-
-    Returns
-    -------
-    float
-        The share of comparable pairs ranked correctly (ties in risk count 0.5).
-    """
-    value = float(harrell_c_weighted(time, event, risk)[0])
-    if np.isnan(value):
-        raise InvalidOutcome("harrell_c: no comparable pairs (need an event followed by a later time)")
-    return value
-
 
 def uno_c_weighted(time, event, risk, weights=None, *, tau: float | None = None, train=None) -> np.ndarray:
     """Uno's IPCW concordance for each row of case weights; shape (B,)."""
     y = _outcome(time, event, "uno_c")
-    r = _check_scores(risk, y.time.size, "risk")
-    w = _check_weights(weights, y.time.size)
+    r = check_scores(risk, y.time.size, "risk")
+    w = check_weights(weights, y.time.size)
     train_y = _train_outcome(train)
     g = _censoring_at(y, w, y.time, train_y)
     use = y.event & (y.time < tau if tau is not None else True)
@@ -217,7 +143,7 @@ def uno_c_weighted(time, event, risk, weights=None, *, tau: float | None = None,
     undefined = (infinite & (w > 0)).any(axis=1)
     left = w * np.where(infinite, 0.0, ipcw2)
     a = comparable_pairs(y.time, y.event)
-    out = _ratio(_quadratic(left, a * concordance_matrix(r), w), _quadratic(left, a, w))
+    out = ratio(pair_sums(left, a * concordance_matrix(r), w), pair_sums(left, a, w))
     out[undefined] = np.nan
     return out
 
@@ -255,12 +181,12 @@ def cumulative_dynamic_auc_weighted(time, event, risk, times: Sequence[float], w
     y = _outcome(time, event, "cumulative_dynamic_auc")
     n = y.time.size
     t = _check_times(times, y.time)
-    r = _check_scores(risk, n, "risk")
+    r = check_scores(risk, n, "risk")
     if r.ndim == 1:
         r = np.repeat(r[:, None], t.size, axis=1)
     elif r.shape != (n, t.size):
         raise InvalidInput(f"risk: expected shape ({n},) or ({n}, {t.size}), got {r.shape}")
-    w = _check_weights(weights, n)
+    w = check_weights(weights, n)
     g = _censoring_at(y, w, y.time, _train_outcome(train))
     with np.errstate(divide="ignore"):
         ipcw = np.where(y.event[None, :], 1.0 / g, 0.0)
@@ -275,7 +201,7 @@ def cumulative_dynamic_auc_weighted(time, event, risk, times: Sequence[float], w
         undefined |= (infinite & (w > 0)).any(axis=1)
         left = np.where(infinite, 0.0, w * np.where(infinite, 0.0, weight))
         kmat = concordance_matrix(r[:, k]) * control[None, :]
-        auc[:, k] = _ratio(_quadratic(left, kmat, w), left.sum(axis=1) * (w @ control))
+        auc[:, k] = ratio(pair_sums(left, kmat, w), left.sum(axis=1) * (w @ control))
     auc[undefined] = np.nan
     if t.size == 1:
         mean = auc[:, 0].copy()
@@ -283,7 +209,7 @@ def cumulative_dynamic_auc_weighted(time, event, risk, times: Sequence[float], w
         km_times, km = kaplan_meier_weighted(y.time, y.event, w)
         s = step_at(km_times, km, t)
         drop = -np.diff(np.concatenate([np.ones((w.shape[0], 1)), s], axis=1), axis=1)
-        mean = _ratio((auc * drop).sum(axis=1), 1.0 - s[:, -1])
+        mean = ratio((auc * drop).sum(axis=1), 1.0 - s[:, -1])
     return t, auc, mean
 
 
@@ -318,14 +244,14 @@ def brier_score_weighted(time, event, survival, times: Sequence[float], weights=
     y = _outcome(time, event, "brier_score")
     n = y.time.size
     t = _check_times(times, y.time)
-    s = _check_scores(survival, n, "survival")
+    s = check_scores(survival, n, "survival")
     if s.ndim == 1:
         s = s[:, None]
     if s.shape != (n, t.size):
         raise InvalidInput(f"survival: expected shape ({n}, {t.size}) (one column per time), got {s.shape}")
     if (s < 0).any() or (s > 1).any():
         raise InvalidInput("survival: probabilities must lie in [0, 1]")
-    w = _check_weights(weights, n)
+    w = check_weights(weights, n)
     train_y = _train_outcome(train)
     g_y = _censoring_at(y, w, y.time, train_y)
     g_t = _censoring_at(y, w, t, train_y)
@@ -337,7 +263,7 @@ def brier_score_weighted(time, event, survival, times: Sequence[float], weights=
         case = (y.time <= horizon) & y.event
         control = y.time > horizon
         loss = (w * inv_y) @ (np.square(s[:, k]) * case) + (w @ (np.square(1.0 - s[:, k]) * control)) * inv_t[:, k]
-        scores[:, k] = _ratio(loss, w.sum(axis=1))
+        scores[:, k] = ratio(loss, w.sum(axis=1))
     return t, scores
 
 

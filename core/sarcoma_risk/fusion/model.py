@@ -26,12 +26,12 @@ from sarcoma_risk.clinical.variables import VARIABLES
 from sarcoma_risk.errors import InvalidClinicalData, InvalidInput, InvalidModel, InvalidOutcome
 from sarcoma_risk.fusion.cox import CoxParameters, fit_cox
 from sarcoma_risk.fusion.groups import CutoffMethod, assign_groups, choose_cutoff
-from sarcoma_risk.fusion.metrics import harrell_c_weighted
 from sarcoma_risk.fusion.modelcheck import FUSION_FORMAT, PERCENTILES, check_fusion_dict
-from sarcoma_risk.fusion.scores import score_column
 from sarcoma_risk.fusion.selection import DEFAULT_PENALIZERS, CVMetric, select_penalizer
 from sarcoma_risk.fusion.table import CLINICAL, DURATION, EVENT, MODALITY_ORDER, is_missing, submodel_name
-from sarcoma_risk.survival import check_outcome
+from sarcoma_risk.survival.concordance import harrell_c
+from sarcoma_risk.survival.outcome import check_outcome
+from sarcoma_risk.survival.scores import score_column
 
 #: Horizons (months) of the survival probabilities: 1, 3 and 5 years.
 DEFAULT_HORIZONS: tuple[float, ...] = (12.0, 36.0, 60.0)
@@ -190,7 +190,7 @@ class CoxFusion:
             clinical feature columns (None/NaN when missing) and ``radiology_score`` /
             ``pathology_score`` (NaN when missing), e.g. from
             :func:`sarcoma_risk.fusion.table.table_from_manifest`. Development imaging scores must
-            be out-of-fold (see :mod:`sarcoma_risk.fusion.scores`).
+            be out-of-fold (see :mod:`sarcoma_risk.survival.scores`).
         """
         self._check_params()
         for column in (duration_col, event_col):
@@ -284,7 +284,7 @@ class CoxFusion:
             "cutoff": cutoff,
             "development": {
                 "n": int(rows.size), "events": int(event.sum()),
-                "apparent_harrell_c": float(harrell_c_weighted(time, event, risk)[0]),
+                "apparent_harrell_c": harrell_c(time, event, risk),
                 "risk_percentiles": np.percentile(risk, PERCENTILES).tolist(),
             },
         }

@@ -16,8 +16,8 @@ from sarcoma_risk.clinical.encoder import ClinicalEncoder
 from sarcoma_risk.errors import InvalidInput, InvalidModel
 from sarcoma_risk.fusion.cox import CoxParameters
 from sarcoma_risk.fusion.groups import CutoffMethod
-from sarcoma_risk.fusion.scores import score_column
 from sarcoma_risk.fusion.table import CLINICAL, MODALITY_ORDER, submodel_name
+from sarcoma_risk.survival.scores import score_column
 
 # What a saved model must hold is defined here, beside its checks; the model imports it from here.
 #: Format tag of a saved CoxFusion (``to_dict`` writes it; a file with another tag is refused).

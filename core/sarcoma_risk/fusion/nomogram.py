@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from sarcoma_risk.errors import InvalidInput
-from sarcoma_risk.fusion.scores import score_column
 from sarcoma_risk.fusion.table import CLINICAL
+from sarcoma_risk.survival.scores import score_column
 
 #: Survival probabilities marked on the survival axes.
 SURVIVAL_TICKS = (0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05)

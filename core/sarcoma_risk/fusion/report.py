@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from sarcoma_risk.errors import OutputError
+from sarcoma_risk.fileio import atomic_write_json
 from sarcoma_risk.fusion.evaluation import COMBINED, DEPLOYED, Evaluation
 from sarcoma_risk.provenance import sha256_bytes, utc_now
-from sarcoma_risk.weights import write_json_atomic
 
 REPORT_HTML, REPORT_JSON, FIGURES_DIR = "report.html", "report.json", "figures"
 
@@ -305,5 +305,5 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, title: str = "S
     document = {"format": evaluation.data["format"], "title": title, "created_utc": utc_now(),
                 "model": dict(model_info or {}), "figures": index, "data": jsonable(evaluation.data)}
     (out / REPORT_HTML).write_text(page, encoding="utf-8")
-    write_json_atomic(out / REPORT_JSON, document)
+    atomic_write_json(out / REPORT_JSON, document)
     return {"html": out / REPORT_HTML, "json": out / REPORT_JSON, "figures": out / FIGURES_DIR}

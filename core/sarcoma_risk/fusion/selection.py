@@ -23,7 +23,8 @@ import numpy as np
 
 from sarcoma_risk.choices import check_choice
 from sarcoma_risk.errors import InvalidInput
-from sarcoma_risk.fusion.metrics import harrell_c_weighted
+from sarcoma_risk.survival.concordance import harrell_c
+from sarcoma_risk.survival.folds import event_strata, stratified_folds
 
 #: Ridge penalizers tried by default (lifelines scale: penalty = n * penalizer / 2 * ||beta||^2 on
 #: standardized covariates).
@@ -33,18 +34,6 @@ DEFAULT_PENALIZERS: tuple[float, ...] = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0
 class CVMetric(str, Enum):
     PARTIAL_LIKELIHOOD = "partial_likelihood"
     C_INDEX = "c_index"
-
-
-def stratified_folds(event: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Fold number of each case: events and censored cases are dealt round-robin after shuffling."""
-    rng = np.random.default_rng(seed)
-    ids = np.empty(event.size, dtype=int)
-    offset = 0
-    for group in (np.flatnonzero(event), np.flatnonzero(~event)):
-        shuffled = rng.permutation(group)
-        ids[shuffled] = (np.arange(shuffled.size) + offset) % folds
-        offset += shuffled.size
-    return ids
 
 
 def _frame(x, time, event):
@@ -78,7 +67,7 @@ def select_penalizer(x, time: np.ndarray, event: np.ndarray, *, penalizers: Sequ
     if k < 2:
         raise InvalidInput(f"cross-validation needs at least 2 folds with events; have {n_events} event(s) "
                            f"and folds={folds}")
-    fold = stratified_folds(event, k, seed)
+    fold = stratified_folds(event_strata(event), k, seed)
     full = _frame(x, time, event)
     scores: list[float | None] = []
     failed: dict[str, str] = {}
@@ -101,8 +90,8 @@ def select_penalizer(x, time: np.ndarray, event: np.ndarray, *, penalizers: Sequ
             else:
                 held = ~train
                 risk = x.loc[held].to_numpy(dtype=float) @ cph.params_.reindex(x.columns).to_numpy()
-                c = harrell_c_weighted(time[held], event[held], risk)[0] if event[held].any() else math.nan
-                if math.isfinite(c):
+                c = harrell_c(time[held], event[held], risk)
+                if math.isfinite(c):  # NaN: no comparable pair in this fold
                     c_values.append(c)
         if not ok:
             scores.append(None)

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 from sarcoma_risk.clinical.variables import VARIABLES
 from sarcoma_risk.cohort import Manifest, Split
-from sarcoma_risk.fusion.scores import MODALITIES, ScoreTable, check_splits, score_column
+from sarcoma_risk.survival.scores import MODALITIES, ScoreTable, check_splits, score_column
 
 CLINICAL, RADIOLOGY, PATHOLOGY = "clinical", "radiology", "pathology"
 #: Modalities in the order they appear in sub-model names ("clinical+radiology+pathology").
@@ -31,7 +31,7 @@ def table_from_manifest(manifest: Manifest, tables: Mapping[str, ScoreTable], *,
     """The fusion table of a manifest's cases (one split, or all), with scores merged on case_id.
 
     Score rows whose split disagrees with the manifest are refused (see
-    :func:`sarcoma_risk.fusion.scores.check_splits`); score rows of cases absent from the manifest
+    :func:`sarcoma_risk.survival.scores.check_splits`); score rows of cases absent from the manifest
     are ignored.
     """
     import numpy as np

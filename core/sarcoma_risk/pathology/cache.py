@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from sarcoma_risk.errors import InvalidInput
-from sarcoma_risk.fileio import default_file_mode
+from sarcoma_risk.fileio import publish, temporary_beside
 from sarcoma_risk.pathology.slide import PatchGeometry
 from sarcoma_risk.provenance import sha256_bytes
 
@@ -77,10 +75,8 @@ class CacheWriter:
         import h5py
 
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        os.close(fd)
-        self._tmp = Path(tmp)
+        # Filled batch by batch over a whole slide's scoring: published by commit() once complete.
+        self._tmp = temporary_beside(self.path)
         self._file = h5py.File(self._tmp, "w")
         n = len(coords)
         dset = self._file.create_dataset("coords", data=np.asarray(coords, dtype=np.int64).reshape(n, 2))
@@ -101,9 +97,7 @@ class CacheWriter:
             raise InvalidInput(f"{self.path}: tile cache incomplete (some patches were not scored)")
         self._file.attrs["complete"] = True
         self._file.close()
-        os.chmod(self._tmp, default_file_mode())  # mkstemp made it 0600; a cache is shared like any output
-        os.replace(self._tmp, self.path)
-        return self.path
+        return publish(self._tmp, self.path)
 
     def abort(self) -> None:
         if self._file.id.valid:

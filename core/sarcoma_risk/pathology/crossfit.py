@@ -22,8 +22,6 @@ Outputs in ``out_dir``: ``pathology-patch.pt`` and ``pathology-signature.json`` 
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import platform
@@ -34,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from sarcoma_risk.errors import InvalidManifest, InvalidOutcome
+from sarcoma_risk.fileio import atomic_write_bytes, atomic_write_json
 from sarcoma_risk.pathology.pipeline import PATCH_KIND, PATCH_MODEL, SIGNATURE_KIND, SIGNATURE_MODEL, compute_tile_scores
 from sarcoma_risk.pathology.signature import SlideSignature, pool_counts
 from sarcoma_risk.pathology.train import (
@@ -43,11 +42,13 @@ from sarcoma_risk.pathology.train import (
     TrainConfig,
     TrainingCase,
     case_strata,
-    harrell_c,
     naming_case,
-    stratified_folds,
+    slide_c_index,
 )
 from sarcoma_risk.provenance import sha256_bytes, software_version, utc_now
+from sarcoma_risk.survival.crossfit import Fold, cross_fit
+from sarcoma_risk.survival.folds import stratified_folds
+from sarcoma_risk.survival.scores import ScoreEntry, ScoreSource, ScoreTable, write_score_table
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
     import torch
 
     from sarcoma_risk.pathology.model import state_bytes
-    from sarcoma_risk.weights import WeightRegistry, write_json_atomic
+    from sarcoma_risk.weights import WeightRegistry
 
     config.check()
     if folds == 1 or folds < 0:
@@ -165,17 +166,20 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
     try:
         oof: dict[str, dict[str, Any]] = {}
         if folds:
-            fold_of = stratified_folds(case_strata(dev, config.horizon_months), folds,
-                                       np.random.default_rng([config.seed, 21]))
-            run["fold_models"] = []
-            for k in range(folds):
-                inside = [c for c, f in zip(dev, fold_of) if f != k]
-                held_out = [c for c, f in zip(dev, fold_of) if f == k]
-                log.info("fold %d/%d: training on %d cases, scoring %d", k + 1, folds, len(inside), len(held_out))
-                result = trainer.fit(inside, pool)
-                sha = sha256_bytes(state_bytes(result.model))
-                oof.update(score_cases(held_out, result.model, sha, config, signature, cache, progress))
-                run["fold_models"].append({"fold": k, "sha256": sha, **_summary(result)})
+            def fit_patch_model(fold: Fold) -> tuple[Any, str]:
+                result = trainer.fit([dev[i] for i in fold.train], pool)
+                return result, sha256_bytes(state_bytes(result.model))
+
+            def score_held_out(fitted: tuple[Any, str], fold: Fold) -> list[dict[str, Any]]:
+                result, sha = fitted
+                return list(score_cases([dev[i] for i in fold.test], result.model, sha, config, signature, cache,
+                                        progress).values())
+
+            fold_of = stratified_folds(case_strata(dev, config.horizon_months), folds, [config.seed, 21])
+            patch_models = cross_fit(fold_of, folds, fit_patch_model, score_held_out)
+            oof = {case.case_id: features for case, features in zip(dev, patch_models.scores)}
+            run["fold_models"] = [{"fold": k, "sha256": sha, **_summary(result)}
+                                  for k, (result, sha) in enumerate(patch_models.models)]
         log.info("final model: training on all %d development cases", len(dev))
         final = trainer.fit(dev, pool)
         patch_bytes = state_bytes(final.model)
@@ -189,28 +193,30 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
     dev_features = oof if folds else in_sample
     time, event = _outcomes(dev)
     final_signature = signature_config.make().fit([dev_features[c.case_id]["counts"] for c in dev], time, event)
-    rows = []
+    entries: dict[str, ScoreEntry] = {}
     if folds:
-        oof_scores = np.empty(len(dev))
-        for k in range(folds):
-            idx = np.flatnonzero(fold_of == k)
-            rest = np.flatnonzero(fold_of != k)
-            fold_sig = signature_config.make().fit([oof[dev[i].case_id]["counts"] for i in rest], time[rest], event[rest])
-            oof_scores[idx] = fold_sig.predict([oof[dev[i].case_id]["counts"] for i in idx])
-        rows += [(c.case_id, "development", s, "out_of_fold") for c, s in zip(dev, oof_scores)]
-        run["oof_signature_cindex"] = harrell_c(time, event, oof_scores)
-        run["oof_mean_probability_cindex"] = harrell_c(time, event, [oof[c.case_id]["mean_probability"] for c in dev])
+        counts = [oof[c.case_id]["counts"] for c in dev]
+        signatures = cross_fit(
+            fold_of, folds,
+            lambda fold: signature_config.make().fit([counts[i] for i in fold.train], time[fold.train], event[fold.train]),
+            lambda fold_signature, fold: fold_signature.predict([counts[i] for i in fold.test]))
+        oof_scores = np.asarray(signatures.scores, dtype=float)
+        entries |= {c.case_id: ScoreEntry("development", s, ScoreSource.OUT_OF_FOLD.value)
+                    for c, s in zip(dev, oof_scores)}
+        run["oof_signature_cindex"] = slide_c_index(time, event, oof_scores)
+        run["oof_mean_probability_cindex"] = slide_c_index(time, event, [oof[c.case_id]["mean_probability"] for c in dev])
     else:
         log.warning("no cross-fitting (--folds 0): the signature is fit on the patch model's scores of its own "
                     "training slides and development cases get no out-of-fold score")
     if cohort.validation:
         val_risk = final_signature.predict([val_scores[c.case_id]["counts"] for c in cohort.validation])
-        rows += [(c.case_id, "validation", s, "final_model") for c, s in zip(cohort.validation, val_risk)]
+        entries |= {c.case_id: ScoreEntry("validation", s, ScoreSource.FINAL_MODEL.value)
+                    for c, s in zip(cohort.validation, val_risk)}
         vt, ve = _outcomes(cohort.validation)
-        run["validation_signature_cindex"] = harrell_c(vt, ve, val_risk)
+        run["validation_signature_cindex"] = slide_c_index(vt, ve, val_risk)
 
     registry = WeightRegistry(out_dir)
-    (out_dir / PATCH_FILE).write_bytes(patch_bytes)
+    atomic_write_bytes(out_dir / PATCH_FILE, patch_bytes)
     training_data = {"data_sha256": cohort.data_sha256, "n_development_cases": len(dev),
                      "n_development_slides": sum(len(c.slides) for c in dev), "labels": final.label_counts,
                      "horizon_months": config.horizon_months}
@@ -222,7 +228,7 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
                       training_data=training_data,
                       validation={"inner_val_cindex": final.best_val_cindex, "best_epoch": final.best_epoch,
                                   "oof_mean_probability_cindex": run.get("oof_mean_probability_cindex")})
-    write_json_atomic(out_dir / SIGNATURE_FILE, final_signature.to_dict())
+    atomic_write_json(out_dir / SIGNATURE_FILE, final_signature.to_dict())
     registry.register(SIGNATURE_MODEL, SIGNATURE_FILE, kind=SIGNATURE_KIND, version=software_version(),
                       config={**asdict(signature_config), "patch_model_sha256": final_sha,
                               "fitted_on": "out_of_fold tile scores" if folds else "in-sample tile scores"},
@@ -230,23 +236,11 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
                       validation={"oof_cindex": run.get("oof_signature_cindex"),
                                   "validation_cindex": run.get("validation_signature_cindex"),
                                   "training_concordance": final_signature.concordance_})
-    write_scores(out_dir / SCORES_FILE, rows)
+    write_score_table(out_dir / SCORES_FILE, ScoreTable("pathology", entries))
     run["finished_utc"] = utc_now()
     run["scores_file"] = SCORES_FILE
-    write_json_atomic(out_dir / RUN_FILE, run)
+    atomic_write_json(out_dir / RUN_FILE, run)
     return run
-
-
-def write_scores(path: Path, rows: Sequence[tuple[str, str, float, str]]) -> None:
-    """DIR/pathology_scores.csv: case_id, split, pathology_score, source (the fusion contract)."""
-    from sarcoma_risk.pathology.outputs import write_atomic
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("case_id", "split", "pathology_score", "source"))
-    for case_id, split, score, source in rows:
-        writer.writerow((case_id, split, f"{score:.6f}", source))
-    write_atomic(path, buffer.getvalue().encode("utf-8"))
 
 
 def fit_signature(manifest_path: str | Path, weights_dir: str | Path, out_dir: str | Path,
@@ -263,7 +257,7 @@ def fit_signature(manifest_path: str | Path, weights_dir: str | Path, out_dir: s
     import shutil
 
     from sarcoma_risk.pathology.model import make_patch_model
-    from sarcoma_risk.weights import WeightRegistry, write_json_atomic
+    from sarcoma_risk.weights import WeightRegistry
 
     source = WeightRegistry(weights_dir)
     state, entry = source.load_torch(PATCH_MODEL)
@@ -284,7 +278,7 @@ def fit_signature(manifest_path: str | Path, weights_dir: str | Path, out_dir: s
     if cohort.validation:
         val_scores = score_cases(cohort.validation, model, entry["sha256"], config, signature, cache, progress)
         vt, ve = _outcomes(cohort.validation)
-        summary["validation_cindex"] = harrell_c(vt, ve, signature.predict(
+        summary["validation_cindex"] = slide_c_index(vt, ve, signature.predict(
             [val_scores[c.case_id]["counts"] for c in cohort.validation]))
     registry = WeightRegistry(out_dir)
     if registry.directory.resolve() != source.directory.resolve():
@@ -293,7 +287,7 @@ def fit_signature(manifest_path: str | Path, weights_dir: str | Path, out_dir: s
         registry.register(PATCH_MODEL, PATCH_FILE, kind=entry["kind"], version=entry["version"],
                           config=entry.get("config"), training_data=entry.get("training_data"),
                           validation=entry.get("validation"))
-    write_json_atomic(out_dir / SIGNATURE_FILE, signature.to_dict())
+    atomic_write_json(out_dir / SIGNATURE_FILE, signature.to_dict())
     registry.register(SIGNATURE_MODEL, SIGNATURE_FILE, kind=SIGNATURE_KIND, version=software_version(),
                       config={**asdict(signature_config), "patch_model_sha256": entry["sha256"],
                               "fitted_on": "patch-model scores of the development slides (in-sample when the "

@@ -25,11 +25,6 @@ MEASUREMENT = "recurrence_probability"
 CSV_COLUMNS = ("minx", "miny", "width", "height", "prob_recurrence")
 
 
-def write_atomic(path: Path, data: bytes) -> Path:
-    """Write bytes through a temporary file and a rename (no half-written file after a crash)."""
-    return atomic_write_bytes(path, data)
-
-
 def write_tile_csv(path: str | Path, tiles: TileScores) -> Path:
     """The tile table (one row per patch, level-0 pixels)."""
     buffer = io.StringIO()
@@ -38,7 +33,7 @@ def write_tile_csv(path: str | Path, tiles: TileScores) -> Path:
     size = tiles.geometry.size0
     for (x, y), p in zip(tiles.coords.tolist(), tiles.probabilities.tolist()):
         writer.writerow((x, y, size, size, f"{p:.6f}"))
-    return write_atomic(Path(path), buffer.getvalue().encode("utf-8"))
+    return atomic_write_bytes(Path(path), buffer.getvalue().encode("utf-8"))
 
 
 def tile_objects(tiles: TileScores) -> list[Any]:
@@ -57,7 +52,7 @@ def write_tile_geojson(path: str | Path, tiles: TileScores) -> Path:
     """QuPath GeoJSON tiles for File > Import objects."""
     from sarcoma_risk.pathology.geojson import dumps
 
-    return write_atomic(Path(path), (dumps(tile_objects(tiles)) + "\n").encode("utf-8"))
+    return atomic_write_bytes(Path(path), (dumps(tile_objects(tiles)) + "\n").encode("utf-8"))
 
 
 def probability_map(tiles: TileScores, shape: tuple[int, int], downsample: float) -> np.ndarray:
@@ -89,4 +84,4 @@ def write_heatmap(path: str | Path, thumbnail: np.ndarray, downsample: float, ti
     figure.colorbar(shown, cax=figure.add_axes((0.88, 0.1, 0.03, 0.74)), label="probability")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", metadata={"Software": None})
-    return write_atomic(Path(path), buffer.getvalue())
+    return atomic_write_bytes(Path(path), buffer.getvalue())

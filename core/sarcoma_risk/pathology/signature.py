@@ -30,7 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from sarcoma_risk.errors import InvalidModel, InvalidOutcome
-from sarcoma_risk.survival import check_outcome
+from sarcoma_risk.survival.outcome import check_outcome
 
 SIGNATURE_FORMAT = "sarcoma-risk-slide-signature/1"
 

@@ -34,6 +34,8 @@ import numpy as np
 from sarcoma_risk.errors import InvalidInput, InvalidOutcome, SarcomaRiskError
 from sarcoma_risk.pathology.augment import AugmentConfig, augment_batch
 from sarcoma_risk.pathology.slide import PatchGeometry, Slide
+from sarcoma_risk.survival.concordance import harrell_c, undefined_as_none
+from sarcoma_risk.survival.folds import stratified_split
 
 log = logging.getLogger(__name__)
 
@@ -197,42 +199,14 @@ def sample_epoch(cases: Sequence[TrainingCase], labels: Sequence[int], n: int,
     return picked
 
 
-def stratified_split(strata: Sequence[Any], fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Boolean mask choosing about ``fraction`` of each stratum (at least one of each stratum of 2+)."""
-    strata = np.asarray([str(s) for s in strata])
-    chosen = np.zeros(len(strata), dtype=bool)
-    for value in sorted(set(strata.tolist())):
-        idx = np.flatnonzero(strata == value)
-        if len(idx) < 2:
-            continue
-        k = min(len(idx) - 1, max(1, round(fraction * len(idx))))
-        chosen[rng.permutation(idx)[:k]] = True
-    return chosen
+def slide_c_index(time: Any, event: Any, risk: Any) -> float | None:
+    """Harrell's C of a case score (higher = riskier), None when no pair is comparable (null in JSON).
 
-
-def stratified_folds(strata: Sequence[Any], k: int, rng: np.random.Generator) -> np.ndarray:
-    """Fold number (0..k-1) per case, each stratum dealt round-robin after a shuffle."""
-    strata = np.asarray([str(s) for s in strata])
-    folds = np.empty(len(strata), dtype=np.int64)
-    offset = 0
-    for value in sorted(set(strata.tolist())):
-        idx = rng.permutation(np.flatnonzero(strata == value))
-        folds[idx] = (np.arange(len(idx)) + offset) % k
-        offset += len(idx)
-    return folds
-
-
-def harrell_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float | None:
-    """Harrell's C of a risk score (higher = riskier); None when no pair is comparable."""
-    from lifelines.utils import concordance_index
-
-    event = np.asarray(event, dtype=bool)
-    if not event.any() or len(time) < 2:
-        return None
-    try:
-        return float(concordance_index(time, -np.asarray(risk, dtype=float), event))
-    except ZeroDivisionError:  # lifelines: no admissible pairs
-        return None
+    Only exactly equal scores are ties (``tied_tol=0``, lifelines' rule, which pathology has always
+    used): mean patch probabilities of a barely trained model can differ by less than the default
+    1e-8, and this C-index picks the epoch whose weights are kept.
+    """
+    return undefined_as_none(harrell_c(time, event, risk, tied_tol=0.0))
 
 
 def validation_items(cases: Sequence[TrainingCase], per_slide: int) -> list[tuple[SlideRef, int, int, int]]:
@@ -310,8 +284,8 @@ class PatchTrainer:
         cfg.check()
         rng = np.random.default_rng([cfg.seed, 11])
         labels = [case.label(cfg.horizon_months) for case in cases]
-        strata = [("censored" if lab is None else lab) for lab in labels]
-        is_val = stratified_split(strata, cfg.val_fraction, rng)
+        strata = [("censored" if lab is None else str(lab)) for lab in labels]  # dealt "0", "1", "censored"
+        is_val = stratified_split(strata, cfg.val_fraction, rng, every_stratum=True)
         train = [(c, lab) for c, lab, v in zip(cases, labels, is_val) if not v and lab is not None]
         val = [c for c, v in zip(cases, is_val) if v]
         counts = {"positive": sum(lab == 1 for _, lab in train), "negative": sum(lab == 0 for _, lab in train),
@@ -392,7 +366,7 @@ class PatchTrainer:
             probs[start:start + len(batch)] = runner(batch)
         case_index = np.array([i[3] for i in items])
         score = np.array([probs[case_index == k].mean() for k in range(len(val))])
-        c = harrell_c(np.array([c.time for c in val]), np.array([c.event for c in val]), score)
+        c = slide_c_index(np.array([c.time for c in val]), np.array([c.event for c in val]), score)
         target = np.array([np.nan if labels[k] is None else labels[k] for k in case_index], dtype=float)
         known = ~np.isnan(target)
         if not known.any():

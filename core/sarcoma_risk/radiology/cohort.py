@@ -14,7 +14,6 @@ left out), trains on the development split only, and writes into the output fold
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -26,17 +25,19 @@ import numpy as np
 
 from sarcoma_risk.cohort import CohortCase, Split, read_manifest
 from sarcoma_risk.errors import InvalidInput, InvalidManifest, SarcomaRiskError
-from sarcoma_risk.fileio import atomic_path
+from sarcoma_risk.fileio import atomic_write_json
 from sarcoma_risk.provenance import sha256_file, utc_now
 from sarcoma_risk.radiology.config import ModelConfig, PreprocessConfig, TrainConfig
-from sarcoma_risk.radiology.train import RadiologyCoxModel, harrell_c
-from sarcoma_risk.weights import write_json_atomic
+from sarcoma_risk.radiology.train import RadiologyCoxModel
+from sarcoma_risk.survival.concordance import harrell_c, undefined_as_none
+from sarcoma_risk.survival.crossfit import Fold, cross_fit
+from sarcoma_risk.survival.folds import event_strata, stratified_folds
+from sarcoma_risk.survival.scores import ScoreEntry, ScoreSource, ScoreTable, write_score_table
 
 log = logging.getLogger(__name__)
 
 SCORES_FILE = "radiology_scores.csv"
 RUN_FILE = "radiology_training.json"
-SCORE_COLUMNS = ("case_id", "split", "radiology_score", "source")
 #: Fewer usable development cases than this cannot train (or early-stop) a model meaningfully.
 MIN_DEVELOPMENT_CASES = 8
 
@@ -109,27 +110,6 @@ def data_sha256(patches: CohortPatches, mask: np.ndarray) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def fold_assignment(event: np.ndarray, folds: int, seed: int) -> np.ndarray:
-    """Fold number (0..folds-1) per case, events and censored cases spread evenly over folds."""
-    rng = np.random.default_rng(seed)
-    assignment = np.empty(len(event), dtype=int)
-    offset = 0
-    for value in (True, False):
-        members = rng.permutation(np.flatnonzero(np.asarray(event) == value))
-        assignment[members] = (np.arange(len(members)) + offset) % folds
-        offset += len(members)
-    return assignment
-
-
-def write_scores_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    """The scores file of the data contract, written atomically."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SCORE_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({**row, "radiology_score": f"{row['radiology_score']:.6f}"})
-
-
 @dataclass
 class TrainingReport:
     """What :func:`train_from_manifest` did (also saved as ``radiology_training.json``)."""
@@ -185,30 +165,32 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
         raise InvalidManifest(f"{manifest.path}: no recurrence among the development cases with MRI; "
                               "a Cox model needs events")
 
-    rows: list[dict[str, Any]] = []
+    entries: dict[str, ScoreEntry] = {}
     fold_summaries = []
     oof = np.full(len(X), np.nan)
     if folds:
-        assignment = fold_assignment(event[dev_idx], folds, train.seed)
-        for fold in range(folds):
-            test = dev_idx[assignment == fold]
-            fit_idx = dev_idx[assignment != fold]
-            log.info("fold %d/%d: training on %d cases, scoring %d", fold + 1, folds, len(fit_idx), len(test))
-            fold_model = RadiologyCoxModel(preprocess, model, replace(train, seed=train.seed + 1 + fold))
-            fold_model.fit(X[fit_idx], time[fit_idx], event[fit_idx])
-            oof[test] = fold_model.predict(X[test])
-            fold_summaries.append({"fold": fold + 1, "n_train": len(fit_idx), "n_test": len(test),
+        def fit(fold: Fold) -> RadiologyCoxModel:
+            fitted = dev_idx[fold.train]
+            fold_model = RadiologyCoxModel(preprocess, model, replace(train, seed=train.seed + 1 + fold.number))
+            return fold_model.fit(X[fitted], time[fitted], event[fitted])
+
+        assignment = stratified_folds(event_strata(event[dev_idx]), folds, train.seed)
+        crossfit = cross_fit(assignment, folds, fit, lambda fold_model, fold: fold_model.predict(X[dev_idx[fold.test]]))
+        oof[dev_idx] = crossfit.scores
+        for number, fold_model in enumerate(crossfit.models):
+            test = dev_idx[assignment == number]
+            fold_summaries.append({"fold": number + 1, "n_train": len(dev_idx) - len(test), "n_test": len(test),
                                    "best_epoch": fold_model.best_epoch_,
-                                   "test_cindex": harrell_c(time[test], event[test], oof[test])})
-        rows += [{"case_id": patches.case_ids[i], "split": Split.DEVELOPMENT.value, "radiology_score": float(oof[i]),
-                  "source": "out_of_fold"} for i in dev_idx]
+                                   "test_cindex": undefined_as_none(harrell_c(time[test], event[test], oof[test]))})
+        entries |= {patches.case_ids[i]: ScoreEntry(Split.DEVELOPMENT.value, float(oof[i]), ScoreSource.OUT_OF_FOLD.value)
+                    for i in dev_idx}
 
     log.info("final model: training on all %d development cases", n_dev)
     final = RadiologyCoxModel(preprocess, model, train).fit(X[dev_idx], time[dev_idx], event[dev_idx])
     val_idx = np.flatnonzero(validation)
     val_scores = final.predict(X[val_idx]) if len(val_idx) else np.array([])
-    rows += [{"case_id": patches.case_ids[i], "split": Split.VALIDATION.value, "radiology_score": float(s),
-              "source": "final_model"} for i, s in zip(val_idx, val_scores)]
+    entries |= {patches.case_ids[i]: ScoreEntry(Split.VALIDATION.value, float(s), ScoreSource.FINAL_MODEL.value)
+                for i, s in zip(val_idx, val_scores)}
 
     digest = data_sha256(patches, development)
     from sarcoma_risk import __version__
@@ -216,9 +198,9 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
     figures = {
         "early_stopping_cindex": final.validation_cindex_,
         "best_epoch": final.best_epoch_,
-        "out_of_fold_cindex": harrell_c(time[dev_idx], event[dev_idx], oof[dev_idx]) if folds else None,
-        "validation_split_cindex": harrell_c(time[val_idx], event[val_idx], val_scores)
-        if len(val_idx) and event[val_idx].any() else None,
+        "out_of_fold_cindex": undefined_as_none(harrell_c(time[dev_idx], event[dev_idx], oof[dev_idx])) if folds else None,
+        "validation_split_cindex": undefined_as_none(harrell_c(time[val_idx], event[val_idx], val_scores))
+        if len(val_idx) else None,
         "folds": fold_summaries,
     }
     training_data = {
@@ -233,7 +215,8 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
 
     entry = save_model(final, out_dir, version=f"{__version__}+{digest[:8]}", training_data=training_data,
                        validation=figures)
-    write_scores_csv(out_dir / SCORES_FILE, rows)
+    # CRLF row ends, as radiology's score tables have always had (the reader takes both).
+    write_score_table(out_dir / SCORES_FILE, ScoreTable("radiology", entries), line_end="\r\n")
     summary = {
         "created_utc": utc_now(),
         "command": "train radiology",
@@ -248,5 +231,5 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
                   "without_mri": patches.without_mri},
         "scores_file": SCORES_FILE,
     }
-    write_json_atomic(out_dir / RUN_FILE, summary)
+    atomic_write_json(out_dir / RUN_FILE, summary)
     return TrainingReport(summary, final)

@@ -27,7 +27,9 @@ from sarcoma_risk.radiology.augment import augment_batch
 from sarcoma_risk.radiology.config import ModelConfig, PreprocessConfig, TrainConfig
 from sarcoma_risk.radiology.losses import cox_partial_nll
 from sarcoma_risk.radiology.model import CBAMNet3d
-from sarcoma_risk.survival import check_outcome
+from sarcoma_risk.survival.concordance import harrell_c, undefined_as_none
+from sarcoma_risk.survival.folds import event_strata, stratified_split
+from sarcoma_risk.survival.outcome import check_outcome
 
 log = logging.getLogger(__name__)
 
@@ -45,26 +47,6 @@ def seeded(seed: int) -> Iterator[None]:
             yield
         finally:
             torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
-
-
-def harrell_c(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
-    """Harrell's C-index of ``risk`` (higher = riskier); 0.5 when no pair is comparable."""
-    from sksurv.metrics import concordance_index_censored
-
-    try:
-        return float(concordance_index_censored(np.asarray(event, bool), np.asarray(time, float), np.asarray(risk, float))[0])
-    except ValueError:  # sksurv refuses data without comparable pairs
-        return 0.5
-
-
-def stratified_holdout(event: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Boolean mask of held-out cases: ``fraction`` of the events and of the censored cases."""
-    held = np.zeros(len(event), dtype=bool)
-    for value in (True, False):
-        members = np.flatnonzero(event == value)
-        take = int(round(fraction * len(members)))
-        held[rng.permutation(members)[:take]] = True
-    return held
 
 
 class RadiologyCoxModel:
@@ -90,7 +72,8 @@ class RadiologyCoxModel:
     best_epoch_ : int
         1-based epoch whose weights were kept.
     validation_cindex_ : float or None
-        Harrell's C on the held-out share at ``best_epoch_`` (None without a held-out share).
+        Harrell's C on the held-out share at ``best_epoch_`` (None without a held-out share, or when
+        no pair of it is comparable).
     initial_loss_, final_loss_ : float
         Partial-likelihood loss on all training cases before and after training (no augmentation).
     """
@@ -138,8 +121,8 @@ class RadiologyCoxModel:
             raise InvalidInput(f"X has {len(Xt)} cases but the outcome has {len(outcome.time)}")
         cfg = self.train
         rng = np.random.default_rng(cfg.seed)
-        held = stratified_holdout(outcome.event, cfg.validation_fraction, rng) if cfg.validation_fraction else \
-            np.zeros(len(Xt), dtype=bool)
+        held = stratified_split(event_strata(outcome.event), cfg.validation_fraction, rng) \
+            if cfg.validation_fraction else np.zeros(len(Xt), dtype=bool)
         if held.any() and (outcome.event[held].sum() == 0 or held.sum() < 3 or (~held).sum() < 2):
             log.warning("too few cases to hold %d out for early stopping; training %d epochs on all %d cases",
                         int(held.sum()), cfg.epochs, len(Xt))
@@ -180,13 +163,16 @@ class RadiologyCoxModel:
                 if len(val_idx):
                     val_scores = self._raw_scores(network, Xt[val_idx], cfg.batch_size)
                     record["validation_loss"] = float(cox_partial_nll(val_scores, time_t[val_idx], event_t[val_idx], cfg.ties))
-                    record["validation_cindex"] = harrell_c(outcome.time[val_idx], outcome.event[val_idx], val_scores.numpy())
+                    record["validation_cindex"] = undefined_as_none(
+                        harrell_c(outcome.time[val_idx], outcome.event[val_idx], val_scores.numpy()))
                 history.append(record)
                 log.debug("epoch %d: %s", epoch, record)
                 if epoch < cfg.min_epochs and epoch < cfg.epochs:
                     continue
                 if len(val_idx):
-                    key = (record["validation_cindex"], -record["validation_loss"])
+                    # A held-out share without a comparable pair (C undefined) ranks like chance, 0.5.
+                    c = record["validation_cindex"]
+                    key = (0.5 if c is None else c, -record["validation_loss"])
                     if best is None or key > best:
                         best, best_state, best_epoch = key, copy.deepcopy(network.state_dict()), epoch
                     elif epoch - best_epoch >= cfg.patience:
@@ -201,7 +187,7 @@ class RadiologyCoxModel:
         self.network_ = network
         self.history_ = history
         self.best_epoch_ = best_epoch
-        self.validation_cindex_ = best[0] if best is not None else None
+        self.validation_cindex_ = history[best_epoch - 1]["validation_cindex"] if best is not None else None
         self.reference_scores_ = np.sort((raw - raw.mean()).numpy())
         self.n_cases_, self.n_events_ = len(Xt), int(outcome.event.sum())
         return self

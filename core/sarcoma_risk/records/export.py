@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from sarcoma_risk.errors import OutputError
-from sarcoma_risk.fileio import atomic_path
+from sarcoma_risk.fileio import atomic_open
 from sarcoma_risk.records.schema import export_columns, spreadsheet_safe
 
 
@@ -43,12 +43,12 @@ def write_json(records: Sequence[dict[str, Any]], path: str | Path) -> int:
 
 @contextlib.contextmanager
 def _atomic_output(path: str | Path) -> Iterator[Any]:
-    """A text file written through a temporary file in the same folder and a rename."""
+    """An atomic text file (:func:`~sarcoma_risk.fileio.atomic_open`) with the export's error messages."""
     path = Path(path)
     if not path.parent.is_dir():
         raise OutputError(f"{path}: the folder {path.parent} does not exist; create it or choose another --out")
     try:
-        with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        with atomic_open(path) as handle:
             yield handle
     except OSError as exc:
         raise OutputError(f"{path}: could not be written ({exc.strerror}); nothing was exported") from None

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from sarcoma_risk.errors import OutputError
+from sarcoma_risk.fileio import atomic_write_json
 from sarcoma_risk.release.config import TrainAllConfig
-from sarcoma_risk.weights import MANIFEST_NAME, WeightRegistry, write_json_atomic
+from sarcoma_risk.weights import MANIFEST_NAME, WeightRegistry
 
 CARD_NAME = "MODEL_CARD.md"
 #: Shipped models in the order they are registered; which comparison model describes each.
@@ -117,7 +118,7 @@ def score_distributions(score_files: list[Path]) -> dict[str, Any]:
     """
     import numpy as np
 
-    from sarcoma_risk.fusion.scores import read_score_tables
+    from sarcoma_risk.survival.scores import read_score_tables
 
     out: dict[str, Any] = {}
     for modality, table in read_score_tables(score_files).items():
@@ -164,7 +165,7 @@ def assemble(out_dir: Path, *, stage: Path, cohort: Path, report: Path, config: 
     km = build_validation_cohort(stage, cohort / "manifest.csv", score_files,
                                  "validation cases (centre B) of the phantom cohort the weights were validated on: "
                                  "observed time and event, fused risk and group as `fuse` gives them; synthetic")
-    write_json_atomic(building / FILE_NAME, km.to_dict())
+    atomic_write_json(building / FILE_NAME, km.to_dict())
     registry.register(REGISTRY_NAME, FILE_NAME, kind=KIND, version=software_version(),
                       config={"submodels": sorted(set(data["deployed"]["submodel_counts"]))},
                       training_data={"cohort": description},
@@ -176,7 +177,7 @@ def assemble(out_dir: Path, *, stage: Path, cohort: Path, report: Path, config: 
         "created_utc": utc_now(), "config": config.to_dict(), "cohort": description, "validation": summary,
         "seconds": dict(seconds), "model_card": CARD_NAME,
     }
-    write_json_atomic(registry.manifest_path, manifest)
+    atomic_write_json(registry.manifest_path, manifest)
     (building / CARD_NAME).write_text(render_model_card(manifest), encoding="utf-8")
     _replace_release(out_dir, building)
     return out_dir / MANIFEST_NAME

@@ -72,7 +72,7 @@ def build_validation_cohort(weights_dir: Path, manifest: Path, score_files: list
     """Score the manifest's validation cases with the fusion model of ``weights_dir`` as ``fuse`` would."""
     from sarcoma_risk.cohort import Split, read_manifest
     from sarcoma_risk.fusion.loading import load_fusion
-    from sarcoma_risk.fusion.scores import read_score_tables
+    from sarcoma_risk.survival.scores import read_score_tables
     from sarcoma_risk.fusion.table import DURATION, EVENT, table_from_manifest
 
     model, _ = load_fusion(weights=weights_dir)

@@ -41,6 +41,8 @@ from sarcoma_risk.choices import check_choice
 from sarcoma_risk.clinical.variables import VARIABLES
 from sarcoma_risk.cohort import manifest_columns
 from sarcoma_risk.errors import InvalidInput, OutputError
+from sarcoma_risk.fileio import atomic_write_json, atomic_write_text
+from sarcoma_risk.survival.concordance import harrell_c, undefined_as_none
 from sarcoma_risk.synthetic.model import GenerativeModel, SampledCase
 
 logger = logging.getLogger(__name__)
@@ -338,19 +340,6 @@ def manifest_text(rows: Sequence[Mapping[str, str]]) -> str:
     return buffer.getvalue()
 
 
-def _c_index(time: np.ndarray, score: np.ndarray, event: np.ndarray) -> float | None:
-    """Harrell's C of a risk score (higher = riskier); None when no pair is comparable."""
-    from lifelines.utils import concordance_index
-
-    if not event.any() or len(time) < 2:
-        return None
-    try:
-        # lifelines ranks survival-like predictions (higher = longer), hence the minus sign.
-        return float(concordance_index(time, -score, event))
-    except ZeroDivisionError:  # lifelines' signal for "no admissible pairs"
-        return None
-
-
 def c_index_table(plans: Sequence[CasePlan], model: GenerativeModel) -> dict[str, Any]:
     """Harrell's C of the true LP and of partial truths, overall, per centre and per split.
 
@@ -376,7 +365,9 @@ def c_index_table(plans: Sequence[CasePlan], model: GenerativeModel) -> dict[str
     table: dict[str, Any] = {}
     for name, mask in groups.items():
         entry: dict[str, Any] = {"n": int(mask.sum()), "events": int(event[mask].sum())}
-        entry.update({key: _c_index(time[mask], score[mask], event[mask]) for key, score in scores.items()})
+        # Only exactly equal scores are ties (tied_tol=0), as truth.json has always counted them.
+        entry.update({key: undefined_as_none(harrell_c(time[mask], event[mask], score[mask], tied_tol=0.0))
+                      for key, score in scores.items()})
         table[name] = entry
     return table
 
@@ -402,6 +393,7 @@ def truth_document(plans: Sequence[CasePlan], files: Sequence[dict[str, Any]], m
         "software_version": software_version(),
         "settings": dict(settings),
         "model": model.to_dict(),
+        # lifelines' definition, which harrell_c with tied_tol=0 reproduces to the bit.
         "c_index": {"method": "Harrell's C on the observed (censored) outcomes, lifelines.utils.concordance_index",
                     "groups": table},
         "oracle_c_index": {name: entry["oracle"] for name, entry in table.items()},
@@ -456,19 +448,13 @@ def _prepare_output(root: Path, overwrite: bool) -> bool:
     return True
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8", newline="")
-    os.replace(tmp, path)
-
-
 def _cleanup(root: Path, created: bool) -> bool:
     """Remove what this run wrote; True when it is gone."""
     try:
         if created:
             shutil.rmtree(root)
         else:
-            for name in (MANIFEST_NAME, TRUTH_NAME, CASES_DIR, MANIFEST_NAME + ".tmp", TRUTH_NAME + ".tmp"):
+            for name in (MANIFEST_NAME, TRUTH_NAME, CASES_DIR):
                 path = root / name
                 if path.is_dir():
                     shutil.rmtree(path)
@@ -548,9 +534,8 @@ def generate_cohort(out_dir: str | Path, n_cases: int, centres: str | Sequence[s
             "Delete the folder or run `sarcoma-risk synth` again with --overwrite.\n", encoding="utf-8")
         files = _render_all(plans, root, size, images, workers, progress)
         rows = manifest_rows(plans, files)
-        _write_atomic(root / TRUTH_NAME, json.dumps(truth_document(plans, files, model, settings), indent=1,
-                                                   sort_keys=True, allow_nan=False) + "\n")
-        _write_atomic(root / MANIFEST_NAME, manifest_text(rows))
+        atomic_write_json(root / TRUTH_NAME, truth_document(plans, files, model, settings), indent=1)
+        atomic_write_text(root / MANIFEST_NAME, manifest_text(rows))
         (root / INCOMPLETE_MARKER).unlink()
     except OSError as exc:
         if exc.errno not in _OUTPUT_ERRNOS:

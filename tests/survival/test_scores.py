@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from sarcoma_risk.errors import InvalidInput
-from sarcoma_risk.fusion.scores import InSampleScoresWarning, check_out_of_fold, check_splits, read_score_table, read_score_tables
+from sarcoma_risk.survival.scores import (
+    InSampleScoresWarning,
+    ScoreEntry,
+    ScoreTable,
+    check_out_of_fold,
+    check_splits,
+    read_score_table,
+    read_score_tables,
+    write_score_table,
+)
 
 
 def write(tmp_path, name, text):
@@ -21,6 +30,30 @@ def test_a_score_table_is_read_with_its_modality_and_empty_scores_as_missing(tmp
     table = read_score_table(path)
     assert table.modality == "radiology"
     assert table.score("STS-1") == 0.5 and table.score("STS-2") is None and table.score("STS-3") is None
+
+
+def test_a_written_table_reads_back_with_six_decimals_and_empty_cells_for_missing_scores(tmp_path):
+    table = ScoreTable("pathology", {"STS-2": ScoreEntry("development", 0.12345678, "out_of_fold"),
+                                     "STS-1": ScoreEntry("validation", None, "final_model")})
+    back = read_score_table(write_score_table(tmp_path / "pathology_scores.csv", table))
+    assert back.modality == "pathology" and list(back.entries) == ["STS-2", "STS-1"]
+    assert back.entries["STS-2"] == ScoreEntry("development", 0.123457, "out_of_fold")
+    assert back.score("STS-1") is None
+
+
+def test_rows_end_as_the_writer_is_told(tmp_path):
+    table = ScoreTable("radiology", {"STS-1": ScoreEntry("development", -1.5, "out_of_fold")})
+    lf = write_score_table(tmp_path / "lf.csv", table)
+    crlf = write_score_table(tmp_path / "crlf.csv", table, line_end="\r\n")
+    assert lf.read_bytes() == b"case_id,split,radiology_score,source\nSTS-1,development,-1.500000,out_of_fold\n"
+    assert crlf.read_bytes() == lf.read_bytes().replace(b"\n", b"\r\n")
+    assert read_score_table(crlf).entries == read_score_table(lf).entries
+
+
+def test_a_table_of_an_unknown_modality_is_not_written(tmp_path):
+    with pytest.raises(InvalidInput, match="modality 'genomics'; expected one of radiology, pathology"):
+        write_score_table(tmp_path / "g.csv", ScoreTable("genomics", {}))
+    assert not (tmp_path / "g.csv").exists()
 
 
 def test_every_bad_row_is_listed(tmp_path):

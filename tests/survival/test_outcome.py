@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sarcoma_risk.errors import InvalidOutcome
-from sarcoma_risk.survival import check_outcome
+from sarcoma_risk.survival.outcome import check_outcome
 
 
 def test_a_valid_outcome_becomes_float_times_and_boolean_events():

@@ -1,6 +1,6 @@
 """Imaging score tables: what the radiology and pathology ``train`` commands hand to fusion.
 
-Each table is a CSV ``<modality>_scores.csv`` with columns ``case_id, split, <modality>_score,
+:func:`write_score_table` writes one, :func:`read_score_table` reads and checks it. Each table is a CSV ``<modality>_scores.csv`` with columns ``case_id, split, <modality>_score,
 source`` (modality ``radiology`` or ``pathology``). Development cases carry out-of-fold scores
 (``source`` = ``out_of_fold``, from cross-fitting), validation cases the final model's scores
 (``final_model``). A case absent from a table, or with an empty score, lacks that modality.
@@ -12,6 +12,7 @@ case during training is optimistic, and a Cox weight fitted on it is inflated.
 
 from __future__ import annotations
 
+import csv
 import logging
 import math
 import warnings
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from sarcoma_risk.errors import InvalidCaseId, InvalidInput
+from sarcoma_risk.fileio import atomic_open
 from sarcoma_risk.records.schema import validate_case_id
 from sarcoma_risk.tabular import read_csv_table
 
@@ -61,6 +63,23 @@ class ScoreTable:
     def score(self, case_id: str) -> float | None:
         entry = self.entries.get(case_id)
         return None if entry is None else entry.score
+
+
+def write_score_table(path: str | Path, table: ScoreTable, *, line_end: str = "\n") -> Path:
+    """Write ``table`` as ``path`` (atomically): one row per entry, in the table's order.
+
+    Scores are written with 6 decimals, a missing score as an empty cell. ``line_end`` is the row
+    terminator: radiology's tables have always ended rows with ``\\r\\n`` (the csv module's
+    default) and pathology's with ``\\n``; the reader takes both.
+    """
+    if table.modality not in MODALITIES:
+        raise InvalidInput(f"score table: modality {table.modality!r}; expected one of {', '.join(MODALITIES)}")
+    with atomic_open(path) as handle:
+        writer = csv.writer(handle, lineterminator=line_end)
+        writer.writerow(("case_id", "split", score_column(table.modality), "source"))
+        for case_id, entry in table.entries.items():
+            writer.writerow((case_id, entry.split, "" if entry.score is None else f"{entry.score:.6f}", entry.source))
+    return Path(path)
 
 
 def read_score_table(path: str | Path) -> ScoreTable:
