@@ -71,18 +71,18 @@ def main() -> None:
             "radiology_score_vs_mri_phenotype_pearson": _phenotype_correlation(work / "stage", truth, "radiology", "z_r"),
             "pathology_score_vs_pathology_phenotype_pearson": _phenotype_correlation(work / "stage", truth, "pathology",
                                                                                      "z_p")}
-    data = result.figures
-    comparison = data["comparison"]
-    context = {"split": "validation (centre B)", "n": comparison["n"], "events": comparison["events"],
+    figures = result.figures
+    comparison = figures.comparison
+    context = {"split": "validation (centre B)", "n": comparison.n, "events": comparison.events,
                "cases": config.cases, "seed": config.seed, "size": config.size,
-               "bootstrap": comparison["metrics"]["n_resamples"], **machine()}
+               "bootstrap": comparison.metrics["n_resamples"], **machine()}
     for name, short in NAMES.items():
-        metrics = comparison["metrics"]["models"][name]
+        metrics = comparison.metrics["models"][name]
         emit(BENCH, f"validation_c_index_{short}", round(metrics["harrell_c"]["estimate"], 4), "Harrell's C",
              **_interval(metrics["harrell_c"]), **context)
         emit(BENCH, f"validation_mean_auc_{short}", round(metrics["mean_auc"]["estimate"], 4), "AUC",
-             **_interval(metrics["mean_auc"]), horizons_months=data["horizons_months"], **context)
-    oracle = data["oracle"]
+             **_interval(metrics["mean_auc"]), horizons_months=list(figures.horizons_months), **context)
+    oracle = figures.oracle
     emit(BENCH, "oracle_c_index", round(oracle["oracle_harrell_c"]["estimate"], 4), "Harrell's C",
          **_interval(oracle["oracle_harrell_c"]), **context)
     ratio = oracle["combined_to_oracle_ratio"]

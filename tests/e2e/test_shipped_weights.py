@@ -102,3 +102,12 @@ def test_the_model_card_says_phantom_data_and_no_clinical_validity_and_quotes_th
     assert f"{ratio['estimate']:.3f} ({ratio['low']:.3f}-{ratio['high']:.3f})" in card
     for entry in manifest["models"].values():
         assert entry["sha256"] in card
+
+
+def test_the_shipped_fusion_model_is_written_back_exactly_as_it_was_read():
+    from sarcoma_risk.fusion.model import CoxFusion
+
+    text = (WEIGHTS / "fusion.json").read_text(encoding="utf-8")
+    data = CoxFusion.from_dict(json.loads(text)).to_dict()
+    data["versions"] = json.loads(text)["versions"]  # the library versions of this environment, not the file's
+    assert json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n" == text

@@ -79,7 +79,7 @@ def test_nomogram_points_add_up_to_the_model_risk():
         case.iloc[0, case.columns.get_loc(column)] = value
     total = sum(by_name[n]["points"][by_name[n]["values"].index(chosen[n])] for n in chosen)
     risk_from_points = total / nomo["points_per_unit_risk"] + sum(min(v["contribution"]) for v in nomo["variables"]) \
-        - float(np.dot(model.submodels_[name]["cox"].beta, model.submodels_[name]["cox"].means))
+        - float(np.dot(model.submodels_[name].cox.beta, model.submodels_[name].cox.means))
     assert risk_from_points == pytest.approx(float(model.predict(case, submodel=name)["risk"].iloc[0]), abs=1e-9)
     for axis in nomo["survival"].values():
         assert axis["probabilities"] == sorted(axis["probabilities"], reverse=True)

@@ -30,8 +30,8 @@ def test_vectorised_logrank_equals_lifelines_for_every_split():
 def test_median_cutoff_puts_half_the_cases_in_each_group():
     time, event, risk = data()
     cutoff = choose_cutoff(time, event, risk, "median")
-    assert cutoff["share_high"] == pytest.approx(0.5)
-    assert (assign_groups(risk, cutoff["value"]) == "high").sum() == 45
+    assert cutoff.share_high == pytest.approx(0.5)
+    assert (assign_groups(risk, cutoff.value) == "high").sum() == 45
 
 
 def test_maxstat_cutoff_is_the_largest_logrank_among_allowed_splits():
@@ -43,8 +43,8 @@ def test_maxstat_cutoff_is_the_largest_logrank_among_allowed_splits():
         high = risk > c
         if 0.25 <= high.mean() <= 0.75:
             best = max(best, logrank_test(time[high], time[~high], event[high], event[~high]).test_statistic)
-    assert result["statistic"] == pytest.approx(best, rel=1e-10)
-    assert 0.25 <= result["share_high"] <= 0.75
+    assert result.statistic == pytest.approx(best, rel=1e-10)
+    assert 0.25 <= result.share_high <= 0.75
 
 
 def test_cutoff_refuses_constant_risk_and_bad_choices():

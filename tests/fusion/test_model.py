@@ -22,7 +22,7 @@ def test_one_submodel_per_modality_subset(fitted):
         "clinical+radiology+pathology"])
     assert fitted.skipped_ == {}
     combined = fitted.submodels_["clinical+radiology+pathology"]
-    assert {"radiology_score", "pathology_score", "tumor_size_cm", "fnclcc_grade[3]"} <= set(combined["cox"].columns)
+    assert {"radiology_score", "pathology_score", "tumor_size_cm", "fnclcc_grade[3]"} <= set(combined.cox.columns)
 
 
 def test_each_case_is_scored_by_the_submodel_of_its_modalities(fitted, validation_table):
@@ -67,10 +67,10 @@ def test_submodel_equals_lifelines_on_the_same_design(fitted, development_table)
     design = fitted.encoder_.transform(records)
     mean, sd = fitted.score_scaling_["radiology"]
     design["radiology_score"] = (table.loc[rows, "radiology_score"].to_numpy() - mean) / sd
-    design = design[sub["cox"].columns]
+    design = design[sub.cox.columns]
     frame = design.assign(t=table.loc[rows, "time_months"].to_numpy(), e=table.loc[rows, "event"].to_numpy())
-    reference = CoxPHFitter(penalizer=sub["cox"].penalizer).fit(frame, "t", "e")
-    np.testing.assert_allclose(sub["cox"].beta, reference.params_[design.columns].to_numpy(), rtol=1e-6, atol=1e-8)
+    reference = CoxPHFitter(penalizer=sub.cox.penalizer).fit(frame, "t", "e")
+    np.testing.assert_allclose(sub.cox.beta, reference.params_[design.columns].to_numpy(), rtol=1e-6, atol=1e-8)
     risk = fitted.predict(table.loc[rows], submodel="clinical+radiology")["risk"].to_numpy()
     np.testing.assert_allclose(risk, reference.predict_log_partial_hazard(frame).to_numpy(), atol=1e-8)
 
@@ -81,6 +81,15 @@ def test_json_round_trip_predicts_identically(fitted, validation_table):
     assert "pickle" not in text
     reloaded = CoxFusion.from_dict(json.loads(text))
     pd.testing.assert_frame_equal(reloaded.predict(table), fitted.predict(table))
+
+
+def test_a_loaded_model_writes_back_exactly_the_json_it_was_read_from(fitted):
+    text = json.dumps(fitted.to_dict(), allow_nan=False, sort_keys=True)
+    reloaded = CoxFusion.from_dict(json.loads(text))
+    assert json.dumps(reloaded.to_dict(), allow_nan=False, sort_keys=True) == text
+    combined = reloaded.submodels_["clinical+radiology+pathology"]
+    assert combined.cutoff == fitted.submodels_["clinical+radiology+pathology"].cutoff
+    assert combined.cross_validation == fitted.submodels_["clinical+radiology+pathology"].cross_validation
 
 
 def test_a_submodel_without_enough_events_is_skipped_and_its_cases_fall_back(development_table):
@@ -101,7 +110,7 @@ def test_maxstat_cutoffs_respect_the_minimum_group_share(development_table):
     table, _ = development_table
     model = CoxFusion(**FAST, cutoff="maxstat", min_group_share=0.3, modalities=("radiology", "pathology")).fit(table)
     for sub in model.submodels_.values():
-        assert sub["cutoff"]["method"] == "maxstat" and 0.3 <= sub["cutoff"]["share_high"] <= 0.7
+        assert sub.cutoff.method == "maxstat" and 0.3 <= sub.cutoff.share_high <= 0.7
     assert model.available_development_ == {"radiology": int(table["radiology_score"].notna().sum()),
                                             "pathology": int(table["pathology_score"].notna().sum())}
 
@@ -184,6 +193,10 @@ EDITS = [
     (("submodels", COMBINED, "modalities"), ["clinical", "radiology"], "does not match its modalities"),
     (("score_scaling", "radiology", "sd"), -1.0, "score_scaling.radiology.sd: must be > 0"),
     (("submodels", COMBINED, "development", "risk_percentiles"), [0.0, 1.0], "risk_percentiles"),
+    (("submodels", COMBINED, "development", "apparent_harrell_c"), None, "development.apparent_harrell_c: expected a finite"),
+    (("submodels", COMBINED, "cross_validation", "metric"), "aic", "cross_validation.metric: 'aic' is not valid"),
+    (("submodels", COMBINED, "cross_validation", "scores"), [1.0], "cross_validation: expected 'grid' and 'scores'"),
+    (("submodels", COMBINED, "cutoff", "share_high"), "half", "cutoff.share_high: expected a finite number"),
     (("encoder", "features"), ["age_years"], "fusion.encoder: clinical encoder"),
     (("params", "horizons"), [60, 12], "horizons"),
     (("submodels",), {}, "submodels: empty"),

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from lifelines import KaplanMeierFitter
 
-from sarcoma_risk.fusion.evaluation import COMBINED, evaluate
+from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.fusion.evaluation import COMBINED, Evaluation, evaluate
 from sarcoma_risk.fusion.model import CoxFusion
 from sarcoma_risk.fusion.report import write_report
 from sarcoma_risk.provenance import sha256_bytes
@@ -29,25 +30,25 @@ def evaluation(fitted, validation_table):
 def test_evaluation_compares_the_four_models_on_the_same_cases(evaluation, validation_table):
     model, result = evaluation
     validation, _ = validation_table
-    comparison = result.data["comparison"]
+    comparison = result.comparison
     complete = validation[["radiology_score", "pathology_score"]].notna().all(axis=1)
-    assert comparison["n"] == int(complete.sum())
-    models = comparison["metrics"]["models"]
+    assert comparison.n == int(complete.sum())
+    models = comparison.metrics["models"]
     assert list(models) == ["clinical", "radiology", "pathology", COMBINED]
     sub = validation.loc[complete]
     expected = harrell_c(sub["time_months"], sub["event"], model.predict(sub, submodel="clinical")["risk"])
     assert models["clinical"]["harrell_c"]["estimate"] == pytest.approx(expected)
     for name in models:
         assert set(models[name]) == {"harrell_c", "uno_c", "auc_12", "auc_36", "auc_60", "mean_auc", "integrated_brier"}
-    assert set(comparison["metrics"]["differences"]) == {"clinical", "radiology", "pathology"}
-    assert result.data["deployed"]["n"] == len(validation)
-    assert sum(result.data["deployed"]["submodel_counts"].values()) == len(validation)
+    assert set(comparison.metrics["differences"]) == {"clinical", "radiology", "pathology"}
+    assert result.deployed.n == len(validation)
+    assert sum(result.deployed.submodel_counts.values()) == len(validation)
 
 
 def test_oracle_ratio_uses_the_true_linear_predictor_of_the_same_cases(evaluation, validation_table):
     _, result = evaluation
     validation, true_lp = validation_table
-    oracle = result.data["oracle"]
+    oracle = result.oracle
     complete = validation[["radiology_score", "pathology_score"]].notna().all(axis=1).to_numpy()
     sub = validation.loc[complete]
     expected_oracle = harrell_c(sub["time_months"], sub["event"], true_lp[complete])
@@ -60,9 +61,9 @@ def test_oracle_ratio_uses_the_true_linear_predictor_of_the_same_cases(evaluatio
 
 def test_risk_groups_carry_numbers_at_risk_logrank_and_hazard_ratio(evaluation):
     _, result = evaluation
-    groups = result.data["comparison"]["risk_groups"][COMBINED]
+    groups = result.comparison.risk_groups[COMBINED]
     assert groups["at_risk"]["times_months"][:3] == [0.0, 12.0, 24.0]
-    assert groups["at_risk"]["low"][0] + groups["at_risk"]["high"][0] == result.data["comparison"]["n"]
+    assert groups["at_risk"]["low"][0] + groups["at_risk"]["high"][0] == result.comparison.n
     time, event, labels = result.km_inputs[f"comparison:{COMBINED}"]
     table = KaplanMeierFitter().fit(time[labels == "high"], event[labels == "high"]).event_table
     row = table.loc[:24.0].iloc[-1]  # what add_at_risk_counts prints at 24 months
@@ -96,15 +97,26 @@ def test_report_is_self_contained_and_its_json_points_at_every_figure(evaluation
     assert "NOT all out-of-fold" in page  # weights fitted on in-sample scores are flagged in the report
 
 
+def test_the_report_json_reads_back_as_the_evaluation_it_was_written_from(evaluation, tmp_path):
+    _, result = evaluation
+    paths = write_report(result, tmp_path / "report")
+    data = json.loads(paths["json"].read_text(encoding="utf-8"))["data"]
+    back = Evaluation.from_dict(data)
+    assert json.dumps(back.to_dict(), sort_keys=True) == json.dumps(data, sort_keys=True)
+    assert back.comparison.n == result.comparison.n and back.deployed.submodel_counts == result.deployed.submodel_counts
+    with pytest.raises(InvalidInput, match="report.json: format 'other'; expected 'sarcoma-risk-fusion-report/1'"):
+        Evaluation.from_dict({**data, "format": "other"}, "report.json")
+
+
 def test_horizons_beyond_follow_up_are_left_out_with_a_note(development_table, validation_table):
     table, _ = development_table
     model = CoxFusion(penalizers=(0.1,), cv_folds=2, modalities=("radiology",), horizons=(12.0, 36.0, 500.0)).fit(table)
     validation, _ = validation_table
     result = evaluate(model, validation.loc[validation["radiology_score"].notna()], n_resamples=20)
-    assert result.data["horizons_months"] == [12.0, 36.0]
-    assert any("500 months" in note for note in result.data["notes"])
-    assert result.data["comparison"]["metrics"]["models"]["radiology"]["auc_36"]["estimate"] > 0.5
-    assert np.isfinite(result.data["deployed"]["metrics"]["models"]["deployed"]["integrated_brier"]["estimate"])
+    assert result.horizons_months == (12.0, 36.0)
+    assert any("500 months" in note for note in result.notes)
+    assert result.comparison.metrics["models"]["radiology"]["auc_36"]["estimate"] > 0.5
+    assert np.isfinite(result.deployed.metrics["models"]["deployed"]["integrated_brier"]["estimate"])
 
 
 def test_cases_without_any_usable_modality_are_left_out_with_a_note(fitted, validation_table):
@@ -114,5 +126,5 @@ def test_cases_without_any_usable_modality_are_left_out_with_a_note(fitted, vali
     table.iloc[0, table.columns.get_loc("pathology_score")] = np.nan
     table.iloc[0, table.columns.get_loc("margin")] = None
     result = evaluate(fitted, table, n_resamples=20)
-    assert result.data["cohort"]["n"] == 59
-    assert any(note.startswith("1 case(s) had no modality") and table.index[0] in note for note in result.data["notes"])
+    assert result.cohort["n"] == 59
+    assert any(note.startswith("1 case(s) had no modality") and table.index[0] in note for note in result.notes)

@@ -27,9 +27,9 @@ def test_strong_signal_gets_less_penalty_than_pure_noise(metric):
     strong = select_penalizer(x, time, event, penalizers=GRID, folds=3, metric=metric)
     x0, time0, event0 = design(signal=0.0, seed=1)
     noise = select_penalizer(x0, time0, event0, penalizers=GRID, folds=3, metric=metric)
-    assert strong["penalizer"] < noise["penalizer"]
+    assert strong.penalizer < noise.penalizer
     assert strong == select_penalizer(x, time, event, penalizers=GRID, folds=3, metric=metric)  # same seed, same choice
-    assert len(strong["scores"]) == len(GRID) and strong["metric"] == metric
+    assert len(strong.scores) == len(GRID) and strong.metric == metric
 
 
 def test_needs_events_in_at_least_two_folds():
@@ -45,5 +45,5 @@ def test_a_penalizer_that_does_not_converge_is_reported_and_skipped():
     x = pd.DataFrame({"a": rng.normal(size=60)})
     time = np.argsort(np.argsort(-x["a"].to_numpy())) + 1.0  # complete separation: a orders the times exactly
     result = select_penalizer(x, time, np.ones(60, bool), penalizers=(0.0, 0.1), folds=3)
-    assert result["penalizer"] == 0.1
-    assert result["scores"][0] is None and "separation" in result["failed"]["0"]
+    assert result.penalizer == 0.1
+    assert result.scores[0] is None and "separation" in result.failed["0"]

@@ -90,13 +90,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(model, table, split=split.value, n_resamples=args.bootstrap, seed=args.seed, truth=_truth(args),
                       notes=notes)
     paths = write_report(result, args.out, title=f"SarcomaRisk fusion: {split.value} report", model_info=info)
-    data = result.data
-    summary: dict[str, Any] = {"report": str(paths["html"]), "json": str(paths["json"]), "n": data["cohort"]["n"],
-                               "events": data["cohort"]["events"]}
-    if data["comparison"] and data["comparison"]["metrics"]:
-        summary["harrell_c"] = {name: m["harrell_c"] for name, m in data["comparison"]["metrics"]["models"].items()}
-    if data["oracle"] and "combined_to_oracle_ratio" in data["oracle"]:
-        summary["combined_to_oracle_ratio"] = data["oracle"]["combined_to_oracle_ratio"]
+    summary: dict[str, Any] = {"report": str(paths["html"]), "json": str(paths["json"]), "n": result.cohort["n"],
+                               "events": result.cohort["events"]}
+    if result.comparison and result.comparison.metrics:
+        summary["harrell_c"] = {name: m["harrell_c"] for name, m in result.comparison.metrics["models"].items()}
+    if result.oracle and "combined_to_oracle_ratio" in result.oracle:
+        summary["combined_to_oracle_ratio"] = result.oracle["combined_to_oracle_ratio"]
     if args.json:
         print_json(summary)
         return 0

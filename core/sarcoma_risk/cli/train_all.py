@@ -48,10 +48,10 @@ def cmd_train_all(args: argparse.Namespace) -> int:
 
     # With --json, stdout holds the summary alone; the steps' progress goes to stderr.
     result = train_all(args.out, args.work, config, stream=sys.stderr if args.json else None)
-    oracle = result.figures.get("oracle") or {}
+    oracle = result.figures.oracle or {}
     summary = {"weights": str(result.out_dir), "manifest": str(result.manifest), "report": str(result.report_html),
                "seconds": result.seconds,
-               "harrell_c": {name: m["harrell_c"] for name, m in result.figures["comparison"]["metrics"]["models"].items()},
+               "harrell_c": {name: m["harrell_c"] for name, m in result.figures.comparison.metrics["models"].items()},
                "combined_to_oracle_ratio": oracle.get("combined_to_oracle_ratio")}
     if args.json:
         print_json(summary)

@@ -96,9 +96,9 @@ def cmd_train_fusion(args: argparse.Namespace) -> int:
         training_data=training_data)
     summary = {
         "model": str(args.out / MODEL_FILE), "sha256": entry["sha256"], "training_data": training_data,
-        "submodels": {name: {"n": s["development"]["n"], "events": s["development"]["events"],
-                             "penalizer": s["cox"].penalizer, "cutoff": s["cutoff"]["value"],
-                             "apparent_harrell_c": s["development"]["apparent_harrell_c"]}
+        "submodels": {name: {"n": s.development.n, "events": s.development.events,
+                             "penalizer": s.cox.penalizer, "cutoff": s.cutoff.value,
+                             "apparent_harrell_c": s.development.apparent_harrell_c}
                       for name, s in model.submodels_.items()},
         "skipped": model.skipped_,
     }

@@ -13,8 +13,9 @@ curves of the fixed risk groups with numbers at risk, log-rank p and hazard rati
 decision curves at each horizon; the nomogram of the combined model. With a phantom cohort's
 truth, the oracle C-index on the same cases and the combined/oracle ratio.
 
-:func:`evaluate` returns an :class:`Evaluation`: ``data`` is JSON-ready (the report's JSON), and
-``km_inputs`` keeps the outcome arrays the Kaplan-Meier plots are drawn from.
+:func:`evaluate` returns an :class:`Evaluation`; its ``to_dict()`` is the report JSON's ``data``
+(read back with :meth:`Evaluation.from_dict`), and ``km_inputs`` keeps the outcome arrays the
+Kaplan-Meier plots are drawn from.
 """
 
 from __future__ import annotations
@@ -43,10 +44,72 @@ DEPLOYED = "deployed"
 REPORT_FORMAT = "sarcoma-risk-fusion-report/1"
 
 
-@dataclass
+@dataclass(frozen=True)
+class EvaluationBlock:
+    """The figures of one view of the evaluated cases: the side-by-side comparison, or as deployed.
+
+    Each mapping is keyed by model name (``deployed`` for the as-deployed view) and JSON-ready.
+    """
+
+    cases: str  # which cases the view holds
+    n: int
+    events: int
+    metrics: dict[str, Any] | None  # bootstrap_metrics' result; None without a usable horizon
+    risk_groups: dict[str, Any]  # Kaplan-Meier curves, numbers at risk, log-rank test and hazard ratio
+    calibration: dict[str, Any]  # per model, per horizon
+    decision_curves: dict[str, Any]  # per horizon
+    submodel_counts: dict[str, int] | None = None  # as deployed: how many cases each sub-model scored
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"n": self.n, "events": self.events, "metrics": self.metrics, "risk_groups": self.risk_groups,
+               "calibration": self.calibration, "decision_curves": self.decision_curves, "cases": self.cases}
+        if self.submodel_counts is not None:
+            out["submodel_counts"] = self.submodel_counts
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "EvaluationBlock":
+        return cls(data["cases"], data["n"], data["events"], data["metrics"], data["risk_groups"],
+                   data["calibration"], data["decision_curves"], data.get("submodel_counts"))
+
+
+@dataclass(frozen=True)
 class Evaluation:
-    data: dict[str, Any]
-    km_inputs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """Every figure of the validation report (module docstring)."""
+
+    split: str | None
+    horizons_months: tuple[float, ...]  # those inside the evaluated and the development follow-up
+    cohort: dict[str, Any]  # n, events, centres, median follow-up, modalities available
+    notes: tuple[str, ...]
+    comparison: EvaluationBlock | None  # None with too few cases that have every modality
+    deployed: EvaluationBlock
+    nomogram: dict[str, Any]
+    model: dict[str, Any]  # the fitted model's summary: parameters, sub-models, coefficients
+    oracle: dict[str, Any] | None  # with a phantom cohort's truth: the oracle C-index
+    km_inputs: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
+        default_factory=dict, compare=False, repr=False)  # "<view>:<model>" -> time, event, group; not saved
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report JSON's ``data``."""
+        return {"format": REPORT_FORMAT, "split": self.split, "horizons_months": list(self.horizons_months),
+                "cohort": self.cohort, "notes": list(self.notes),
+                "comparison": None if self.comparison is None else self.comparison.to_dict(),
+                "deployed": self.deployed.to_dict(), "nomogram": self.nomogram, "model": self.model,
+                "oracle": self.oracle}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "report data") -> "Evaluation":
+        """Read back a report JSON's ``data`` (without the Kaplan-Meier inputs, which are not saved)."""
+        if not isinstance(data, Mapping) or data.get("format") != REPORT_FORMAT:
+            found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
+            raise InvalidInput(f"{source}: format {found!r}; expected {REPORT_FORMAT!r}")
+        try:
+            comparison = data["comparison"]
+            return cls(data["split"], tuple(data["horizons_months"]), data["cohort"], tuple(data["notes"]),
+                       None if comparison is None else EvaluationBlock.from_dict(comparison),
+                       EvaluationBlock.from_dict(data["deployed"]), data["nomogram"], data["model"], data["oracle"])
+        except (KeyError, TypeError) as exc:
+            raise InvalidInput(f"{source}: incomplete validation figures ({exc!r})") from None
 
 
 def _km_curves(time: np.ndarray, event: np.ndarray, groups: np.ndarray, step: float = 12.0) -> dict[str, Any]:
@@ -79,7 +142,7 @@ def _km_curves(time: np.ndarray, event: np.ndarray, groups: np.ndarray, step: fl
 
 def _usable_horizons(model: CoxFusion, time: np.ndarray) -> tuple[list[float], list[str]]:
     """Horizons inside the evaluated follow-up and the development follow-up of every sub-model."""
-    development_end = min(sub["cox"].max_time for sub in model.submodels_.values())
+    development_end = min(sub.cox.max_time for sub in model.submodels_.values())
     usable, notes = [], []
     for h in model.horizons:
         if not time.min() <= h < time.max():
@@ -94,7 +157,8 @@ def _usable_horizons(model: CoxFusion, time: np.ndarray) -> tuple[list[float], l
 
 
 def _block(model: CoxFusion, table, predictions: Mapping[str, Any], horizons: list[float], *, n_resamples: int,
-           seed: int, reference: str | None) -> tuple[dict[str, Any], dict[str, tuple]]:
+           seed: int, reference: str | None, cases: str,
+           submodel_counts: dict[str, int] | None = None) -> tuple[EvaluationBlock, dict[str, tuple]]:
     """Metrics with CIs, risk groups, calibration and decision curves for models scored on ``table``."""
     y = check_outcome(table[DURATION], table[EVENT], name="evaluated cases")
     tau = horizons[-1] if horizons else None
@@ -114,8 +178,8 @@ def _block(model: CoxFusion, table, predictions: Mapping[str, Any], horizons: li
                              for k, h in enumerate(horizons)}
     decisions = {f"{h:g}": decision_curve(y.time, y.event, {n: 1.0 - p.survival[:, k] for n, p in preds.items()}, h)
                  for k, h in enumerate(horizons)}
-    block = {"n": int(y.time.size), "events": int(y.event.sum()), "metrics": metrics, "risk_groups": groups,
-             "calibration": calibration, "decision_curves": decisions}
+    block = EvaluationBlock(cases, int(y.time.size), int(y.event.sum()), metrics, groups, calibration, decisions,
+                            submodel_counts)
     return block, km_inputs
 
 
@@ -186,47 +250,35 @@ def evaluate(model: CoxFusion, table, *, split: str | None = None, n_resamples: 
     horizons, horizon_notes = _usable_horizons(model, y.time)
     deployed = model.predict(table)
     comparison_models = [m for m in COMPARISON if m in model.submodels_]
-    needed = {m for name in comparison_models for m in model.submodels_[name]["modalities"]}
+    needed = {m for name in comparison_models for m in model.submodels_[name].modalities}
     complete = np.array([all(m in have.split("+") for m in needed) for have in deployed["modalities_available"]])
-    data: dict[str, Any] = {
-        "format": REPORT_FORMAT,
-        "split": split,
-        "horizons_months": horizons,
-        "cohort": _cohort_summary(table, deployed),
-        "notes": [*notes, *excluded, *horizon_notes],
-    }
+    all_notes = [*notes, *excluded, *horizon_notes]
     km_inputs: dict[str, tuple] = {}
     reference = COMBINED if COMBINED in comparison_models else None
+    comparison = None
     if comparison_models and complete.sum() >= 2 and y.event[complete].any():
         sub_table = table.loc[complete]
         predictions = {name: model.predict(sub_table, submodel=name) for name in comparison_models}
-        block, km = _block(model, sub_table, predictions, horizons, n_resamples=n_resamples, seed=seed,
-                           reference=reference)
-        block["cases"] = f"cases with every modality of the compared models ({', '.join(sorted(needed))})"
-        data["comparison"] = block
+        comparison, km = _block(model, sub_table, predictions, horizons, n_resamples=n_resamples, seed=seed,
+                                reference=reference,
+                                cases=f"cases with every modality of the compared models ({', '.join(sorted(needed))})")
         km_inputs.update({f"comparison:{k}": v for k, v in km.items()})
     else:
-        data["comparison"] = None
-        data["notes"].append("too few cases with every modality (or no event among them) for the side-by-side "
-                             "comparison")
-    block, km = _block(model, table, {DEPLOYED: deployed}, horizons, n_resamples=n_resamples, seed=seed,
-                       reference=None)
-    block["cases"] = "every evaluated case, scored by the sub-model of the modalities it has"
-    block["submodel_counts"] = deployed["submodel"].value_counts().to_dict()
-    data["deployed"] = block
+        all_notes.append("too few cases with every modality (or no event among them) for the side-by-side comparison")
+    deployed_block, km = _block(model, table, {DEPLOYED: deployed}, horizons, n_resamples=n_resamples, seed=seed,
+                                reference=None, cases="every evaluated case, scored by the sub-model of the modalities it has",
+                                submodel_counts=deployed["submodel"].value_counts().to_dict())
     km_inputs.update({f"deployed:{k}": v for k, v in km.items()})
-    nomogram_model = reference or max(model.submodels_, key=lambda n: len(model.submodels_[n]["modalities"]))
-    data["nomogram"] = nomogram(model, nomogram_model)
-    data["model"] = _model_summary(model)
+    nomogram_model = reference or max(model.submodels_, key=lambda n: len(model.submodels_[n].modalities))
+    oracle = None
     if truth is not None:
         combined_risk = None
-        if data["comparison"] is not None and reference is not None:
+        if comparison is not None and reference is not None:
             combined_risk = model.predict(table.loc[complete], submodel=reference)["risk"].to_numpy(dtype=float)
-        data["oracle"] = _oracle(truth, table.loc[complete] if combined_risk is not None else table, combined_risk,
-                                 split, n_resamples, seed, horizons[-1] if horizons else None)
-    else:
-        data["oracle"] = None
-    return Evaluation(data, km_inputs)
+        oracle = _oracle(truth, table.loc[complete] if combined_risk is not None else table, combined_risk,
+                         split, n_resamples, seed, horizons[-1] if horizons else None)
+    return Evaluation(split, tuple(horizons), _cohort_summary(table, deployed), tuple(all_notes), comparison,
+                      deployed_block, nomogram(model, nomogram_model), _model_summary(model), oracle, km_inputs)
 
 
 def _cohort_summary(table, deployed) -> dict[str, Any]:
@@ -247,13 +299,13 @@ def _cohort_summary(table, deployed) -> dict[str, Any]:
 def _model_summary(model: CoxFusion) -> dict[str, Any]:
     subs = {}
     for name, sub in model.submodels_.items():
-        cox = sub["cox"]
+        cox = sub.cox
         subs[name] = {
-            "n": sub["development"]["n"], "events": sub["development"]["events"],
-            "penalizer": cox.penalizer, "cutoff": sub["cutoff"],
+            "n": sub.development.n, "events": sub.development.events,
+            "penalizer": cox.penalizer, "cutoff": sub.cutoff.to_dict(),
             "coefficients": {c: {"coef": float(b), "hazard_ratio": float(np.exp(b)), "se": float(s)}
                              for c, b, s in zip(cox.columns, cox.beta, cox.standard_errors)},
-            "dropped_columns": sub.get("dropped_columns", []),
+            "dropped_columns": list(sub.dropped_columns),
         }
     return {"params": model.get_params(), "submodels": subs, "skipped": dict(model.skipped_),
             "development": {"n": model.n_development_, "events": model.events_development_,

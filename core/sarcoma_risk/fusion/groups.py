@@ -13,13 +13,15 @@ A case is "high" when its risk is strictly above the cutoff.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from sarcoma_risk.choices import check_choice
-from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.errors import InvalidInput, InvalidModel
 from sarcoma_risk.survival.outcome import check_outcome
 
 LOW, HIGH = "low", "high"
@@ -28,6 +30,41 @@ LOW, HIGH = "low", "high"
 class CutoffMethod(str, Enum):
     MEDIAN = "median"
     MAXSTAT = "maxstat"
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """A risk-group cutoff fixed on development cases: a case is high risk when its risk is above ``value``."""
+
+    method: str  # a CutoffMethod value
+    value: float
+    share_high: float  # share of the development cases above the cutoff
+    min_share: float  # for maxstat: the smallest share allowed in either group
+    statistic: float | None  # log-rank chi-square at the cutoff (selected, hence optimistic, for maxstat)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "value": self.value, "share_high": self.share_high,
+                "min_share": self.min_share, "statistic": self.statistic}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "cutoff") -> "Cutoff":
+        """Rebuild a saved cutoff; :class:`InvalidModel` names ``where`` and the broken field."""
+        if not isinstance(data, Mapping):
+            raise InvalidModel(f"{where}: expected an object")
+        try:
+            method = check_choice(data.get("method"), CutoffMethod, f"{where}.method").value
+        except InvalidInput as exc:
+            raise InvalidModel(str(exc)) from None
+        numbers = {}
+        for key in ("value", "share_high", "min_share", "statistic"):
+            value = data.get(key)
+            if key == "statistic" and value is None:
+                numbers[key] = None
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise InvalidModel(f"{where}.{key}: expected a finite number, got {value!r}")
+            else:
+                numbers[key] = value
+        return cls(method, **numbers)
 
 
 def logrank_statistics(time: np.ndarray, event: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -67,7 +104,7 @@ def logrank_statistics(time: np.ndarray, event: np.ndarray, high: np.ndarray) ->
 
 
 def choose_cutoff(time, event, risk, method: CutoffMethod | str = CutoffMethod.MEDIAN, *,
-                  min_share: float = 0.2) -> dict[str, Any]:
+                  min_share: float = 0.2) -> Cutoff:
     """Fix the risk-group cutoff on development data.
 
     Parameters
@@ -82,9 +119,9 @@ def choose_cutoff(time, event, risk, method: CutoffMethod | str = CutoffMethod.M
 
     Returns
     -------
-    dict
-        ``{"method", "value", "share_high", "min_share", "statistic"}``; ``statistic`` is the
-        log-rank chi-square at the cutoff (selected, hence optimistic, for ``maxstat``).
+    Cutoff
+        ``statistic`` is the log-rank chi-square at the cutoff (selected, hence optimistic, for
+        ``maxstat``); None where it is undefined.
     """
     method = check_choice(method, CutoffMethod, "cutoff")
     y = check_outcome(time, event, name="cutoff")
@@ -115,8 +152,7 @@ def choose_cutoff(time, event, risk, method: CutoffMethod | str = CutoffMethod.M
         value = float(candidates[int(np.nanargmax(stats))])
     high = r > value
     stat = logrank_statistics(y.time, y.event, high[None, :])[0]
-    return {"method": method.value, "value": value, "share_high": float(high.mean()), "min_share": min_share,
-            "statistic": float(stat) if np.isfinite(stat) else None}
+    return Cutoff(method.value, value, float(high.mean()), min_share, float(stat) if np.isfinite(stat) else None)
 
 
 def assign_groups(risk, cutoff: float) -> np.ndarray:

@@ -24,10 +24,11 @@ from sarcoma_risk.choices import check_choice
 from sarcoma_risk.clinical.encoder import DEFAULT_FEATURES, ClinicalEncoder
 from sarcoma_risk.clinical.variables import VARIABLES
 from sarcoma_risk.errors import InvalidClinicalData, InvalidInput, InvalidModel, InvalidOutcome
-from sarcoma_risk.fusion.cox import CoxParameters, fit_cox
+from sarcoma_risk.fusion.cox import fit_cox
 from sarcoma_risk.fusion.groups import CutoffMethod, assign_groups, choose_cutoff
 from sarcoma_risk.fusion.modelcheck import FUSION_FORMAT, PERCENTILES, check_fusion_dict
 from sarcoma_risk.fusion.selection import DEFAULT_PENALIZERS, CVMetric, select_penalizer
+from sarcoma_risk.fusion.submodel import DevelopmentFit, SubModel
 from sarcoma_risk.fusion.table import CLINICAL, DURATION, EVENT, MODALITY_ORDER, is_missing, submodel_name
 from sarcoma_risk.survival.concordance import harrell_c
 from sarcoma_risk.survival.outcome import check_outcome
@@ -228,7 +229,7 @@ class CoxFusion:
         for modality in self.score_scaling_:
             values = scores[modality][np.isfinite(scores[modality])]
             self.ranges_[score_column(modality)] = tuple(float(v) for v in np.percentile(values, [1, 99]))
-        self.submodels_: dict[str, dict[str, Any]] = {}
+        self.submodels_: dict[str, SubModel] = {}
         self.skipped_: dict[str, str] = {}
         for subset in all_subsets(self.modalities):
             name = submodel_name(subset)
@@ -260,7 +261,7 @@ class CoxFusion:
                     "with clinical data; a Cox model cannot estimate its effect. Leave it out of the features "
                     "(--features) or check the data")
 
-    def _fit_submodel(self, subset, clinical, scores, rows, y) -> dict[str, Any]:
+    def _fit_submodel(self, subset, clinical, scores, rows, y) -> SubModel:
         x = self._design(clinical, scores, rows, subset)
         time, event = y.time[rows], y.event[rows]
         sd = x.std(axis=0, ddof=1).to_numpy()
@@ -273,21 +274,12 @@ class CoxFusion:
                                f"{rows.size} development cases")
         cv = select_penalizer(x, time, event, penalizers=self.penalizers, folds=self.cv_folds, seed=self.seed,
                               metric=self.cv_metric)
-        params, _ = fit_cox(x, time, event, cv["penalizer"])
+        params, _ = fit_cox(x, time, event, cv.penalizer)
         risk = params.risk(x.to_numpy())
         cutoff = choose_cutoff(time, event, risk, self.cutoff, min_share=self.min_group_share)
-        return {
-            "modalities": list(subset),
-            "cox": params,
-            "dropped_columns": dropped,
-            "cross_validation": cv,
-            "cutoff": cutoff,
-            "development": {
-                "n": int(rows.size), "events": int(event.sum()),
-                "apparent_harrell_c": harrell_c(time, event, risk),
-                "risk_percentiles": np.percentile(risk, PERCENTILES).tolist(),
-            },
-        }
+        development = DevelopmentFit(int(rows.size), int(event.sum()), harrell_c(time, event, risk),
+                                     tuple(np.percentile(risk, PERCENTILES).tolist()))
+        return SubModel(tuple(subset), params, tuple(dropped), cv, cutoff, development)
 
     # ---- prediction --------------------------------------------------------------------------
 
@@ -342,7 +334,7 @@ class CoxFusion:
         if submodel is not None:
             if submodel not in self.submodels_:
                 raise InvalidInput(f"submodel: {submodel!r} was not fitted; available: {', '.join(self.submodels_)}")
-            need = self.submodels_[submodel]["modalities"]
+            need = self.submodels_[submodel].modalities
             lacking = [df.index[i] for i in range(len(df)) if not all(available[m][i] for m in need)]
             if lacking:
                 raise InvalidInput(f"submodel {submodel}: {len(lacking)} case(s) lack one of its modalities, "
@@ -364,13 +356,13 @@ class CoxFusion:
         for name in dict.fromkeys(names):
             rows = np.flatnonzero(np.asarray(names) == name)
             sub = self.submodels_[name]
-            params: CoxParameters = sub["cox"]
-            x = self._design(clinical, scores, rows, sub["modalities"]).reindex(columns=params.columns)
+            params = sub.cox
+            x = self._design(clinical, scores, rows, sub.modalities).reindex(columns=params.columns)
             risk = params.risk(x.to_numpy())
             out.iloc[rows, out.columns.get_loc("risk")] = risk
-            percentiles = np.asarray(sub["development"]["risk_percentiles"])
+            percentiles = np.asarray(sub.development.risk_percentiles)
             out.iloc[rows, out.columns.get_loc("percentile")] = np.interp(risk, percentiles, PERCENTILES)
-            out.iloc[rows, out.columns.get_loc("group")] = assign_groups(risk, sub["cutoff"]["value"])
+            out.iloc[rows, out.columns.get_loc("group")] = assign_groups(risk, sub.cutoff.value)
             surv = params.survival(risk, self.horizons)
             for k, h in enumerate(self.horizons):
                 out.iloc[rows, out.columns.get_loc(survival_key(h))] = surv[:, k]
@@ -399,8 +391,7 @@ class CoxFusion:
             "params": self.get_params(),
             "encoder": self.encoder_.to_dict() if self.encoder_ is not None else None,
             "score_scaling": {m: {"mean": v[0], "sd": v[1]} for m, v in self.score_scaling_.items()},
-            "submodels": {name: {**{k: v for k, v in sub.items() if k != "cox"}, "cox": sub["cox"].to_dict()}
-                          for name, sub in self.submodels_.items()},
+            "submodels": {name: sub.to_dict() for name, sub in self.submodels_.items()},
             "ranges": {k: list(v) for k, v in self.ranges_.items()},
             "skipped": dict(self.skipped_),
             "development": {"n": self.n_development_, "events": self.events_development_,

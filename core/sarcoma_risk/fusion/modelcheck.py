@@ -11,11 +11,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from sarcoma_risk.choices import check_choice
 from sarcoma_risk.clinical.encoder import ClinicalEncoder
 from sarcoma_risk.errors import InvalidInput, InvalidModel
 from sarcoma_risk.fusion.cox import CoxParameters
-from sarcoma_risk.fusion.groups import CutoffMethod
+from sarcoma_risk.fusion.groups import Cutoff
+from sarcoma_risk.fusion.selection import PenalizerCV
+from sarcoma_risk.fusion.submodel import DevelopmentFit, SubModel
 from sarcoma_risk.fusion.table import CLINICAL, MODALITY_ORDER, submodel_name
 from sarcoma_risk.survival.scores import score_column
 
@@ -34,13 +35,6 @@ def _require(data: Mapping[str, Any], key: str, kind: type | tuple, where: str) 
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise InvalidModel(f"{where}.{key}: expected {names}, got {type(value).__name__}")
     return value
-
-
-def _choice(value: Any, choices, where: str):
-    try:
-        return check_choice(value, choices, where)
-    except InvalidInput as exc:
-        raise InvalidModel(str(exc)) from None
 
 
 def _finite(value: Any, where: str) -> float:
@@ -112,7 +106,7 @@ def check_fusion_dict(cls, data: Mapping[str, Any]):
     return model
 
 
-def _check_submodel(model, name: str, sub: Any, percentiles: np.ndarray) -> dict[str, Any]:
+def _check_submodel(model, name: str, sub: Any, percentiles: np.ndarray) -> SubModel:
     where = f"fusion.submodels.{name}"
     if not isinstance(sub, Mapping):
         raise InvalidModel(f"{where}: expected an object")
@@ -137,14 +131,22 @@ def _check_submodel(model, name: str, sub: Any, percentiles: np.ndarray) -> dict
     if unknown:
         raise InvalidModel(f"{where}.cox.columns: {unknown} are not produced by its modalities "
                            f"(possible: {sorted(allowed)})")
-    cutoff = _require(sub, "cutoff", Mapping, where)
-    _choice(cutoff.get("method"), CutoffMethod, f"{where}.cutoff.method")
-    _finite(cutoff.get("value"), f"{where}.cutoff.value")
+    dropped = sub.get("dropped_columns", [])
+    if not isinstance(dropped, list) or not all(isinstance(c, str) for c in dropped):
+        raise InvalidModel(f"{where}.dropped_columns: expected a list of column names")
+    cross_validation = PenalizerCV.from_dict(_require(sub, "cross_validation", Mapping, where),
+                                             f"{where}.cross_validation")
+    cutoff = Cutoff.from_dict(_require(sub, "cutoff", Mapping, where), f"{where}.cutoff")
     development = _require(sub, "development", Mapping, where)
-    pct = np.asarray(development.get("risk_percentiles", []), dtype=float)
+    try:
+        pct = np.asarray(development.get("risk_percentiles", []), dtype=float)
+    except (TypeError, ValueError):
+        pct = np.empty(0)
     if pct.shape != percentiles.shape or not np.isfinite(pct).all() or (np.diff(pct) < 0).any():
         raise InvalidModel(f"{where}.development.risk_percentiles: expected {percentiles.size} non-decreasing "
                            "finite numbers")
-    for key in ("n", "events"):
+    for key in ("n", "events", "apparent_harrell_c"):
         _finite(development.get(key), f"{where}.development.{key}")
-    return {**dict(sub), "modalities": list(modalities), "cox": cox}
+    fit = DevelopmentFit(development["n"], development["events"], development["apparent_harrell_c"],
+                         tuple(development["risk_percentiles"]))
+    return SubModel(tuple(modalities), cox, tuple(dropped), cross_validation, cutoff, fit)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.fusion.submodel import SubModel
 from sarcoma_risk.fusion.table import CLINICAL
 from sarcoma_risk.survival.scores import score_column
 
@@ -34,12 +35,12 @@ def nice_ticks(low: float, high: float, target: int = 6) -> list[float]:
     return [float(round(t, 10)) for t in ticks if low - 1e-9 <= t <= high + 1e-9] or [float(low), float(high)]
 
 
-def _variables(model, sub: dict[str, Any]) -> list[dict[str, Any]]:
+def _variables(model, sub: SubModel) -> list[dict[str, Any]]:
     """Each input variable with its tick values and linear-predictor contributions."""
-    cox = sub["cox"]
+    cox = sub.cox
     beta = dict(zip(cox.columns, cox.beta))
     out = []
-    if CLINICAL in sub["modalities"]:
+    if CLINICAL in sub.modalities:
         enc = model.encoder_
         for name in enc.features:
             if name in enc.numeric_:
@@ -51,7 +52,7 @@ def _variables(model, sub: dict[str, Any]) -> list[dict[str, Any]]:
                 levels = [enc.reference_[name], *enc.levels_[name]]
                 contrib = [0.0] + [beta.get(f"{name}[{lv}]", 0.0) for lv in enc.levels_[name]]
                 out.append({"name": name, "kind": "categorical", "values": levels, "contribution": contrib})
-    for modality in sub["modalities"]:
+    for modality in sub.modalities:
         if modality == CLINICAL:
             continue
         column = score_column(modality)
@@ -74,7 +75,7 @@ def nomogram(model, submodel: str) -> dict[str, Any]:
     if submodel not in model.submodels_:
         raise InvalidInput(f"nomogram: no sub-model {submodel!r}; fitted: {', '.join(model.submodels_)}")
     sub = model.submodels_[submodel]
-    cox = sub["cox"]
+    cox = sub.cox
     variables = _variables(model, sub)
     spans = [max(v["contribution"]) - min(v["contribution"]) for v in variables]
     widest = max(spans)
@@ -131,7 +132,7 @@ def case_points(model, nomo: dict[str, Any], row: dict[str, Any]) -> dict[str, A
         Points of a value outside an axis's range lie beyond it (below 0 or above the axis end).
     """
     sub = model.submodels_[nomo["submodel"]]
-    beta = dict(zip(sub["cox"].columns, sub["cox"].beta))
+    beta = dict(zip(sub.cox.columns, sub.cox.beta))
     enc = model.encoder_
     values, points = {}, {}
     for v in nomo["variables"]:

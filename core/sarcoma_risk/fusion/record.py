@@ -58,7 +58,7 @@ def fusion_section(model: CoxFusion, record: CaseRecord, *, model_version: str,
     frame = pd.DataFrame([row], index=[record.case_id])
     prediction = model.predict(frame).iloc[0]
     submodel = prediction["submodel"]
-    used = model.submodels_[submodel]["modalities"]
+    used = model.submodels_[submodel].modalities
     available = [m for m in model.modalities if m not in missing]
     notes = [f"{m} not used: {missing[m]}" for m in model.modalities if m in missing]
     if set(used) != set(available):
@@ -75,7 +75,7 @@ def fusion_section(model: CoxFusion, record: CaseRecord, *, model_version: str,
     provenance = Provenance(
         model_name=MODEL_NAME, model_version=model_version, weights_sha256=weights_sha256, inputs=inputs,
         parameters={"submodel": submodel, "horizons_months": [float(h) for h in model.horizons],
-                    "cutoff": sub["cutoff"]["value"], "cutoff_method": sub["cutoff"]["method"]})
+                    "cutoff": sub.cutoff.value, "cutoff_method": sub.cutoff.method})
     return {
         "risk": float(prediction["risk"]),
         "group": str(prediction["group"]),

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from sarcoma_risk.errors import OutputError
 from sarcoma_risk.fileio import atomic_write_json
-from sarcoma_risk.fusion.evaluation import COMBINED, DEPLOYED, Evaluation
+from sarcoma_risk.fusion.evaluation import COMBINED, DEPLOYED, Evaluation, EvaluationBlock
 from sarcoma_risk.provenance import sha256_bytes, utc_now
 
 REPORT_HTML, REPORT_JSON, FIGURES_DIR = "report.html", "report.json", "figures"
@@ -136,13 +136,13 @@ def figure_html(fig_id: str, title: str, png: bytes, note: str = "") -> str:
             f'src="data:image/png;base64,{encoded}"><figcaption>{html.escape(title)} {note}</figcaption></figure>')
 
 
-def _block_html(block: Mapping[str, Any], prefix: str, figures: _Figures, km_inputs, heading: str) -> str:
+def _block_html(block: EvaluationBlock, prefix: str, figures: _Figures, km_inputs, heading: str) -> str:
     """Metrics, risk groups, calibration and decision curves of one view (comparison or deployed)."""
     from sarcoma_risk.fusion import plots
 
-    parts = [f"<h2>{heading}</h2><p>{html.escape(block['cases'])}: n = {block['n']}, "
-             f"{block['events']} recurrences.</p>"]
-    metrics = block.get("metrics")
+    parts = [f"<h2>{heading}</h2><p>{html.escape(block.cases)}: n = {block.n}, "
+             f"{block.events} recurrences.</p>"]
+    metrics = block.metrics
     if metrics:
         parts.append("<h3>Discrimination and accuracy (estimate, 95% bootstrap CI)</h3>")
         parts.append(html_table(*_metric_rows(metrics)))
@@ -155,7 +155,7 @@ def _block_html(block: Mapping[str, Any], prefix: str, figures: _Figures, km_inp
                                  plots.plot_time_auc(metrics), f"/data/{prefix}/metrics"))
     parts.append("<h3>Risk groups (cutoff fixed on the development set)</h3>")
     rows = []
-    for name, rg in block["risk_groups"].items():
+    for name, rg in block.risk_groups.items():
         c = rg["comparison"]
         hr = (f"{_fmt(c['hazard_ratio'], 2)} ({_fmt(c['hr_low'], 2)}&ndash;{_fmt(c['hr_high'], 2)})"
               if c["hazard_ratio"] is not None else "n/a")
@@ -169,14 +169,14 @@ def _block_html(block: Mapping[str, Any], prefix: str, figures: _Figures, km_inp
                                  f"/data/{prefix}/risk_groups/{name}"))
     parts.append(html_table(["Model", "n low / high", "events low / high", "log-rank p", "HR high vs low (95% CI)", "note"],
                         rows))
-    calibration_names = [n for n in (COMBINED, DEPLOYED) if n in block["calibration"]]
+    calibration_names = [n for n in (COMBINED, DEPLOYED) if n in block.calibration]
     for name in calibration_names:
-        if block["calibration"][name]:
+        if block.calibration[name]:
             parts.append(figures.add(f"{prefix}-calibration-{name}", f"Calibration: {plots.label(name)} model",
-                                     plots.plot_calibration(block["calibration"][name],
+                                     plots.plot_calibration(block.calibration[name],
                                                             f"Calibration, {plots.label(name)} model"),
                                      f"/data/{prefix}/calibration/{name}"))
-    for h, curve in block["decision_curves"].items():
+    for h, curve in block.decision_curves.items():
         parts.append(figures.add(f"{prefix}-decision-{h}", f"Decision curve at {h} months",
                                  plots.plot_decision_curve(curve), f"/data/{prefix}/decision_curves/{h}"))
     return "\n".join(parts)
@@ -240,20 +240,19 @@ th{background:#f3f3f3}figure{margin:1em 0}img{max-width:100%}figcaption{font-siz
 
 
 def render_html(evaluation: Evaluation, figures: _Figures, *, title: str, model_info: Mapping[str, Any]) -> str:
-    data = evaluation.data
-    cohort = data["cohort"]
+    cohort = evaluation.cohort
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
              f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
              "<p class=\"warn\">Research software: no clinical validation; not for decisions about patients.</p>",
              "<h2>Data and participants</h2>",
              html_table(["Item", "Value"], [
-                 ["Evaluated split", _fmt(data.get("split"))],
+                 ["Evaluated split", _fmt(evaluation.split)],
                  ["Cases / recurrences", f"{cohort['n']} / {cohort['events']}"],
                  ["Centres", html.escape(", ".join(f"{k}: {v}" for k, v in cohort["centres"].items()))],
                  ["Median follow-up (reverse Kaplan-Meier), months", _fmt(cohort["median_follow_up_months"], 1)],
                  ["Modalities available", html.escape(", ".join(f"{k}: {v}" for k, v in
                                                                  cohort["modalities_available"].items()))],
-                 ["Horizons, months", html.escape(", ".join(f"{h:g}" for h in data["horizons_months"]))],
+                 ["Horizons, months", html.escape(", ".join(f"{h:g}" for h in evaluation.horizons_months))],
                  ["Model", html.escape(", ".join(f"{k}: {v}" for k, v in model_info.items()
                                                  if k != "honest_out_of_fold"))],
              ]),
@@ -261,22 +260,22 @@ def render_html(evaluation: Evaluation, figures: _Figures, *, title: str, model_
              "clinical variables of the model, the radiology score and the pathology score. Missing modalities: each "
              "case is scored by the sub-model of the modalities it has (the <em>as deployed</em> view); the "
              "side-by-side comparison uses the cases that have every modality.</p>"]
-    if data.get("comparison"):
-        parts.append(_block_html(data["comparison"], "comparison", figures, evaluation.km_inputs,
+    if evaluation.comparison:
+        parts.append(_block_html(evaluation.comparison, "comparison", figures, evaluation.km_inputs,
                                  "Clinical, radiology, pathology and combined models side by side"))
-    parts.append(_block_html(data["deployed"], "deployed", figures, evaluation.km_inputs,
+    parts.append(_block_html(evaluation.deployed, "deployed", figures, evaluation.km_inputs,
                              "Every case, as deployed"))
     parts.append("<h2>Presentation of the model</h2>")
     from sarcoma_risk.fusion import plots
 
-    parts.append(figures.add("nomogram", f"Nomogram of the {plots.label(data['nomogram']['submodel'])} model",
-                             plots.plot_nomogram(data["nomogram"]), "/data/nomogram"))
-    parts.append(_oracle_html(data.get("oracle")))
+    parts.append(figures.add("nomogram", f"Nomogram of the {plots.label(evaluation.nomogram['submodel'])} model",
+                             plots.plot_nomogram(evaluation.nomogram), "/data/nomogram"))
+    parts.append(_oracle_html(evaluation.oracle))
     honest = model_info.get("honest_out_of_fold")
-    parts.append(_model_html(data["model"], honest))
+    parts.append(_model_html(evaluation.model, honest))
     if honest is False:
         parts.insert(2, f"<p class=\"warn\">{html.escape(_scores_statement(False).capitalize())}.</p>")
-    notes = list(data.get("notes") or [])
+    notes = list(evaluation.notes)
     notes.append("Uno's C is truncated at the last horizon; the time-dependent AUC and Brier score use inverse "
                  "probability of censoring weights estimated on the evaluated cases.")
     notes.append("The maximally selected log-rank cutoff (if used) was chosen on the development set; only the "
@@ -302,8 +301,9 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, title: str = "S
         (out / name).write_bytes(item["png"])
         index.append({"id": item["id"], "title": item["title"], "png": name, "sha256": sha256_bytes(item["png"]),
                       "data": item["data"]})
-    document = {"format": evaluation.data["format"], "title": title, "created_utc": utc_now(),
-                "model": dict(model_info or {}), "figures": index, "data": jsonable(evaluation.data)}
+    data = evaluation.to_dict()
+    document = {"format": data["format"], "title": title, "created_utc": utc_now(),
+                "model": dict(model_info or {}), "figures": index, "data": jsonable(data)}
     (out / REPORT_HTML).write_text(page, encoding="utf-8")
     atomic_write_json(out / REPORT_JSON, document)
     return {"html": out / REPORT_HTML, "json": out / REPORT_JSON, "figures": out / FIGURES_DIR}

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from sarcoma_risk.choices import check_choice
-from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.errors import InvalidInput, InvalidModel
 from sarcoma_risk.survival.concordance import harrell_c
 from sarcoma_risk.survival.folds import event_strata, stratified_folds
 
@@ -36,6 +37,47 @@ class CVMetric(str, Enum):
     C_INDEX = "c_index"
 
 
+@dataclass(frozen=True)
+class PenalizerCV:
+    """The cross-validation of a Cox model's penalizer: the grid, its scores and the chosen value."""
+
+    penalizer: float  # the chosen value (ties go to the larger penalizer, the simpler model)
+    metric: str  # a CVMetric value
+    folds: int
+    seed: int
+    grid: tuple[float, ...]  # increasing
+    scores: tuple[float | None, ...]  # per grid value; None where a fold's fit failed
+    failed: Mapping[str, str]  # why, per failed penalizer ("%g" of it)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"penalizer": self.penalizer, "metric": self.metric, "folds": self.folds, "seed": self.seed,
+                "grid": list(self.grid), "scores": list(self.scores), "failed": dict(self.failed)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], where: str = "cross_validation") -> "PenalizerCV":
+        """Rebuild a saved cross-validation; :class:`InvalidModel` names ``where`` and the broken field."""
+        if not isinstance(data, Mapping):
+            raise InvalidModel(f"{where}: expected an object")
+
+        def number(value: Any, name: str, kind: type | tuple = (int, float)) -> Any:
+            if isinstance(value, bool) or not isinstance(value, kind) or not math.isfinite(value):
+                raise InvalidModel(f"{where}.{name}: expected a finite number, got {value!r}")
+            return value
+
+        try:
+            metric = check_choice(data.get("metric"), CVMetric, f"{where}.metric").value
+        except InvalidInput as exc:
+            raise InvalidModel(str(exc)) from None
+        grid, scores, failed = data.get("grid"), data.get("scores"), data.get("failed")
+        if not isinstance(grid, list) or not isinstance(scores, list) or len(grid) != len(scores) or not grid:
+            raise InvalidModel(f"{where}: expected 'grid' and 'scores' lists of equal, non-zero length")
+        if not isinstance(failed, Mapping) or not all(isinstance(v, str) for v in failed.values()):
+            raise InvalidModel(f"{where}.failed: expected an object of reasons (text) per penalizer")
+        return cls(number(data.get("penalizer"), "penalizer"), metric, number(data.get("folds"), "folds", int),
+                   number(data.get("seed"), "seed", int), tuple(number(g, "grid") for g in grid),
+                   tuple(None if s is None else number(s, "scores") for s in scores), dict(failed))
+
+
 def _frame(x, time, event):
     frame = x.copy()
     frame["__time"] = time
@@ -45,15 +87,14 @@ def _frame(x, time, event):
 
 def select_penalizer(x, time: np.ndarray, event: np.ndarray, *, penalizers: Sequence[float] = DEFAULT_PENALIZERS,
                      folds: int = 5, seed: int = 0,
-                     metric: CVMetric | str = CVMetric.PARTIAL_LIKELIHOOD) -> dict[str, Any]:
+                     metric: CVMetric | str = CVMetric.PARTIAL_LIKELIHOOD) -> PenalizerCV:
     """Cross-validate the penalizer of a Cox model on design ``x`` (a DataFrame).
 
     Returns
     -------
-    dict
-        ``{"penalizer", "metric", "folds", "seed", "grid", "scores", "failed"}``: the chosen value,
-        the grid with its cross-validated scores (None where the fit failed), and why fits failed.
-        Ties go to the larger penalizer (the simpler model).
+    PenalizerCV
+        The chosen value, the grid with its cross-validated scores (None where the fit failed), and
+        why fits failed. Ties go to the larger penalizer (the simpler model).
     """
     from lifelines import CoxPHFitter
     from lifelines.exceptions import ConvergenceError, ConvergenceWarning
@@ -104,5 +145,4 @@ def select_penalizer(x, time: np.ndarray, event: np.ndarray, *, penalizers: Sequ
         raise InvalidInput("no penalizer could be cross-validated: " + "; ".join(f"{p}: {why}" for p, why in failed.items())
                            + ". Try larger penalizers or fewer covariates.")
     best = max(valid, key=lambda sp: (sp[0], sp[1]))[1]
-    return {"penalizer": best, "metric": metric.value, "folds": k, "seed": seed, "grid": grid, "scores": scores,
-            "failed": failed}
+    return PenalizerCV(best, metric.value, k, seed, tuple(grid), tuple(scores), failed)

@@ -15,8 +15,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
-from sarcoma_risk.errors import OutputError
+from sarcoma_risk.errors import InvalidInput, OutputError
 from sarcoma_risk.fileio import atomic_write_json
+from sarcoma_risk.fusion.evaluation import Evaluation, EvaluationBlock
 from sarcoma_risk.release.config import TrainAllConfig
 from sarcoma_risk.weights import MANIFEST_NAME, WeightRegistry
 
@@ -57,11 +58,11 @@ def release_files(out_dir: Path) -> list[str]:
     return [MANIFEST_NAME, CARD_NAME, *(f for f in files if isinstance(f, str) and "/" not in f)]
 
 
-def modality_figures(comparison: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """One model's validation figures (estimate and 95% CI) and its risk groups, from report.json's comparison."""
-    groups = comparison["risk_groups"][name]["comparison"]
-    return {"model": name, "n": comparison["n"], "events": comparison["events"],
-            **comparison["metrics"]["models"][name],
+def modality_figures(comparison: EvaluationBlock, name: str) -> dict[str, Any]:
+    """One model's validation figures (estimate and 95% CI) and its risk groups, from the report's comparison."""
+    groups = comparison.risk_groups[name]["comparison"]
+    return {"model": name, "n": comparison.n, "events": comparison.events,
+            **comparison.metrics["models"][name],
             "risk_groups": {k: groups[k] for k in ("n", "events", "hazard_ratio", "hr_low", "hr_high", "logrank_p")}}
 
 
@@ -87,25 +88,27 @@ def cohort_description(truth: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def validation_summary(data: Mapping[str, Any]) -> dict[str, Any]:
+def validation_summary(figures: Evaluation) -> dict[str, Any]:
     """The validation figures of the release: each model side by side, as deployed, and against the oracle."""
-    comparison = data["comparison"]
-    oracle = data.get("oracle") or {}
-    deployed = data["deployed"]
+    comparison, deployed = figures.comparison, figures.deployed
+    if comparison is None:
+        raise InvalidInput("the validation report has no side-by-side comparison (too few centre B cases with every "
+                          "modality); the release's figures cannot be written")
+    oracle = figures.oracle or {}
     return {
-        "split": "validation (centre B)", "n": data["cohort"]["n"], "events": data["cohort"]["events"],
-        "median_follow_up_months": data["cohort"]["median_follow_up_months"],
-        "modalities_available": data["cohort"]["modalities_available"],
-        "horizons_months": data["horizons_months"],
-        "models": {name: modality_figures(comparison, name) for name in comparison["metrics"]["models"]},
-        "deployed": {**deployed["metrics"]["models"]["deployed"],
-                     "risk_groups": deployed["risk_groups"]["deployed"]["comparison"]},
+        "split": "validation (centre B)", "n": figures.cohort["n"], "events": figures.cohort["events"],
+        "median_follow_up_months": figures.cohort["median_follow_up_months"],
+        "modalities_available": figures.cohort["modalities_available"],
+        "horizons_months": list(figures.horizons_months),
+        "models": {name: modality_figures(comparison, name) for name in comparison.metrics["models"]},
+        "deployed": {**deployed.metrics["models"]["deployed"],
+                     "risk_groups": deployed.risk_groups["deployed"]["comparison"]},
         "oracle": {k: oracle[k] for k in ("oracle_harrell_c", "combined_harrell_c", "combined_to_oracle_ratio")
                    if k in oracle},
-        "bootstrap_resamples": comparison["metrics"]["n_resamples"],
+        "bootstrap_resamples": comparison.metrics["n_resamples"],
         "calibration_mean_abs_difference": {
             name: {h: table["mean_abs_difference"] for h, table in by_horizon.items()}
-            for name, by_horizon in comparison["calibration"].items()},
+            for name, by_horizon in comparison.calibration.items()},
     }
 
 
@@ -142,10 +145,10 @@ def assemble(out_dir: Path, *, stage: Path, cohort: Path, report: Path, config: 
     from sarcoma_risk.release.model_card import render_model_card
     from sarcoma_risk.release.validation_cohort import FILE_NAME, KIND, REGISTRY_NAME, build_validation_cohort
 
-    data = _read_json(report / "report.json")["data"]
+    figures = Evaluation.from_dict(_read_json(report / "report.json")["data"], str(report / "report.json"))
     truth = _read_json(cohort / "truth.json")
     description = cohort_description(truth)
-    summary = validation_summary(data)
+    summary = validation_summary(figures)
     score_files = [stage / "radiology_scores.csv", stage / "pathology_scores.csv"]
     summary["score_distributions"] = score_distributions(score_files)
     staged = WeightRegistry(stage)
@@ -167,7 +170,7 @@ def assemble(out_dir: Path, *, stage: Path, cohort: Path, report: Path, config: 
                                  "observed time and event, fused risk and group as `fuse` gives them; synthetic")
     atomic_write_json(building / FILE_NAME, km.to_dict())
     registry.register(REGISTRY_NAME, FILE_NAME, kind=KIND, version=software_version(),
-                      config={"submodels": sorted(set(data["deployed"]["submodel_counts"]))},
+                      config={"submodels": sorted(set(figures.deployed.submodel_counts or {}))},
                       training_data={"cohort": description},
                       validation={"n": int(km.time_months.size), "events": int(km.event.sum())})
     manifest = registry.manifest()

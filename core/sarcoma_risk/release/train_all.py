@@ -25,9 +25,10 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence, TextIO
+from typing import Sequence, TextIO
 
 from sarcoma_risk.errors import SarcomaRiskError
+from sarcoma_risk.fusion.evaluation import Evaluation
 from sarcoma_risk.release.config import TrainAllConfig
 
 COHORT_DIR, STAGE_DIR, REPORT_DIR, CACHE_DIR = "cohort", "stage", "report", "tile-cache"
@@ -48,7 +49,7 @@ class TrainAllResult:
     report_json: Path
     report_html: Path
     seconds: dict[str, float]
-    figures: dict[str, Any]
+    figures: Evaluation  # the validation report's figures (report.json's data)
 
 
 def _say(step: int, text: str) -> None:
@@ -131,5 +132,7 @@ def _train_all(out_dir: Path, work_dir: Path, config: TrainAllConfig) -> TrainAl
     assembled = assemble(out_dir, stage=stage, cohort=cohort, report=report, config=config, seconds=seconds)
     print(f"wrote {out_dir} in {seconds['total'] / 60:.1f} min; validation report: {report / 'report.html'}",
           flush=True)
-    return TrainAllResult(out_dir, work_dir, assembled, report / "report.json", report / "report.html", seconds,
-                          json.loads((report / "report.json").read_text(encoding="utf-8"))["data"])
+    report_json = report / "report.json"
+    return TrainAllResult(out_dir, work_dir, assembled, report_json, report / "report.html", seconds,
+                          Evaluation.from_dict(json.loads(report_json.read_text(encoding="utf-8"))["data"],
+                                               str(report_json)))
