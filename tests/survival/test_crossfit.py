@@ -45,3 +45,15 @@ def test_a_fold_that_scores_another_number_of_cases_is_refused():
 def test_an_assignment_outside_the_folds_is_refused():
     with pytest.raises(InvalidInput, match=r"assignment: expected one fold number in 0\.\.1 per case"):
         cross_fit([0, 2, 1], 2, lambda fold: None, lambda model, fold: [0.0] * fold.test.size)
+
+
+def test_each_fold_is_announced_on_the_callers_logger_and_nowhere_without_one(caplog):
+    import logging
+
+    caller = logging.getLogger("sarcoma_risk.radiology.cohort")
+    with caplog.at_level(logging.INFO):
+        cross_fit([0, 1, 1], 2, lambda fold: None, lambda model, fold: [0.0] * fold.test.size, log=caller)
+        cross_fit([0, 1, 1], 2, lambda fold: None, lambda model, fold: [0.0] * fold.test.size)
+    assert [(r.name, r.getMessage()) for r in caplog.records] == [
+        ("sarcoma_risk.radiology.cohort", "fold 1/2: training on 2 cases, scoring 1"),
+        ("sarcoma_risk.radiology.cohort", "fold 2/2: training on 1 cases, scoring 2")]

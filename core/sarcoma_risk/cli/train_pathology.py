@@ -86,16 +86,16 @@ def cmd_train_pathology(args: argparse.Namespace) -> int:
                           signature_config=_signature_config(args), cache_dir=args.cache_dir,
                           progress=not args.no_progress)
     if args.json:
-        print_json(run)
+        print_json(run.to_dict())
     else:
-        final = run["final_model"]
-        print(f"trained the patch model on {final['n_train_cases']} development cases (best epoch "
-              f"{final['best_epoch']}, inner validation C-index {_fmt(final['best_val_cindex'])})")
+        final = run.final_model
+        print(f"trained the patch model on {final.n_train_cases} development cases (best epoch "
+              f"{final.best_epoch}, inner validation C-index {_fmt(final.best_val_cindex)})")
         if args.folds:
-            print(f"out-of-fold C-index ({args.folds} folds): slide signature {_fmt(run.get('oof_signature_cindex'))}, "
-                  f"mean patch probability {_fmt(run.get('oof_mean_probability_cindex'))}")
-        if "validation_signature_cindex" in run:
-            print(f"validation split C-index: {_fmt(run['validation_signature_cindex'])}")
+            print(f"out-of-fold C-index ({args.folds} folds): slide signature {_fmt(run.oof_signature_cindex)}, "
+                  f"mean patch probability {_fmt(run.oof_mean_probability_cindex)}")
+        if run.validated:
+            print(f"validation split C-index: {_fmt(run.validation_signature_cindex)}")
         print(f"models registered in {args.out}; scores in {args.out / SCORES_FILE}")
     return 0
 
@@ -106,9 +106,9 @@ def cmd_train_signature(args: argparse.Namespace) -> int:
     summary = fit_signature(args.manifest, args.weights, args.out, _signature_config(args),
                             cache_dir=args.cache_dir, workers=args.workers, progress=not args.no_progress)
     if args.json:
-        print_json(summary)
+        print_json(summary.to_dict())
     else:
-        print(f"slide signature fit on {summary['n_development_cases']} development cases (training "
-              f"concordance {_fmt(summary['training_concordance'])}, validation C-index "
-              f"{_fmt(summary.get('validation_cindex'))}); registered in {args.out}")
+        print(f"slide signature fit on {summary.n_development_cases} development cases (training "
+              f"concordance {_fmt(summary.training_concordance)}, validation C-index "
+              f"{_fmt(summary.validation_cindex)}); registered in {args.out}")
     return 0

@@ -55,18 +55,18 @@ def cmd_train_radiology(args: argparse.Namespace) -> int:
                                  folds=args.folds, sequences=sequences)
     summary = report.summary
     if args.json:
-        print_json(summary)
+        print_json(summary.to_dict())
         return 0
-    figures, cases = summary["validation"], summary["cases"]
-    print(f"radiology model {summary['model_version']} trained on {cases['development']} development case(s) "
-          f"({', '.join(summary['training_data']['sequences'])}); registered in {args.out}")
+    figures, cases = summary.validation, summary.cases
+    print(f"radiology model {summary.model_version} trained on {cases.development} development case(s) "
+          f"({', '.join(summary.training_data.sequences)}); registered in {args.out}")
 
     def fmt(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
-    print(f"  C-index: early stopping {fmt(figures['early_stopping_cindex'])}, out-of-fold "
-          f"{fmt(figures['out_of_fold_cindex'])}, validation split {fmt(figures['validation_split_cindex'])}")
-    print(f"  scores for fusion: {args.out / summary['scores_file']}")
-    for failure in cases["failed"]:
+    print(f"  C-index: early stopping {fmt(figures.early_stopping_cindex)}, out-of-fold "
+          f"{fmt(figures.out_of_fold_cindex)}, validation split {fmt(figures.validation_split_cindex)}")
+    print(f"  scores for fusion: {args.out / summary.scores_file}")
+    for failure in cases.failed:
         print(f"  left out {failure['case_id']}: {failure['error']}", file=sys.stderr)
     return 0

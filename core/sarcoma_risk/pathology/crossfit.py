@@ -35,6 +35,7 @@ from sarcoma_risk.errors import InvalidManifest, InvalidOutcome
 from sarcoma_risk.fileio import atomic_write_bytes, atomic_write_json
 from sarcoma_risk.pathology.pipeline import PATCH_KIND, PATCH_MODEL, SIGNATURE_KIND, SIGNATURE_MODEL, compute_tile_scores
 from sarcoma_risk.pathology.signature import SlideSignature, pool_counts
+from sarcoma_risk.pathology.summary import PathologyRun, PatchModelRun, SignatureRun
 from sarcoma_risk.pathology.train import (
     PatchTrainer,
     SlidePool,
@@ -131,15 +132,10 @@ def _outcomes(cases: Sequence[TrainingCase]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([c.time for c in cases], dtype=float), np.array([c.event for c in cases], dtype=bool)
 
 
-def _summary(result: Any) -> dict[str, Any]:
-    return {"history": result.history, "best_epoch": result.best_epoch, "best_val_cindex": result.best_val_cindex,
-            "n_train_cases": result.n_train_cases, "n_val_cases": result.n_val_cases, "labels": result.label_counts}
-
-
 def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: TrainConfig, *, folds: int = 5,
                     signature_config: SignatureConfig = SignatureConfig(), cache_dir: str | Path | None = None,
-                    progress: bool = False) -> dict[str, Any]:
-    """Train and register the pathology models; write out-of-fold scores. Returns a run summary."""
+                    progress: bool = False) -> PathologyRun:
+    """Train and register the pathology models; write out-of-fold scores. Returns what the run did."""
     import torch
 
     from sarcoma_risk.pathology.model import state_bytes
@@ -159,10 +155,8 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
     pool = SlidePool()
     trainer = PatchTrainer(config, progress=progress)
     signature = signature_config.make()
-    run: dict[str, Any] = {"started_utc": utc_now(), "config": config.to_dict(), "folds": folds,
-                           "signature": asdict(signature_config), "data_sha256": cohort.data_sha256,
-                           "versions": {"sarcoma_risk": software_version(), "torch": torch.__version__,
-                                        "python": platform.python_version()}}
+    started = utc_now()
+    fold_models: tuple[PatchModelRun, ...] = ()
     try:
         oof: dict[str, dict[str, Any]] = {}
         if folds:
@@ -176,15 +170,13 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
                                         progress).values())
 
             fold_of = stratified_folds(case_strata(dev, config.horizon_months), folds, [config.seed, 21])
-            patch_models = cross_fit(fold_of, folds, fit_patch_model, score_held_out)
+            patch_models = cross_fit(fold_of, folds, fit_patch_model, score_held_out, log=log)
             oof = {case.case_id: features for case, features in zip(dev, patch_models.scores)}
-            run["fold_models"] = [{"fold": k, "sha256": sha, **_summary(result)}
-                                  for k, (result, sha) in enumerate(patch_models.models)]
+            fold_models = tuple(PatchModelRun.of(result, sha, fold=k) for k, (result, sha) in enumerate(patch_models.models))
         log.info("final model: training on all %d development cases", len(dev))
         final = trainer.fit(dev, pool)
         patch_bytes = state_bytes(final.model)
         final_sha = sha256_bytes(patch_bytes)
-        run["final_model"] = {"sha256": final_sha, **_summary(final)}
         val_scores = score_cases(cohort.validation, final.model, final_sha, config, signature, cache, progress)
         in_sample = {} if folds else score_cases(dev, final.model, final_sha, config, signature, cache, progress)
     finally:
@@ -194,6 +186,7 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
     time, event = _outcomes(dev)
     final_signature = signature_config.make().fit([dev_features[c.case_id]["counts"] for c in dev], time, event)
     entries: dict[str, ScoreEntry] = {}
+    oof_signature_c = oof_probability_c = validation_c = None
     if folds:
         counts = [oof[c.case_id]["counts"] for c in dev]
         signatures = cross_fit(
@@ -203,8 +196,8 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
         oof_scores = np.asarray(signatures.scores, dtype=float)
         entries |= {c.case_id: ScoreEntry("development", s, ScoreSource.OUT_OF_FOLD.value)
                     for c, s in zip(dev, oof_scores)}
-        run["oof_signature_cindex"] = slide_c_index(time, event, oof_scores)
-        run["oof_mean_probability_cindex"] = slide_c_index(time, event, [oof[c.case_id]["mean_probability"] for c in dev])
+        oof_signature_c = slide_c_index(time, event, oof_scores)
+        oof_probability_c = slide_c_index(time, event, [oof[c.case_id]["mean_probability"] for c in dev])
     else:
         log.warning("no cross-fitting (--folds 0): the signature is fit on the patch model's scores of its own "
                     "training slides and development cases get no out-of-fold score")
@@ -213,7 +206,7 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
         entries |= {c.case_id: ScoreEntry("validation", s, ScoreSource.FINAL_MODEL.value)
                     for c, s in zip(cohort.validation, val_risk)}
         vt, ve = _outcomes(cohort.validation)
-        run["validation_signature_cindex"] = slide_c_index(vt, ve, val_risk)
+        validation_c = slide_c_index(vt, ve, val_risk)
 
     registry = WeightRegistry(out_dir)
     atomic_write_bytes(out_dir / PATCH_FILE, patch_bytes)
@@ -227,25 +220,29 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
                               "normalisation": "imagenet", "training": config.to_dict()},
                       training_data=training_data,
                       validation={"inner_val_cindex": final.best_val_cindex, "best_epoch": final.best_epoch,
-                                  "oof_mean_probability_cindex": run.get("oof_mean_probability_cindex")})
+                                  "oof_mean_probability_cindex": oof_probability_c})
     atomic_write_json(out_dir / SIGNATURE_FILE, final_signature.to_dict())
     registry.register(SIGNATURE_MODEL, SIGNATURE_FILE, kind=SIGNATURE_KIND, version=software_version(),
                       config={**asdict(signature_config), "patch_model_sha256": final_sha,
                               "fitted_on": "out_of_fold tile scores" if folds else "in-sample tile scores"},
                       training_data=training_data,
-                      validation={"oof_cindex": run.get("oof_signature_cindex"),
-                                  "validation_cindex": run.get("validation_signature_cindex"),
+                      validation={"oof_cindex": oof_signature_c, "validation_cindex": validation_c,
                                   "training_concordance": final_signature.concordance_})
     write_score_table(out_dir / SCORES_FILE, ScoreTable("pathology", entries))
-    run["finished_utc"] = utc_now()
-    run["scores_file"] = SCORES_FILE
-    atomic_write_json(out_dir / RUN_FILE, run)
+    run = PathologyRun(
+        started_utc=started, finished_utc=utc_now(), config=config.to_dict(), folds=folds,
+        signature=asdict(signature_config), data_sha256=cohort.data_sha256,
+        versions={"sarcoma_risk": software_version(), "torch": torch.__version__, "python": platform.python_version()},
+        final_model=PatchModelRun.of(final, final_sha), scores_file=SCORES_FILE, fold_models=fold_models,
+        oof_signature_cindex=oof_signature_c, oof_mean_probability_cindex=oof_probability_c,
+        validated=bool(cohort.validation), validation_signature_cindex=validation_c)
+    atomic_write_json(out_dir / RUN_FILE, run.to_dict())
     return run
 
 
 def fit_signature(manifest_path: str | Path, weights_dir: str | Path, out_dir: str | Path,
                   signature_config: SignatureConfig = SignatureConfig(), *, cache_dir: str | Path | None = None,
-                  workers: int = 2, progress: bool = False) -> dict[str, Any]:
+                  workers: int = 2, progress: bool = False) -> SignatureRun:
     """`train pathology-signature`: fit the slide signature for an existing patch model.
 
     The development slides are scored by the patch model of ``weights_dir`` (tile caches reused) and
@@ -273,12 +270,11 @@ def fit_signature(manifest_path: str | Path, weights_dir: str | Path, out_dir: s
     dev_scores = score_cases(cohort.development, model, entry["sha256"], config, signature, cache, progress)
     time, event = _outcomes(cohort.development)
     signature.fit([dev_scores[c.case_id]["counts"] for c in cohort.development], time, event)
-    summary: dict[str, Any] = {"n_development_cases": len(cohort.development), "data_sha256": cohort.data_sha256,
-                               "training_concordance": signature.concordance_}
+    validation_c = None
     if cohort.validation:
         val_scores = score_cases(cohort.validation, model, entry["sha256"], config, signature, cache, progress)
         vt, ve = _outcomes(cohort.validation)
-        summary["validation_cindex"] = slide_c_index(vt, ve, signature.predict(
+        validation_c = slide_c_index(vt, ve, signature.predict(
             [val_scores[c.case_id]["counts"] for c in cohort.validation]))
     registry = WeightRegistry(out_dir)
     if registry.directory.resolve() != source.directory.resolve():
@@ -294,6 +290,6 @@ def fit_signature(manifest_path: str | Path, weights_dir: str | Path, out_dir: s
                                            "patch model was trained on them)"},
                       training_data={"data_sha256": cohort.data_sha256,
                                      "n_development_cases": len(cohort.development)},
-                      validation={"training_concordance": signature.concordance_,
-                                  "validation_cindex": summary.get("validation_cindex")})
-    return summary
+                      validation={"training_concordance": signature.concordance_, "validation_cindex": validation_c})
+    return SignatureRun(len(cohort.development), cohort.data_sha256, signature.concordance_,
+                        validated=bool(cohort.validation), validation_cindex=validation_c)

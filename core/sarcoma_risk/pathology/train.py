@@ -248,17 +248,17 @@ def recalibrate_batchnorm(model: Any, batches: Any) -> None:
         m.momentum = momentum
     model.eval()
 
-@dataclass
+@dataclass(frozen=True)
 class TrainingResult:
     """The trained patch model (best epoch) and what happened."""
 
     model: Any
-    history: list[dict[str, Any]]
+    history: list[dict[str, Any]]  # per epoch: epoch, train_loss, val_cindex, val_loss
     best_epoch: int
     best_val_cindex: float | None
     n_train_cases: int
     n_val_cases: int
-    label_counts: dict[str, int]
+    label_counts: dict[str, int]  # positive, negative, censored_before_horizon, validation
 
 
 class PatchTrainer:

@@ -9,7 +9,8 @@ left out), trains on the development split only, and writes into the output fold
   scored by the final model (source ``final_model``). Fusion fits on these, so its weights are not
   inflated by in-sample imaging scores;
 - ``radiology_training.json``: versions, arguments, data hash, per-fold and validation figures and
-  the per-case failures. No file paths or names are recorded (they may identify patients).
+  the per-case failures (:class:`~sarcoma_risk.radiology.summary.RadiologyRun`). No file paths or
+  names are recorded (they may identify patients).
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ from sarcoma_risk.errors import InvalidInput, InvalidManifest, SarcomaRiskError
 from sarcoma_risk.fileio import atomic_write_json
 from sarcoma_risk.provenance import sha256_file, utc_now
 from sarcoma_risk.radiology.config import ModelConfig, PreprocessConfig, TrainConfig
+from sarcoma_risk.radiology.summary import (
+    CohortCases,
+    FoldFigures,
+    RadiologyFigures,
+    RadiologyRun,
+    RadiologyTrainingData,
+)
 from sarcoma_risk.radiology.train import RadiologyCoxModel
 from sarcoma_risk.survival.concordance import harrell_c, undefined_as_none
 from sarcoma_risk.survival.crossfit import Fold, cross_fit
@@ -110,11 +118,11 @@ def data_sha256(patches: CohortPatches, mask: np.ndarray) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainingReport:
-    """What :func:`train_from_manifest` did (also saved as ``radiology_training.json``)."""
+    """What :func:`train_from_manifest` did (``summary`` is also saved as ``radiology_training.json``)."""
 
-    summary: dict[str, Any]
+    summary: RadiologyRun
     model: RadiologyCoxModel
 
 
@@ -166,7 +174,7 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
                               "a Cox model needs events")
 
     entries: dict[str, ScoreEntry] = {}
-    fold_summaries = []
+    fold_figures: list[FoldFigures] = []
     oof = np.full(len(X), np.nan)
     if folds:
         def fit(fold: Fold) -> RadiologyCoxModel:
@@ -175,13 +183,13 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
             return fold_model.fit(X[fitted], time[fitted], event[fitted])
 
         assignment = stratified_folds(event_strata(event[dev_idx]), folds, train.seed)
-        crossfit = cross_fit(assignment, folds, fit, lambda fold_model, fold: fold_model.predict(X[dev_idx[fold.test]]))
+        crossfit = cross_fit(assignment, folds, fit, lambda fold_model, fold: fold_model.predict(X[dev_idx[fold.test]]),
+                             log=log)
         oof[dev_idx] = crossfit.scores
         for number, fold_model in enumerate(crossfit.models):
             test = dev_idx[assignment == number]
-            fold_summaries.append({"fold": number + 1, "n_train": len(dev_idx) - len(test), "n_test": len(test),
-                                   "best_epoch": fold_model.best_epoch_,
-                                   "test_cindex": undefined_as_none(harrell_c(time[test], event[test], oof[test]))})
+            fold_figures.append(FoldFigures(number + 1, len(dev_idx) - len(test), len(test), fold_model.best_epoch_,
+                                            undefined_as_none(harrell_c(time[test], event[test], oof[test]))))
         entries |= {patches.case_ids[i]: ScoreEntry(Split.DEVELOPMENT.value, float(oof[i]), ScoreSource.OUT_OF_FOLD.value)
                     for i in dev_idx}
 
@@ -195,41 +203,26 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
     digest = data_sha256(patches, development)
     from sarcoma_risk import __version__
 
-    figures = {
-        "early_stopping_cindex": final.validation_cindex_,
-        "best_epoch": final.best_epoch_,
-        "out_of_fold_cindex": undefined_as_none(harrell_c(time[dev_idx], event[dev_idx], oof[dev_idx])) if folds else None,
-        "validation_split_cindex": undefined_as_none(harrell_c(time[val_idx], event[val_idx], val_scores))
-        if len(val_idx) else None,
-        "folds": fold_summaries,
-    }
-    training_data = {
-        "data_sha256": digest,
-        "manifest_sha256": sha256_file(manifest.path),
-        "n_cases": n_dev,
-        "n_events": int(event[dev_idx].sum()),
-        "sequences": list(chosen),
-        "split": Split.DEVELOPMENT.value,
-    }
+    figures = RadiologyFigures(
+        final.validation_cindex_, final.best_epoch_,
+        undefined_as_none(harrell_c(time[dev_idx], event[dev_idx], oof[dev_idx])) if folds else None,
+        undefined_as_none(harrell_c(time[val_idx], event[val_idx], val_scores)) if len(val_idx) else None,
+        tuple(fold_figures))
+    training_data = RadiologyTrainingData(digest, sha256_file(manifest.path), n_dev, int(event[dev_idx].sum()),
+                                          chosen, Split.DEVELOPMENT.value)
     from sarcoma_risk.radiology.checkpoint import save_model
 
-    entry = save_model(final, out_dir, version=f"{__version__}+{digest[:8]}", training_data=training_data,
-                       validation=figures)
+    entry = save_model(final, out_dir, version=f"{__version__}+{digest[:8]}", training_data=training_data.to_dict(),
+                       validation=figures.to_dict())
     # CRLF row ends, as radiology's score tables have always had (the reader takes both).
     write_score_table(out_dir / SCORES_FILE, ScoreTable("radiology", entries), line_end="\r\n")
-    summary = {
-        "created_utc": utc_now(),
-        "command": "train radiology",
-        "arguments": {"folds": folds, "sequences": list(chosen), "preprocess": preprocess.to_dict(),
-                      "model": model.to_dict(), "train": train.to_dict()},
-        "versions": _versions(),
-        "weights_sha256": entry["sha256"],
-        "model_version": entry["version"],
-        "training_data": training_data,
-        "validation": figures,
-        "cases": {"development": n_dev, "validation": len(val_idx), "failed": patches.failures,
-                  "without_mri": patches.without_mri},
-        "scores_file": SCORES_FILE,
-    }
-    atomic_write_json(out_dir / RUN_FILE, summary)
+    summary = RadiologyRun(
+        created_utc=utc_now(),
+        arguments={"folds": folds, "sequences": list(chosen), "preprocess": preprocess.to_dict(),
+                   "model": model.to_dict(), "train": train.to_dict()},
+        versions=_versions(), weights_sha256=entry["sha256"], model_version=entry["version"],
+        training_data=training_data, validation=figures,
+        cases=CohortCases(n_dev, len(val_idx), tuple(patches.failures), tuple(patches.without_mri)),
+        scores_file=SCORES_FILE)
+    atomic_write_json(out_dir / RUN_FILE, summary.to_dict())
     return TrainingReport(summary, final)

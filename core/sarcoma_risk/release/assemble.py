@@ -19,15 +19,13 @@ from sarcoma_risk.errors import InvalidInput, OutputError
 from sarcoma_risk.fileio import atomic_write_json
 from sarcoma_risk.fusion.evaluation import Evaluation, EvaluationBlock
 from sarcoma_risk.release.config import TrainAllConfig
+from sarcoma_risk.release.record import CARD_NAME, ReleaseRecord
 from sarcoma_risk.weights import MANIFEST_NAME, WeightRegistry
 
-CARD_NAME = "MODEL_CARD.md"
 #: Shipped models in the order they are registered; which comparison model describes each.
 MODELS = {"radiology": "radiology", "pathology-patch": "pathology", "pathology-signature": "pathology",
           "fusion": None}
 COMBINED = "clinical+radiology+pathology"
-PHANTOM_STATEMENT = ("Trained and validated on a phantom (synthetic) cohort to verify the software; no clinical "
-                     "validity. Do not use for decisions about patients.")
 
 
 def check_out_dir(out_dir: Path, work_dir: Path) -> None:
@@ -174,12 +172,8 @@ def assemble(out_dir: Path, *, stage: Path, cohort: Path, report: Path, config: 
                       training_data={"cohort": description},
                       validation={"n": int(km.time_months.size), "events": int(km.event.sum())})
     manifest = registry.manifest()
-    manifest["release"] = {
-        "statement": PHANTOM_STATEMENT, "phantom": True, "clinical_validity": "none",
-        "command": "make weights  (sarcoma-risk train all)", "software_version": software_version(),
-        "created_utc": utc_now(), "config": config.to_dict(), "cohort": description, "validation": summary,
-        "seconds": dict(seconds), "model_card": CARD_NAME,
-    }
+    manifest["release"] = ReleaseRecord(software_version(), utc_now(), config.to_dict(), description, summary,
+                                        seconds).to_dict()
     atomic_write_json(registry.manifest_path, manifest)
     (building / CARD_NAME).write_text(render_model_card(manifest), encoding="utf-8")
     _replace_release(out_dir, building)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from sarcoma_risk.release.record import ReleaseRecord
+
 LABELS = {"clinical": "Clinical only", "radiology": "Radiology score only", "pathology": "Pathology score only",
           "clinical+radiology+pathology": "Combined (clinical + radiology + pathology)"}
 METRICS = (("harrell_c", "Harrell's C"), ("uno_c", "Uno's C"), ("mean_auc", "Mean time-dependent AUC"),
@@ -56,8 +58,8 @@ def _size_text(size: str) -> str:
 
 def render_model_card(manifest: Mapping[str, Any]) -> str:
     """The model card of a release manifest (``manifest["release"]`` and ``manifest["models"]``)."""
-    release, models = manifest["release"], manifest["models"]
-    config, cohort, val = release["config"], release["cohort"], release["validation"]
+    release, models = ReleaseRecord.from_dict(manifest.get("release")), manifest["models"]
+    config, cohort, val = release.config, release.cohort, release.validation
     rad, patch, sig, fusion = (models[n] for n in ("radiology", "pathology-patch", "pathology-signature", "fusion"))
     generative = cohort["generative_model"]
     radcfg = rad["config"]
@@ -79,10 +81,10 @@ def render_model_card(manifest: Mapping[str, Any]) -> str:
                                       for split in ("development", "validation")]]
                          for modality, d in val["score_distributions"].items()]
     file_rows = [[f"`{e['file']}`", name, e["kind"], f"{e['bytes']:,}", f"`{e['sha256']}`"] for name, e in models.items()]
-    minutes = release["seconds"].get("total", 0.0) / 60.0
+    minutes = release.seconds.get("total", 0.0) / 60.0
     sections = [
         "# SarcomaRisk shipped weights: model card",
-        f"> **{release['statement']}**",
+        f"> **{release.statement}**",
         "> These weights exist so that the software can be installed, demonstrated and tested end to end. "
         "They were never trained or tested on a single real patient, and their figures say nothing about how "
         "SarcomaRisk would perform on real MRI, slides or charts.",
@@ -178,7 +180,7 @@ def render_model_card(manifest: Mapping[str, Any]) -> str:
         "Loading checks every file's sha256 against `manifest.json` and reads torch checkpoints with "
         "`weights_only=True`; a changed byte is refused.",
         "## Reproduce",
-        f"`make weights` (that is, `sarcoma-risk train all --out weights`; {release['software_version']}). "
+        f"`make weights` (that is, `sarcoma-risk train all --out weights`; {release.software_version}). "
         "The validation report with every figure and plot is written to the work folder "
         "(`build/train-all/report/report.html`). The run's settings are in `manifest.json` under "
         "`release.config`.",

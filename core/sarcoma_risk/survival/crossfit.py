@@ -19,8 +19,6 @@ import numpy as np
 
 from sarcoma_risk.errors import InvalidInput
 
-log = logging.getLogger(__name__)
-
 Model = TypeVar("Model")
 
 
@@ -43,7 +41,7 @@ class OutOfFold(Generic[Model]):
 
 
 def cross_fit(assignment: Any, folds: int, fit: Callable[[Fold], Model],
-              score: Callable[[Model, Fold], Sequence[Any]]) -> OutOfFold[Model]:
+              score: Callable[[Model, Fold], Sequence[Any]], *, log: logging.Logger | None = None) -> OutOfFold[Model]:
     """Fit on the other folds, score the held-out fold, for each fold in turn.
 
     Parameters
@@ -56,6 +54,9 @@ def cross_fit(assignment: Any, folds: int, fit: Callable[[Fold], Model],
         Fits a model on the cases ``fold.train``.
     score : callable(model, Fold) -> sequence
         That model's scores of the cases ``fold.test``, one per case, in that order.
+    log : logging.Logger, optional
+        Where to say (INFO) which fold starts and its sizes: the caller's logger, so a long
+        training's log names the pipeline it belongs to. None: quiet.
 
     Returns
     -------
@@ -69,7 +70,9 @@ def cross_fit(assignment: Any, folds: int, fit: Callable[[Fold], Model],
     models: list[Model] = []
     for number in range(folds):
         fold = Fold(number, folds, np.flatnonzero(assignment != number), np.flatnonzero(assignment == number))
-        log.info("fold %d/%d: training on %d cases, scoring %d", number + 1, folds, fold.train.size, fold.test.size)
+        if log is not None:
+            log.info("fold %d/%d: training on %d cases, scoring %d", number + 1, folds, fold.train.size,
+                     fold.test.size)
         model = fit(fold)
         values = list(score(model, fold))
         if len(values) != fold.test.size:
