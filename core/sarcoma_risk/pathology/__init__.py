@@ -13,7 +13,7 @@ read -> preprocess -> model -> train -> infer, one job per module:
 - :mod:`.model` builds ShuffleNetV2 with one logit and runs it (channels-last, fp32 or bf16);
 - :mod:`.augment` holds the stain/colour augmentation used in training;
 - :mod:`.train` trains the patch model (slide labels, balanced sampling, early stopping on the slide
-  C-index) and cross-fits it;
+  C-index); :mod:`.crossfit` cross-fits it and the signature over a cohort (run summary in :mod:`.summary`);
 - :mod:`.infer` streams patches through reader threads and a bounded queue into the model;
 - :mod:`.cache` keeps tile scores in HDF5 (CLAM/WSInfer layout) so nothing is scored twice;
 - :mod:`.signature` turns patch probabilities into the whole-slide signature and a Cox score;
