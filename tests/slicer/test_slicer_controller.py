@@ -76,14 +76,15 @@ def provenance() -> dict:
     return Provenance("test", "0", None).to_dict()
 
 
-def add_clinical_and_pathology(store: Path) -> None:
-    """A record with the chart and the slide's score, as the coordinator and QuPath leave it."""
+def add_clinical_and_pathology(store: Path, *, pathology: bool = True) -> None:
+    """A record with the chart and (unless told otherwise) the slide's score, as the coordinator and QuPath leave it."""
     with open_store(store, mode="a") as s:
         s.put_section(CASE, "clinical", {"values": {"age_years": 61, "tumor_size_cm": 9.5, "depth": "deep",
                                                     "fnclcc_grade": 3, "margin": "R1", "presentation": "primary",
                                                     "radiotherapy": "postoperative"},
                                          "provenance": provenance()})
-        s.put_section(CASE, "pathology", {"slides": [], "score": 0.3, "provenance": provenance()})
+        if pathology:
+            s.put_section(CASE, "pathology", {"slides": [], "score": 0.3, "provenance": provenance()})
 
 
 def case_ids(store: Path) -> list[str]:
@@ -140,8 +141,12 @@ def test_log_lines_reach_the_view_in_the_order_the_process_wrote_them(scene, inp
                         f'exec "{sys.executable}" "$@"\n')
     launcher.chmod(0o755)
     controller = WorkflowController(scene, RecordingView(), python_executable=str(launcher))
-    controller.compute(inputs, store_path=tmp_path / "cases.sqlite", weights_dir=radiology_weights, timeout_s=300)
-    tick_until_idle(controller)
+    try:
+        controller.compute(inputs, store_path=tmp_path / "cases.sqlite", weights_dir=radiology_weights,
+                           timeout_s=300)
+        tick_until_idle(controller)
+    finally:
+        controller.stop()
 
     lines = controller.view.lines
     assert lines[0].startswith("Exported the T2") and lines[-1] == SAVED
@@ -152,6 +157,7 @@ def test_log_lines_reach_the_view_in_the_order_the_process_wrote_them(scene, inp
 def test_a_scored_case_without_a_pathology_score_shows_its_result_and_starts_no_fusion(controller, inputs,
                                                                                       radiology_weights, tmp_path):
     store = tmp_path / "cases.sqlite"
+    add_clinical_and_pathology(store, pathology=False)
     controller.compute(inputs, store_path=store, weights_dir=radiology_weights, timeout_s=300)
     assert controller.running and controller.view.events == ["running=True"]
     tick_until_idle(controller)
