@@ -71,10 +71,16 @@ def test_the_runner_gives_deterministic_probabilities_and_bf16_stays_close():
         PatchRunner(model, "fp8")
 
 
-def test_checkpoint_bytes_are_deterministic():
-    torch.manual_seed(3)
-    model = make_patch_model("shufflenet_v2_x0_5", "random")
-    assert state_bytes(model) == state_bytes(model)
+def test_two_models_built_from_one_seed_save_the_same_checkpoint_bytes_and_another_seed_does_not():
+    def built_from(seed):
+        torch.manual_seed(seed)
+        return make_patch_model("shufflenet_v2_x0_5", "random")
+
+    first, second, other = built_from(3), built_from(3), built_from(4)
+    assert first is not second
+    assert state_bytes(first) == state_bytes(second)
+    assert state_sha256(first) == state_sha256(second)
+    assert state_bytes(other) != state_bytes(first)
 
 
 def test_augmentation_is_seeded_and_keeps_the_value_range():
