@@ -227,8 +227,9 @@ def align_sequence(image: sitk.Image, reference: sitk.Image, mask: sitk.Image, *
 class MRICase:
     """One case's MRI: the sequences on the first one's grid, the tumor mask, input fingerprints.
 
-    ``images`` maps a sequence name (``"t2fs"``, ``"t1ce"``) to its image; every image and the mask
-    share the first sequence's grid, which is the "original geometry" of outputs such as Grad-CAM.
+    ``images`` maps a sequence name (``"t2fs"``, ``"t1ce"``) to its image, in channel order; every
+    image and the mask share the first sequence's grid, which is the "original geometry" of outputs
+    such as Grad-CAM.
     """
 
     images: dict[str, sitk.Image]
@@ -238,6 +239,11 @@ class MRICase:
     @property
     def reference(self) -> sitk.Image:
         return next(iter(self.images.values()))
+
+    @property
+    def sequences(self) -> tuple[str, ...]:
+        """The sequences read, in channel order."""
+        return tuple(self.images)
 
     def tumor_volume_ml(self) -> float:
         voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(self.mask)))
@@ -258,17 +264,28 @@ def input_fingerprint(path: Path, series_uid: str | None = None) -> dict[str, An
     return fingerprint(path)
 
 
-def read_case(t2fs: str | Path, mask: str | Path, t1ce: str | Path | None = None, *, segment: str | None = None,
-              series_uid: str | None = None, series_uid2: str | None = None) -> MRICase:
-    """Read a case's T2 fat-suppressed MRI, its tumor mask and optionally the contrast-enhanced T1."""
-    t2fs, mask = Path(t2fs), Path(mask)
-    reference = read_image(t2fs, series_uid)
+def read_case(t2fs: str | Path | None, mask: str | Path, t1ce: str | Path | None = None, *,
+              segment: str | None = None, series_uid: str | None = None,
+              series_uid2: str | None = None) -> MRICase:
+    """Read a case's MRI (the T2 fat-suppressed, the contrast-enhanced T1, or both) and its tumor mask.
+
+    The first sequence given (the T2 when there is one) is the reference: the mask and the other
+    sequence are put on its grid, and outputs such as Grad-CAM come back on it. ``series_uid`` picks
+    the T2's DICOM series, ``series_uid2`` the T1CE's.
+    """
+    if t2fs is None and t1ce is None:
+        raise InvalidImage("no MRI given: the tumor needs the T2 fat-suppressed or the contrast-enhanced T1 "
+                           "sequence (or both)")
+    given = [(name, Path(path), uid) for name, path, uid in (("t2fs", t2fs, series_uid), ("t1ce", t1ce, series_uid2))
+             if path is not None]
+    (first, first_path, first_uid), others = given[0], given[1:]
+    mask = Path(mask)
+    reference = read_image(first_path, first_uid)
     tumor = read_mask(mask, reference, segment)
-    images = {"t2fs": reference}
-    fingerprints = {"t2fs": input_fingerprint(t2fs, series_uid), "mask": input_fingerprint(mask)}
-    if t1ce is not None:
-        t1ce = Path(t1ce)
-        images["t1ce"] = align_sequence(read_image(t1ce, series_uid2), reference, tumor, name="T1CE sequence",
-                                        path=t1ce)
-        fingerprints["t1ce"] = input_fingerprint(t1ce, series_uid2)
+    images = {first: reference}
+    fingerprints = {first: input_fingerprint(first_path, first_uid), "mask": input_fingerprint(mask)}
+    for name, path, uid in others:
+        images[name] = align_sequence(read_image(path, uid), reference, tumor, name=f"{name.upper()} sequence",
+                                      path=path)
+        fingerprints[name] = input_fingerprint(path, uid)
     return MRICase(images, tumor, fingerprints)
