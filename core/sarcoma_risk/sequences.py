@@ -36,7 +36,10 @@ def set_name(sequences: Iterable[str]) -> str:
     repeated sequences, or sequences out of channel order."""
     items = tuple(sequences)
     unknown = [s for s in items if s not in SEQUENCE_ORDER]
-    if not items or unknown or len(set(items)) != len(items):
+    if unknown:
+        raise InvalidInput(f"sequences: {', '.join(repr(s) for s in unknown)} is not valid; expected distinct items of "
+                           f"{', '.join(SEQUENCE_ORDER)}")
+    if not items or len(set(items)) != len(items):
         raise InvalidInput(f"sequences: {list(items)}; expected distinct items of {', '.join(SEQUENCE_ORDER)}")
     if list(items) != [s for s in SEQUENCE_ORDER if s in items]:
         raise InvalidInput(f"sequences: {list(items)}; list them in channel order ({', '.join(SEQUENCE_ORDER)})")

@@ -15,10 +15,17 @@ from sarcoma_risk.radiology.infer import score_case, write_volume
 
 
 @pytest.fixture(scope="module")
-def high_risk(high_risk_case, trained):
-    model, _ = trained
+def deployed(trained):
+    """The registered T2FS + T1CE model (an ensemble of the trained model alone)."""
+    from sarcoma_risk.radiology.checkpoint import load_model
+
+    return load_model(trained[1], "t2fs+t1ce")[0]
+
+
+@pytest.fixture(scope="module")
+def high_risk(high_risk_case, deployed):
     case = read_case(high_risk_case.t2fs, high_risk_case.seg, high_risk_case.t1ce)
-    return case, score_case(model, case)
+    return case, score_case(deployed, case)
 
 
 def test_gradcam_of_an_oblique_case_has_exactly_the_inputs_geometry(high_risk):
@@ -55,8 +62,30 @@ def test_gradcam_shares_add_up_to_the_score(high_risk_case, trained):
     assert np.array_equal(result.cam, np.maximum(result.shares, 0))
 
 
-def test_scores_are_deterministic_for_fixed_weights(high_risk_case, trained):
+def test_an_ensembles_gradcam_shares_are_the_mean_of_its_members_and_sum_to_its_score(phantom_set, high_risk_case,
+                                                                                       trained):
+    from dataclasses import replace
+
+    from sarcoma_risk.radiology.config import preset
+    from sarcoma_risk.radiology.ensemble import RadiologyEnsemble
+    from sarcoma_risk.radiology.train import RadiologyCoxModel
+
     model, _ = trained
+    pre, net, train = preset("tiny")
+    other = RadiologyCoxModel(pre, net, replace(train, epochs=2, min_epochs=1, seed=3)).fit(
+        phantom_set.X[:14], phantom_set.time[:14], phantom_set.event[:14])
+    ensemble = RadiologyEnsemble([model, other], np.linspace(-1, 1, 11))
+    case = read_case(high_risk_case.t2fs, high_risk_case.seg, high_risk_case.t1ce)
+    patch = prepare_case(case, pre).array
+    shares = np.mean([grad_cam(m.network_, patch).shares for m in (model, other)], axis=0)
+    result = score_case(ensemble, case)
+    assert result.score == pytest.approx(float(shares.sum()), abs=1e-4)
+    assert result.score == pytest.approx(float(ensemble.predict(patch[None])[0]), abs=1e-5)
+    assert result.sequence_set == "t2fs+t1ce" and result.sequences == ["t2fs", "t1ce"]
+
+
+def test_scores_are_deterministic_for_fixed_weights(high_risk_case, deployed):
+    model = deployed
     case = read_case(high_risk_case.t2fs, high_risk_case.seg, high_risk_case.t1ce)
     first, second = score_case(model, case), score_case(model, case)
     assert first.score == second.score and first.percentile == second.percentile

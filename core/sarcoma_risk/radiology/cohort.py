@@ -274,11 +274,13 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
     for name in sets:
         sequences = set_sequences(name)
         dev_idx = patches.select(Split.DEVELOPMENT, sequences)
-        # The failures that cost this set a case: an attempt with one of its sequences failed, and the
-        # case did not end up with all of them.
-        failed = tuple({"case_id": f["case_id"], "error": f["error"]} for f in patches.failures
-                       if set(f["sequences"].split("+")) & set(sequences)
-                       and not set(sequences) <= usable.get(f["case_id"], set()))
+        # The cases this set lost to a failure (an attempt with one of its sequences failed and the case
+        # did not end up with all of them), each with its first error.
+        lost: dict[str, str] = {}
+        for f in patches.failures:
+            if set(f["sequences"].split("+")) & set(sequences) and not set(sequences) <= usable.get(f["case_id"], set()):
+                lost.setdefault(f["case_id"], f["error"])
+        failed = tuple({"case_id": case_id, "error": error} for case_id, error in lost.items())
         events = int(np.asarray(patches.event, dtype=bool)[dev_idx].sum()) if len(dev_idx) else 0
         if len(dev_idx) < needed or not events:
             why = (f"{len(dev_idx)} usable development case(s) with {name.replace('+', ' and ')}; at least {needed} "

@@ -1,6 +1,7 @@
 """Scoring one case: radiology score, percentile, tumor volume and Grad-CAM in the MRI's geometry.
 
-:func:`score_case` runs preprocessing, the network and Grad-CAM on an :class:`~sarcoma_risk.radiology.io.MRICase`;
+:func:`score_case` runs preprocessing, the networks of a sequence set's model and Grad-CAM on an
+:class:`~sarcoma_risk.radiology.io.MRICase` (which model fits which sequences: :mod:`sarcoma_risk.sequences`);
 :func:`staged_volume` / :func:`write_volume` save the Grad-CAM as NRRD, NIfTI or MetaImage (by
 extension) through a temporary file and a rename, so a viewer such as 3D Slicer never sees half a
 file, and give its sha256 for the case record.
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import SimpleITK as sitk
 
 from sarcoma_risk.errors import InvalidInput
@@ -21,9 +23,9 @@ from sarcoma_risk.fileio import atomic_path
 from sarcoma_risk.provenance import sha256_file
 from sarcoma_risk.radiology.dicom import itk_error_text
 from sarcoma_risk.radiology.gradcam import cam_to_original, grad_cam
+from sarcoma_risk.radiology.ensemble import RadiologyEnsemble
 from sarcoma_risk.radiology.io import MRICase
 from sarcoma_risk.radiology.preprocess import prepare_case
-from sarcoma_risk.radiology.train import RadiologyCoxModel
 
 #: Single-file formats only: a temporary name plus a rename keeps the write atomic.
 VOLUME_EXTENSIONS = (".nrrd", ".nii.gz", ".nii", ".mha")
@@ -31,29 +33,33 @@ VOLUME_EXTENSIONS = (".nrrd", ".nii.gz", ".nii", ".mha")
 
 @dataclass
 class RadiologyResult:
-    """What scoring one case gives. ``score`` is a log relative hazard (higher = riskier)."""
+    """What scoring one case gives. ``score`` is a log relative hazard (higher = riskier);
+    ``sequence_set`` names the model that made it (e.g. ``"t2fs"``: the T2FS-only model)."""
 
     score: float
     percentile: float
     tumor_volume_ml: float
     sequences: list[str]
+    sequence_set: str
     patch_spacing_mm: float
     gradcam: sitk.Image | None = field(default=None, repr=False)
 
 
-def score_case(model: RadiologyCoxModel, case: MRICase, *, gradcam: bool = True) -> RadiologyResult:
-    """Score one case; with ``gradcam`` also map the Grad-CAM onto the first sequence's grid."""
+def score_case(model: RadiologyEnsemble, case: MRICase, *, gradcam: bool = True) -> RadiologyResult:
+    """Score one case with a sequence set's model; with ``gradcam`` also map the Grad-CAM onto the
+    first sequence's grid (the mean of the members' voxel shares, which sums to the score)."""
     prepared = prepare_case(case, model.preprocess)
+    cam = None
     if gradcam:
-        result = grad_cam(model._check_fitted(), prepared.array)
-        score = result.score
-        cam = cam_to_original(result.cam, prepared.geometry, model.model.feature_stride, case.reference)
+        results = [grad_cam(member._check_fitted(), prepared.array) for member in model.members]
+        score = float(np.mean([r.score for r in results]))
+        shares = np.mean([r.shares for r in results], axis=0)
+        cam = cam_to_original(np.maximum(shares, 0), prepared.geometry, model.model.feature_stride, case.reference)
     else:
         score = float(model.predict(prepared.array[None])[0])
-        cam = None
     return RadiologyResult(score=score, percentile=float(model.percentile(score)[0]),
                            tumor_volume_ml=prepared.tumor_volume_ml, sequences=list(prepared.sequences),
-                           patch_spacing_mm=prepared.geometry.spacing, gradcam=cam)
+                           sequence_set=model.sequence_set, patch_spacing_mm=prepared.geometry.spacing, gradcam=cam)
 
 
 def volume_extension(path: str | Path) -> str:
