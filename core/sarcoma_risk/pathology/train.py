@@ -259,6 +259,7 @@ class TrainingResult:
     n_train_cases: int
     n_val_cases: int
     label_counts: dict[str, int]  # positive, negative, censored_before_horizon, validation
+    not_trained_on: tuple[str, ...] = ()  # case ids whose patches it never trained on (validation share, no label)
 
 
 class PatchTrainer:
@@ -325,7 +326,9 @@ class PatchTrainer:
         model.load_state_dict(best_state)
         model.eval()
         best_c = history[best_epoch - 1]["val_cindex"]
-        return TrainingResult(model, history, best_epoch, best_c, len(train), len(val), counts)
+        trained_on = {c.case_id for c, _ in train}
+        return TrainingResult(model, history, best_epoch, best_c, len(train), len(val), counts,
+                              tuple(c.case_id for c in cases if c.case_id not in trained_on))
 
     def _train_epoch(self, model: Any, optimiser: Any, sample: list, pool: SlidePool, generator: Any,
                      epoch: int) -> float:
