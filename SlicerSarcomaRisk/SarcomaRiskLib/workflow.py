@@ -27,7 +27,7 @@ from .validation import ScoringInputs, check_inputs
 #: Seconds a scoring run may take; the first run in a fresh process also imports torch.
 DEFAULT_TIMEOUT_S = 600.0
 #: The scorer's options as the module's controls, for its error messages.
-CONTROL_NAMES = {"--image2": "the T1CE volume", "--weights": "the weights folder (Advanced)",
+CONTROL_NAMES = {"--t2fs": "the T2 volume", "--t1ce": "the T1CE volume", "--weights": "the weights folder (Advanced)",
                  "--store": "the case store (Advanced)"}
 
 
@@ -36,7 +36,10 @@ class RadiologyResult:
     """The outcome of one scoring run.
 
     ``score`` is the log relative hazard (higher = riskier); ``percentile`` places it in the
-    development cohort (0-100); ``section`` is the radiology section as the scorer reported it.
+    development cohort (0-100); ``model`` names the radiology model that scored the case, the one
+    of the sequences given (``radiology-t2fs+t1ce``, ``radiology-t2fs``; :mod:`sarcoma_risk.sequences`),
+    and ``model_label`` says it for people ("T2FS + T1CE"); ``section`` is the radiology section as the
+    scorer reported it.
     """
 
     case_id: str
@@ -44,6 +47,8 @@ class RadiologyResult:
     percentile: float | None
     tumor_volume_ml: float | None
     sequences: tuple[str, ...]
+    model: str
+    model_label: str
     gradcam_sha256: str
     gradcam_node: Any
     section: Mapping[str, Any]
@@ -110,10 +115,10 @@ class RadiologyScoring:
 
     def _arguments(self) -> list[str]:
         exported = self._exported
-        args = ["score-mri", "--case", self.inputs.case_id, "--image", str(exported.t2),
+        args = ["score-mri", "--case", self.inputs.case_id, "--t2fs", str(exported.t2),
                 "--mask", str(exported.mask), "--gradcam", str(self._folder / "gradcam.nrrd"), "--json"]
         if exported.t1ce is not None:
-            args += ["--image2", str(exported.t1ce)]
+            args += ["--t1ce", str(exported.t1ce)]
         if self.store_path is not None:
             args += ["--store", str(self.store_path)]
         if self.weights_dir is not None:
@@ -174,7 +179,8 @@ class RadiologyScoring:
                 case_id=self.inputs.case_id, score=float(section["score"]),
                 percentile=_optional_float(section.get("percentile")),
                 tumor_volume_ml=_optional_float(section.get("tumor_volume_ml")),
-                sequences=tuple(section.get("sequences") or ()), gradcam_sha256=sha256, gradcam_node=node,
+                sequences=tuple(section.get("sequences") or ()), model=str(section.get("model")),
+                model_label=_set_label(section.get("sequences")), gradcam_sha256=sha256, gradcam_node=node,
                 section=section, warnings=tuple(self._exported.warnings()))
         finally:
             self.close()
@@ -238,6 +244,17 @@ def start_fusion(case_id: str, *, python_executable: str | None = None, store_pa
         args += ["--weights", str(weights_dir)]
     return CliProcess(python_executable or default_python_executable(), args, title="Fusion",
                       timeout_s=timeout_s, python_path=python_path).start()
+
+
+def _set_label(sequences: Any) -> str:
+    """How people call the sequence set of the model that scored ("T2FS + T1CE"), from the section's sequences."""
+    from sarcoma_risk.errors import InvalidInput
+    from sarcoma_risk.sequences import SET_LABELS, set_name
+
+    try:
+        return SET_LABELS[set_name(sequences or ())]
+    except InvalidInput:  # a section of an earlier release: its sequences as given
+        return " + ".join(str(s).upper() for s in sequences or ()) or "unknown sequences"
 
 
 def _optional_float(value: Any) -> float | None:

@@ -24,7 +24,8 @@ SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 #: Seconds between two ticks: the widget's timer interval (POLL_INTERVAL_MS in SarcomaRisk.py).
 TICK_S = 0.2
 #: What a finished scoring run logs last.
-SAVED = f"Saved the radiology score of case {CASE} in the case record."
+SAVED = (f"Saved the radiology score of case {CASE} in the case record (scored by the T2FS + T1CE model, "
+         "radiology-t2fs+t1ce).")
 #: Lines the launcher of the ordering test writes before the scorer starts.
 LAUNCHER_LINES = 500
 
@@ -215,7 +216,7 @@ def test_a_failing_scorer_reports_its_error_with_its_log_in_order_and_compute_is
 
     tampered = tmp_path / "tampered"
     shutil.copytree(radiology_weights, tampered)
-    with open(tampered / "radiology.pt", "r+b") as handle:
+    with open(tampered / "radiology-t2fs+t1ce.pt", "r+b") as handle:
         handle.seek(100)
         byte = handle.read(1)
         handle.seek(100)

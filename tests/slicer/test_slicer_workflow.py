@@ -82,9 +82,10 @@ def test_a_phantom_case_is_scored_and_its_gradcam_lines_up_with_the_tumor(scene,
     assert 0 <= result.percentile <= 100
     assert result.tumor_volume_ml == pytest.approx(phantom_mri.stats["tumor_volume_ml"], rel=0.02)
     assert result.sequences == ("t2fs", "t1ce")
+    assert result.model == radiology["model"] == "radiology-t2fs+t1ce" and result.model_label == "T2FS + T1CE"
     provenance = Provenance.from_dict(radiology["provenance"])
-    manifest_entry = json.loads((radiology_weights / "manifest.json").read_text())["models"]["radiology"]
-    assert provenance.model_name == "radiology" and provenance.weights_sha256 == manifest_entry["sha256"]
+    manifest_entry = json.loads((radiology_weights / "manifest.json").read_text())["models"]["radiology-t2fs+t1ce"]
+    assert provenance.model_name == "radiology-t2fs+t1ce" and provenance.weights_sha256 == manifest_entry["sha256"]
     assert set(provenance.inputs) == {"t2fs", "t1ce", "mask"}
     assert radiology["gradcam_sha256"] == result.gradcam_sha256
     assert log[0].startswith("Exported the T2 and T1CE volume and the tumor segment")
@@ -200,6 +201,19 @@ def test_a_t2_under_a_transform_gets_its_gradcam_under_the_same_transform(scene,
     np.testing.assert_allclose(ijk_to_ras(result.gradcam_node), ijk_to_ras(t2), atol=1e-6)
 
 
+def test_a_t2_alone_is_scored_by_the_t2fs_model_and_the_result_and_the_record_say_so(scene, loaded_case, segment_id,
+                                                                                    radiology_weights, tmp_path):
+    t2, _, segmentation = loaded_case
+    store = tmp_path / "cases.sqlite"
+    log = []
+    result = scoring(scene, t2, segmentation, segment_id(segmentation, "Tumor"), store, radiology_weights).run(
+        log=log.append)
+    assert result.sequences == ("t2fs",) and result.model == "radiology-t2fs" and result.model_label == "T2FS only"
+    saved, _ = records(store)
+    assert saved[CASE].radiology["model"] == "radiology-t2fs" and saved[CASE].radiology["sequences"] == ["t2fs"]
+    assert log[0].startswith("Exported the T2 volume and the tumor segment")
+
+
 def test_a_scorer_error_is_reported_and_nothing_is_written(scene, loaded_case, segment_id, radiology_weights,
                                                            tmp_path, private_tempdir):
     import shutil
@@ -213,7 +227,7 @@ def test_a_scorer_error_is_reported_and_nothing_is_written(scene, loaded_case, s
     before = records(store)
     tampered = tmp_path / "tampered"
     shutil.copytree(radiology_weights, tampered)
-    with open(tampered / "radiology.pt", "r+b") as handle:
+    with open(tampered / "radiology-t2fs+t1ce.pt", "r+b") as handle:
         handle.seek(100)
         byte = handle.read(1)
         handle.seek(100)
@@ -222,16 +236,21 @@ def test_a_scorer_error_is_reported_and_nothing_is_written(scene, loaded_case, s
     run = scoring(scene, t2, segmentation, segment_id(segmentation, "Tumor"), store, tampered, t1ce)
     with pytest.raises(ScoringFailed, match=r"^Radiology scoring failed: .*sha256") as info:
         run.run()
-    # A model trained with the T1CE, run without it: the message names the module's control.
-    run = scoring(scene, t2, segmentation, segment_id(segmentation, "Tumor"), store, radiology_weights)
-    with pytest.raises(ScoringFailed, match=r"needs the sequence\(s\) t1ce .*the T1CE volume"):
+    # Weights without a model for the T2 alone, run without the T1CE: the message says which models there are.
+    only_both = tmp_path / "only_both"
+    shutil.copytree(radiology_weights, only_both)
+    manifest = json.loads((only_both / "manifest.json").read_text())
+    del manifest["models"]["radiology-t2fs"]
+    (only_both / "manifest.json").write_text(json.dumps(manifest))
+    run = scoring(scene, t2, segmentation, segment_id(segmentation, "Tumor"), store, only_both)
+    with pytest.raises(ScoringFailed, match=r"no radiology model for the sequence\(s\) given \(t2fs\).*T2FS \+ T1CE"):
         run.run()
     assert any(line.startswith("error: ") for line in info.value.log)
     assert records(store)[0][CASE].revisions == before[0][CASE].revisions
     assert records(store)[1] == before[1]
     assert scene.GetNumberOfNodes() == nodes_before
     assert list(private_tempdir.iterdir()) == []
-    assert sha256_file(radiology_weights / "radiology.pt") != sha256_file(tampered / "radiology.pt")
+    assert sha256_file(radiology_weights / "radiology-t2fs+t1ce.pt") != sha256_file(tampered / "radiology-t2fs+t1ce.pt")
 
 
 def test_cancelling_a_run_leaves_the_record_and_the_scene_as_they_were(scene, loaded_case, segment_id,
