@@ -145,3 +145,17 @@ def test_a_slide_without_tissue_is_refused(odd_slides):
         with pytest.raises(InvalidSlide, match="no tissue") as info:
             plan_patches(slide, tissue_mask(slide))
     assert "blank.svs" in str(info.value)
+
+
+@pytest.mark.parametrize("shape, size, threshold", [((300, 411), 7, 15), ((64, 5), 7, 100), ((9, 9), 7, 3),
+                                                    ((50, 60), 5, 128)])
+def test_the_counting_median_threshold_equals_pillows_median_filter_then_threshold(shape, size, threshold):
+    from PIL import Image, ImageFilter
+
+    from sarcoma_risk.pathology.tissue import median_above
+
+    rng = np.random.default_rng(size + threshold)
+    image = rng.integers(0, 255, shape, dtype=np.uint8)
+    image[: shape[0] // 2] //= 8  # a dim half, so the threshold cuts through real structure
+    expected = np.asarray(Image.fromarray(image).filter(ImageFilter.MedianFilter(size))) > threshold
+    np.testing.assert_array_equal(median_above(image, size, threshold), expected)
