@@ -123,7 +123,7 @@ def test_an_annotation_outside_the_slide_is_a_clear_error(tmp_path, slide_cohort
 def test_annotations_of_other_classes_and_malformed_files_are_refused(tmp_path):
     path = write_geojson(tmp_path / "stroma.geojson",
                          [QuPathObject(box(0, 0, 100, 100), classification=Classification("Stroma", (0, 200, 0)))])
-    with pytest.raises(InvalidAnnotation, match="no 'Tumor' annotation.*Stroma"):
+    with pytest.raises(InvalidAnnotation, match="no annotation of class 'Tumor'.*classes found: 'Stroma'"):
         read_tumor_region(path, (4000, 3000))
     (tmp_path / "broken.geojson").write_text('{"type": "FeatureCollection", "features": [{"type": "Feature"')
     with pytest.raises(InvalidAnnotation, match="not valid JSON"):
