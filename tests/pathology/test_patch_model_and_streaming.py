@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 import urllib.error
@@ -171,3 +172,33 @@ def test_the_tile_cache_is_keyed_by_model_and_written_atomically(tmp_path):
     with pytest.raises(InvalidInput, match="other weights"):
         read_tile_cache(path, model_sha256="model-b")
     assert load_cached(path, "model-b") is None
+
+
+def test_folding_batch_norms_keeps_the_probabilities_and_leaves_the_model_untouched():
+    from sarcoma_risk.pathology.model import fold_batch_norm
+
+    torch.manual_seed(4)
+    model = make_patch_model("shufflenet_v2_x0_5", "random")
+    # Batch norms with non-trivial statistics, as after training, so folding has something to fold.
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(4, 3, 64, 64)
+    with torch.inference_mode():
+        reference = model(x)
+        folded = fold_batch_norm(copy.deepcopy(model))
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        torch.testing.assert_close(folded(x), reference, rtol=1e-4, atol=1e-4)
+    runner = PatchRunner(model)
+    batch = np.random.default_rng(1).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        plain = torch.sigmoid(model(torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255.0)).numpy()
+    np.testing.assert_allclose(runner(batch), plain, atol=1e-5)
+    after = model.state_dict()  # the runner folds a copy (it only moves the model to channels-last, as before)
+    assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in runner.model.modules())
