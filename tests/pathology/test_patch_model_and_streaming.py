@@ -202,3 +202,43 @@ def test_folding_batch_norms_keeps_the_probabilities_and_leaves_the_model_untouc
     after = model.state_dict()  # the runner folds a copy (it only moves the model to channels-last, as before)
     assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items())
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in runner.model.modules())
+
+
+@pytest.mark.parametrize("architecture", ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0"])
+def test_the_network_is_torchvisions_shufflenet_keys_initial_weights_and_outputs(architecture):
+    import torchvision
+
+    from sarcoma_risk.pathology.shufflenet import shufflenet_v2
+
+    torch.manual_seed(11)
+    ours = shufflenet_v2(architecture, num_classes=1).eval()
+    torch.manual_seed(11)
+    reference = getattr(torchvision.models, architecture)(num_classes=1).eval()
+    mine, theirs = ours.state_dict(), reference.state_dict()
+    assert list(mine) == list(theirs)  # same names in the same order: checkpoints load either way
+    assert all(mine[k].shape == theirs[k].shape and torch.equal(mine[k], theirs[k]) for k in mine)
+    # Trained-like batch-norm statistics, then the same weights in both: the same outputs.
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.3, 0.3)
+            module.running_var.uniform_(0.5, 1.5)
+    ours.load_state_dict(reference.state_dict())
+    x = torch.rand(2, 3, 96, 96)
+    with torch.inference_mode():
+        torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=0)
+
+
+def test_scoring_a_slide_does_not_import_torchvision(tmp_path, slide_cohort):
+    import subprocess
+    import sys
+
+    # A fresh interpreter: importing torchvision costs about a second of start-up (it imports torch._dynamo).
+    code = ("import sys, torch\n"
+            "from sarcoma_risk.pathology.model import PatchRunner, make_patch_model\n"
+            "from sarcoma_risk.pathology.pipeline import compute_tile_scores\n"
+            f"tiles, _ = compute_tile_scores({str(slide_cohort.slide('PX-001'))!r}, "
+            "PatchRunner(make_patch_model('shufflenet_v2_x0_5')), 'x' * 64, spacing_um=4.0, patch_px=32, progress=False)\n"
+            "assert len(tiles) > 0\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torchvision', 'matplotlib')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

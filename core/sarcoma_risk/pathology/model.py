@@ -1,4 +1,4 @@
-"""The patch model: torchvision ShuffleNetV2 with a single logit (recurrence), and how it is run.
+"""The patch model: ShuffleNetV2 (torchvision's, from :mod:`.shufflenet`) with one logit, and how it is run.
 
 :class:`PatchModel` takes RGB patches scaled to [0, 1] (N, 3, H, W), normalises them with the
 ImageNet mean and standard deviation (the statistics torchvision's pretrained weights expect) and
@@ -46,11 +46,11 @@ class Precision(str, Enum):
 
 
 def build_network(architecture: Architecture | str = Architecture.X1_0) -> Any:
-    """A torchvision ShuffleNetV2 whose classifier has one output."""
-    import torchvision
+    """A ShuffleNetV2 (torchvision's, see :mod:`.shufflenet`) whose classifier has one output."""
+    from sarcoma_risk.pathology.shufflenet import shufflenet_v2
 
     arch = check_choice(architecture, Architecture, "architecture")
-    return getattr(torchvision.models, arch.value)(num_classes=1)
+    return shufflenet_v2(arch.value, num_classes=1)
 
 
 def imagenet_state(architecture: Architecture | str) -> dict[str, Any]:
