@@ -107,6 +107,23 @@ def test_streaming_returns_every_patch_in_order_and_matches_direct_reading(slide
         np.testing.assert_allclose(mean_red, patches[..., 0].mean(axis=(1, 2)) / 255, rtol=1e-6)
 
 
+def test_the_model_gets_the_cores_the_readers_leave_while_streaming_and_torch_is_restored(slide_cohort):
+    from sarcoma_risk.pathology.infer import available_cores
+
+    seen = []
+
+    def runner(batch):
+        seen.append(torch.get_num_threads())
+        return batch[..., 0].mean(axis=(1, 2)) / 255
+
+    before = torch.get_num_threads()
+    with open_slide(slide_cohort.slide("PX-004")) as slide:
+        grid = plan_patches(slide, tissue_mask(slide), spacing_um=2.0, patch_px=64)
+        score_patches(slide, grid.coords, grid.geometry, runner, batch_size=16, workers=1, progress=False)
+    assert set(seen) == {max(1, min(before, available_cores() - 1))}
+    assert torch.get_num_threads() == before
+
+
 def test_the_progress_bar_stays_out_of_logs_when_stderr_is_not_a_terminal(slide_cohort, capsys):
     with open_slide(slide_cohort.slide("PX-004")) as slide:
         grid = plan_patches(slide, tissue_mask(slide), spacing_um=2.0, patch_px=64)
