@@ -22,6 +22,7 @@ from typing import Callable, Iterator, Sequence, TypeVar
 import numpy as np
 
 from sarcoma_risk.pathology.slide import PatchGeometry, Slide
+from sarcoma_risk.stopwatch import Stopwatch, timed
 
 _DONE = object()
 T = TypeVar("T")
@@ -126,11 +127,14 @@ def model_threads(readers: int) -> Iterator[int]:
 
 def score_patches(slide: Slide, coords: np.ndarray, geometry: PatchGeometry, runner: Callable[[np.ndarray], np.ndarray],
                   *, batch_size: int = 64, workers: int = 2, progress: bool = True,
-                  on_batch: Callable[[int, np.ndarray], None] | None = None) -> np.ndarray:
+                  on_batch: Callable[[int, np.ndarray], None] | None = None,
+                  stopwatch: Stopwatch | None = None) -> np.ndarray:
     """Probabilities (n,) float32 of every patch at ``coords``, streamed through ``runner``.
 
     ``workers`` reader threads decode patches while the model runs on the remaining cores
-    (:func:`model_threads`).
+    (:func:`model_threads`). ``stopwatch`` receives where the consumer's time went: ``model``
+    (``runner``), ``waiting_for_patches`` (reading had not kept up) and ``tile_cache_write``
+    (``on_batch``).
     """
     from tqdm import tqdm
 
@@ -139,10 +143,20 @@ def score_patches(slide: Slide, coords: np.ndarray, geometry: PatchGeometry, run
     with model_threads(workers), tqdm(total=len(coords), unit="patch", desc="scoring patches", file=sys.stderr,
                                       disable=None if progress else True, leave=False) as bar:
         read = lambda xy: slide.read_patch(int(xy[0]), int(xy[1]), geometry)  # noqa: E731
-        for start, batch in iter_batches(coords, read, geometry.patch_px, batch_size=batch_size, workers=workers):
-            probs = runner(batch)
-            probabilities[start:start + len(probs)] = probs
-            if on_batch is not None:
-                on_batch(start, probs)
-            bar.update(len(probs))
+        # closing(): the readers stop at once if the model or on_batch raises
+        with contextlib.closing(iter_batches(coords, read, geometry.patch_px, batch_size=batch_size,
+                                             workers=workers)) as batches:
+            while True:
+                with timed(stopwatch, "waiting_for_patches"):
+                    item = next(batches, None)
+                if item is None:
+                    break
+                start, batch = item
+                with timed(stopwatch, "model"):
+                    probs = runner(batch)
+                probabilities[start:start + len(probs)] = probs
+                if on_batch is not None:
+                    with timed(stopwatch, "tile_cache_write"):
+                        on_batch(start, probs)
+                bar.update(len(probs))
     return probabilities
