@@ -7,7 +7,8 @@ pool of reader threads (OpenSlide and Pillow release the GIL while decoding) and
 queue of ``queue_batches`` batches. Memory is bounded by that queue, whatever the slide's size.
 The model runs in the calling thread under ``torch.inference_mode``, on the cores the readers
 leave (:func:`model_threads`); results are handed to ``on_batch`` (e.g. the tile cache writer)
-as they come. A progress bar goes to stderr."""
+as they come. A progress bar goes to stderr.
+"""
 
 from __future__ import annotations
 
