@@ -175,7 +175,7 @@ class RadiologyScoring:
                 percentile=_optional_float(section.get("percentile")),
                 tumor_volume_ml=_optional_float(section.get("tumor_volume_ml")),
                 sequences=tuple(section.get("sequences") or ()), gradcam_sha256=sha256, gradcam_node=node,
-                section=section, warnings=tuple(self._exported.warnings()))
+                section=section, warnings=tuple(self._exported.warnings()) + _gradcam_note(output))
         finally:
             self.close()
 
@@ -242,3 +242,9 @@ def start_fusion(case_id: str, *, python_executable: str | None = None, store_pa
 
 def _optional_float(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
+
+
+def _gradcam_note(output: Any) -> tuple[str, ...]:
+    """The scorer's reason why the Grad-CAM is 0 everywhere, as a warning to show (none when it shows something)."""
+    note = output.get("gradcam_note") if isinstance(output, dict) else None
+    return (str(note),) if note else ()
