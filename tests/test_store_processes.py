@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sarcoma_risk.provenance import Provenance
-from sarcoma_risk.records.store import CaseStore
+from sarcoma_risk.records.sqlite import SqliteStore
 
 N_CASES = 50
 UPDATES_PER_WRITER = 500
@@ -43,7 +43,7 @@ def _apply(section: str, update: int, current: dict | None) -> dict:
 
 
 def _writer(path: str, section: str, barrier) -> None:
-    with CaseStore(path, "r+") as store:
+    with SqliteStore(path, "r+") as store:
         barrier.wait(timeout=60)  # both writers start together, so their transactions interleave
         for update in range(UPDATES_PER_WRITER):
             store.update_section(case_of(update), section, lambda cur, u=update: _apply(section, u, cur))
@@ -54,7 +54,7 @@ def _writer(path: str, section: str, barrier) -> None:
 
 def _writer_killed_mid_transaction(path: str, conn) -> None:
     big = "x" * 20_000
-    with CaseStore(path, "r+") as store:
+    with SqliteStore(path, "r+") as store:
         store.put_section("STS-0001", "radiology", {"score": 1.0, "provenance": provenance()})
         wal = Path(f"{path}-wal")
         committed_wal = wal.stat().st_size
@@ -72,7 +72,7 @@ def _writer_killed_mid_transaction(path: str, conn) -> None:
 
 def test_two_writer_processes_on_different_sections_of_the_same_cases_lose_no_update(tmp_path):
     path = tmp_path / "cases.sqlite"
-    with CaseStore(path, "a") as store, store.transaction():
+    with SqliteStore(path, "a") as store, store.transaction():
         for i in range(N_CASES):
             store.ensure_case(f"STS-{i:04d}")
     ctx = multiprocessing.get_context("spawn")
@@ -84,7 +84,7 @@ def test_two_writer_processes_on_different_sections_of_the_same_cases_lose_no_up
         w.join(timeout=120)
     assert [w.exitcode for w in writers] == [0, 0]
 
-    with CaseStore(path, "r") as store:
+    with SqliteStore(path, "r") as store:
         records = {r.case_id: r for r in store.records()}
         audit = store.history()
     per_case = UPDATES_PER_WRITER // N_CASES
@@ -112,7 +112,7 @@ def test_two_writer_processes_on_different_sections_of_the_same_cases_lose_no_up
 
 def test_a_writer_killed_inside_a_transaction_leaves_a_consistent_store_without_its_partial_write(tmp_path):
     path = tmp_path / "cases.sqlite"
-    with CaseStore(path, "a") as store:
+    with SqliteStore(path, "a") as store:
         store.ensure_case("STS-0000")
         before_audit = len(store.history())
     ctx = multiprocessing.get_context("spawn")
@@ -134,7 +134,7 @@ def test_a_writer_killed_inside_a_transaction_leaves_a_consistent_store_without_
         assert conn.execute("SELECT COUNT(*) FROM sections WHERE section = 'pathology'").fetchone()[0] == 0
     finally:
         conn.close()
-    with CaseStore(path, "r+") as store:
+    with SqliteStore(path, "r+") as store:
         record = store.get("STS-0001")
         assert record.radiology["score"] == 1.0 and record.revision("radiology") == 1  # the commit before survives
         assert store.case_ids() == ["STS-0000", "STS-0001"]  # cases created inside the transaction are gone
