@@ -1,38 +1,21 @@
-"""The SQLite case store in one process: revisions, stale writes, audit, modes, bad files, migrations, export."""
+"""The SQLite file store: what only a file has (modes on files and folders, WAL, foreign and damaged files,
+migrations, exports through a temporary file). What every backend does is in test_store_contract.py."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from sarcoma_risk.errors import (
-    CaseNotFound,
-    InvalidCaseId,
-    InvalidInput,
-    OutputError,
-    ReadOnlyStore,
-    StaleRevision,
-    StoreError,
-)
-from sarcoma_risk.provenance import Provenance
+from records.conftest import content
+from sarcoma_risk.errors import InvalidInput, OutputError, ReadOnlyStore, StoreError
 from sarcoma_risk.records import export as export_module
-from sarcoma_risk.records import sqlite as store_module
-from sarcoma_risk.records.schema import CaseRecord, content_sha256
 from sarcoma_risk.records import open_store
+from sarcoma_risk.records import sqlite as store_module
 from sarcoma_risk.records.sqlite import APPLICATION_ID, SqliteStore
-
-
-def content(section: str, **values) -> dict:
-    defaults = {"clinical": {"values": {"age_years": 60.0}}, "radiology": {"score": 0.5},
-                "pathology": {"slides": []}, "fusion": {"risk": 0.1, "group": "low", "model": "clinical"}}
-    prov = Provenance("unit-test", "1.0", None, parameters={"n": 1}).to_dict()
-    return {**defaults[section], **values, "provenance": prov}
 
 
 def dump(path: Path) -> str:
@@ -62,142 +45,6 @@ def filled(store_path: Path) -> Path:
         store.put_section("STS-0001", "radiology", content("radiology", score=0.2))
         store.put_section("STS-0002", "clinical", content("clinical", values={"age_years": 45.0}))
     return store_path
-
-
-# ---- revisions, stale writes, merges -------------------------------------------------------------
-
-
-def test_a_written_section_reads_back_with_revision_one(store_path):
-    with SqliteStore(store_path, "a") as store:
-        assert store.put_section("STS-0001", "radiology", content("radiology", score=0.7)) == 1
-        record = store.get("STS-0001")
-    assert record.radiology["score"] == 0.7
-    assert record.revision("radiology") == 1 and record.revision("pathology") == 0
-    assert record.clinical is None and record.created_utc and record.updated_utc
-
-
-def test_each_write_raises_the_revision_and_logs_old_and_new_hashes(filled):
-    with SqliteStore(filled, "r") as store:
-        record = store.get("STS-0001")
-        entries = store.history("STS-0001", "radiology")
-    assert record.revision("radiology") == 2
-    assert [e["action"] for e in entries] == ["create", "update"]
-    assert entries[1]["old_sha256"] == entries[0]["new_sha256"]
-    assert entries[1]["new_sha256"] == content_sha256(record.radiology)
-    assert all(e["user"] and e["host"] and e["at_utc"].endswith("Z") for e in entries)
-
-
-def test_a_stale_update_is_refused_and_changes_nothing(filled):
-    with SqliteStore(filled, "r+") as alice, SqliteStore(filled, "r+") as bob:
-        read = alice.get("STS-0001").revision("radiology")
-        bob.put_section("STS-0001", "radiology", content("radiology", score=0.9), expected_revision=read)
-        before = dump(filled)
-        with pytest.raises(StaleRevision, match="you read revision 2 but the store now holds revision 3"):
-            alice.put_section("STS-0001", "radiology", content("radiology", score=-1.0), expected_revision=read)
-        assert alice.get("STS-0001").radiology["score"] == 0.9
-    assert dump(filled) == before
-
-
-def test_expected_revision_zero_refuses_to_overwrite_an_existing_section(filled):
-    with SqliteStore(filled, "r+") as store:
-        with pytest.raises(StaleRevision, match="revision 0 .* revision 1"):
-            store.put_section("STS-0002", "clinical", content("clinical"), expected_revision=0)
-
-
-def test_update_section_merges_inside_one_transaction(filled):
-    with SqliteStore(filled, "r+") as store:
-        for sha in ("a" * 64, "b" * 64):
-            store.update_section("STS-0002", "pathology", lambda cur, sha=sha: content(
-                "pathology", slides=[*(cur or {"slides": []})["slides"], {"slide_sha256": sha}]))
-        record = store.get("STS-0002")
-    assert [s["slide_sha256"][0] for s in record.pathology["slides"]] == ["a", "b"]
-    assert record.revision("pathology") == 2
-
-
-def test_an_error_inside_update_section_rolls_everything_back(filled):
-    before = dump(filled)
-
-    def broken(current):
-        raise ValueError("merge failed")
-
-    with SqliteStore(filled, "r+") as store, pytest.raises(ValueError, match="merge failed"):
-        store.update_section("STS-0003", "radiology", broken)
-    assert dump(filled) == before
-
-
-def test_a_failing_inner_transaction_undoes_only_its_own_writes(store_path):
-    with SqliteStore(store_path, "a") as store:
-        with store.transaction():
-            store.put_section("STS-0001", "clinical", content("clinical"))
-            with pytest.raises(StaleRevision):
-                with store.transaction():
-                    store.put_section("STS-0002", "clinical", content("clinical"))
-                    store.put_section("STS-0002", "clinical", content("clinical"), expected_revision=0)
-        assert store.case_ids() == ["STS-0001"]
-        with pytest.raises(RuntimeError), store.transaction():
-            store.put_section("STS-0003", "clinical", content("clinical"))
-            raise RuntimeError("abort the whole import")
-        assert store.case_ids() == ["STS-0001"]
-
-
-BAD_IDS = ["", "../STS-0001", "STS/1", "x'; DROP TABLE cases;--", "S" * 33, "STS-Ä1", "STS 1"]
-
-
-@pytest.mark.parametrize("case_id", BAD_IDS)
-def test_invalid_case_ids_are_refused_by_every_write_and_nothing_is_written(filled, case_id):
-    before = dump(filled)
-    with SqliteStore(filled, "r+") as store:
-        with pytest.raises(InvalidCaseId):
-            store.put_section(case_id, "clinical", content("clinical"))
-        with pytest.raises(InvalidCaseId):
-            store.update_section(case_id, "clinical", lambda cur: content("clinical"))
-        with pytest.raises(InvalidCaseId):
-            store.ensure_case(case_id)
-        with pytest.raises(InvalidCaseId):
-            store.get(case_id)
-    assert dump(filled) == before
-    assert not any(p.name != filled.name and not p.name.startswith(filled.name) for p in filled.parent.iterdir())
-
-
-def test_invalid_section_content_is_refused_and_nothing_is_written(filled):
-    before = dump(filled)
-    with SqliteStore(filled, "r+") as store:
-        with pytest.raises(InvalidInput, match="provenance"):
-            store.put_section("STS-0009", "radiology", {"score": 0.1})
-        with pytest.raises(InvalidInput, match="genomics"):
-            store.update_section("STS-0009", "genomics", lambda cur: {})
-    assert dump(filled) == before
-
-
-def test_an_unknown_case_is_reported_as_not_found(filled):
-    with SqliteStore(filled, "r") as store, pytest.raises(CaseNotFound, match="'STS-0404' is not in the store"):
-        store.get("STS-0404")
-
-
-# ---- the audit log -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("statement", ["UPDATE audit SET user = 'mallory'", "DELETE FROM audit"])
-def test_the_audit_log_refuses_updates_and_deletes(filled, statement):
-    before = dump(filled)
-    conn = sqlite3.connect(filled, isolation_level=None)
-    try:
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            conn.execute(statement)
-    finally:
-        conn.close()
-    assert dump(filled) == before
-
-
-def test_history_filters_by_case_and_section_and_keeps_the_newest_n(filled):
-    with SqliteStore(filled, "r") as store:
-        everything = store.history()
-        assert [e["id"] for e in everything] == sorted(e["id"] for e in everything)
-        assert {e["case_id"] for e in store.history("STS-0002")} == {"STS-0002"}
-        assert len(store.history(section="radiology")) == 2
-        assert store.history(limit=2) == everything[-2:]
-        with pytest.raises(InvalidInput, match="limit"):
-            store.history(limit=0)
 
 
 # ---- modes -----------------------------------------------------------------------------------
@@ -447,29 +294,6 @@ def test_a_store_from_a_newer_sarcoma_risk_is_refused(filled):
 
 
 # ---- export --------------------------------------------------------------------------------------
-
-
-def test_csv_export_has_one_row_per_case_and_empty_cells_for_missing_modalities(filled, tmp_path):
-    with SqliteStore(filled, "r+") as store:
-        store.put_section("STS-0002", "radiology", content("radiology", score=0.0))
-        assert store.write_csv(tmp_path / "cases.csv") == 2
-    with open(tmp_path / "cases.csv", newline="", encoding="utf-8") as handle:
-        rows = {r["case_id"]: r for r in csv.DictReader(handle)}
-    assert rows["STS-0001"]["radiology.score"] == "0.2"
-    assert rows["STS-0002"]["radiology.score"] == "0.0"  # a real zero
-    for column in ("pathology.score", "pathology.n_slides", "fusion.risk", "fusion.group"):
-        assert rows["STS-0001"][column] == ""  # missing, not zero
-    assert rows["STS-0002"]["age_years"] == "45.0"
-    assert rows["STS-0001"]["clinical.provenance.model"] == "unit-test@1.0"
-
-
-def test_json_export_holds_full_records_that_read_back(filled, tmp_path):
-    with SqliteStore(filled, "r") as store:
-        assert store.write_json(tmp_path / "cases.json") == 2
-        expected = [r.to_dict() for r in store.records()]
-    data = json.loads((tmp_path / "cases.json").read_text(encoding="utf-8"))
-    assert data == expected
-    assert CaseRecord.from_dict(data[0]).revision("radiology") == 2
 
 
 def test_an_export_into_a_missing_folder_is_refused_and_leaves_no_file(filled, tmp_path):
