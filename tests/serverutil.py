@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from email.message import Message
 from pathlib import Path
 from typing import Iterator
 
@@ -91,8 +92,8 @@ def health(url: str) -> tuple[int, dict] | None:
 
 
 def request(url: str, method: str = "GET", *, token: str | None = None, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    """One raw HTTP request (status, headers, body), for tests of what the server answers."""
+            headers: dict[str, str] | None = None) -> tuple[int, Message, bytes]:
+    """One raw HTTP request (status, headers (case-insensitive), body), for tests of what the server answers."""
     sent = dict(headers or {})
     if token is not None:
         sent["Authorization"] = f"Bearer {token}"
@@ -101,6 +102,6 @@ def request(url: str, method: str = "GET", *, token: str | None = None, body: by
     call = urllib.request.Request(url, data=body, method=method, headers=sent)
     try:
         with urllib.request.urlopen(call, timeout=30) as answer:
-            return answer.status, dict(answer.headers), answer.read()
+            return answer.status, answer.headers, answer.read()
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
+        return error.code, error.headers, error.read()

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from sarcoma_risk import __version__
 from sarcoma_risk.errors import InvalidInput, StaleRevision
 from sarcoma_risk.records.accounts import Account
-from sarcoma_risk.records.base import stale_message
+from sarcoma_risk.records.base import check_section, stale_message
 from sarcoma_risk.records.export import write_csv_rows
 from sarcoma_risk.records.remote import TRANSACTION_HEADER
 from sarcoma_risk.records.schema import SECTIONS
@@ -104,6 +104,7 @@ def build_router(service: Service) -> APIRouter:
     @router.put("/cases/{case_id}/{section}", openapi_extra={"requestBody": _JSON_OBJECT},
                 summary="Write a section; If-Match: \"N\" refuses a stale write with 412, If-None-Match: * a second one")
     async def write_section(request: Request, case_id: str = CASE_ID, section: str = SECTION) -> JSONResponse:
+        check_section(section)  # an unknown section is a bad request before it is a question of roles
         expected, must_exist = expected_revision(request)
         content = json_body(await request.body())
 
