@@ -1,6 +1,6 @@
 """What a case record holds at a glance: which modalities are in, and whether its fused risk is current.
 
-Fusion reads the modality sections, so a fusion section computed before one of them changed, or from
+Fusion reads the modality sections, so a fusion section computed from other contents of them, or from
 another set of modalities, is out of date. The coordinator's web page and the 3D Slicer module's
 status box show the same answer.
 """
@@ -8,9 +8,9 @@ status box show the same answer.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
-from sarcoma_risk.records.schema import CaseRecord
+from sarcoma_risk.records.schema import CaseRecord, content_sha256
 
 #: The modalities fusion can use, in the order they are listed.
 MODALITIES = ("clinical", "radiology", "pathology")
@@ -21,15 +21,25 @@ def _timestamp(section: dict[str, Any] | None) -> str:
 
 
 def fusion_is_current(record: CaseRecord) -> bool:
-    """Whether the record's fusion section was computed from its current modality sections."""
+    """Whether the record's fusion section was computed from its current modality sections.
+
+    ``sarcoma-risk fuse`` records the sha256 of each section it read (``provenance.inputs``); the
+    fusion is current when those are the sections' contents now and no modality was added since.
+    A fusion section without those fingerprints is compared by time instead.
+    """
     fusion = record.fusion
     if fusion is None:
         return False
     present = record.modalities()
     used = fusion.get("modalities_used")
-    same_inputs = used is None or sorted(used) == sorted(present)
+    if used is not None and sorted(used) != sorted(present):
+        return False
+    inputs = (fusion.get("provenance") or {}).get("inputs") or {}
+    read = {m: v["sha256"] for m, v in inputs.items() if isinstance(v, Mapping) and "sha256" in v}
+    if read and set(read) == set(present):
+        return all(content_sha256(record.section(m)) == sha for m, sha in read.items())
     newest_input = max((_timestamp(record.section(m)) for m in present), default="")
-    return same_inputs and _timestamp(fusion) >= newest_input
+    return _timestamp(fusion) >= newest_input
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ GROUP_FILTERS: dict[str, tuple[str, Callable[[CaseSummary], bool]]] = {
 def build_router(service: Service) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     templates = Jinja2Templates(directory=str(resources.files("sarcoma_risk.server") / "templates"))
+    templates.env.filters["readable"] = readable
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         return templates.TemplateResponse(request, name, {"sections": SECTIONS, "modalities": MODALITIES, **context},
@@ -150,8 +151,8 @@ def build_router(service: Service) -> APIRouter:
         png, _ = await run_in_threadpool(_km, service)
         return Response(png, media_type="image/png")
 
-    @router.get("/export/cases.csv", name="export_csv")
-    async def export_csv(request: Request) -> Response:
+    @router.get("/export/cases.csv", name="download_csv")
+    async def download_csv(request: Request) -> Response:
         rows = await signed_in(request, lambda store, _: store.export_rows())
         if isinstance(rows, Response):
             return rows
@@ -160,8 +161,8 @@ def build_router(service: Service) -> APIRouter:
         return Response(text.getvalue(), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": 'attachment; filename="cases.csv"'})
 
-    @router.get("/export/cases.json", name="export_json")
-    async def export_json(request: Request) -> Response:
+    @router.get("/export/cases.json", name="download_json")
+    async def download_json(request: Request) -> Response:
         records = await signed_in(request, lambda store, _: [r.to_dict() for r in store.records()])
         if isinstance(records, Response):
             return records
@@ -170,6 +171,21 @@ def build_router(service: Service) -> APIRouter:
                         headers={"Content-Disposition": 'attachment; filename="cases.json"'})
 
     return router
+
+
+def readable(value: Any) -> str:
+    """A section value in one line: numbers to 4 significant digits, plain lists joined, objects as k=v."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        if any(isinstance(v, (dict, list)) for v in value):
+            return f"{len(value)} item(s)"
+        return ", ".join(readable(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={readable(v)}" for k, v in sorted(value.items()))
+    return str(value)
 
 
 def _cookie_path(request: Request) -> str:
