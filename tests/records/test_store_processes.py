@@ -55,6 +55,14 @@ def _writer(location: str, section: str, updates: int, barrier) -> None:
             time.sleep(0.002)
 
 
+def _same_section_writer(location: str, name: str, updates: int, barrier) -> None:
+    with open_store(location, "r+") as store:
+        barrier.wait(timeout=60)
+        for update in range(updates):
+            store.update_section(case_of(update % 5), "radiology", lambda cur, u=update: {
+                "score": 0.0, "updates": [*(cur or {}).get("updates", []), f"{name}-{u}"], "provenance": provenance()})
+
+
 def _writer_killed_mid_transaction(path: str, conn) -> None:
     big = "x" * 20_000
     with SqliteStore(path, "r+") as store:
@@ -114,6 +122,30 @@ def test_two_writer_processes_on_different_sections_of_the_same_cases_lose_no_up
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         finally:
             conn.close()
+
+
+@pytest.mark.parametrize("backend", list(UPDATES_PER_WRITER), indirect=True)
+def test_three_writer_processes_of_one_section_take_turns_and_lose_no_update(backend):
+    updates = 60
+    with backend.open("a"):
+        pass  # an empty store for the writers to open
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(3)
+    writers = [ctx.Process(target=_same_section_writer, args=(backend.location, name, updates, barrier))
+               for name in "abc"]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(timeout=180)
+    assert [w.exitcode for w in writers] == [0, 0, 0]
+    with backend.open("r") as store:
+        records = list(store.records())
+        audit = store.history(section="radiology")
+    written = [u for r in records for u in r.radiology["updates"]]
+    assert sorted(written) == sorted(f"{n}-{u}" for n in "abc" for u in range(updates))
+    for record in records:
+        revisions = [e["revision"] for e in audit if e["case_id"] == record.case_id]
+        assert revisions == list(range(1, len(record.radiology["updates"]) + 1))
 
 
 def test_a_writer_killed_inside_a_transaction_leaves_a_consistent_store_without_its_partial_write(tmp_path):

@@ -3,9 +3,10 @@
 The tables, statements and guarantees are those of the SQLite store (records/sql.py); what
 differs:
 
-- writers of different cases never wait for each other: a write locks its case's row
-  (``SELECT ... FOR UPDATE``) until it commits, so a read-modify-write of one case is never
-  interleaved, and two writers of one case take turns;
+- writers of different cases or sections never wait for each other: a write locks its section's
+  row (or, for a section written for the first time, its case's row) with ``SELECT ... FOR UPDATE``
+  until it commits, so a read-modify-write is never interleaved, and two writers of one section
+  take turns;
 - the audit log is kept append-only by triggers that refuse ``UPDATE``, ``DELETE`` and ``TRUNCATE``
   (the tables' owner could still drop them, as with SQLite's file owner: for the strongest
   guarantee, let the server connect as a role that does not own the tables);
@@ -21,6 +22,8 @@ database's locale.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -156,8 +159,18 @@ class PostgresStore(SqlStore):
     def _sql(self, statement: str) -> str:
         return statement.replace("?", "%s")
 
-    def _lock_case(self, case_id: str) -> None:
+    def _lock_section(self, case_id: str, section: str) -> Any:
+        # Lock the section's own row: once another writer's lock is released, FOR UPDATE returns
+        # the row as that writer committed it (a join would return the other table as it was when
+        # the statement started, the stale revision). A section not written yet is created under
+        # its case's lock, and read again after it, in a statement that sees every commit so far.
+        row_sql = "SELECT revision, sha256, content FROM sections WHERE case_id = ? AND section = ? FOR UPDATE"
+        row = self._row(row_sql, (case_id, section))
+        if row is not None:
+            return row
+        self._insert_case(case_id)  # waits for a concurrent creator of the case, then does nothing
         self._execute("SELECT case_id FROM cases WHERE case_id = ? FOR UPDATE", (case_id,))
+        return self._row(row_sql, (case_id, section))
 
     def _lock_migrations(self) -> None:
         self._execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))

@@ -10,9 +10,13 @@ How the store's guarantees carry over HTTP:
 - revisions travel as ETags: a write that names the revision it read sends ``If-Match: "N"`` (or
   ``If-None-Match: *`` for "must not exist yet"), and the server answers 412 when it is stale,
   raised here as :class:`~sarcoma_risk.errors.StaleRevision`;
-- :meth:`HttpStore.update_section` reads the section with its revision, applies ``change`` and
-  writes it back with ``If-Match``; when another writer got in first it reads again and retries
-  (so ``change`` may run more than once, as the interface says);
+- :meth:`HttpStore.update_section` applies ``change`` to the section as last read or written by this
+  store object and writes the result back with ``If-Match`` of that revision; when the section
+  changed since (or was never seen), the server's 412 makes it read the section again and retry, so
+  ``change`` may run more than once, as the interface says. Sections seen outside a transaction are
+  remembered for this (a bounded number): committed revisions never repeat, so a remembered
+  revision either still names that content or is refused. Inside a transaction nothing is
+  remembered, since a rollback undoes revisions;
 - :meth:`HttpStore.transaction` opens a transaction on the server (``POST /api/v1/transactions``);
   requests inside it carry its id, and it commits when the block ends or rolls back on an error. A
   transaction opened inside another is a savepoint there. A client that disappears leaves it to the
@@ -25,11 +29,13 @@ How the store's guarantees carry over HTTP:
 from __future__ import annotations
 
 import contextlib
+import copy
 import http.client
 import json
 import socket
 import ssl
 import time
+from collections import OrderedDict
 from typing import Any, Iterator, Mapping
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -55,6 +61,8 @@ API = "/api/v1"
 TRANSACTION_HEADER = "SarcomaRisk-Transaction"
 #: How often update_section re-reads and retries when other writers keep changing the section.
 UPDATE_ATTEMPTS = 20
+#: Sections remembered for update_section (content and revision as last read or written).
+REMEMBERED_SECTIONS = 1024
 #: A kept-alive connection idle this long is replaced before use: the server closes idle ones
 #: (uvicorn after 5 s), and a request sent into a closing connection would be lost.
 _IDLE_RECONNECT_S = 2.0
@@ -97,6 +105,7 @@ class HttpStore(CaseStore):
         self._last_used = 0.0
         self._transactions: list[str] = []  # open transaction ids, innermost last
         self._status: dict[str, Any] | None = None
+        self._seen: OrderedDict[tuple[str, str], tuple[dict[str, Any], int]] = OrderedDict()
 
     # ---- opening -----------------------------------------------------------------------------
 
@@ -116,6 +125,7 @@ class HttpStore(CaseStore):
             self._connection = None
         self._transactions.clear()
         self._status = None
+        self._seen.clear()
 
     @property
     def user(self) -> Account | None:
@@ -236,7 +246,17 @@ class HttpStore(CaseStore):
             answer = self._request("GET", f"/cases/{case_id}/{section}")
         except CaseNotFound:
             return None, 0
-        return answer["content"], int(answer["revision"])
+        content, revision = answer["content"], int(answer["revision"])
+        self._remember(case_id, section, content, revision)
+        return content, revision
+
+    def _remember(self, case_id: str, section: str, content: dict[str, Any], revision: int) -> None:
+        if self._transactions:  # a rollback would undo this revision: never build on it later
+            return
+        self._seen[(case_id, section)] = (copy.deepcopy(content), revision)  # callers may change theirs
+        self._seen.move_to_end((case_id, section))
+        while len(self._seen) > REMEMBERED_SECTIONS:
+            self._seen.popitem(last=False)
 
     # ---- writing -----------------------------------------------------------------------------
 
@@ -256,18 +276,22 @@ class HttpStore(CaseStore):
             headers["If-None-Match"] = "*"
         elif expected_revision is not None:
             headers["If-Match"] = f'"{expected_revision}"'
-        return int(self._request("PUT", f"/cases/{case_id}/{section}", body=content, headers=headers)["revision"])
+        self._seen.pop((case_id, section), None)
+        revision = int(self._request("PUT", f"/cases/{case_id}/{section}", body=content, headers=headers)["revision"])
+        self._remember(case_id, section, content, revision)
+        return revision
 
     def update_section(self, case_id: str, section: str, change: Change) -> int:
         validate_case_id(case_id)
         check_section(section)
         self._refuse_if_read_only()
         for _ in range(UPDATE_ATTEMPTS):
-            current, revision = self.read_section(case_id, section)
+            seen = self._seen.get((case_id, section))
+            current, revision = seen if seen is not None else self.read_section(case_id, section)
             try:
-                return self.put_section(case_id, section, change(current), expected_revision=revision)
+                return self.put_section(case_id, section, change(copy.deepcopy(current)), expected_revision=revision)
             except StaleRevision:
-                continue  # someone wrote in between: read their version and apply the change again
+                continue  # written by someone else since: read their version and apply the change again
         raise StaleRevision(f"case {case_id}, section {section}: changed by others {UPDATE_ATTEMPTS} times while "
                             "this update was being applied; nothing was written, try again")
 

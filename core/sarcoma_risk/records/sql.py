@@ -50,7 +50,7 @@ class SqlStore(CaseStore):
     """A case store in a SQL database; see :mod:`sarcoma_risk.records.base` for the guarantees.
 
     Subclasses connect (:meth:`open`), and provide the hooks below: the database's error classes,
-    how a transaction starts, how a case is locked for writing, placeholders, and the migrations.
+    how a transaction starts, how a section is locked for writing, placeholders, and the migrations.
     """
 
     #: The database driver's error base class(es), turned into :class:`StoreError` by :meth:`_explain`.
@@ -82,10 +82,6 @@ class SqlStore(CaseStore):
     def _sql(self, statement: str) -> str:
         """``statement`` with the ``?`` placeholders the driver expects."""
         return statement
-
-    def _lock_case(self, case_id: str) -> None:
-        """Keep other writers of ``case_id`` out until the transaction ends (a no-op where the
-        transaction already excludes every other writer)."""
 
     def _create_version_table(self) -> None:
         self._execute("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_utc TEXT NOT NULL)")
@@ -302,35 +298,43 @@ class SqlStore(CaseStore):
         validate_case_id(case_id)
         content = validate_section(section, content)
         check_expected_revision(expected_revision)
-        text = canonical_json(content)
-        new_sha = content_sha256(content)
         with self.transaction():
-            self._insert_case(case_id)
-            self._lock_case(case_id)
-            row = self._row("SELECT revision, sha256 FROM sections WHERE case_id = ? AND section = ?",
-                            (case_id, section))
-            current, old_sha = (row["revision"], row["sha256"]) if row else (0, None)
-            if expected_revision is not None and expected_revision != current:
-                raise StaleRevision(stale_message(case_id, section, expected_revision, current))
-            revision = current + 1
-            self._execute(
-                "INSERT INTO sections (case_id, section, revision, content, sha256, updated_utc) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (case_id, section) DO UPDATE SET "
-                "revision = excluded.revision, content = excluded.content, sha256 = excluded.sha256, "
-                "updated_utc = excluded.updated_utc",
-                (case_id, section, revision, text, new_sha, utc_now()))
-            self._audit(case_id, section, "update" if current else "create", revision, old_sha, new_sha)
-            return revision
+            current = self._lock_section(case_id, section)
+            revision = current["revision"] if current else 0
+            if expected_revision is not None and expected_revision != revision:
+                raise StaleRevision(stale_message(case_id, section, expected_revision, revision))
+            return self._write_section(case_id, section, content, current)
 
     def update_section(self, case_id: str, section: str, change: Change) -> int:
         # The case is locked before the read, so no other writer can interleave: change runs once.
         validate_case_id(case_id)
         check_section(section)
         with self.transaction():
-            self._insert_case(case_id)
-            self._lock_case(case_id)
-            current, revision = self.read_section(case_id, section)
-            return self.put_section(case_id, section, change(current), expected_revision=revision)
+            current = self._lock_section(case_id, section)
+            content = validate_section(section, change(json.loads(current["content"]) if current else None))
+            return self._write_section(case_id, section, content, current)
+
+    def _lock_section(self, case_id: str, section: str) -> Any:
+        """Create the case if needed, keep other writers of it out until the transaction ends, and
+        return the section's row (revision, sha256, content), None when it has none. The default
+        suits a database whose write transaction already excludes every other writer (SQLite)."""
+        self._insert_case(case_id)
+        return self._row("SELECT revision, sha256, content FROM sections WHERE case_id = ? AND section = ?",
+                         (case_id, section))
+
+    def _write_section(self, case_id: str, section: str, content: dict[str, Any], current: Any) -> int:
+        """Store ``content`` as the next revision after ``current`` (the locked row) and log it."""
+        revision = current["revision"] + 1 if current else 1
+        new_sha = content_sha256(content)
+        self._execute(
+            "INSERT INTO sections (case_id, section, revision, content, sha256, updated_utc) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (case_id, section) DO UPDATE SET "
+            "revision = excluded.revision, content = excluded.content, sha256 = excluded.sha256, "
+            "updated_utc = excluded.updated_utc",
+            (case_id, section, revision, canonical_json(content), new_sha, utc_now()))
+        self._audit(case_id, section, "update" if current else "create", revision,
+                    current["sha256"] if current else None, new_sha)
+        return revision
 
     # ---- users -------------------------------------------------------------------------------
 
