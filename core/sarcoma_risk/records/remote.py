@@ -29,7 +29,6 @@ How the store's guarantees carry over HTTP:
 from __future__ import annotations
 
 import contextlib
-import copy
 import http.client
 import json
 import socket
@@ -105,7 +104,7 @@ class HttpStore(CaseStore):
         self._last_used = 0.0
         self._transactions: list[str] = []  # open transaction ids, innermost last
         self._status: dict[str, Any] | None = None
-        self._seen: OrderedDict[tuple[str, str], tuple[dict[str, Any], int]] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()  # (JSON text, revision)
 
     # ---- opening -----------------------------------------------------------------------------
 
@@ -253,7 +252,8 @@ class HttpStore(CaseStore):
     def _remember(self, case_id: str, section: str, content: dict[str, Any], revision: int) -> None:
         if self._transactions:  # a rollback would undo this revision: never build on it later
             return
-        self._seen[(case_id, section)] = (copy.deepcopy(content), revision)  # callers may change theirs
+        # Kept as JSON text: callers may change their dict, and each use gets a fresh copy.
+        self._seen[(case_id, section)] = (json.dumps(content, allow_nan=False), revision)
         self._seen.move_to_end((case_id, section))
         while len(self._seen) > REMEMBERED_SECTIONS:
             self._seen.popitem(last=False)
@@ -287,9 +287,9 @@ class HttpStore(CaseStore):
         self._refuse_if_read_only()
         for _ in range(UPDATE_ATTEMPTS):
             seen = self._seen.get((case_id, section))
-            current, revision = seen if seen is not None else self.read_section(case_id, section)
+            current, revision = (json.loads(seen[0]), seen[1]) if seen is not None else self.read_section(case_id, section)
             try:
-                return self.put_section(case_id, section, change(copy.deepcopy(current)), expected_revision=revision)
+                return self.put_section(case_id, section, change(current), expected_revision=revision)
             except StaleRevision:
                 continue  # written by someone else since: read their version and apply the change again
         raise StaleRevision(f"case {case_id}, section {section}: changed by others {UPDATE_ATTEMPTS} times while "

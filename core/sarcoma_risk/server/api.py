@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from typing import Any, Callable
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
@@ -21,7 +21,7 @@ from sarcoma_risk.errors import InvalidInput, StaleRevision
 from sarcoma_risk.records.accounts import Account
 from sarcoma_risk.records.base import check_section, stale_message
 from sarcoma_risk.records.export import write_csv_rows
-from sarcoma_risk.records.remote import TRANSACTION_HEADER
+from sarcoma_risk.records.remote import API, TRANSACTION_HEADER
 from sarcoma_risk.records.schema import SECTIONS
 from sarcoma_risk.records.sql import SqlStore
 from sarcoma_risk.server.responses import MalformedBody, error_response, json_body
@@ -57,8 +57,10 @@ def expected_revision(request: Request) -> tuple[int | None, bool]:
     raise MalformedBody(f'If-Match: {if_match!r} is not a section revision; send the ETag you read, e.g. "3"')
 
 
-def build_router(service: Service) -> APIRouter:
-    router = APIRouter(prefix="/api/v1")
+def register(app: FastAPI, service: Service) -> None:
+    """Add the API's routes to ``app`` (on the application itself: an included router costs every
+    request an extra round of route matching)."""
+    router = _Prefixed(app, API)
 
     @router.get("/health", summary="Whether the server can reach its database (no token needed)")
     async def health(request: Request) -> dict[str, Any]:
@@ -181,10 +183,31 @@ def build_router(service: Service) -> APIRouter:
 
     @router.delete("/users/{name}", summary="Revoke a user's tokens; admins")
     async def revoke_user(request: Request, name: str) -> dict[str, Any]:
-        return await service.run(request, lambda store, _: {"name": name, "revoked": store.revoke_user(name)},
-                                 allowed=need_admin)
+        def work(store: SqlStore, _: Account) -> dict[str, Any]:
+            revoked = store.revoke_user(name)
+            service.forget_accounts()  # refused from the next request on, not after the cache's time
+            return {"name": name, "revoked": revoked}
+        return await service.run(request, work, allowed=need_admin)
 
-    return router
+
+
+class _Prefixed:
+    """``app.get``/``put``/``post``/``delete`` with a path prefix, for the route decorators above."""
+
+    def __init__(self, app: FastAPI, prefix: str) -> None:
+        self.app, self.prefix = app, prefix
+
+    def get(self, path: str, **options: Any) -> Callable[..., Any]:
+        return self.app.get(self.prefix + path, **options)
+
+    def put(self, path: str, **options: Any) -> Callable[..., Any]:
+        return self.app.put(self.prefix + path, **options)
+
+    def post(self, path: str, **options: Any) -> Callable[..., Any]:
+        return self.app.post(self.prefix + path, **options)
+
+    def delete(self, path: str, **options: Any) -> Callable[..., Any]:
+        return self.app.delete(self.prefix + path, **options)
 
 
 async def _with_account(service: Service, request: Request, action: Callable[[Account], None]) -> None:

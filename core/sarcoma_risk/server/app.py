@@ -64,7 +64,7 @@ def create_app(config: ServerConfig, *, prepare: bool = True) -> FastAPI:
     app.add_exception_handler(HTTPException, on_http_exception)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(Exception, on_unexpected)
-    app.include_router(api.build_router(service))
-    app.include_router(web.build_router(service))
+    api.register(app, service)
+    web.register(app, service)
     app.mount("/static", StaticFiles(directory=str(resources.files("sarcoma_risk.server") / "static")), name="static")
     return app

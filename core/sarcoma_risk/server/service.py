@@ -1,13 +1,16 @@
 """What every route needs: the server's settings, its stores, who is asking, and what they may do.
 
-Each request is authenticated against the store (no cache: a revoked token is refused at once) and
-runs its store work in one worker thread, on a store lent by the pool or, inside a transaction, on
+Each request is authenticated against the store's token table, remembered for at most
+``AUTH_CACHE_S`` seconds (so a token revoked in the database is refused at the latest that much
+later; expiry is checked on every request), and runs its store work in one worker thread, on a store lent by the pool or, inside a transaction, on
 that transaction's store. The audit log records the authenticated user and the client's address
 (as uvicorn reports it, so behind a reverse proxy with ``--proxy-headers`` the real client).
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -17,7 +20,15 @@ from starlette.requests import Request
 
 from sarcoma_risk.errors import AuthenticationRequired, InvalidInput, PermissionDenied
 from sarcoma_risk.provenance import utc_now
-from sarcoma_risk.records.accounts import WRITABLE_SECTIONS, Account, Role, may_export, may_manage_users, may_write
+from sarcoma_risk.records.accounts import (
+    WRITABLE_SECTIONS,
+    Account,
+    Role,
+    may_export,
+    may_manage_users,
+    may_write,
+    token_sha256,
+)
 from sarcoma_risk.records.base import Actor
 from sarcoma_risk.records.location import StoreKind, StoreLocation
 from sarcoma_risk.records.remote import TRANSACTION_HEADER
@@ -26,6 +37,9 @@ from sarcoma_risk.server.pool import StorePool
 from sarcoma_risk.server.transactions import TransactionRegistry
 
 T = TypeVar("T")
+#: How long an answer from the token table is reused (a token lookup per request would cost a
+#: database round trip each time).
+AUTH_CACHE_S = 2.0
 #: The cookie of the coordinator's web pages (it holds the API token; HttpOnly, SameSite=Strict).
 SESSION_COOKIE = "sarcoma_risk_session"
 
@@ -83,6 +97,8 @@ class Service:
         self.config = config
         self.pool = StorePool(config.new_store, config.pool_size, wait_s=config.db_timeout_s)
         self.transactions = TransactionRegistry(self.pool, idle_s=config.transaction_idle_s)
+        self._accounts: dict[str, tuple[float, Account | None]] = {}  # token sha256 -> (looked up, account)
+        self._accounts_lock = threading.Lock()
 
     @staticmethod
     def bearer_token(request: Request) -> str | None:
@@ -92,13 +108,12 @@ class Service:
             return None
         return value.strip()
 
-    @staticmethod
-    def authenticate(store: SqlStore, token: str | None) -> Account:
+    def authenticate(self, store: SqlStore, token: str | None) -> Account:
         """The valid account ``token`` belongs to; :class:`AuthenticationRequired` otherwise."""
         if not token:
             raise AuthenticationRequired("no API token: send 'Authorization: Bearer TOKEN' (the token 'sarcoma-risk "
                                          "users add' printed)")
-        account = store.account_for_token(token)
+        account = self._account_for(store, token)
         if account is None:
             raise AuthenticationRequired("the API token is not known here; check SARCOMA_RISK_TOKEN or the token file, "
                                          "or ask an administrator for a token")
@@ -110,6 +125,25 @@ class Service:
             raise AuthenticationRequired(f"the API token of {account.name} expired on {account.expires_utc}; "
                                          "ask an administrator for a new one")
         return account
+
+    def _account_for(self, store: SqlStore, token: str) -> Account | None:
+        key = token_sha256(token)
+        now = time.monotonic()
+        with self._accounts_lock:
+            cached = self._accounts.get(key)
+        if cached is not None and now - cached[0] < AUTH_CACHE_S:
+            return cached[1]
+        account = store.account_for_token(token)
+        with self._accounts_lock:
+            if len(self._accounts) > 10_000:  # random tokens tried by someone: forget them all
+                self._accounts.clear()
+            self._accounts[key] = (now, account)
+        return account
+
+    def forget_accounts(self) -> None:
+        """Look every token up again (after users were revoked through this server)."""
+        with self._accounts_lock:
+            self._accounts.clear()
 
     async def run(self, request: Request, work: Callable[[SqlStore, Account], T], *,
                   allowed: Callable[[Account], None] | None = None, token: str | None = None) -> T:

@@ -16,7 +16,7 @@ from importlib import resources
 from typing import Any, Callable, TypeVar
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Request
+from fastapi import FastAPI, Request
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -50,8 +50,9 @@ GROUP_FILTERS: dict[str, tuple[str, Callable[[CaseSummary], bool]]] = {
 }
 
 
-def build_router(service: Service) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
+def register(app: FastAPI, service: Service) -> None:
+    """Add the pages' routes to ``app`` (left out of the OpenAPI description)."""
+    router = _Pages(app)
     templates = Jinja2Templates(directory=str(resources.files("sarcoma_risk.server") / "templates"))
     templates.env.filters["readable"] = readable
 
@@ -170,7 +171,19 @@ def build_router(service: Service) -> APIRouter:
                         media_type="application/json",
                         headers={"Content-Disposition": 'attachment; filename="cases.json"'})
 
-    return router
+
+
+class _Pages:
+    """``app.get``/``post`` for pages: not part of the API's OpenAPI description."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    def get(self, path: str, **options: Any) -> Callable[..., Any]:
+        return self.app.get(path, include_in_schema=False, **options)
+
+    def post(self, path: str, **options: Any) -> Callable[..., Any]:
+        return self.app.post(path, include_in_schema=False, **options)
 
 
 def readable(value: Any) -> str:
