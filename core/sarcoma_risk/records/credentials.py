@@ -13,6 +13,7 @@ import stat
 from pathlib import Path
 
 from sarcoma_risk.errors import AuthenticationRequired, InvalidInput
+from sarcoma_risk.fileio import atomic_write_text
 from sarcoma_risk.records.accounts import TOKEN_PREFIX
 
 TOKEN_ENV = "SARCOMA_RISK_TOKEN"
@@ -59,17 +60,4 @@ def check_token_text(token: str, source: str) -> str:
 def save_token(token: str, path: Path | None = None) -> Path:
     """Write ``token`` to the per-user token file (or ``path``), readable by its owner only."""
     check_token_text(token, "token")
-    path = path or default_token_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Created private from the start (not the usual atomic writer, which gives the usual file mode),
-    # then renamed over the old file so a reader never sees half a token.
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(token + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write_text(path or default_token_file(), token + "\n", private=True)
