@@ -19,11 +19,6 @@ def default_store() -> str | Path:
     return Path(user_data_dir("SarcomaRisk", appauthor=False)) / "cases.sqlite"
 
 
-def default_store_path() -> Path:
-    """``$SARCOMA_RISK_STORE`` if set, else ``cases.sqlite`` in the per-user data folder."""
-    return Path(default_store()).expanduser()
-
-
 def default_weights_dir() -> Path:
     """``$SARCOMA_RISK_WEIGHTS`` if set, else the shipped ``weights/`` folder.
 
