@@ -51,7 +51,8 @@ class ServerProcess:
     def __init__(self, store: str, log: Path, *extra: str) -> None:
         self.store = store
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        scheme = "https" if "--ssl-certfile" in extra else "http"  # the client trusts it through SSL_CERT_FILE
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.log = log
         self.extra = extra
         self.process: subprocess.Popen | None = None

@@ -115,7 +115,11 @@ class HttpStore(CaseStore):
                                "the server ('sarcoma-risk serve'); open it with mode 'a'")
         if self._token is None:
             self._token = find_token(self.location)
-        self._status = self._request("GET", "/status")
+        try:
+            self._status = self._request("GET", "/status")
+        except BaseException:
+            self.close()  # refused (e.g. an unknown token): no connection is left open
+            raise
         return self
 
     def close(self) -> None:
