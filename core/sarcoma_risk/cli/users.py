@@ -40,7 +40,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_json_option(p)
     p.set_defaults(handler=cmd_list)
 
-    p = sub.add_parser("revoke", help="revoke a user's tokens (refused from the next request on)")
+    p = sub.add_parser("revoke", help="revoke a user's tokens (a running server refuses them within 2 seconds)")
     p.add_argument("name")
     add_store_option(p)
     p.set_defaults(handler=cmd_revoke)
@@ -91,7 +91,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
         revoked = store.revoke_user(args.name)
     if not revoked:
         raise InvalidInput(f"user {args.name!r} has no token to revoke ('sarcoma-risk users list --all' shows them)")
-    print(f"revoked {revoked} token(s) of {args.name}; they are refused from the next request on")
+    print(f"revoked {revoked} token(s) of {args.name}; a running server refuses them within 2 seconds")
     return 0
 
 

@@ -190,7 +190,6 @@ def register(app: FastAPI, service: Service) -> None:
         return await service.run(request, work, allowed=need_admin)
 
 
-
 class _Prefixed:
     """``app.get``/``put``/``post``/``delete`` with a path prefix, for the route decorators above."""
 

@@ -2,8 +2,8 @@
 
 Each request is authenticated against the store's token table, remembered for at most
 ``AUTH_CACHE_S`` seconds (so a token revoked in the database is refused at the latest that much
-later; expiry is checked on every request), and runs its store work in one worker thread, on a store lent by the pool or, inside a transaction, on
-that transaction's store. The audit log records the authenticated user and the client's address
+later; expiry is checked on every request), and runs its store work in one worker thread, on a
+store lent by the pool or, inside a transaction, on that transaction's store. The audit log records the authenticated user and the client's address
 (as uvicorn reports it, so behind a reverse proxy with ``--proxy-headers`` the real client).
 """
 

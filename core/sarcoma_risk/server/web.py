@@ -172,7 +172,6 @@ def register(app: FastAPI, service: Service) -> None:
                         headers={"Content-Disposition": 'attachment; filename="cases.json"'})
 
 
-
 class _Pages:
     """``app.get``/``post`` for pages: not part of the API's OpenAPI description."""
 
