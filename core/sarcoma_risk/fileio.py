@@ -7,7 +7,8 @@ time (the HDF5 tile cache) takes :func:`temporary_beside` and, once complete, :f
 
 The temporary file gets the permissions an ordinary new file would get (0666 minus the umask), not
 the 0600 of :func:`tempfile.mkstemp`: annotations and reports in a shared folder must stay readable
-by colleagues. A secret (an API token) is written with ``private=True`` and keeps 0600 throughout.
+by colleagues. A secret (an API token) is written through ``atomic_path(..., private=True)`` and keeps
+0600 throughout.
 """
 
 from __future__ import annotations
@@ -70,17 +71,16 @@ def atomic_open(path: str | Path) -> Iterator[TextIO]:
         yield handle
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, *, private: bool = False) -> Path:
-    """Write ``data`` to ``path`` atomically (``private``: readable by its owner only); returns ``path``."""
-    with atomic_path(path, private=private) as tmp:
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; returns ``path``."""
+    with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
 
 
-def atomic_write_text(path: str | Path, text: str, *, private: bool = False) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically (newlines as given; ``private``: readable by its owner
-    only); returns ``path``."""
-    return atomic_write_bytes(path, text.encode("utf-8"), private=private)
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically (newlines as given); returns ``path``."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path: str | Path, data: Any, *, indent: int = 2) -> Path:

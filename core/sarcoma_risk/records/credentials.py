@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 
 from sarcoma_risk.errors import AuthenticationRequired, InvalidInput
-from sarcoma_risk.fileio import atomic_write_text
+from sarcoma_risk.fileio import atomic_path
 from sarcoma_risk.records.accounts import TOKEN_PREFIX
 
 TOKEN_ENV = "SARCOMA_RISK_TOKEN"
@@ -60,4 +60,7 @@ def check_token_text(token: str, source: str) -> str:
 def save_token(token: str, path: Path | None = None) -> Path:
     """Write ``token`` to the per-user token file (or ``path``), readable by its owner only."""
     check_token_text(token, "token")
-    return atomic_write_text(path or default_token_file(), token + "\n", private=True)
+    path = path or default_token_file()
+    with atomic_path(path, private=True) as tmp:  # owner-only from creation on, never briefly readable by others
+        tmp.write_text(token + "\n", encoding="utf-8")
+    return path
