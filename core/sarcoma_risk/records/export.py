@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any, Iterator, Sequence, TextIO
@@ -30,8 +31,15 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> int:
     return len(rows)
 
 
+def csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    """The CSV of :func:`write_csv` as text (the server's download)."""
+    text = io.StringIO()
+    write_csv_rows(rows, text)
+    return text.getvalue()
+
+
 def write_csv_rows(rows: Sequence[dict[str, Any]], handle: TextIO) -> None:
-    """The CSV of :func:`write_csv` into an open text stream (the server's download)."""
+    """The CSV of :func:`write_csv` into an open text stream."""
     writer = csv.DictWriter(handle, fieldnames=export_columns(list(rows)), restval="")
     writer.writeheader()
     writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in rows)

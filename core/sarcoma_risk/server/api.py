@@ -9,7 +9,6 @@ coordinators and admins; users to admins.
 
 from __future__ import annotations
 
-import io
 from typing import Any, Callable
 
 from fastapi import FastAPI, Path, Query, Request
@@ -20,7 +19,7 @@ from sarcoma_risk import __version__
 from sarcoma_risk.errors import InvalidInput, StaleRevision
 from sarcoma_risk.records.accounts import Account
 from sarcoma_risk.records.base import check_section, stale_message
-from sarcoma_risk.records.export import write_csv_rows
+from sarcoma_risk.records.export import csv_text
 from sarcoma_risk.records.remote import API, TRANSACTION_HEADER
 from sarcoma_risk.records.schema import SECTIONS
 from sarcoma_risk.records.sql import SqlStore
@@ -131,9 +130,7 @@ def register(app: FastAPI, service: Service) -> None:
     @router.get("/export.csv", summary="Every case as CSV, one row per case (coordinators and admins)")
     async def export_csv(request: Request) -> Response:
         rows = await service.run(request, lambda store, _: store.export_rows(), allowed=need_coordinator)
-        text = io.StringIO()
-        write_csv_rows(rows, text)
-        return Response(text.getvalue(), media_type="text/csv; charset=utf-8",
+        return Response(csv_text(rows), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": 'attachment; filename="cases.csv"'})
 
     @router.get("/export.json", summary="Every full case record as JSON (coordinators and admins)")

@@ -32,9 +32,7 @@ from sarcoma_risk.server.service import ServerConfig, Service
 
 def prepare_store(config: ServerConfig) -> None:
     """Create or migrate the served store (mode "a"), or raise the store's error saying why it cannot."""
-    store = config.new_store()
-    store.mode = "a"
-    with store:
+    with config.new_store("a"):
         pass
 
 

@@ -33,6 +33,7 @@ from sarcoma_risk.records.base import Actor
 from sarcoma_risk.records.location import StoreKind, StoreLocation
 from sarcoma_risk.records.remote import TRANSACTION_HEADER
 from sarcoma_risk.records.sql import SqlStore
+from sarcoma_risk.records.sqlite import SqliteStore
 from sarcoma_risk.server.pool import StorePool
 from sarcoma_risk.server.transactions import TransactionRegistry
 
@@ -78,16 +79,14 @@ class ServerConfig:
                                "not another server")
         return where
 
-    def new_store(self) -> SqlStore:
-        """An unopened store for the pool (the database backends are imported here, where needed)."""
+    def new_store(self, mode: str = "r+") -> SqlStore:
+        """An unopened store of the served database (``"r+"`` for the pool, ``"a"`` to create it)."""
         where = self.location()
         if where.kind is StoreKind.POSTGRESQL:
             from sarcoma_risk.records.postgres import PostgresStore  # psycopg only where PostgreSQL is served
 
-            return PostgresStore(where.target, "r+", timeout=self.db_timeout_s)
-        from sarcoma_risk.records.sqlite import SqliteStore
-
-        return SqliteStore(where.target, "r+", timeout=self.db_timeout_s)
+            return PostgresStore(where.target, mode, timeout=self.db_timeout_s)
+        return SqliteStore(where.target, mode, timeout=self.db_timeout_s)
 
 
 class Service:

@@ -10,7 +10,6 @@ to write from another site.
 
 from __future__ import annotations
 
-import io
 import json
 from importlib import resources
 from typing import Any, Callable, TypeVar
@@ -23,7 +22,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from sarcoma_risk.errors import AuthenticationRequired, CaseNotFound, InvalidInput, PermissionDenied, SarcomaRiskError
 from sarcoma_risk.records.accounts import Account
-from sarcoma_risk.records.export import write_csv_rows
+from sarcoma_risk.records.export import csv_text
 from sarcoma_risk.records.schema import SECTIONS, validate_case_id
 from sarcoma_risk.records.sql import SqlStore
 from sarcoma_risk.records.summary import MODALITIES, CaseSummary, summarize
@@ -157,9 +156,7 @@ def register(app: FastAPI, service: Service) -> None:
         rows = await signed_in(request, lambda store, _: store.export_rows())
         if isinstance(rows, Response):
             return rows
-        text = io.StringIO()
-        write_csv_rows(rows, text)
-        return Response(text.getvalue(), media_type="text/csv; charset=utf-8",
+        return Response(csv_text(rows), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": 'attachment; filename="cases.csv"'})
 
     @router.get("/export/cases.json", name="download_json")
