@@ -9,9 +9,11 @@ synchronous commit). For comparison the same three writers go through the server
 and straight to the SQLite file without a server (the embedded default of one computer).
 
 Afterwards every update is looked for in the final records and in the audit log: ``lost_updates``
-must be 0. Throughput depends on what else the machine runs (the clients, the server and the
-database share its cores), so the server's own CPU time per update is reported too (Linux), a
-figure that load on the machine changes much less. Rounds alternate the three set-ups; medians are reported. Bounded: a round that takes
+must be 0. Throughput depends on what else the machine runs: every update is a durable commit, so
+three writers cannot go faster than three commits per disk flush (``fsync_ms``, measured in the
+same folder during the run, is printed with the figures), and the clients, the server and the
+database share the cores. The server's own CPU time per update is reported too (Linux), a figure
+that load on the machine changes much less. Rounds alternate the three set-ups; medians are reported. Bounded: a round that takes
 longer than ``--time-limit`` seconds stops the benchmark with an error.
 
 Run: ``.venv/bin/python benchmarks/bench_service.py [--updates N] [--rounds R]``.
@@ -73,6 +75,23 @@ def _prepare(database: str) -> dict[str, str]:
         return {section: store.add_user(f"bench.{role}", role) for role, section in CLIENTS}
 
 
+def _fsync_ms(folder: Path, writes: int = 50) -> float:
+    """Median time of an 8 KiB write + fsync in ``folder`` (what one durable commit waits for)."""
+    path = folder / "fsync-probe"
+    times = []
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for _ in range(writes):
+            start = time.perf_counter()
+            os.write(fd, b"\0" * 8192)
+            os.fsync(fd)
+            times.append(1000 * (time.perf_counter() - start))
+    finally:
+        os.close(fd)
+        path.unlink()
+    return statistics.median(times)
+
+
 def _cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of a process (Linux /proc), None elsewhere."""
     try:
@@ -130,10 +149,12 @@ def main() -> None:
     rates: dict[str, list[float]] = {"server_postgresql": [], "server_sqlite": [], "sqlite_file": []}
     server_cpu: dict[str, list[float]] = {"server_postgresql": [], "server_sqlite": []}
     lost = 0
+    fsync: list[float] = []
     cluster = PostgresCluster(durable=True).start()
     try:
         with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:
             for r in range(args.rounds):
+                fsync.append(_fsync_ms(cluster.root))
                 for setup in rates:
                     if setup == "server_postgresql":
                         database = cluster.create_database(f"bench_{r}")
@@ -156,7 +177,7 @@ def main() -> None:
     finally:
         cluster.destroy()
     context = {**machine(), "clients": len(CLIENTS), "updates_per_client": args.updates, "cases": N_CASES,
-               "rounds": args.rounds}
+               "rounds": args.rounds, "fsync_ms": round(statistics.median(fsync), 2)}
     for setup, label in (("server_postgresql", "through the server to PostgreSQL (fsync on), loopback"),
                          ("server_sqlite", "through the server to a SQLite file"),
                          ("sqlite_file", "straight to the SQLite file, no server")):
