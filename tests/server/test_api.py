@@ -202,6 +202,7 @@ def test_every_answer_forbids_caching_and_health_needs_no_token(api):
     assert status == 200 and json.loads(body)["status"] == "ok"
     _, headers, _ = request(f"{url}/api/v1/cases/STS-0200", token=tokens["admin"])
     assert headers["Cache-Control"] == "no-store" and headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Security-Policy"].startswith("default-src 'self'")
 
 
 def test_a_transaction_left_idle_is_rolled_back_and_belongs_to_its_user_only(api):

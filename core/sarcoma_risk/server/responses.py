@@ -44,6 +44,8 @@ STATUS: tuple[tuple[type[SarcomaRiskError], int], ...] = (
 )
 #: Seconds a client is asked to wait before trying again after a 503.
 RETRY_AFTER_S = 5
+#: The pages load nothing from elsewhere (no CDN: they work without internet) and are not framed.
+CSP = b"default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 
 
 class BodyTooLarge(InvalidInput):
@@ -108,7 +110,8 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 
 class LimitsAndHeaders:
     """ASGI middleware: refuse bodies over ``max_body_bytes`` (413, before the route reads them) and add
-    headers every answer needs (no caching of patient records, no MIME sniffing)."""
+    headers every answer needs (no caching of patient records, no MIME sniffing, nothing loaded from
+    other sites)."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -138,7 +141,7 @@ class LimitsAndHeaders:
                 headers = list(message.get("headers", []))
                 names = {k.lower() for k, _ in headers}
                 for name, value in ((b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
-                                    (b"referrer-policy", b"no-referrer")):
+                                    (b"referrer-policy", b"no-referrer"), (b"content-security-policy", CSP)):
                     if name not in names:
                         headers.append((name, value))
                 message = {**message, "headers": headers}
