@@ -3,8 +3,9 @@
 SQLite (:mod:`~sarcoma_risk.records.sqlite`) and PostgreSQL (:mod:`~sarcoma_risk.records.postgres`)
 hold the same tables and run the same statements, written here once with ``?`` placeholders (each
 backend's :meth:`SqlStore._sql` adapts them). What differs is how a database is opened, how writers
-are kept apart (SQLite: one writer at a time, ``BEGIN IMMEDIATE``; PostgreSQL: the case's row is
-locked ``FOR UPDATE``) and how errors read; those are the hooks a backend provides.
+are kept apart (SQLite: one writer at a time, ``BEGIN IMMEDIATE``; PostgreSQL: the section's row,
+or for a section written the first time its case's row, is locked ``FOR UPDATE``) and how errors
+read; those are the hooks a backend provides.
 
 A store object holds one connection and is not thread-safe: use it from one thread at a time (the
 server lends each of its stores to one request at a time).
