@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import hashlib
 import json
 from typing import Any, Iterator, Mapping
 
@@ -40,7 +41,7 @@ from sarcoma_risk.records.base import (
     check_section,
     stale_message,
 )
-from sarcoma_risk.records.schema import CaseRecord, canonical_json, content_sha256, validate_case_id, validate_section
+from sarcoma_risk.records.schema import CaseRecord, canonical_json, validate_case_id, validate_section
 
 _RECORD_SQL = ("SELECT c.case_id, c.created_utc, s.section, s.revision, s.content, s.updated_utc "
                "FROM cases AS c LEFT JOIN sections AS s ON s.case_id = c.case_id")
@@ -326,13 +327,14 @@ class SqlStore(CaseStore):
     def _write_section(self, case_id: str, section: str, content: dict[str, Any], current: Any) -> int:
         """Store ``content`` as the next revision after ``current`` (the locked row) and log it."""
         revision = current["revision"] + 1 if current else 1
-        new_sha = content_sha256(content)
+        text = canonical_json(content)
+        new_sha = hashlib.sha256(text.encode()).hexdigest()  # content_sha256, from the text already made
         self._execute(
             "INSERT INTO sections (case_id, section, revision, content, sha256, updated_utc) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (case_id, section) DO UPDATE SET "
             "revision = excluded.revision, content = excluded.content, sha256 = excluded.sha256, "
             "updated_utc = excluded.updated_utc",
-            (case_id, section, revision, canonical_json(content), new_sha, utc_now()))
+            (case_id, section, revision, text, new_sha, utc_now()))
         self._audit(case_id, section, "update" if current else "create", revision,
                     current["sha256"] if current else None, new_sha)
         return revision
