@@ -84,7 +84,7 @@ class Exported:
 
 
 def export_slide(out: Path, *, caches: Sequence[Path], case_id: str | None = None, slide: Path | None = None,
-                 store: Path | None = None, annotations: Path | None = None,
+                 store: str | Path | None = None, annotations: Path | None = None,
                  classes: Sequence[str] = DEFAULT_TUMOR_CLASSES) -> Exported:
     """Write the tiles and tumor annotations of a scored slide to ``out`` (one FeatureCollection).
 
@@ -121,7 +121,7 @@ def export_slide(out: Path, *, caches: Sequence[Path], case_id: str | None = Non
     return Exported(Path(out), len(tiles), len(regions))
 
 
-def _case_cache(entries: Sequence[CacheEntry], case_id: str, store: Path | None) -> CacheEntry:
+def _case_cache(entries: Sequence[CacheEntry], case_id: str, store: str | Path | None) -> CacheEntry:
     from sarcoma_risk.records import open_store
 
     with open_store(store, mode="r") as handle:

@@ -122,3 +122,38 @@ def qupath_export():
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A private PostgreSQL server for the session (skips, saying what to install, when there is none)."""
+    from pgcluster import PostgresCluster, missing_reason
+
+    reason = missing_reason()
+    if reason is None:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            reason = "psycopg is not installed; install the server extra: pip install -e '.[server]'"
+    if reason is not None:
+        pytest.skip(reason)
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster):
+    """A new empty database on the session's PostgreSQL server, dropped after the test."""
+    import uuid
+
+    import psycopg
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    if not postgres_cluster.running():  # a test that stopped it and failed before starting it again
+        postgres_cluster.start()
+    url = postgres_cluster.create_database(name)
+    yield url
+    if postgres_cluster.running():
+        with psycopg.connect(postgres_cluster.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

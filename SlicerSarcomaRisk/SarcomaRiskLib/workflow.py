@@ -61,8 +61,12 @@ class RadiologyScoring:
         The case id, T2 (and optional T1CE) volume, segmentation and segment.
     python_executable : str or None
         The Python that runs the scorer (default: ``PythonSlicer`` when present, else this Python).
-    store_path, weights_dir : path or None
-        Case store and weights folder passed to the scorer (None: its defaults).
+    store_path : path or store URL, or None
+        The case store passed to the scorer: a SQLite file or the department's server
+        (``https://HOST:PORT``, with the token from ``SARCOMA_RISK_TOKEN`` or the per-user token
+        file, which the scorer finds itself). None: the scorer's default.
+    weights_dir : path or None
+        Weights folder passed to the scorer (None: its default).
     timeout_s : float
         Wall-clock limit of the scoring process.
     python_path : sequence of str
@@ -75,7 +79,7 @@ class RadiologyScoring:
         self.scene = scene
         self.inputs = inputs
         self.python_executable = python_executable or default_python_executable()
-        self.store_path = Path(store_path) if store_path is not None else None
+        self.store_path = str(store_path) if store_path is not None else None
         self.weights_dir = Path(weights_dir) if weights_dir is not None else None
         self.timeout_s = timeout_s
         self.python_path = tuple(python_path)

@@ -28,7 +28,11 @@ import qupath.lib.io.PathIO
 // The sarcoma-qupath command: its full path if it is not on QuPath's PATH, e.g.
 // "/home/me/sarcoma-risk/.venv/bin/sarcoma-qupath" or "C:\\SarcomaRisk\\venv\\Scripts\\sarcoma-qupath.exe"
 def SARCOMA_QUPATH = "sarcoma-qupath"
-// Extra options, e.g. ["--weights", "/data/weights", "--store", "/data/cases.sqlite"]
+// The case store: "" for $SARCOMA_RISK_STORE or the per-user default; a file such as "/data/cases.sqlite";
+// or the department's server, e.g. "https://records.example.org:8443" (its API token is read from
+// $SARCOMA_RISK_TOKEN or your token file, saved once with `sarcoma-risk users save-token`; never put it here)
+def STORE = ""
+// Extra options, e.g. ["--weights", "/data/weights"]
 def EXTRA_ARGUMENTS = []
 // The QuPath class(es) of the tumor annotations, exactly as QuPath shows them, e.g. ["Tumour", "Tumor_vital"];
 // empty: the project's default set with `sarcoma-qupath settings`, else "Tumor"
@@ -74,6 +78,9 @@ try {
         def annotations = new File(work, "annotations.geojson")
         exportObjectsToGeoJson(classified, annotations.getAbsolutePath(), "FEATURE_COLLECTION")
         command += ["--annotations", annotations.getAbsolutePath()]
+    }
+    if (!STORE.trim().isEmpty()) {
+        command += ["--store", STORE.trim()]
     }
     command += EXTRA_ARGUMENTS.collect { it.toString() }
 
