@@ -117,7 +117,7 @@ def main() -> int:
             stages["network"] = time.perf_counter() - t
             t = time.perf_counter()
             shares = np.mean([r.shares for r in results], axis=0)
-            cam = cam_to_original(np.maximum(shares, 0), prepared.geometry, model.model.feature_stride, mri.reference)
+            cam = cam_to_original(shares, prepared.geometry, model.model.feature_stride, mri.reference)
             model.percentile(float(np.mean([r.score for r in results])))
             stages["gradcam_to_mri"] = time.perf_counter() - t
             t = time.perf_counter()

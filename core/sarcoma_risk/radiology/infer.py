@@ -22,8 +22,8 @@ from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fileio import atomic_path
 from sarcoma_risk.provenance import sha256_file
 from sarcoma_risk.radiology.dicom import itk_error_text
-from sarcoma_risk.radiology.gradcam import cam_to_original, grad_cam
 from sarcoma_risk.radiology.ensemble import RadiologyEnsemble
+from sarcoma_risk.radiology.gradcam import cam_to_original, empty_map_reason, grad_cam
 from sarcoma_risk.radiology.io import MRICase
 from sarcoma_risk.radiology.preprocess import prepare_case
 
@@ -34,7 +34,11 @@ VOLUME_EXTENSIONS = (".nrrd", ".nii.gz", ".nii", ".mha")
 @dataclass
 class RadiologyResult:
     """What scoring one case gives. ``score`` is a log relative hazard (higher = riskier);
-    ``sequence_set`` names the model that made it (e.g. ``"t2fs"``: the T2FS-only model)."""
+    ``sequence_set`` names the model that made it (e.g. ``"t2fs"``: the T2FS-only model).
+
+    ``gradcam`` is the signed map in [-1, 1] (positive: raised the risk, negative: lowered it);
+    ``gradcam_note`` says why it is 0 everywhere when it is, and is None otherwise.
+    """
 
     score: float
     percentile: float
@@ -43,23 +47,26 @@ class RadiologyResult:
     sequence_set: str
     patch_spacing_mm: float
     gradcam: sitk.Image | None = field(default=None, repr=False)
+    gradcam_note: str | None = None
 
 
 def score_case(model: RadiologyEnsemble, case: MRICase, *, gradcam: bool = True) -> RadiologyResult:
-    """Score one case with a sequence set's model; with ``gradcam`` also map the Grad-CAM onto the
+    """Score one case with a sequence set's model; with ``gradcam`` also map the signed Grad-CAM onto the
     first sequence's grid (the mean of the members' voxel shares, which sums to the score)."""
     prepared = prepare_case(case, model.preprocess)
-    cam = None
+    cam, note = None, None
     if gradcam:
         results = [grad_cam(member._check_fitted(), prepared.array) for member in model.members]
         score = float(np.mean([r.score for r in results]))
         shares = np.mean([r.shares for r in results], axis=0)
-        cam = cam_to_original(np.maximum(shares, 0), prepared.geometry, model.model.feature_stride, case.reference)
+        cam = cam_to_original(shares, prepared.geometry, model.model.feature_stride, case.reference)
+        note = empty_map_reason(shares, cam)
     else:
         score = float(model.predict(prepared.array[None])[0])
     return RadiologyResult(score=score, percentile=float(model.percentile(score)[0]),
                            tumor_volume_ml=prepared.tumor_volume_ml, sequences=list(prepared.sequences),
-                           sequence_set=model.sequence_set, patch_spacing_mm=prepared.geometry.spacing, gradcam=cam)
+                           sequence_set=model.sequence_set, patch_spacing_mm=prepared.geometry.spacing, gradcam=cam,
+                           gradcam_note=note)
 
 
 def volume_extension(path: str | Path) -> str:
