@@ -139,7 +139,7 @@ def render_model_card(manifest: Mapping[str, Any]) -> str:
         "- **Missing data**: the cohort is generated without missing modalities; validation cases by modalities "
         f"available: {', '.join(f'{k}: {v}' for k, v in val['modalities_available'].items())}.",
         "## Predictors and models",
-        f"- **Radiology** ({', '.join(f'`{r['file']}`' for r in radiology.values())}; {rad['kind']}): one model "
+        f"- **Radiology** ({', '.join('`' + r['file'] + '`' for r in radiology.values())}; {rad['kind']}): one model "
         "per MRI sequence set ("
         + ", ".join(SET_LABELS[s] for s in radiology) + "; a case is scored by the model of the sequences it has, "
         "and the record says which), each a CBAM 3D CNN, widths "
@@ -164,7 +164,7 @@ def render_model_card(manifest: Mapping[str, Any]) -> str:
            "models instead would multiply the time to score a slide).\n" if scale else
            "Its scores are not mapped onto the out-of-fold scale (too few development cases unseen by the final "
            "patch model).\n")
-        f"- **Fusion** (`{fusion['file']}`, {fusion['kind']}): Cox regression over the clinical variables "
+        + f"- **Fusion** (`{fusion['file']}`, {fusion['kind']}): Cox regression over the clinical variables "
         f"{', '.join(fusion_params['clinical_features'])}, the radiology score and the pathology score; one "
         "sub-model per available subset of modalities, and for radiology per sequence set (fit on that set's "
         "out-of-fold scores, never used for another set's score); ridge penalizer by "
