@@ -54,6 +54,15 @@ def test_without_an_event_the_slope_is_undefined():
     assert np.isnan(slopes).all()
 
 
+def test_risks_that_order_every_event_perfectly_have_no_slope():
+    # Each event happens before every case of lower risk: the likelihood grows without bound in b.
+    time = np.arange(1.0, 9.0)
+    risk = -time
+    event = np.array([1, 1, 0, 1, 0, 1, 0, 0], dtype=bool)
+    assert np.isnan(calibration_slope(time, event, risk))
+    assert np.isfinite(calibration_slope(time, event, risk[::-1] * 0.1 + np.sin(time)))
+
+
 def test_observed_over_expected_counts_events_up_to_tau():
     time = np.array([5.0, 20.0, 30.0, 70.0])
     event = np.array([True, True, False, True])  # the event at 70 months lies beyond tau

@@ -32,6 +32,8 @@ from sarcoma_risk.survival.outcome import check_outcome
 #: Newton-Raphson of the calibration slope: at most this many steps, each at most MAX_STEP long.
 NEWTON_STEPS = 50
 MAX_STEP = 2.0
+#: A Newton step shorter than this ends the iteration.
+CONVERGED = 1e-8
 
 
 def default_groups(n: int) -> int:
@@ -102,7 +104,8 @@ def calibration_slope_weighted(time, event, risk, weights=None) -> np.ndarray:
     The slope is the maximum partial-likelihood estimate of ``b`` in ``h(t) = h0(t) exp(b * risk)``
     on the evaluated cases, with Breslow's handling of tied times (for times without ties it equals
     lifelines' Efron estimate). A case weight of k counts the case k times. Undefined (NaN) on a row
-    without an event that has another case at risk, or whose risks do not vary within risk sets.
+    without an event that has another case at risk, whose risks do not vary within risk sets, or
+    whose likelihood has no finite maximum (the risks order the events perfectly).
 
     Parameters
     ----------
@@ -123,6 +126,7 @@ def calibration_slope_weighted(time, event, risk, weights=None) -> np.ndarray:
     wd = w * d
     beta = np.zeros(w.shape[0])
     information = np.zeros(w.shape[0])
+    step = np.full(w.shape[0], np.inf)
     for _ in range(NEWTON_STEPS):
         e = w * np.exp(np.outer(beta, x))
         s0 = np.cumsum(e[:, ::-1], axis=1)[:, ::-1][:, start]
@@ -134,9 +138,11 @@ def calibration_slope_weighted(time, event, risk, weights=None) -> np.ndarray:
             information = (wd * (np.where(s0 > 0, s2 / s0, 0.0) - mean**2)).sum(axis=1)
             step = np.clip(np.where(information > 1e-12, score / information, 0.0), -MAX_STEP, MAX_STEP)
         beta = beta + step
-        if np.all(np.abs(step) < 1e-10):
+        if np.all(np.abs(step) < CONVERGED):
             break
-    return np.where(information > 1e-12, beta, np.nan)
+    # A row still moving after NEWTON_STEPS has no finite maximum (the risks separate the events
+    # from the others in every risk set, so the likelihood grows without bound): undefined.
+    return np.where((information > 1e-12) & (np.abs(step) < CONVERGED), beta, np.nan)
 
 
 def calibration_slope(time, event, risk) -> float:
