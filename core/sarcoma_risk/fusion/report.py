@@ -149,7 +149,9 @@ def _block_html(block: EvaluationBlock, prefix: str, figures: _Figures, km_input
              f"{block.events} recurrences.</p>"]
     metrics = block.metrics
     if metrics:
-        parts.append("<h3>Discrimination and accuracy (estimate, 95% bootstrap CI)</h3>")
+        parts.append("<h3>Discrimination, accuracy and calibration (estimate, 95% bootstrap CI)</h3>"
+                     f"<p>Percentile intervals over {metrics['n_resamples']} bootstrap resamples of the cases, the "
+                     "same resamples for every figure and model (calibration slope and intercept included).</p>")
         parts.append(html_table(*_metric_rows(metrics)))
         header, rows = _difference_rows(metrics)
         if rows:
