@@ -168,3 +168,10 @@ def slicer_segmentation():
             raise RuntimeError(f"slicer-core could not write {path}")
 
     return write
+
+
+def as_deployed(member):
+    """A fitted RadiologyCoxModel as a deployable model of its sequence set (an ensemble of it alone)."""
+    from sarcoma_risk.radiology.ensemble import RadiologyEnsemble, ReferenceSource
+
+    return RadiologyEnsemble([member], member.reference_scores_, ReferenceSource.IN_SAMPLE)

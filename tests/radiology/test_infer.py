@@ -15,6 +15,8 @@ from sarcoma_risk.radiology.io import read_case
 from sarcoma_risk.radiology.preprocess import prepare_case
 from sarcoma_risk.radiology.infer import score_case, write_volume
 
+from .conftest import as_deployed
+
 
 @pytest.fixture(scope="module")
 def deployed(trained):
@@ -70,7 +72,7 @@ def test_a_low_risk_case_gets_a_signed_map_that_shows_where_the_risk_was_lowered
     held = np.arange(phantom_set.held_out.start, phantom_set.held_out.stop)
     lowest = phantom_set.cases[held[int(np.argmin(model.predict(phantom_set.X[held])))]]
     case = read_case(lowest.t2fs, lowest.seg, lowest.t1ce)
-    result = score_case(model, case)
+    result = score_case(as_deployed(model), case)
     assert result.score < 0 and result.gradcam_note is None
     values = sitk.GetArrayViewFromImage(result.gradcam)
     assert values.min() < 0 and np.abs(values).max() == pytest.approx(1.0, abs=0.05)
@@ -86,7 +88,7 @@ def test_a_map_that_is_zero_everywhere_comes_with_the_reason(high_risk_case, tra
     with torch.no_grad():
         silent.network_.head.weight.zero_()
         silent.network_.offset.zero_()
-    result = score_case(silent, read_case(high_risk_case.t2fs, high_risk_case.seg, high_risk_case.t1ce))
+    result = score_case(as_deployed(silent), read_case(high_risk_case.t2fs, high_risk_case.seg, high_risk_case.t1ce))
     assert result.score == 0 and not np.any(sitk.GetArrayViewFromImage(result.gradcam))
     assert "0 everywhere" in result.gradcam_note and "no region raised or lowered the risk" in result.gradcam_note
 
@@ -188,7 +190,7 @@ def test_a_handmade_mri_gets_a_signed_map_on_its_tumor(tmp_path, trained):
     model, _ = trained
     paths = write_handmade_mri(tmp_path)
     case = read_case(paths["t2.nrrd"], paths["tumor.nrrd"], paths["t1ce.nrrd"])
-    result = score_case(model, case)
+    result = score_case(as_deployed(model), case)
     values = sitk.GetArrayViewFromImage(result.gradcam)
     assert result.gradcam_note is None and np.abs(values).max() == pytest.approx(1.0, abs=0.05)
     tumor = sitk.GetArrayViewFromImage(case.mask) > 0
