@@ -92,8 +92,8 @@ def test_a_t2fs_only_score_is_never_used_by_a_submodel_of_both_sequences(tables)
     section = fusion_section(only_both, record(tables[1].iloc[0].fillna({T2: 0.4}), ["t2fs"]), model_version="test",
                              weights_sha256=None)
     assert section["model"] == "clinical+pathology" and section["radiology_sequences"] is None
-    assert ("the clinical+radiology[t2fs]+pathology sub-model was not fitted (too few development cases); scored "
-            "by the clinical+pathology sub-model") in section["notes"]
+    assert section["notes"] == ["radiology not used: its score is a radiology[t2fs] score and the fusion model has no "
+                                "sub-model for it (it was fitted on: radiology[t2fs+t1ce])"]
 
 
 def test_the_model_with_sequence_sets_round_trips_through_json(fitted, tables):

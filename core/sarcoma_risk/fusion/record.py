@@ -52,6 +52,11 @@ def _missing_modalities(model: CoxFusion, record: CaseRecord, row: Mapping[str, 
             why[modality] = f"no {modality} section"
         elif is_missing(row.get(input_column(name))):
             why[modality] = f"the {modality} section has no score"
+        elif not any(name in sub.modalities for sub in model.submodels_.values()):
+            # e.g. a T1CE-only score for a model fitted on the scores of the model that read both sequences
+            fitted = sorted({i for sub in model.submodels_.values() for i in sub.modalities if modality_of(i) == modality})
+            why[modality] = (f"its score is a {name} score and the fusion model has no sub-model for it (it was "
+                             f"fitted on: {', '.join(fitted) or 'none'})")
     return why
 
 
@@ -76,8 +81,9 @@ def fusion_section(model: CoxFusion, record: CaseRecord, *, model_version: str,
     used = [modality_of(m) for m in inputs]
     available = model.available_inputs(frame)[0]
     notes = [f"{m} not used: {missing[m]}" for m in model.modalities if m in missing]
-    if set(inputs) != set(available):
-        notes.append(f"the {submodel_name(available)} sub-model was not fitted (too few development cases); "
+    usable = [m for m in available if modality_of(m) not in missing]  # the others are explained above
+    if set(inputs) != set(usable):
+        notes.append(f"the {submodel_name(usable)} sub-model was not fitted (too few development cases); "
                      f"scored by the {submodel} sub-model")
     radiology_sequences = next((input_sequences(m) for m in inputs if modality_of(m) == RADIOLOGY), None)
     survival = {}
