@@ -143,13 +143,17 @@ class SlideResult:
 
 def score_slide(slide_path: str | Path, models: PathologyModels, *, annotation: str | Path | None = None,
                 mpp: float | None = None, cache_dir: str | Path | None = None, batch_size: int = 64,
-                workers: int = 2, progress: bool = True) -> SlideResult:
-    """Tile scores and the slide's signature score (log relative hazard; higher = riskier)."""
+                workers: int = 2, progress: bool = True,
+                slide_fingerprint: dict[str, Any] | None = None) -> SlideResult:
+    """Tile scores and the slide's signature score (log relative hazard; higher = riskier).
+
+    ``slide_fingerprint`` spares hashing the slide again when the caller has just done so.
+    """
     if models.signature is None:
         raise InvalidModel("scoring a slide needs the pathology-signature model; load it with need_signature=True")
     tiles, run = compute_tile_scores(slide_path, models.runner, models.model_sha256, spacing_um=models.spacing_um,
                                      patch_px=models.patch_px, precision=models.precision, annotation=annotation,
-                                     mpp=mpp, cache_dir=cache_dir, batch_size=batch_size, workers=workers,
-                                     progress=progress)
+                                     mpp=mpp, cache_dir=cache_dir, slide_fingerprint=slide_fingerprint,
+                                     batch_size=batch_size, workers=workers, progress=progress)
     counts = models.signature.counts(tiles.probabilities)
     return SlideResult(tiles, run, counts, float(models.signature.predict([counts])[0]))

@@ -12,7 +12,8 @@ The pipeline has the suite's one shape, one module per step:
 - :mod:`~sarcoma_risk.radiology.train`: Cox partial likelihood training with augmentation and early
   stopping (:mod:`.losses`, :mod:`.augment`), cross-fitting over a cohort manifest (:mod:`.cohort`,
   its run summary in :mod:`.summary`);
-- :mod:`~sarcoma_risk.radiology.infer`: score and Grad-CAM (:mod:`.gradcam`) in the original MRI geometry.
+- :mod:`~sarcoma_risk.radiology.infer`: score and Grad-CAM (:mod:`.gradcam`) in the original MRI geometry;
+  :mod:`.record` turns a score into the case record's radiology section (``score-mri``, ``score-cohort``).
 
 Importing this package is cheap; torch is imported only by the modules that need it.
 """
