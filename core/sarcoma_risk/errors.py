@@ -93,3 +93,7 @@ class MissingDependency(SarcomaRiskError, ImportError):
 
 class OutputError(SarcomaRiskError, OSError):
     """An output folder that cannot be used: not empty, not writable, or the disk is full."""
+
+
+class ClusterError(SarcomaRiskError, ConnectionError):
+    """A Dask cluster that cannot run the work: unreachable, without workers, or with another SarcomaRisk."""
