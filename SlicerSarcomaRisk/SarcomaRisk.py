@@ -6,7 +6,10 @@ case record and the Grad-CAM appears over the MRI. When the record also holds th
 and the pathology score, the fused risk is shown too.
 
 This file is the Qt layer only. The logic lives in ``SarcomaRiskLib`` (no Qt, no Slicer
-singletons), imported once the Python dependencies are installed, which happens at the first
+singletons): what the controls and result labels show (``panel_controls``, ``result_labels``), and
+what runs after Compute, including the polling of the scoring process and the fusion that follows
+it (``WorkflowController``, which this widget serves as its view). Its modules that need the core
+package are imported once the Python dependencies are installed, which happens at the first
 Compute after asking, never when Slicer loads the module.
 """
 
@@ -108,8 +111,7 @@ class SarcomaRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._job = None
-        self._onJobFinished = None
+        self._workflow = None  # SarcomaRiskLib.WorkflowController, made at the first Compute
         self._timer = None
         self._caseIdModel = None
 
@@ -158,7 +160,7 @@ class SarcomaRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
-        self._stopJob()
+        self._stopWorkflow()
         self.removeObservers()
 
     def enter(self) -> None:
@@ -174,7 +176,7 @@ class SarcomaRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameterNodeModified)
 
     def onSceneStartClose(self, caller, event) -> None:
-        self._stopJob()
+        self._stopWorkflow()
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -225,24 +227,32 @@ class SarcomaRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._parameterNode.segmentId = segmentId or ""
 
     def _updateButtons(self) -> None:
+        import SarcomaRiskLib
+
         parameterNode = self._parameterNode
-        running = self._job is not None
-        ready = bool(parameterNode and parameterNode.caseId and parameterNode.t2Volume
-                     and parameterNode.segmentation and parameterNode.segmentId)
-        self.ui.computeButton.enabled = ready and not running
+        controls = SarcomaRiskLib.panel_controls(
+            case_id=parameterNode.caseId if parameterNode else "",
+            t2=parameterNode.t2Volume if parameterNode else None,
+            segmentation=parameterNode.segmentation if parameterNode else None,
+            segment_id=parameterNode.segmentId if parameterNode else "",
+            running=self._workflow is not None and self._workflow.running)
+        self.ui.computeButton.enabled = controls.compute_enabled
         self.ui.computeButton.toolTip = (
             _("Score the tumor, save the result in the case record and show the Grad-CAM over the MRI.")
-            if ready else _("Enter the case id and select the T2 volume and the tumor segment."))
-        self.ui.cancelButton.enabled = running
-        self.ui.inputsCollapsibleButton.enabled = not running
+            if controls.ready else _("Enter the case id and select the T2 volume and the tumor segment."))
+        self.ui.cancelButton.enabled = controls.cancel_enabled
+        self.ui.inputsCollapsibleButton.enabled = controls.inputs_enabled
 
     def _updateResults(self) -> None:
+        import SarcomaRiskLib
+
         parameterNode = self._parameterNode
-        hasResult = bool(parameterNode.gradcamSha256)
-        self.ui.scoreLabel.text = f"{parameterNode.score:.3f}" if hasResult else "-"
-        self.ui.percentileLabel.text = (f"{parameterNode.percentile:.0f}" if hasResult and parameterNode.percentile
-                                        == parameterNode.percentile else "-")  # NaN: no reference cohort
-        self.ui.volumeLabel.text = f"{parameterNode.tumorVolumeMl:.1f} ml" if hasResult else "-"
+        labels = SarcomaRiskLib.result_labels(gradcam_sha256=parameterNode.gradcamSha256, score=parameterNode.score,
+                                              percentile=parameterNode.percentile,
+                                              tumor_volume_ml=parameterNode.tumorVolumeMl)
+        self.ui.scoreLabel.text = labels.score
+        self.ui.percentileLabel.text = labels.percentile
+        self.ui.volumeLabel.text = labels.tumor_volume
 
     # ---- settings ----------------------------------------------------------------------------
 
@@ -289,105 +299,61 @@ class SarcomaRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("Failed to compute the radiology score."), waitCursor=True):
             self.logic.ensureDependencies()
             self.ui.logTextEdit.clear()
-            job, lines = self.logic.startScoring(self._parameterNode, storePath=self._storePath(),
-                                                 weightsDir=self._weightsDir(),
-                                                 timeoutS=self.ui.timeoutSpinBox.value)
-            for line in lines:
-                self._appendLog(line)
-            self._runInBackground(job, self._onScoringFinished)
+            self._workflowController().compute(self.logic.scoringInputs(self._parameterNode),
+                                               store_path=self._storePath(), weights_dir=self._weightsDir(),
+                                               timeout_s=self.ui.timeoutSpinBox.value)
 
-    def _onScoringFinished(self, job) -> None:
-        import SarcomaRiskLib
+    def onTimer(self) -> None:
+        self._workflow.tick()
 
-        try:
-            result = job.finish()
-        except SarcomaRiskLib.ScoringCancelled as exc:
-            self._appendLog(str(exc))
-            return
-        except (RuntimeError, ValueError, OSError) as exc:  # SarcomaRisk errors derive from these
-            for line in getattr(exc, "log", [])[-20:]:
-                self._appendLog(line)
-            self.ui.logCollapsibleButton.collapsed = False
-            slicer.util.errorDisplay(_("Radiology scoring failed.") + "\n\n" + str(exc),
-                                     detailedText="\n".join(getattr(exc, "log", [])))
-            return
+    def onCancelButton(self) -> None:
+        if self._workflow is not None:
+            self._workflow.cancel()
+
+    def _workflowController(self):
+        """The controller of this panel's runs; made once the dependencies are installed."""
+        if self._workflow is None:
+            import SarcomaRiskLib
+
+            self._workflow = SarcomaRiskLib.WorkflowController(slicer.mrmlScene, self,
+                                                               python_path=self.logic.corePythonPath())
+        return self._workflow
+
+    def _stopWorkflow(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        if self._workflow is not None:
+            self._workflow.stop()
+
+    # ---- what the workflow controller asks of the panel (SarcomaRiskLib.WorkflowView) ----------
+
+    def log(self, line) -> None:
+        self.ui.logTextEdit.appendPlainText(line)
+        logging.info(line)
+
+    def show_log(self) -> None:
+        self.ui.logCollapsibleButton.collapsed = False
+
+    def show_error(self, message, details) -> None:
+        slicer.util.errorDisplay(message, detailedText=details)
+
+    def running_changed(self, running) -> None:
+        if running:
+            self._timer.start()
+        else:
+            self._timer.stop()
+        self._updateButtons()
+
+    def scored(self, result) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to show the radiology result."), waitCursor=True):
             self.logic.applyResult(self._parameterNode, result)
             slicer.util.setSliceViewerLayers(background=self._parameterNode.t2Volume,
                                              foreground=result.gradcam_node,
                                              foregroundOpacity=self.ui.opacitySlider.value, fit=True)
-            for warning in result.warnings:
-                self._appendLog(f"warning: {warning}")
-            self._appendLog(_("Saved the radiology score of case {caseId} in the case record.").format(
-                caseId=result.case_id))
+
+    def record_changed(self) -> None:
         self.refreshCaseIds()
         self.updateCaseStatus()
-        self._startFusionIfReady()
-
-    def _startFusionIfReady(self) -> None:
-        caseId = self._parameterNode.caseId
-        try:
-            status = self.logic.caseStatus(caseId, self._storePath())
-        except (ValueError, OSError):  # already shown by updateCaseStatus
-            return
-        if not status.ready_for_fusion:
-            return
-        self._appendLog(_("The record holds clinical data and the pathology score: computing the fused risk..."))
-        try:
-            job = self.logic.startFusion(caseId, storePath=self._storePath(), weightsDir=self._weightsDir())
-        except RuntimeError as exc:
-            self._appendLog(f"Fusion could not start: {exc}")
-            return
-        self._runInBackground(job, self._onFusionFinished)
-
-    def _onFusionFinished(self, job) -> None:
-        try:
-            job.json()
-        except RuntimeError as exc:  # the radiology result stands; the status box says fusion is missing
-            self._appendLog(f"Fusion failed: {exc}")
-            self.ui.logCollapsibleButton.collapsed = False
-        finally:
-            job.close()
-        self.updateCaseStatus()
-
-    def _runInBackground(self, job, onFinished) -> None:
-        self._job = job
-        self._onJobFinished = onFinished
-        self._updateButtons()
-        self._timer.start()
-
-    def onTimer(self) -> None:
-        job = self._job
-        if job is None:
-            self._timer.stop()
-            return
-        for line in job.poll():
-            self._appendLog(line)
-        if not job.finished:
-            return
-        self._timer.stop()
-        onFinished = self._onJobFinished
-        self._job = None
-        self._onJobFinished = None
-        self._updateButtons()
-        onFinished(job)
-
-    def onCancelButton(self) -> None:
-        if self._job is not None:
-            self._appendLog(_("Cancelling..."))
-            self._job.cancel()
-
-    def _stopJob(self) -> None:
-        if self._timer is not None:
-            self._timer.stop()
-        if self._job is not None:
-            self._job.cancel()
-            self._job.close()
-            self._job = None
-
-    def _appendLog(self, line) -> None:
-        self.ui.logTextEdit.appendPlainText(line)
-        logging.info(line)
 
     def onOpacityChanged(self, value) -> None:
         slicer.util.setSliceViewerLayers(foregroundOpacity=value)
@@ -567,12 +533,6 @@ class SarcomaRiskLogic(ScriptedLoadableModuleLogic):
             parameterNode.tumorVolumeMl = result.tumor_volume_ml if result.tumor_volume_ml is not None else 0.0
             parameterNode.gradcamVolume = result.gradcam_node
             parameterNode.gradcamSha256 = result.gradcam_sha256
-
-    def startFusion(self, caseId, storePath=None, weightsDir=None):
-        import SarcomaRiskLib
-
-        return SarcomaRiskLib.start_fusion(caseId, store_path=storePath, weights_dir=weightsDir,
-                                           python_path=self.corePythonPath())
 
     @staticmethod
     def caseStatus(caseId, storePath=None):

@@ -1,4 +1,5 @@
-"""The shipped weights/: every file loads through manifest.json, a changed byte is refused, the card is honest."""
+"""The shipped weights/: every file loads through manifest.json, a changed byte is refused, the card is honest,
+and a validation figure of the manifest is recomputed from the shipped files themselves."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sarcoma_risk.errors import TamperedWeights
@@ -111,3 +113,48 @@ def test_the_shipped_fusion_model_is_written_back_exactly_as_it_was_read():
     data = CoxFusion.from_dict(json.loads(text)).to_dict()
     data["versions"] = json.loads(text)["versions"]  # the library versions of this environment, not the file's
     assert json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n" == text
+
+
+def test_the_manifests_validation_c_index_is_recomputed_from_the_shipped_validation_cohort():
+    """The centre B Harrell's C of the fusion model, as deployed, from validation-cohort.json.
+
+    ``train all`` wrote the manifest's figure from the fused risks of the held-out validation cases and
+    the same risks (rounded to 6 decimals, times to 2) into validation-cohort.json, so the file must
+    give the figure back. lifelines computes it, independently of the suite's own metrics code.
+    """
+    from lifelines.utils import concordance_index
+
+    from sarcoma_risk.release.validation_cohort import load_validation_cohort
+
+    manifest = json.loads((WEIGHTS / "manifest.json").read_text(encoding="utf-8"))
+    deployed = manifest["models"]["fusion"]["validation"]["centre_B"]["deployed"]
+    cohort, entry = load_validation_cohort(WEIGHTS)  # sha256-verified against the manifest
+    assert entry["validation"] == {"n": cohort.risk.size, "events": int(cohort.event.sum())}
+
+    recomputed = concordance_index(cohort.time_months, -cohort.risk, cohort.event)  # lifelines: higher = longer
+    assert recomputed == pytest.approx(deployed["harrell_c"]["estimate"], abs=1e-4)
+    assert manifest["release"]["validation"]["deployed"]["harrell_c"] == deployed["harrell_c"]
+    shuffled = np.random.default_rng(0).permutation(cohort.risk)
+    assert abs(concordance_index(cohort.time_months, -shuffled, cohort.event) - recomputed) > 0.1
+
+
+def test_the_validation_cohorts_risk_groups_follow_the_shipped_fusion_cutoff_and_the_manifests_log_rank():
+    """Groups in validation-cohort.json = fused risk above fusion.json's cutoff; counts and log-rank as recorded."""
+    from lifelines.statistics import logrank_test
+
+    from sarcoma_risk.release.validation_cohort import load_validation_cohort
+
+    manifest = json.loads((WEIGHTS / "manifest.json").read_text(encoding="utf-8"))
+    centre_b = manifest["models"]["fusion"]["validation"]["centre_B"]
+    assert centre_b["modalities_available"] == {"clinical+radiology+pathology": 400}  # one sub-model scored all
+    fusion, _ = WeightRegistry(WEIGHTS).load_json("fusion")
+    cutoff = fusion["submodels"]["clinical+radiology+pathology"]["cutoff"]["value"]
+    cohort, _ = load_validation_cohort(WEIGHTS)
+    high = cohort.group == "high"
+    np.testing.assert_array_equal(high, cohort.risk > cutoff)
+
+    groups = centre_b["deployed"]["risk_groups"]
+    assert groups["n"] == {"high": int(high.sum()), "low": int((~high).sum())}
+    assert groups["events"] == {"high": int(cohort.event[high].sum()), "low": int(cohort.event[~high].sum())}
+    test = logrank_test(cohort.time_months[high], cohort.time_months[~high], cohort.event[high], cohort.event[~high])
+    assert test.test_statistic == pytest.approx(groups["logrank_chi2"], rel=1e-3)

@@ -164,9 +164,9 @@ def test_module_uses_only_names_the_lib_has():
     assert used and used <= set(SarcomaRiskLib.__all__)
     assert all(hasattr(SarcomaRiskLib, name) for name in used)
 
-    # Attributes read from what the Lib returns: a result, a case status, a running job.
+    # Attributes read from what the Lib returns: a result, a case status, the panel's decisions.
     owners = {"result": [SarcomaRiskLib.RadiologyResult], "status": [SarcomaRiskLib.CaseStatus],
-              "job": [SarcomaRiskLib.RadiologyScoring, SarcomaRiskLib.CliProcess]}
+              "controls": [SarcomaRiskLib.Controls], "labels": [SarcomaRiskLib.ResultLabels]}
 
     def has(cls, attr):
         return hasattr(cls, attr) or (dataclasses.is_dataclass(cls) and attr in {f.name for f in dataclasses.fields(cls)})
@@ -174,6 +174,27 @@ def test_module_uses_only_names_the_lib_has():
     for node in ast.walk(module_tree()):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in owners:
             assert any(has(cls, node.attr) for cls in owners[node.value.id]), f"{node.value.id}.{node.attr}"
+    # What the widget calls on its workflow controller.
+    for node in ast.walk(module_tree()):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "_workflow"):
+            assert hasattr(SarcomaRiskLib.WorkflowController, node.attr), f"self._workflow.{node.attr}"
+
+
+def test_the_widget_serves_every_call_the_workflow_controller_makes_on_its_view():
+    """The widget is the controller's view inside Slicer, where no test here reaches it."""
+    import inspect
+
+    from SarcomaRiskLib import WorkflowView
+
+    widget = next(node for node in module_tree().body
+                  if isinstance(node, ast.ClassDef) and node.name == "SarcomaRiskWidget")
+    methods = {item.name: [a.arg for a in item.args.args] for item in widget.body if isinstance(item, ast.FunctionDef)}
+    asked = {name: list(inspect.signature(member).parameters) for name, member in vars(WorkflowView).items()
+             if inspect.isfunction(member) and not name.startswith("_")}
+    assert set(asked) == {"log", "show_log", "show_error", "running_changed", "scored", "record_changed"}
+    for name, parameters in asked.items():
+        assert methods.get(name) == parameters, f"SarcomaRiskWidget.{name} should take {parameters}"
 
 
 def test_ui_file_binds_parameters_and_has_every_widget_the_module_uses(wrapper_parameters):
@@ -199,10 +220,38 @@ def test_ui_file_binds_parameters_and_has_every_widget_the_module_uses(wrapper_p
 def test_importing_the_lib_loads_no_qt_ctk_slicer_or_torch():
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); import SarcomaRiskLib\n"
+        "[getattr(SarcomaRiskLib, name) for name in SarcomaRiskLib.__all__]\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('qt', 'ctk', 'slicer', 'torch', 'vtk'))\n"
         "print(','.join(bad))\n")
     out = subprocess.run([sys.executable, "-c", code, str(MODULE_DIR)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_panel_decisions_import_without_the_core_package_and_the_rest_needs_it():
+    """Before the first Compute installs the core (a source checkout), the widget still sets its controls."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); sys.modules['sarcoma_risk'] = None  # not installed\n"
+        "from SarcomaRiskLib import panel_controls, result_labels\n"
+        "print(panel_controls(case_id='STS-1', t2=object(), segmentation=object(), segment_id='1',"
+        " running=False).compute_enabled, result_labels(gradcam_sha256='', score=0, percentile=0,"
+        " tumor_volume_ml=0).score)\n"
+        "try:\n    from SarcomaRiskLib import RadiologyScoring\nexcept ImportError:\n    print('needs the core')\n")
+    out = subprocess.run([sys.executable, "-c", code, str(MODULE_DIR)], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["True -", "needs the core"]
+
+
+def test_the_lib_declares_each_public_name_once_for_static_tools_and_once_for_loading():
+    """The TYPE_CHECKING imports of SarcomaRiskLib/__init__.py name what its first-use loader loads."""
+    import SarcomaRiskLib
+
+    tree = ast.parse((MODULE_DIR / "SarcomaRiskLib" / "__init__.py").read_text(encoding="utf-8"))
+    block = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING")
+    declared = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    assert declared == SarcomaRiskLib._MODULE_OF
+    assert sorted(declared) == SarcomaRiskLib.__all__
+    with pytest.raises(AttributeError, match="has no attribute 'Nothing'"):
+        SarcomaRiskLib.Nothing
 
 
 def test_lib_source_never_reaches_for_slicer_singletons_or_qt():
