@@ -161,3 +161,66 @@ def test_a_worker_that_finds_other_weights_than_the_run_checked_fails_the_job_in
     outcome = run_job(job, RunSettings(WEIGHTS, {"radiology": "0" * 64}, tmp_path))
     assert outcome.status is Status.FAILED and outcome.section is None
     assert "the run started with 000000000000" in outcome.message and "changed during the run" in outcome.message
+
+
+
+@pytest.fixture
+def server(tmp_path, monkeypatch):
+    """A case-record server on loopback over a new SQLite store, the user a radiologist.
+
+    Yields (url, store path, the radiologist's name, an admin's token).
+    """
+    from sarcoma_risk.records import open_store
+    from serverutil import server_in_thread
+
+    served = tmp_path / "served.sqlite"
+    with open_store(served, "a") as store:
+        monkeypatch.setenv("SARCOMA_RISK_TOKEN", store.add_user("r.jones", "radiologist"))
+        admin = store.add_user("a.admin", "admin")
+    with server_in_thread(str(served)) as url:
+        yield url, served, "r.jones", admin
+
+
+def test_the_store_may_be_a_case_record_server_url_as_for_every_command(server, first_run, small_cohort, tmp_path):
+    url, served, _, _ = server
+    run = score_cohort_cli(small_cohort.manifest, url, tmp_path / "out", "--modality", "radiology")
+    assert run.metadata["store"] == url and run.metadata["arguments"]["store"] == url
+    assert {k[0]: u["status"] for k, u in run.units().items()} == {
+        **{c: "scored" for c in small_cohort.case_ids if c != BAD_MASK}, BAD_MASK: "failed"}
+    here, there = sections(first_run.store), sections(served)
+    assert {c for c, s in there.items() if s["radiology"]} == set(small_cohort.case_ids) - {BAD_MASK}
+    for case_id, record in there.items():
+        if record["radiology"] is not None:
+            assert record["radiology"]["score"] == pytest.approx(here[case_id]["radiology"]["score"], abs=1e-6)
+
+
+def test_a_section_the_servers_role_may_not_write_is_refused_before_anything_is_scored(server, small_cohort,
+                                                                                     tmp_path):
+    url, served, name, _ = server
+    run = score_cohort_cli(small_cohort.manifest, url, tmp_path / "out")  # a radiologist, both modalities
+    assert run.status == 1
+    assert f"the token of {name} (role radiologist) may not write the pathology section(s)" in run.stderr
+    assert "score only --modality radiology" in run.stderr
+    assert not (tmp_path / "out").exists() and all(not s["radiology"] for s in sections(served).values())
+
+
+def test_a_store_that_stops_accepting_writes_stops_the_run_and_keeps_what_was_written(server, small_cohort,
+                                                                                      tmp_path):
+    from sarcoma_risk.cohortscore.run import score_cohort
+    from sarcoma_risk.errors import AuthenticationRequired
+    from sarcoma_risk.records.remote import HttpStore
+
+    url, served, name, admin = server
+    written = []
+
+    def revoke_after_the_first(unit):
+        written.append(unit.case_id)
+        with HttpStore(url, "a", token=admin).open() as store:  # through the server: refused from now on
+            store.revoke_user(name)
+
+    with pytest.raises(AuthenticationRequired, match="the run stopped; the sections written so far stay"):
+        score_cohort(small_cohort.manifest, weights_dir=WEIGHTS, out_dir=tmp_path / "out", store=url,
+                     modalities=["radiology"], on_unit=revoke_after_the_first)
+    assert [c for c, s in sections(served).items() if s["radiology"]] == written
+    (metadata,) = (tmp_path / "out" / "runs").glob("*.json")
+    assert json.loads(metadata.read_text())["status"] == "error"

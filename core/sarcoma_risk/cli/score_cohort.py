@@ -48,10 +48,13 @@ def cmd_score_cohort(args: argparse.Namespace) -> int:
 
     from sarcoma_risk.cohortscore.jobs import Status
     from sarcoma_risk.cohortscore.run import ALL_MODALITIES, score_cohort
+    from sarcoma_risk.records.location import StoreLocation
     from sarcoma_risk.settings import default_weights_dir
 
     modalities = ALL_MODALITIES if args.modality == "all" else (args.modality,)
     arguments = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "handler"}
+    if args.store is not None:  # the run metadata never hold a database password
+        arguments["store"] = StoreLocation.parse(args.store).display
     # With --json, stdout holds the run metadata alone; the lines go to stderr.
     lines = sys.stderr if args.json else sys.stdout
     run = score_cohort(args.manifest, weights_dir=args.weights or default_weights_dir(), out_dir=args.out,

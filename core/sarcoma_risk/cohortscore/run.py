@@ -22,7 +22,8 @@ from sarcoma_risk.cohortscore.jobs import JobOutcome, Modality, Status, plan_job
 from sarcoma_risk.cohortscore.runlog import RunLog, run_metadata_path
 from sarcoma_risk.cohortscore.worker import RunSettings
 from sarcoma_risk.cohortscore.writer import RecordWriter
-from sarcoma_risk.errors import SarcomaRiskError, WeightsError
+from sarcoma_risk.errors import (AuthenticationRequired, PermissionDenied, SarcomaRiskError, StoreError,
+                                  WeightsError)
 
 ALL_MODALITIES = (Modality.RADIOLOGY, Modality.PATHOLOGY)
 
@@ -91,8 +92,9 @@ def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str 
         The weights folder (radiology and/or pathology models), reachable at this path from every worker.
     out_dir : path
         Tile outputs of the slides (as ``score-slide --out``), the tile cache and ``runs/`` (run metadata).
-    store : path, optional
-        The case store (default: ``$SARCOMA_RISK_STORE`` or the per-user one). Only this process opens it.
+    store : path or store URL, optional
+        The case store, as ``--store`` of every command: a SQLite path, ``postgresql://`` or a server's
+        ``https://`` URL (default: ``$SARCOMA_RISK_STORE`` or the per-user one). Only this process opens it.
     cluster : str, optional
         A Dask scheduler address (``tcp://host:port``); None runs the jobs in this process.
     modalities : radiology and/or pathology
@@ -105,8 +107,10 @@ def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str 
 
     Raises
     ------
-    InvalidManifest, WeightsError, ClusterError, StoreError
-        Before any job runs. Problems of one case never raise: they are failed units.
+    InvalidManifest, WeightsError, ClusterError, StoreError, PermissionDenied
+        Before any job runs. Problems of one case never raise: they are failed units. A write that
+        the store refuses for a reason not of the case (StoreError, AuthenticationRequired,
+        PermissionDenied) stops the run, keeping what was written.
     """
     from sarcoma_risk.cohort import read_manifest
 
@@ -120,6 +124,7 @@ def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str 
     engine = connect(cluster)
     try:
         with RecordWriter(store) as writer:
+            writer.check_may_write(m.value for m in chosen)
             jobs = plan_jobs(cohort, chosen, None if rescore else writer.sections(cohort.case_ids()))
             log = RunLog(run_metadata_path(out_dir), dict(arguments or {}), models.weights, engine.describe(),
                          writer.location)
@@ -198,6 +203,10 @@ def _write_unit(writer: RecordWriter, case_id: str, modality: Modality, outcomes
         else:
             revision, score = writer.write_pathology(case_id, [(o.entry, o.provenance) for o in scored],
                                                      models.pathology)
+    except (StoreError, AuthenticationRequired, PermissionDenied) as exc:
+        # The store itself refuses (unreachable, disk full, token revoked): every later write would fail too.
+        raise type(exc)(f"{exc} (writing case {case_id}, {modality.value}: the run stopped; the sections written "
+                        "so far stay, and the same command resumes)") from None
     except SarcomaRiskError as exc:
         return UnitReport(case_id, modality, Status.FAILED, f"the {modality.value} section was not written: {exc}",
                           jobs=jobs)

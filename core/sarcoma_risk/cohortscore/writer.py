@@ -1,14 +1,14 @@
 """The cohort run's one door to the case store: what each case holds now, and each unit's write.
 
-Only the client process opens the store; workers send their scores back and this class writes
-them, one transaction per section, exactly as ``score-mri`` and ``score-slide`` would. Why one
-writer: the SQLite store must stay on one computer's local disk (its WAL needs shared memory, which
-a network share does not give), so workers on other machines could not open it safely; and even on
-one machine, several processes writing at once would queue on its single write lock. The scores are
-a few kilobytes, so sending them back costs nothing next to computing them.
-
-The store is opened here and nowhere else in the run, so that opening it from a store URL (a case
-record server) changes this module only.
+Only the client process opens the store, named as for every other command: a SQLite path, a
+``postgresql://`` URL or a case-record server's ``https://`` URL (:func:`~sarcoma_risk.records.open_store`).
+Workers send their scores back and this class writes them, one transaction per section, exactly
+as ``score-mri`` and ``score-slide`` would. Why one writer: a SQLite store must stay on one
+computer's local disk (its WAL needs shared memory, which a network share does not give), so
+workers on other machines could not open it safely; a database or server store would need the
+user's credentials (an API token, a PostgreSQL password) on every worker; and even on one machine,
+several processes writing at once would queue on the store's write lock. The scores are a few
+kilobytes, so sending them back costs nothing next to computing them.
 """
 
 from __future__ import annotations
@@ -20,16 +20,38 @@ from sarcoma_risk.errors import CaseNotFound
 
 
 class RecordWriter:
-    """The case store opened for a run (``location``: its path; None: the default store)."""
+    """The case store opened for a run (``location``: a path or a store URL; None: the default store)."""
 
     def __init__(self, location: str | Path | None) -> None:
         from sarcoma_risk.records import open_store
 
         self._store = open_store(location, mode="a")
 
+    def check_may_write(self, sections: Iterable[str]) -> None:
+        """Refuse now, before any work, the sections this store will not let the user write.
+
+        A case-record server tells the role of the user's token; a database or file store has no
+        roles. Without this check a radiologist's run would score every slide and then have each
+        pathology write refused.
+        """
+        from sarcoma_risk.errors import PermissionDenied
+        from sarcoma_risk.records.accounts import may_write
+
+        user = getattr(self._store, "user", None)
+        if user is None:
+            return
+        refused = [s for s in sections if not may_write(user.role, s)]
+        if refused:
+            allowed = sorted(s for s in ("radiology", "pathology") if may_write(user.role, s))
+            hint = (f"score only --modality {allowed[0]}" if allowed
+                    else "use the token of a radiologist, a pathologist or an admin")
+            raise PermissionDenied(f"{self.location}: the token of {user.name} (role {user.role.value}) may not write "
+                                   f"the {' and '.join(refused)} section(s); {hint}; nothing was scored")
+
     @property
     def location(self) -> str:
-        return str(self._store.path)
+        """Where the store is, for the run metadata: a path, or a URL without password or token."""
+        return self._store.location
 
     def sections(self, case_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Case id -> {section name: content or None} for the cases that have a record."""
