@@ -136,6 +136,31 @@ def test_an_interrupted_run_resumes_where_it_stopped(small_cohort, tmp_path):
     assert resumed.metadata["status"] == "finished"
 
 
+
+def test_a_killed_run_resumes_where_it_stopped(small_cohort, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    store, out = tmp_path / "cases.sqlite", tmp_path / "out"
+    command = [sys.executable, "-m", "sarcoma_risk.cli", "score-cohort", str(small_cohort.manifest), "--store",
+               str(store), "--out", str(out), "--modality", "radiology"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as process:
+        first = process.stdout.readline()  # the first case written
+        process.send_signal(signal.SIGKILL)  # no clean-up of any kind: as a crash or a power cut
+        process.wait(timeout=60)
+    assert ": scored " in first, first
+    written = {c for c, s in sections(store).items() if s["radiology"]}
+    assert first.split()[0] in written and len(written) < len(small_cohort.case_ids) - 1
+    (path,) = (out / "runs").glob("*.json")
+    assert json.loads(path.read_text())["status"] == "running"  # what it did before it was killed
+
+    resumed = score_cohort_cli(small_cohort.manifest, store, out, "--modality", "radiology")
+    status = {k[0]: u["status"] for k, u in resumed.units().items()}
+    assert status == {**{c: "skipped" for c in written}, BAD_MASK: "failed",
+                      **{c: "scored" for c in small_cohort.case_ids if c not in (*written, BAD_MASK)}}
+
+
 def test_rescore_scores_again_what_the_records_hold(small_cohort, tmp_path):
     store, out = tmp_path / "cases.sqlite", tmp_path / "out"
     assert score_cohort_cli(small_cohort.manifest, store, out, "--modality", "radiology").status == 1
