@@ -88,3 +88,35 @@ def test_a_scheduler_that_cannot_be_reached_is_a_clear_error_and_nothing_is_writ
     assert run.status == 1
     assert f"--cluster tcp://127.0.0.1:{port}: cannot reach a Dask scheduler there" in run.stderr
     assert not (tmp_path / "cases.sqlite").exists()
+
+
+def test_a_worker_killed_during_the_run_is_replaced_and_every_case_is_still_scored(cluster, small_cohort, tmp_path):
+    """Last in this file: the killed worker comes back under another address."""
+    import os
+    import signal
+
+    from distributed import Client
+
+    from sarcoma_risk.cohortscore.run import score_cohort
+
+    killed = []
+
+    def kill_a_busy_worker(unit):
+        if killed:
+            return
+        with Client(cluster.scheduler_address, set_as_default=False) as client:
+            pids = client.run(os.getpid)
+            # A worker that holds jobs of this run, so that they must go to another one.
+            busy = client.run_on_scheduler(lambda dask_scheduler: [
+                w.address for w in dask_scheduler.workers.values() if w.processing])
+        killed.append(busy[0])
+        os.kill(pids[busy[0]], signal.SIGKILL)
+
+    run = score_cohort(small_cohort.manifest, weights_dir=WEIGHTS, out_dir=tmp_path / "out",
+                       store=tmp_path / "cases.sqlite", modalities=["radiology"], cluster=cluster.scheduler_address,
+                       on_unit=kill_a_busy_worker)
+    assert killed
+    assert {u.case_id: u.status.value for u in run.units} == {
+        **{c: "scored" for c in small_cohort.case_ids if c != BAD_MASK}, BAD_MASK: "failed"}
+    assert {c for c, s in sections(tmp_path / "cases.sqlite").items() if s["radiology"]} == \
+        set(small_cohort.case_ids) - {BAD_MASK}
