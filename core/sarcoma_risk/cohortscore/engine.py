@@ -8,9 +8,11 @@ Both engines take the jobs and yield one :class:`~.jobs.JobOutcome` per job as i
 - :class:`DaskCluster`: the jobs go to the workers of an existing Dask scheduler
   (``tcp://host:port``). Workers need the same SarcomaRisk version (checked on connecting) and
   the same paths to the manifest's files, the weights and the output folder (a shared file
-  system); they never open the case store. A worker that dies on a job (a crash in a C library, out
-  of memory) turns into that job's failure. Leaving the loop early (an error, Ctrl-C) cancels the
-  jobs not yet done, so the cluster is free again at once.
+  system); they never open the case store. A worker that dies (killed, out of memory, a crash in a
+  C library) is restarted by its nanny and its jobs go to other workers; a job that kills every
+  worker it runs on (``distributed.scheduler.allowed-failures`` + 1 times, 4 by default) becomes
+  that job's failure. Leaving the loop early (an error, Ctrl-C) cancels the jobs not yet done, so
+  the cluster is free again at once.
 
 Dask is imported only by :class:`DaskCluster` (the ``cluster`` extra).
 """
