@@ -25,7 +25,13 @@ from typing import Sequence
 
 
 def _add_scoring_options(p: argparse.ArgumentParser) -> None:
-    from sarcoma_risk.cli.common import add_json_option, add_store_option, positive_int
+    from sarcoma_risk.cli.common import (
+        SCORING_PRECISION_HELP,
+        add_device_options,
+        add_json_option,
+        add_store_option,
+        positive_int,
+    )
 
     p.add_argument("--weights", type=Path, default=None, metavar="DIR",
                    help="weights folder (default: $SARCOMA_RISK_WEIGHTS or the shipped weights/)")
@@ -34,6 +40,7 @@ def _add_scoring_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64, help="patches per model batch (default 64)")
     p.add_argument("--workers", type=positive_int, default=2, help="patch reader threads (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_options(p, SCORING_PRECISION_HELP)
     add_store_option(p)
     add_json_option(p)
 
@@ -131,7 +138,8 @@ def _options(args: argparse.Namespace):
     from sarcoma_risk.settings import default_weights_dir
 
     return ScoringOptions(args.weights if args.weights is not None else default_weights_dir(), mpp=args.mpp,
-                          batch_size=args.batch_size, workers=args.workers, progress=not args.quiet)
+                          batch_size=args.batch_size, workers=args.workers, precision=args.precision,
+                          device=args.device, progress=not args.quiet)
 
 
 def _arguments(args: argparse.Namespace) -> dict:

@@ -51,6 +51,23 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
 
 
+#: ``--precision`` help for scoring commands, whose reduced precision is checked against fp32 first.
+SCORING_PRECISION_HELP = ("fp32, or bf16/fp16 autocast (faster on GPUs and CPUs built for it); a reduced precision is "
+                          "first compared with fp32 on a fixed probe batch with the loaded weights, and scoring falls "
+                          "back to fp32 with a warning when the outputs move beyond a stated tolerance (default: fp32)")
+#: ``--precision`` help for training commands.
+TRAINING_PRECISION_HELP = ("fp32, or bf16/fp16 autocast for the forward pass (fp16 with gradient scaling); the "
+                           "weights stay float32 (default: fp32)")
+
+
+def add_device_options(parser: argparse.ArgumentParser, precision_help: str) -> None:
+    """``--device auto|cpu|cuda|mps`` and ``--precision fp32|bf16|fp16`` (checked by :mod:`sarcoma_risk.device`)."""
+    parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
+                        help="where torch runs: auto takes a CUDA GPU when there is one, else Apple's MPS, else the "
+                             "CPU; pick a GPU with CUDA_VISIBLE_DEVICES (default: auto)")
+    parser.add_argument("--precision", default="fp32", metavar="fp32|bf16|fp16", help=precision_help)
+
+
 def print_json(data: Any, stream: TextIO | None = None) -> None:
     """Pretty, key-sorted JSON on stdout (or ``stream``)."""
     json.dump(data, stream or sys.stdout, indent=2, sort_keys=True, allow_nan=False, default=str)

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
+from sarcoma_risk.device import to_device
 from sarcoma_risk.errors import InvalidInput, InvalidModel
 from sarcoma_risk.radiology.augment import augment_batch
 from sarcoma_risk.radiology.config import ModelConfig, PreprocessConfig, TrainConfig
@@ -101,9 +102,12 @@ class RadiologyCoxModel:
 
     @staticmethod
     def _raw_scores(network: CBAMNet3d, X: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """Scores on the CPU (float64) of CPU inputs ``X``, computed wherever the network lives."""
         network.eval()
+        device = network.offset.device
         with torch.inference_mode():
-            return torch.cat([network(X[i:i + batch_size]) for i in range(0, len(X), batch_size)]).double()
+            return torch.cat([network(to_device(X[i:i + batch_size], device)).float().cpu()
+                              for i in range(0, len(X), batch_size)]).double()
 
     def _check_fitted(self) -> CBAMNet3d:
         network = getattr(self, "network_", None)
@@ -193,9 +197,18 @@ class RadiologyCoxModel:
         return self
 
     def predict(self, X: np.ndarray, batch_size: int = 8) -> np.ndarray:
-        """Log relative hazard per case (higher = riskier), 0 = the development cohort's average."""
+        """Log relative hazard per case (higher = riskier), 0 = the development cohort's average.
+
+        Runs on the device the network is on (:meth:`to`), in the precision of the caller's
+        autocast context (:func:`sarcoma_risk.device.autocast`), if any.
+        """
         network = self._check_fitted()
         return self._raw_scores(network, self._check_x(X), batch_size).numpy()
+
+    def to(self, device: torch.device) -> "RadiologyCoxModel":
+        """Move the fitted network to ``device``; returns self."""
+        self._check_fitted().to(device)
+        return self
 
     def percentile(self, scores: np.ndarray | float) -> np.ndarray:
         """Percentile (0-100) of each score in the development distribution (mid-rank for ties)."""
