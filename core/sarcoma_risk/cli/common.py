@@ -68,6 +68,33 @@ def add_device_options(parser: argparse.ArgumentParser, precision_help: str) -> 
     parser.add_argument("--precision", default="fp32", metavar="fp32|bf16|fp16", help=precision_help)
 
 
+def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint-dir DIR`` and ``--resume`` of the training commands."""
+    parser.add_argument("--checkpoint-dir", type=Path, default=None, metavar="DIR",
+                        help="where each fit saves its state after every epoch (default: OUT/checkpoints)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue every fit from its checkpoint (same data and options), e.g. after a crash; "
+                             "finished fits are not trained again")
+
+
+def training_runtime(args: argparse.Namespace, group: Any, device: Any, *, num_workers: int = 0) -> Any:
+    """The :class:`~sarcoma_risk.runtime.TrainRuntime` of a training command's options.
+
+    On the ranks other than 0 of a distributed run, logging is kept to warnings, so the run's log
+    is rank 0's.
+    """
+    import logging
+
+    from sarcoma_risk.device import check_precision
+    from sarcoma_risk.runtime import TrainRuntime
+
+    if not group.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    return TrainRuntime(device, check_precision(args.precision, device), group, num_workers=num_workers,
+                        checkpoint_dir=args.checkpoint_dir if args.checkpoint_dir is not None else args.out / "checkpoints",
+                        resume=args.resume)
+
+
 def print_json(data: Any, stream: TextIO | None = None) -> None:
     """Pretty, key-sorted JSON on stdout (or ``stream``)."""
     json.dump(data, stream or sys.stdout, indent=2, sort_keys=True, allow_nan=False, default=str)
