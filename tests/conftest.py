@@ -91,10 +91,3 @@ def run_unprivileged():
     """``run_unprivileged(action)``: ``action()`` where file modes apply (as root: in a child run as 'nobody')."""
     return _as_unprivileged_user
 
-
-@pytest.fixture
-def run_torchrun():
-    """``run_torchrun(watched, audit_dir, argv)``: a command under torchrun (2 CPU processes, gloo), writes audited."""
-    from torchrun_helper import torchrun
-
-    return torchrun
