@@ -93,3 +93,22 @@ def test_on_a_gpu_batches_are_pinned_and_arrive_on_the_device():
     assert pin_memory(device)
     moved = to_device(torch.arange(6.0), device)
     assert moved.device.type == "cuda" and torch.equal(moved.cpu(), torch.arange(6.0))
+
+
+@no_cuda
+def test_train_all_refuses_a_missing_gpu_before_rendering_the_cohort(tmp_path, capsys):
+    from sarcoma_risk.cli import main
+
+    status = main(["train", "all", "--out", str(tmp_path / "weights"), "--work", str(tmp_path / "work"),
+                   "--device", "cuda"])
+    assert status == 1 and "device 'cuda':" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()
+
+
+def test_train_all_under_torchrun_says_which_commands_to_launch_instead(tmp_path, capsys, monkeypatch):
+    from sarcoma_risk.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    status = main(["train", "all", "--out", str(tmp_path / "weights"), "--work", str(tmp_path / "work")])
+    assert status == 1 and "launch `train radiology` and `train pathology` with torchrun" in capsys.readouterr().err

@@ -19,10 +19,12 @@ hardware built for it; :func:`probe_patches` is the fixed batch on which the pre
 from __future__ import annotations
 
 import io
+import os
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -48,13 +50,43 @@ def build_network(architecture: Architecture | str = Architecture.X1_0) -> Any:
     return getattr(torchvision.models, arch.value)(num_classes=1)
 
 
-def imagenet_state(architecture: Architecture | str) -> dict[str, Any]:
-    """torchvision's ImageNet weights for the backbone (classifier dropped); downloads on first use."""
+def _imagenet_weights(architecture: Architecture | str) -> Any:
     import torchvision
 
     arch = check_choice(architecture, Architecture, "architecture")
     enum_name = {"shufflenet_v2_x1_0": "ShuffleNet_V2_X1_0_Weights", "shufflenet_v2_x0_5": "ShuffleNet_V2_X0_5_Weights"}
-    weights = getattr(torchvision.models, enum_name[arch.value]).IMAGENET1K_V1
+    return getattr(torchvision.models, enum_name[arch.value]).IMAGENET1K_V1
+
+
+def imagenet_file(architecture: Architecture | str) -> Path:
+    """Where torchvision keeps (or would download) its ImageNet weights: the torch hub cache."""
+    import torch
+
+    name = os.path.basename(urlparse(_imagenet_weights(architecture).url).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def resolve_init(init: str | Path, architecture: Architecture | str) -> tuple[str | Path, str | None]:
+    """The initial weights to use for ``init``, and why, when ``init`` is "auto".
+
+    "auto" means torchvision's ImageNet weights when they are already on this machine (in the torch
+    hub cache, nothing is downloaded), else random weights; the reason is returned for the run's
+    metadata. Any other ``init`` is returned as it is, with None.
+    """
+    if str(init) != "auto":
+        return init, None
+    arch = check_choice(architecture, Architecture, "architecture").value
+    path = imagenet_file(architecture)
+    if path.is_file():
+        return "imagenet", f"torchvision's ImageNet weights for {arch} ({path.name}) are in the torch hub cache"
+    return "random", (f"torchvision's ImageNet weights for {arch} ({path.name}) are not in the torch hub cache "
+                      "($TORCH_HOME/hub/checkpoints) and are not downloaded: the model starts from random weights")
+
+
+def imagenet_state(architecture: Architecture | str) -> dict[str, Any]:
+    """torchvision's ImageNet weights for the backbone (classifier dropped); downloads on first use."""
+    arch = check_choice(architecture, Architecture, "architecture")
+    weights = _imagenet_weights(arch)
     try:
         state = weights.get_state_dict(progress=False)
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; a broken download a RuntimeError
