@@ -95,7 +95,6 @@ def _fmt(value: float | None) -> str:
 
 def cmd_train_pathology(args: argparse.Namespace) -> int:
     from sarcoma_risk.distributed import start
-    from sarcoma_risk.errors import InvalidInput
     from sarcoma_risk.pathology.crossfit import SCORES_FILE, train_pathology
     from sarcoma_risk.pathology.train import PAPER_PRESET, TrainConfig
 
@@ -103,8 +102,6 @@ def cmd_train_pathology(args: argparse.Namespace) -> int:
     scale = {**(PAPER_PRESET if args.preset == "paper" else {}),
              **{k: v for k, v in (("architecture", args.architecture), ("init", args.init), ("patch_px", args.patch_px),
                                   ("spacing_um", args.spacing)) if v is not None}}
-    if args.num_workers < 0:
-        raise InvalidInput(f"--num-workers: {args.num_workers} must be 0 or more")
     config = TrainConfig(**scale, horizon_months=args.horizon_months, epochs=args.epochs,
                          patches_per_epoch=args.patches_per_epoch, batch_size=args.batch_size,
                          learning_rate=args.lr, val_fraction=args.val_fraction, patience=args.patience,

@@ -167,10 +167,8 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
     """
     import torch
 
-    from sarcoma_risk.pathology.model import state_bytes
+    from sarcoma_risk.pathology.model import resolve_init, state_bytes
     from sarcoma_risk.weights import WeightRegistry
-
-    from sarcoma_risk.pathology.model import resolve_init
 
     config.check()
     if folds == 1 or folds < 0:
@@ -192,13 +190,14 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
                              f"(need at least {2 * folds}); use fewer --folds")
     pool = SlidePool()
     trainer = PatchTrainer(config, progress=progress and main_rank, runtime=runtime)
+    signature = signature_config.make()
 
     def fit(name: str, cases: Sequence[TrainingCase]) -> Any:
         return trainer.fit(cases, pool, checkpoint=runtime.checkpoint(name, fit_identity(cases, config)))
 
     def score(cases: Sequence[TrainingCase], model: Any, sha: str) -> dict[str, dict[str, Any]]:
         return score_cases(cases, model, sha, config, signature, cache, progress and main_rank, runtime)
-    signature = signature_config.make()
+
     started = utc_now()
     fold_models: tuple[PatchModelRun, ...] = ()
     try:
