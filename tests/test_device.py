@@ -112,3 +112,25 @@ def test_train_all_under_torchrun_says_which_commands_to_launch_instead(tmp_path
     monkeypatch.setenv("RANK", "0")
     status = main(["train", "all", "--out", str(tmp_path / "weights"), "--work", str(tmp_path / "work")])
     assert status == 1 and "launch `train radiology` and `train pathology` with torchrun" in capsys.readouterr().err
+
+
+@needs_cuda
+def test_the_shipped_models_score_on_a_gpu_as_on_the_cpu():
+    from pathlib import Path
+
+    import numpy as np
+
+    from sarcoma_risk.pathology.model import PatchRunner, probe_patches
+    from sarcoma_risk.pathology.pipeline import load_models
+    from sarcoma_risk.radiology.checkpoint import load_model
+    from sarcoma_risk.radiology.infer import probe_volumes
+
+    weights = Path(__file__).resolve().parents[1] / "weights"
+    radiology = load_model(weights)[0]
+    volumes = probe_volumes(radiology.preprocess)
+    on_cpu = radiology.predict(volumes)
+    assert np.allclose(radiology.to(resolve_device("cuda")).predict(volumes), on_cpu, atol=1e-4)
+    patch_model = load_models(weights, device="cpu", need_signature=False).runner.model
+    patches = probe_patches(112)
+    on_cpu = PatchRunner(patch_model, "fp32")(patches)
+    assert np.allclose(PatchRunner(patch_model, "fp32", resolve_device("cuda"))(patches), on_cpu, atol=1e-4)
