@@ -112,7 +112,7 @@ def main() -> int:
             result = grad_cam(model.network_, prepared.array)
             stages["network"] = time.perf_counter() - t
             t = time.perf_counter()
-            cam = cam_to_original(result.cam, prepared.geometry, model.model.feature_stride, mri.reference)
+            cam = cam_to_original(result.shares, prepared.geometry, model.model.feature_stride, mri.reference)
             model.percentile(result.score)
             stages["gradcam_to_mri"] = time.perf_counter() - t
             t = time.perf_counter()

@@ -13,11 +13,27 @@ Figures (one JSON line each, see common.emit):
 - end_to_end_patches_per_s, end_to_end_to_model_ratio: the same including opening the slide,
   tissue detection and tiling;
 - peak_rss_mb_small / peak_rss_mb_4x and their ratio: scoring a slide and one with 4x the area,
-  each in its own child process, so each peak is its own.
+  each in its own child process, so each peak is its own;
+- score_slide_*: ``sarcoma-risk score-slide`` as a user runs it (a fresh process, the shipped
+  weights: ShuffleNetV2 x0.5 at 112 px / 1.0 um, no tile cache yet) on a 16384 x 16384 phantom SVS:
+  its patches/s end to end, and where its time went, one figure per stage (``score_slide_stage_s``
+  with ``stage``: Python start-up and imports, loading the models, opening, fingerprint, tissue
+  detection, tiling, streaming and within it the model, waiting for patches and the HDF5 cache,
+  the tile CSV, the GeoJSON, the heatmap, the case record);
+- wsinfer_patches_per_s and score_slide_to_wsinfer_ratio (target >= 1.5): WSInfer 0.6.1 on the
+  same slide with the same network and patch geometry, run side by side (alternating) with
+  score-slide. WSInfer lives in its own virtual environment: give its ``wsinfer`` executable with
+  ``--wsinfer PATH`` or ``$SARCOMA_RISK_BENCH_WSINFER``; without it these figures say it was not
+  measured. The benchmark writes WSInfer's model (the network traced to TorchScript, normalisation
+  in WSInfer's transforms) and its config.json, and runs it offline (an empty model-zoo registry in
+  a private HOME, ``HF_HUB_OFFLINE=1``, ``WSINFER_FORCE_CPU=1``) with its default reader workers and
+  the same batch size (64).
+- load_average_1min: the machine's load when the comparison ran (other jobs skew every figure).
 
 Weights: ``--weights DIR`` (a folder with pathology-patch at 224 px), else a short training run on
 tiny phantom slides (224 px at 0.5 um/px, three short epochs: trained weights for the bf16 check,
-not a good model); heldout_spearman_phenotype_vs_mean_probability says how much it learnt. Run: ``.venv/bin/python benchmarks/bench_slide.py``.
+not a good model); heldout_spearman_phenotype_vs_mean_probability says how much it learnt. Run: ``.venv/bin/python benchmarks/bench_slide.py`` (``--compare-only``: the score-slide breakdown and
+the WSInfer comparison alone, a few minutes).
 """
 
 from __future__ import annotations
@@ -29,10 +45,12 @@ import copy
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -177,6 +195,125 @@ def end_to_end(slide_path: Path, weights: Path, model_rate: float) -> None:
     emit(BENCH, "end_to_end_to_model_ratio", round(e2e_rate / model_rate, 3), "ratio")
 
 
+#: score-slide stages that are parts of "streaming" (not added again to the total).
+STREAMING_PARTS = ("model", "waiting_for_patches", "tile_cache_write")
+#: The order score-slide runs its stages in (its JSON report sorts them by name).
+STAGE_ORDER = ("load_models", "open_slide", "annotation", "fingerprint", "tile_cache_lookup", "tissue_detection",
+               "tiling", "streaming", *STREAMING_PARTS, "tile_cache_commit", "signature", "tile_csv", "tile_geojson",
+               "heatmap", "case_record")
+WSINFER_CONFIG = {
+    "spec_version": "1.0", "num_classes": 1, "class_names": ["recurrence"],
+    "transform": [{"name": "Resize", "arguments": {"size": None}}, {"name": "ToTensor"},
+                  {"name": "Normalize", "arguments": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}}],
+}
+
+
+def render_comparison_slide(root: Path) -> Path:
+    """The 16384 x 16384 phantom SVS (0.5 um/px) both tools score."""
+    from sarcoma_risk.synthetic.wsi import write_phantom_slide
+
+    folder = root / "compare-slide"  # the slide alone: WSInfer takes a folder that holds only slides
+    folder.mkdir(parents=True, exist_ok=True)
+    return write_phantom_slide(folder / "slide16k.svs", phenotype=0.5, centre="A", size="small", seed=3,
+                               annotate=False, dimensions=(16384, 16384)).slide
+
+
+def run_score_slide(slide: Path, weights: Path, out: Path) -> dict:
+    """One ``sarcoma-risk score-slide --json`` process from scratch; its report and wall time."""
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    command = [sys.executable, "-m", "sarcoma_risk.cli", "score-slide", "--case", "BENCH-0001", "--slide", str(slide),
+               "--weights", str(weights), "--out", str(out), "--store", str(out / "cases.sqlite"), "--no-progress",
+               "--json"]
+    start = time.perf_counter()
+    done = subprocess.run(command, check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    report = json.loads(done.stdout)
+    return {"wall_s": wall, "patches": report["slide"]["n_tiles"], "timings": report["timings_s"]}
+
+
+def wsinfer_model(root: Path, weights: Path) -> tuple[Path, Path]:
+    """Our patch network as WSInfer takes a local model: TorchScript without the normalisation, and config.json."""
+    import torch
+
+    from sarcoma_risk.pathology.pipeline import load_models
+
+    models = load_models(weights, need_signature=False)
+    network = copy.deepcopy(models.runner.model.net).eval().to(memory_format=torch.contiguous_format)
+    folder = root / "wsinfer-model"
+    folder.mkdir(parents=True, exist_ok=True)
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, but WSInfer loads TorchScript
+        traced = torch.jit.trace(network, torch.rand(1, 3, models.patch_px, models.patch_px))
+    traced.save(str(folder / "model.pt"))
+    config = json.loads(json.dumps(WSINFER_CONFIG))
+    config["transform"][0]["arguments"]["size"] = models.patch_px
+    config.update(architecture=models.architecture, patch_size_pixels=models.patch_px, spacing_um_px=models.spacing_um)
+    (folder / "config.json").write_text(json.dumps(config, indent=2))
+    return folder / "model.pt", folder / "config.json"
+
+
+def run_wsinfer(executable: str, slide: Path, model: Path, config: Path, out: Path) -> dict:
+    """One ``wsinfer run`` process from scratch (offline); its wall time and how many patches it scored."""
+    if out.exists():
+        shutil.rmtree(out)
+    home = out / "home"
+    (home / ".wsinfer-zoo").mkdir(parents=True)
+    (home / ".wsinfer-zoo" / "wsinfer-zoo-registry.json").write_text('{"models": {}}')
+    env = {**os.environ, "HOME": str(home), "HF_HUB_OFFLINE": "1", "WSINFER_FORCE_CPU": "1"}
+    env.pop("PYTHONPATH", None)
+    command = [executable, "run", "--wsi-dir", str(slide.parent), "--results-dir", str(out / "results"),
+               "--config", str(config), "--model-path", str(model), "--batch-size", str(BATCH)]
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    with open(out / "results" / "model-outputs-csv" / slide.with_suffix(".csv").name) as handle:
+        patches = sum(1 for _ in handle) - 1
+    return {"wall_s": wall, "patches": patches}
+
+
+def compare_with_wsinfer(root: Path, weights: Path, wsinfer: str | None, repeats: int) -> None:
+    """score-slide's breakdown on the 16k slide, and WSInfer side by side when it is given."""
+    slide = render_comparison_slide(root)
+    emit(BENCH, "load_average_1min", round(os.getloadavg()[0], 2), "load", cpus=os.cpu_count(),
+         note="other jobs on the machine slow every figure below")
+    if wsinfer:
+        model, config = wsinfer_model(root, weights)
+    ours, theirs = [], []
+    for _ in range(max(1, repeats)):  # alternating, so both meet the same machine load
+        ours.append(run_score_slide(slide, weights, root / "compare" / "score-slide"))
+        if wsinfer:
+            theirs.append(run_wsinfer(wsinfer, slide, model, config, root / "compare" / "wsinfer"))
+    best = min(ours, key=lambda r: r["wall_s"])
+    rate = best["patches"] / best["wall_s"]
+    emit(BENCH, "score_slide_patches_per_s", round(rate, 1), "patches/s", patches=best["patches"],
+         wall_s=round(best["wall_s"], 2), runs=len(ours), slide="16384 x 16384 phantom SVS, 0.5 um/px",
+         note="fresh process, shipped weights, no tile cache; best of the runs")
+    timings = best["timings"]
+    stages = {"python_startup_and_imports": best["wall_s"] - sum(v for k, v in timings.items()
+                                                                 if k not in STREAMING_PARTS)}
+    stages.update(sorted(timings.items(), key=lambda item: STAGE_ORDER.index(item[0])
+                         if item[0] in STAGE_ORDER else len(STAGE_ORDER)))
+    for stage, seconds in stages.items():
+        emit(BENCH, "score_slide_stage_s", round(seconds, 3), "s", stage=stage,
+             part_of="streaming" if stage in STREAMING_PARTS else None,
+             share=round(seconds / best["wall_s"], 3))
+    if not wsinfer:
+        for figure in ("wsinfer_patches_per_s", "score_slide_to_wsinfer_ratio"):
+            emit(BENCH, figure, None, "patches/s" if figure.endswith("per_s") else "ratio",
+                 note="not measured: give --wsinfer PATH (or $SARCOMA_RISK_BENCH_WSINFER) to a wsinfer 0.6.1 "
+                      "executable in its own environment")
+        return
+    fastest = min(theirs, key=lambda r: r["wall_s"])
+    theirs_rate = fastest["patches"] / fastest["wall_s"]
+    emit(BENCH, "wsinfer_patches_per_s", round(theirs_rate, 1), "patches/s", patches=fastest["patches"],
+         wall_s=round(fastest["wall_s"], 2), runs=len(theirs), batch=BATCH,
+         note="wsinfer run, end to end (its tissue detection, patching, inference, CSV and GeoJSON); best of the runs")
+    emit(BENCH, "score_slide_to_wsinfer_ratio", round(rate / theirs_rate, 3), "ratio", target=">= 1.5",
+         load_average_1min=round(os.getloadavg()[0], 2))
+
+
 def child_peak_rss(slide_path: Path, weights: Path) -> dict:
     """Score one slide in a fresh interpreter and report its own peak RSS."""
     out = subprocess.run([sys.executable, __file__, "--child", str(slide_path), str(weights)], check=True,
@@ -220,6 +357,14 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=None, help="folder with a 224-px pathology-patch model")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--child", nargs=2, metavar=("SLIDE", "WEIGHTS"), help=argparse.SUPPRESS)
+    parser.add_argument("--wsinfer", default=os.environ.get("SARCOMA_RISK_BENCH_WSINFER"), metavar="PATH",
+                        help="wsinfer executable (0.6.1, its own environment) to compare with; default "
+                             "$SARCOMA_RISK_BENCH_WSINFER, else not measured")
+    parser.add_argument("--compare-weights", type=Path, default=None, metavar="DIR",
+                        help="weights for the score-slide/WSInfer comparison (default: the shipped weights/)")
+    parser.add_argument("--repeats", type=int, default=1, help="alternating runs of score-slide and WSInfer")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="only the score-slide breakdown and the WSInfer comparison")
     args = parser.parse_args()
     if args.threads:
         import torch
@@ -233,6 +378,11 @@ def main() -> None:
     emit(BENCH, "torch_threads", torch.get_num_threads(), "threads", **machine())
     with tempfile.TemporaryDirectory(prefix="bench-slide-") as tmp:
         root = Path(tmp)
+        from sarcoma_risk.settings import default_weights_dir
+
+        compare_with_wsinfer(root, args.compare_weights or default_weights_dir(), args.wsinfer, args.repeats)
+        if args.compare_only:
+            return
         slides = render(root)
         weights = args.weights or train_weights(root)
         heldout_quality(root, weights)

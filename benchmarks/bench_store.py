@@ -25,7 +25,7 @@ from pathlib import Path
 from common import emit, machine
 
 from sarcoma_risk.provenance import Provenance
-from sarcoma_risk.records.store import CaseStore
+from sarcoma_risk.records.sqlite import SqliteStore
 
 BENCH = "store"
 N_CASES = 50
@@ -39,7 +39,7 @@ def _content(section: str, update: int, current: dict | None, provenance: dict) 
 
 def _write(path: str, section: str, updates: int, barrier, results) -> None:
     provenance = Provenance("bench-store", "1", None).to_dict()
-    with CaseStore(path, "r+") as store:
+    with SqliteStore(path, "r+") as store:
         if barrier is not None:
             barrier.wait(timeout=120)
         start = time.perf_counter()
@@ -51,7 +51,7 @@ def _write(path: str, section: str, updates: int, barrier, results) -> None:
 
 def _new_store(folder: Path, name: str) -> Path:
     path = folder / name
-    with CaseStore(path, "x") as store, store.transaction():
+    with SqliteStore(path, "x") as store, store.transaction():
         for i in range(N_CASES):
             store.ensure_case(f"STS-{i:04d}")
     return path
@@ -59,7 +59,7 @@ def _new_store(folder: Path, name: str) -> Path:
 
 def _lost_updates(path: Path, sections: tuple[str, ...], updates: int) -> int:
     """Updates missing from the final records or from the audit log."""
-    with CaseStore(path, "r") as store:
+    with SqliteStore(path, "r") as store:
         records = {r.case_id: r for r in store.records()}
         audit = store.history()
     lost = 0

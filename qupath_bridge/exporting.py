@@ -1,9 +1,9 @@
 """GeoJSON in and out without a QuPath project: export a scored slide, check imported annotations.
 
 Export: the tiles of a scored slide come from its tile cache (HDF5, one file per slide, weights and
-tumor region; see :mod:`sarcoma_risk.pathology.cache`). The Tumor annotations it was scored with
-are kept beside the caches by content (``regions/<sha256>.geojson``, the sha256 the cache records),
-so the export finds them without any file name in the case record.
+tumor region; see :mod:`sarcoma_risk.pathology.cache`). The tumor annotations the bridge scored it
+with are kept beside the caches by content (``regions/<sha256>.geojson``, the region sha256 the cache
+records), so the export finds them without any file name in the case record.
 
 Import: QuPath-exported annotations are read as ``sarcoma-risk score-slide`` will read them
 (:func:`sarcoma_risk.pathology.regions.read_tumor_region`) and checked against the slide.
@@ -17,9 +17,10 @@ from typing import Any, Iterable, Sequence
 
 from qupath_bridge.results import tile_objects, tumor_annotations
 from sarcoma_risk.errors import CaseNotFound, InvalidInput
-from sarcoma_risk.pathology.geojson import read_geojson, write_geojson
+from sarcoma_risk.pathology.classes import DEFAULT_TUMOR_CLASSES
+from sarcoma_risk.pathology.geojson import ObjectType, read_geojson, write_geojson
 
-#: Folder, beside the tile caches, that keeps scored Tumor annotations by content.
+#: Folder, beside the tile caches, that keeps scored tumor annotations by content.
 REGIONS_FOLDER = "regions"
 
 
@@ -83,13 +84,16 @@ class Exported:
 
 
 def export_slide(out: Path, *, caches: Sequence[Path], case_id: str | None = None, slide: Path | None = None,
-                 store: Path | None = None, annotations: Path | None = None) -> Exported:
-    """Write the tiles and Tumor annotations of a scored slide to ``out`` (one FeatureCollection).
+                 store: str | Path | None = None, annotations: Path | None = None,
+                 classes: Sequence[str] = DEFAULT_TUMOR_CLASSES) -> Exported:
+    """Write the tiles and tumor annotations of a scored slide to ``out`` (one FeatureCollection).
 
     ``annotations`` is the GeoJSON the slide was scored with, for slides scored by ``sarcoma-risk
-    score-slide`` (the bridge keeps its own); it must be that very file (same sha256).
+    score-slide`` (the bridge keeps its own), and ``classes`` the annotation classes it was scored
+    with: the file must be that very file and the classes those (same region sha256).
     """
     from sarcoma_risk.pathology.cache import read_tile_cache
+    from sarcoma_risk.pathology.regions import region_sha256
     from sarcoma_risk.provenance import sha256_file
 
     entries = find_caches(caches)
@@ -104,19 +108,20 @@ def export_slide(out: Path, *, caches: Sequence[Path], case_id: str | None = Non
     if chosen.region_sha256 is not None:
         region = region_file(chosen.path.parent, chosen.region_sha256)
         if annotations is not None:
-            if sha256_file(annotations) != chosen.region_sha256:
-                raise InvalidInput(f"--annotations {annotations}: not the annotation file this slide was scored with "
-                                   f"(sha256 {chosen.region_sha256[:12]}...)")
-            region = Path(annotations)
-        elif not region.is_file():
-            raise InvalidInput(f"{chosen.path}: the slide was scored within a Tumor annotation that is not kept "
+            if region_sha256(sha256_file(annotations), classes) != chosen.region_sha256:
+                raise InvalidInput(f"--annotations {annotations}: not the annotation file (and --annotation-class) "
+                                   f"this slide was scored with (region sha256 {chosen.region_sha256[:12]}...)")
+            regions = tumor_annotations(read_geojson(annotations), classes)
+        elif region.is_file():  # kept by the bridge: exactly the annotations the slide was scored with
+            regions = [o for o in read_geojson(region) if o.object_type is ObjectType.ANNOTATION]
+        else:
+            raise InvalidInput(f"{chosen.path}: the slide was scored within a tumor annotation that is not kept "
                                "beside the cache; give the file it was scored with as --annotations")
-        regions = tumor_annotations(read_geojson(region))
     write_geojson(out, [*regions, *tile_objects(tiles)])
     return Exported(Path(out), len(tiles), len(regions))
 
 
-def _case_cache(entries: Sequence[CacheEntry], case_id: str, store: Path | None) -> CacheEntry:
+def _case_cache(entries: Sequence[CacheEntry], case_id: str, store: str | Path | None) -> CacheEntry:
     from sarcoma_risk.records import open_store
 
     with open_store(store, mode="r") as handle:
@@ -153,18 +158,20 @@ class CheckedAnnotations:
                 f"{self.area_mm2:.2f} mm^2 on the {self.slide_size[0]} x {self.slide_size[1]} slide")
 
 
-def check_annotations(geojson: Path, slide: Path, *, mpp: float | None = None, out: Path | None = None) -> CheckedAnnotations:
-    """Check QuPath-exported annotations as score-slide reads them; with ``out``, write the used ones."""
+def check_annotations(geojson: Path, slide: Path, *, mpp: float | None = None, out: Path | None = None,
+                      classes: Sequence[str] = DEFAULT_TUMOR_CLASSES) -> CheckedAnnotations:
+    """Check QuPath-exported annotations as score-slide reads them (annotations of ``classes``); with
+    ``out``, write the used ones."""
     from sarcoma_risk.pathology.regions import read_tumor_region
     from sarcoma_risk.pathology.slide import open_slide
 
     objects = read_geojson(geojson)
     with open_slide(slide, mpp) as handle:
         size, slide_mpp = handle.dimensions, handle.mpp
-    region = read_tumor_region(geojson, size)
+    region = read_tumor_region(geojson, size, classes=classes)
     area_mm2 = region.geometry.area * (slide_mpp / 1000.0) ** 2
     if out is not None:
-        chosen = tumor_annotations(objects) or [o for o in objects if o.object_type.value == "annotation"
-                                                and o.geometry.area > 0]
+        chosen = tumor_annotations(objects, classes) or [o for o in objects if o.object_type.value == "annotation"
+                                                         and o.geometry.area > 0]
         write_geojson(out, chosen)
     return CheckedAnnotations(Path(geojson), len(objects), region.n_annotations, area_mm2, size, region.sha256)

@@ -32,8 +32,9 @@ from typing import Any, Mapping, Sequence
 
 from qupath_bridge.casemap import ImageRef
 from qupath_bridge.projectfiles import check_image_reachable, project_file
-from qupath_bridge.results import is_sarcoma_risk_tile, tumor_annotations
+from qupath_bridge.results import choose_tumor_annotations, is_sarcoma_risk_tile
 from sarcoma_risk.errors import InvalidInput, MissingDependency, OutputError
+from sarcoma_risk.pathology.classes import DEFAULT_TUMOR_CLASSES
 from sarcoma_risk.pathology.geojson import QuPathObject, parse_geojson
 
 MODES = ("r", "r+")
@@ -165,9 +166,9 @@ class ProjectImage:
             raise InvalidInput(f"image {self.ref.label()}: QuPath cannot read its objects ({exc})") from None
         return parse_geojson(features, f"image {self.ref.label()}")
 
-    def tumor_annotations(self) -> list[QuPathObject]:
-        """The annotations of class Tumor (see :func:`qupath_bridge.results.tumor_annotations`)."""
-        return tumor_annotations(self.objects())
+    def tumor_annotations(self, classes: Sequence[str] = DEFAULT_TUMOR_CLASSES) -> list[QuPathObject]:
+        """The annotations of ``classes`` (see :func:`qupath_bridge.results.choose_tumor_annotations`)."""
+        return choose_tumor_annotations(self.objects(), classes, f"image {self.ref.label()}")
 
     def _data_file_state(self) -> tuple[int, int, int] | None:
         """Identity of data.qpdata (QuPath writes a new file on each save: inode, time, size change)."""

@@ -1,7 +1,9 @@
 """Scoring QuPath images with the pathology pipeline: one image at a time, a batch that survives failures.
 
-For each image: its case id is known beforehand (:mod:`.casemap`); its Tumor annotations restrict
-tiling (whole tissue when there are none, which the result says); the slide is scored by
+For each image: its case id is known beforehand (:mod:`.casemap`); its annotations of the tumor's
+QuPath class (``annotation_classes``, default "Tumor") restrict tiling (whole tissue when it has no
+classified annotation, which the result says; an error listing the classes found when all its
+classified annotations are of other classes); the slide is scored by
 :func:`sarcoma_risk.pathology.pipeline.score_slide`; the result becomes tiles with
 ``recurrence_probability`` and image metadata (:mod:`.results`) and the slide's entry in the
 case record's pathology section. The case record and the image are written together: the record
@@ -25,10 +27,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 from qupath_bridge.casemap import ImageRef
-from qupath_bridge.results import image_metadata, tile_objects, tumor_annotations
+from qupath_bridge.results import choose_tumor_annotations, image_metadata, tile_objects
 from qupath_bridge.runstate import RunMetadata, RunState, job_key
 from sarcoma_risk.errors import InvalidAnnotation, InvalidInput, InvalidSlide, OutputError, SarcomaRiskError
 from sarcoma_risk.fileio import atomic_write_json
+from sarcoma_risk.pathology.classes import DEFAULT_TUMOR_CLASSES, describe
 from sarcoma_risk.pathology.geojson import QuPathObject, dumps, read_geojson, write_geojson
 from sarcoma_risk.provenance import sha256_bytes, utc_now
 
@@ -43,8 +46,8 @@ class ImageSource(Protocol):
     def slide_path(self) -> Path:
         """The slide file (raises when it cannot be reached)."""
 
-    def tumor_annotations(self) -> list[QuPathObject]:
-        """The Tumor annotations that restrict tiling (empty: whole tissue)."""
+    def tumor_annotations(self, classes: Sequence[str] = DEFAULT_TUMOR_CLASSES) -> list[QuPathObject]:
+        """The annotations of ``classes`` that restrict tiling (empty: whole tissue)."""
 
     def write_results(self, tiles: Sequence[QuPathObject], metadata: Mapping[str, str]) -> Any:
         """Replace earlier SarcomaRisk results of this image by these."""
@@ -61,10 +64,17 @@ class ScoringOptions:
     precision: str = "fp32"
     device: str = "auto"
     progress: bool = True
+    annotation_classes: tuple[str, ...] = DEFAULT_TUMOR_CLASSES  # checked QuPath class names of the tumor
 
     def parameters(self) -> dict[str, Any]:
-        """What changes a result besides the inputs and weights (part of the resume key)."""
-        return {"mpp": self.mpp, "precision": self.precision}
+        """What changes a result besides the inputs and weights (part of the resume key).
+
+        The classes count only when they are not the default, so runs from before the option
+        existed keep their keys.
+        """
+        classes = {} if self.annotation_classes == DEFAULT_TUMOR_CLASSES else {
+            "annotation_classes": list(self.annotation_classes)}
+        return {"mpp": self.mpp, "precision": self.precision, **classes}
 
 
 @dataclass
@@ -79,7 +89,7 @@ class ScoredImage:
 
 
 def annotations_sha256(annotations: Sequence[QuPathObject]) -> str | None:
-    """A content hash of the Tumor annotations (None when there are none)."""
+    """A content hash of the tumor annotations (None when there are none)."""
     return sha256_bytes(dumps(annotations).encode()) if annotations else None
 
 
@@ -124,20 +134,21 @@ class SlideScorer:
                        slide_path=slide, parameters=self.options.parameters())
 
     def _annotation_file(self, annotations: Sequence[QuPathObject], tmp: Path) -> Path | None:
-        """The Tumor annotations as the GeoJSON file the pipeline reads (None: whole tissue).
+        """The tumor annotations as the GeoJSON file the pipeline reads (None: whole tissue).
 
-        With a tile cache, the file is kept beside it as ``regions/<sha256>.geojson`` (the sha256
-        the cache records), so ``sarcoma-qupath export`` can put the annotations beside the tiles.
+        With a tile cache, the file is kept beside it as ``regions/<sha256>.geojson`` (the region
+        sha256 the cache records), so ``sarcoma-qupath export`` can put the annotations beside the tiles.
         """
         if not annotations:
             return None
         from qupath_bridge.exporting import region_file
+        from sarcoma_risk.pathology.regions import region_sha256
         from sarcoma_risk.provenance import sha256_file
 
         staged = write_geojson(tmp / "tumor.geojson", annotations)
         if self.cache_dir is None:
             return staged
-        kept = region_file(self.cache_dir, sha256_file(staged))
+        kept = region_file(self.cache_dir, region_sha256(sha256_file(staged), self.options.annotation_classes))
         if not kept.is_file():
             kept.parent.mkdir(parents=True, exist_ok=True)
             write_geojson(kept, annotations)
@@ -150,22 +161,24 @@ class SlideScorer:
         with tempfile.TemporaryDirectory(prefix="sarcoma-qupath-") as tmp:
             annotation = self._annotation_file(annotations, Path(tmp))
             try:
-                result = score_slide(slide, self.models, annotation=annotation, mpp=self.options.mpp,
+                result = score_slide(slide, self.models, annotation=annotation,
+                                     annotation_classes=self.options.annotation_classes, mpp=self.options.mpp,
                                      cache_dir=self.cache_dir, batch_size=self.options.batch_size,
                                      workers=self.options.workers, progress=self.options.progress)
             except InvalidAnnotation as exc:  # name the image, not the file written for the pipeline
-                raise InvalidAnnotation(f"image {ref.label()}: " + str(exc).replace(str(annotation), "its Tumor "
+                raise InvalidAnnotation(f"image {ref.label()}: " + str(exc).replace(str(annotation), "its tumor "
                                                                                       "annotation")) from None
         metadata = image_metadata(score=result.score, mean_probability=result.mean_probability,
                                   n_tiles=len(result.tiles), n_annotations=len(annotations),
-                                  model=self.model_label(), scored_utc=utc_now())
+                                  model=self.model_label(), scored_utc=utc_now(),
+                                  classes=self.options.annotation_classes)
         return ScoredImage(ref, case_id, result, tile_objects(result.tiles), metadata)
 
 
 # ---- plain files as an image source -----------------------------------------------------------
 
 class FileImage:
-    """An image given as files: a slide, optionally its Tumor annotations, and an output folder.
+    """An image given as files: a slide, optionally a GeoJSON with its tumor annotations, and an output folder.
 
     Results go to ``out_dir/tiles.geojson`` (tiles for File > Import objects, or the QuPath script)
     and ``out_dir/metadata.json`` (the image metadata), each replaced atomically.
@@ -183,15 +196,15 @@ class FileImage:
             raise InvalidSlide(f"{self.slide}: no such slide file")
         return self.slide
 
-    def tumor_annotations(self) -> list[QuPathObject]:
+    def tumor_annotations(self, classes: Sequence[str] = DEFAULT_TUMOR_CLASSES) -> list[QuPathObject]:
         if self.annotations_file is None:
             return []
         objects = read_geojson(self.annotations_file)
-        chosen = tumor_annotations(objects)
+        chosen = choose_tumor_annotations(objects, classes, str(self.annotations_file))
         if not chosen:
-            raise InvalidAnnotation(f"{self.annotations_file}: no annotation of class Tumor with an area among its "
-                                    f"{len(objects)} object(s); classify the tumor outline as Tumor in QuPath, or "
-                                    "leave out --annotations to score the whole tissue")
+            raise InvalidAnnotation(f"{self.annotations_file}: no annotation of class {describe(classes)} with an "
+                                    f"area among its {len(objects)} object(s), and none of another class; classify "
+                                    "the tumor outline in QuPath, or leave out --annotations to score the whole tissue")
         return chosen
 
     def write_results(self, tiles: Sequence[QuPathObject], metadata: Mapping[str, str]) -> Path:
@@ -261,7 +274,7 @@ def run_batch(sources: Iterable[tuple[ImageSource, str]], scorer: SlideScorer, w
         ref = source.ref
         try:
             slide = source.slide_path()
-            annotations = source.tumor_annotations()
+            annotations = source.tumor_annotations(scorer.options.annotation_classes)
             key = scorer.key(case_id, slide, annotations)
             if state is not None and not rescore and state.is_done(ref.entry_id, key):
                 item = ImageReport(ref, "skipped", case_id, "already scored with these weights and annotations "

@@ -91,3 +91,69 @@ def run_unprivileged():
     """``run_unprivileged(action)``: ``action()`` where file modes apply (as root: in a child run as 'nobody')."""
     return _as_unprivileged_user
 
+
+@pytest.fixture(scope="session")
+def qupath_export():
+    """A function writing annotations as QuPath 0.5's File > Export objects as GeoJSON does, by hand.
+
+    ``write(path, [(class, (x0, y0, x1, y1)), ...])``: each rectangle becomes an annotation Feature
+    with a UUID ``id``, ``objectType`` and a ``classification`` in QuPath's own spelling: ``name`` for a
+    plain class, ``names`` for a derived one ("Tumour: Necrosis" -> ["Tumour", "Necrosis"]), none for
+    None. Written as JSON text here, not by SarcomaRisk's GeoJSON writer, so reading real exports is tested.
+    """
+    import uuid
+
+    colours = {}
+
+    def write(path, annotations):
+        features = []
+        for name, (x0, y0, x1, y1) in annotations:
+            properties = {"objectType": "annotation"}
+            if name is not None:
+                parts = [p.strip() for p in name.split(":")]
+                colour = colours.setdefault(name, [(37 * len(colours)) % 256, 120, 200])
+                properties["classification"] = ({"name": parts[0]} if len(parts) == 1 else {"names": parts}) | {
+                    "color": colour}
+            features.append({"type": "Feature", "id": str(uuid.UUID(int=len(features) + 1)),
+                             "geometry": {"type": "Polygon",
+                                          "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]},
+                             "properties": properties})
+        path.write_text(json.dumps({"type": "FeatureCollection", "features": features}, indent=2))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A private PostgreSQL server for the session (skips, saying what to install, when there is none)."""
+    from pgcluster import PostgresCluster, missing_reason
+
+    reason = missing_reason()
+    if reason is None:
+        try:
+            import psycopg  # noqa: F401
+        except ImportError:
+            reason = "psycopg is not installed; install the server extra: pip install -e '.[server]'"
+    if reason is not None:
+        pytest.skip(reason)
+    cluster = PostgresCluster().start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster):
+    """A new empty database on the session's PostgreSQL server, dropped after the test."""
+    import uuid
+
+    import psycopg
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    if not postgres_cluster.running():  # a test that stopped it and failed before starting it again
+        postgres_cluster.start()
+    url = postgres_cluster.create_database(name)
+    yield url
+    if postgres_cluster.running():
+        with psycopg.connect(postgres_cluster.url(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -106,7 +106,7 @@ def test_out_that_is_a_file_is_refused(tmp_path, capsys):
 
 
 def _fail_with(code):
-    def fail(path, data):
+    def fail(path, data, **options):
         raise OSError(code, os.strerror(code), str(path))
     return fail
 

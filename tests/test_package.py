@@ -15,7 +15,7 @@ import sarcoma_risk
 from sarcoma_risk import errors
 from sarcoma_risk.choices import check_choice
 from sarcoma_risk.errors import InvalidInput, SarcomaRiskError
-from sarcoma_risk.settings import default_store_path, default_weights_dir
+from sarcoma_risk.settings import default_store, default_weights_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "torchvision", "pandas", "matplotlib", "openslide", "paquo", "SimpleITK", "slicer", "lifelines",
@@ -103,14 +103,17 @@ def test_the_demo_table_ships_as_package_data():
     assert demo_clinical_table().is_file()
     tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    assert "data/*" in config["tool"]["setuptools"]["package-data"]["sarcoma_risk"]
+    assert {"data/*", "server/templates/*", "server/static/*"} <= set(config["tool"]["setuptools"]["package-data"][
+        "sarcoma_risk"])
 
 
 def test_the_store_location_follows_SARCOMA_RISK_STORE(monkeypatch, tmp_path):
     monkeypatch.setenv("SARCOMA_RISK_STORE", str(tmp_path / "team.sqlite"))
-    assert default_store_path() == tmp_path / "team.sqlite"
+    assert default_store() == str(tmp_path / "team.sqlite")
+    monkeypatch.setenv("SARCOMA_RISK_STORE", " https://records.example.org:8443 ")
+    assert default_store() == "https://records.example.org:8443"
     monkeypatch.delenv("SARCOMA_RISK_STORE")
-    default = default_store_path()
+    default = default_store()
     assert default.name == "cases.sqlite" and "SarcomaRisk" in default.parts
 
 

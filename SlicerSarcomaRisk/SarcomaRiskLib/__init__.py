@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # what static tools read; at run time __getattr__ below loads
     from .controller import WorkflowController, WorkflowView
     from .errors import ScoringCancelled, ScoringFailed, ScoringTimeout
     from .export import ExportedInputs, export_inputs
-    from .overlay import PREFERRED_COLORMAPS, choose_colormap, find_gradcam_node, load_gradcam, show_overlay
+    from .overlay import diverging_color_table, find_gradcam_node, load_gradcam, show_overlay
     from .panel import Controls, ResultLabels, panel_controls, result_labels
     from .runner import CliProcess, default_python_executable
     from .status import CaseStatus, describe_fusion, list_case_ids, read_case_status
@@ -30,8 +30,7 @@ _MODULE_OF = {
     **dict.fromkeys(("WorkflowController", "WorkflowView"), "controller"),
     **dict.fromkeys(("ScoringCancelled", "ScoringFailed", "ScoringTimeout"), "errors"),
     **dict.fromkeys(("ExportedInputs", "export_inputs"), "export"),
-    **dict.fromkeys(("PREFERRED_COLORMAPS", "choose_colormap", "find_gradcam_node", "load_gradcam", "show_overlay"),
-                    "overlay"),
+    **dict.fromkeys(("diverging_color_table", "find_gradcam_node", "load_gradcam", "show_overlay"), "overlay"),
     **dict.fromkeys(("Controls", "ResultLabels", "panel_controls", "result_labels"), "panel"),
     **dict.fromkeys(("CliProcess", "default_python_executable"), "runner"),
     **dict.fromkeys(("CaseStatus", "describe_fusion", "list_case_ids", "read_case_status"), "status"),

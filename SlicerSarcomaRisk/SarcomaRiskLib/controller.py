@@ -70,9 +70,9 @@ class WorkflowController:
         self.python_path = tuple(python_path)
         self._job: Job | None = None
         self._on_finished: Callable[[Any], None] | None = None
-        # The run's case store and weights: fusion reads the record the scoring has just written,
-        # even when the settings change while the scorer runs.
-        self._store_path: Path | None = None
+        # The run's case store (a path or a server URL) and weights: fusion reads the record the
+        # scoring has just written, even when the settings change while the scorer runs.
+        self._store_path: str | None = None
         self._weights_dir: Path | None = None
 
     @property

@@ -1,8 +1,11 @@
-"""Bring the scorer's Grad-CAM file back as a coloured overlay over the MRI.
+"""Bring the scorer's signed Grad-CAM file back as a coloured overlay over the MRI.
 
 The Grad-CAM arrives on the T2 grid in the T2's own frame (see :mod:`SarcomaRiskLib.export`); the
-node is placed under the T2's parent transform so the two line up in every view. It is shown as
-the foreground layer of each slice view with a heat colour map, voxels near zero transparent.
+node is placed under the T2's parent transform so the two line up in every view. Its values lie in
+[-1, 1]: positive where the tumor region raised the risk above the development average, negative
+where it lowered it. It is shown as the foreground layer of each slice view through a diverging
+colour table centred on zero (blue lowers, white neutral, red raises; the entries near zero are
+transparent so the MRI shows through) with a colour legend that says which side is which.
 """
 
 from __future__ import annotations
@@ -18,18 +21,18 @@ ROLE_ATTRIBUTE = "SarcomaRisk.Role"
 CASE_ATTRIBUTE = "SarcomaRisk.CaseId"
 SHA256_ATTRIBUTE = "SarcomaRisk.GradCAMSha256"
 GRADCAM_ROLE = "gradcam"
-#: Colour maps tried in order: Slicer's Inferno and ColdToHotRainbow tables ship with the
-#: application; the procedural PET heat map and Iron also exist in a bare MRML scene.
-PREFERRED_COLORMAPS = (
-    "vtkMRMLColorTableNodeFileInferno.txt",
-    "vtkMRMLColorTableNodeFileColdToHotRainbow.txt",
-    "vtkMRMLPETProceduralColorNodePET-Heat",
-    "vtkMRMLColorTableNodeIron",
-)
-#: Foreground opacity: the MRI must stay readable under the heat map.
-FOREGROUND_OPACITY = 0.4
-#: Voxels below this share of the maximum are transparent, so the map only covers where it matters.
+#: The diverging colour table: one per scene (a singleton), shared by every case's Grad-CAM.
+COLOR_TABLE_TAG = "SarcomaRiskGradCAM"
+COLOR_TABLE_NAME = "SarcomaRisk Grad-CAM (blue lowers, red raises the risk)"
+COLOR_COUNT = 256
+LOWERS_RGB = (0.23, 0.30, 0.75)
+NEUTRAL_RGB = (1.0, 1.0, 1.0)
+RAISES_RGB = (0.71, 0.02, 0.15)
+#: Entries whose value is within this share of the largest absolute value are transparent.
 TRANSPARENT_BELOW = 0.05
+LEGEND_TITLE = "Grad-CAM\nred: raised the risk\nblue: lowered it"
+#: Foreground opacity: the MRI must stay readable under the colour map.
+FOREGROUND_OPACITY = 0.4
 
 
 def find_gradcam_node(scene: Any, case_id: str) -> Any:
@@ -81,25 +84,60 @@ def load_gradcam(scene: Any, path: Path, *, reference: Any, case_id: str, sha256
 
 
 def _style(scene: Any, node: Any, low: float, high: float) -> None:
+    """The diverging table, a window symmetric about zero (so 0 is the table's centre) and the legend."""
     node.CreateDefaultDisplayNodes()
     display = node.GetDisplayNode()
-    colormap = choose_colormap(scene)
-    if colormap is not None:
-        display.SetAndObserveColorNodeID(colormap)
-    span = high - low if math.isfinite(high - low) and high > low else 1.0
+    display.SetAndObserveColorNodeID(diverging_color_table(scene).GetID())
+    extent = max(abs(low), abs(high))
+    extent = extent if math.isfinite(extent) and extent > 0 else 1.0  # all zero: fully transparent
     display.AutoWindowLevelOff()
-    display.SetWindowLevelMinMax(low, low + span)
-    display.SetApplyThreshold(True)
-    display.SetLowerThreshold(low + TRANSPARENT_BELOW * span)
-    display.SetUpperThreshold(low + span)
+    display.SetWindowLevelMinMax(-extent, extent)
+    display.SetApplyThreshold(False)  # transparency near zero comes from the table itself
+    _legend(scene, node, display)
 
 
-def choose_colormap(scene: Any) -> str | None:
-    """The first of :data:`PREFERRED_COLORMAPS` present in the scene."""
-    for node_id in PREFERRED_COLORMAPS:
-        if scene.GetNodeByID(node_id) is not None:
-            return node_id
-    return None
+def diverging_color_table(scene: Any) -> Any:
+    """The scene's blue-white-red colour table node for Grad-CAMs (created once, then reused).
+
+    Entry ``i`` stands for the value ``t = (i + 0.5) / COLOR_COUNT * 2 - 1`` of a window from -1 to
+    1: blue for -1, white for 0, red for 1, and transparent where ``|t| < TRANSPARENT_BELOW``.
+    """
+    import slicer
+
+    existing = scene.GetSingletonNode(COLOR_TABLE_TAG, "vtkMRMLColorTableNode")
+    if existing is not None:
+        return existing
+    table = slicer.vtkMRMLColorTableNode()
+    table.SetName(COLOR_TABLE_NAME)
+    table.SetSingletonTag(COLOR_TABLE_TAG)
+    table.SetTypeToUser()
+    table.SetNumberOfColors(COLOR_COUNT)
+    for i in range(COLOR_COUNT):
+        t = (i + 0.5) / COLOR_COUNT * 2.0 - 1.0
+        end = RAISES_RGB if t > 0 else LOWERS_RGB
+        rgb = [n + abs(t) * (e - n) for n, e in zip(NEUTRAL_RGB, end)]
+        label = "raises the risk" if t > 0 else "lowers the risk"
+        table.SetColor(i, label, *rgb, 0.0 if abs(t) < TRANSPARENT_BELOW else 1.0)
+    table.SetDescription("Signed Grad-CAM of the SarcomaRisk radiology score: red where the tumor region raised "
+                         "the risk above the development average, blue where it lowered it")
+    scene.AddNode(table)
+    return table
+
+
+def _legend(scene: Any, node: Any, display: Any) -> Any:
+    """The volume's colour legend (created once per volume node) with a title that says which side is which."""
+    import slicer
+
+    legend = slicer.vtkSlicerColorLogic.GetColorLegendDisplayNode(node)
+    if legend is None:
+        legend = slicer.vtkMRMLColorLegendDisplayNode()
+        scene.AddNode(legend)
+        node.AddAndObserveDisplayNodeID(legend.GetID())
+    legend.SetAndObservePrimaryDisplayNode(display)
+    legend.SetTitleText(LEGEND_TITLE)
+    legend.SetLabelFormat("%+.1f")
+    legend.SetVisibility(True)
+    return legend
 
 
 def show_overlay(scene: Any, background: Any, foreground: Any, opacity: float = FOREGROUND_OPACITY) -> int:

@@ -1,8 +1,12 @@
 """What the case record already holds, for the module's status box and the case-id completer.
 
-The store is opened read-only (``mode="r"``), which never changes the database. The fused result is
-shown only when it is up to date: fusion reads the modality sections, so a fusion section older than
-one of them, or computed from a different set of modalities, is reported as out of date.
+The store is a SQLite file or the department's case-record server (a path or a store URL, see
+:mod:`sarcoma_risk.records.location`). It is opened read-only (``mode="r"``), which never changes
+it. The fused result is shown only when it is up to date: fusion reads the modality sections, so a
+fusion section computed from other contents of them, or from a different set of modalities, is
+reported as out of date (:func:`sarcoma_risk.records.summary.fusion_is_current`, the answer the
+coordinators' web page gives too). On a server, the module computes the fused risk itself only when
+the user's role may write it (a radiologist's may not: the coordinator fuses).
 """
 
 from __future__ import annotations
@@ -11,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sarcoma_risk.records import open_store, validate_case_id
-
-#: The modalities fusion can use, in the order the status lists them.
-MODALITIES = ("clinical", "radiology", "pathology")
+from sarcoma_risk.records import StoreLocation, open_store, validate_case_id
+from sarcoma_risk.records.accounts import may_write
+from sarcoma_risk.records.location import StoreKind
+from sarcoma_risk.records.remote import HttpStore
+from sarcoma_risk.records.summary import MODALITIES, fusion_is_current
+from sarcoma_risk.settings import default_store
 #: What to do when a modality is missing, for the status box.
 HOW_TO_ADD = {
     "clinical": "enter it with `sarcoma-risk clinical` (research coordinator)",
@@ -29,6 +35,7 @@ class CaseStatus:
 
     ``present`` lists the modalities with data; ``fusion`` is the fusion section (None when absent)
     and ``fusion_current`` says whether it was computed from the current modality sections.
+    ``fusion_allowed`` is False on a server whose user's role may not write the fusion section.
     """
 
     case_id: str
@@ -38,6 +45,7 @@ class CaseStatus:
     fusion: dict[str, Any] | None = None
     fusion_current: bool = False
     revisions: dict[str, int] = field(default_factory=dict)
+    fusion_allowed: bool = True
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -45,8 +53,9 @@ class CaseStatus:
 
     @property
     def ready_for_fusion(self) -> bool:
-        """All three modalities present: the full model of the published method can score the case."""
-        return not self.missing
+        """The module may compute and save the fused risk: all three modalities present (the full
+        model of the published method can score the case) and the user may write the fusion section."""
+        return not self.missing and self.fusion_allowed
 
     def lines(self) -> list[str]:
         """Plain-text lines for the module's status box."""
@@ -59,9 +68,11 @@ class CaseStatus:
             else:
                 out.append(f"{modality.capitalize()}: missing; {HOW_TO_ADD[modality]}")
         if self.fusion is None:
-            out.append("Fused risk: not computed" + (f" (missing: {', '.join(self.missing)})" if self.missing else ""))
+            out.append("Fused risk: not computed" + (f" (missing: {', '.join(self.missing)})" if self.missing else
+                                                     "" if self.fusion_allowed else "; the coordinator computes it"))
         elif not self.fusion_current:
-            out.append("Fused risk: out of date (a modality changed since it was computed); recompute it")
+            out.append("Fused risk: out of date (a modality changed since it was computed); " +
+                       ("recompute it" if self.fusion_allowed else "the coordinator recomputes it"))
         else:
             out.append(describe_fusion(self.fusion))
         return out
@@ -89,40 +100,35 @@ def _number(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, (int, float)) else "?"
 
 
-def _timestamp(section: dict[str, Any] | None) -> str:
-    return str(((section or {}).get("provenance") or {}).get("timestamp_utc") or "")
+def _location(store_path: str | Path | None) -> StoreLocation | None:
+    """The store named (None: the default store); None when it is a SQLite file not made yet."""
+    where = StoreLocation.parse(store_path if store_path is not None else default_store())
+    if where.kind is StoreKind.SQLITE and not Path(where.target).exists():
+        return None
+    return where
 
 
 def read_case_status(store_path: str | Path | None, case_id: str) -> CaseStatus:
-    """The status of ``case_id`` in the store at ``store_path`` (None: the default store)."""
+    """The status of ``case_id`` in the store at ``store_path`` (a path or store URL; None: the default store)."""
     case_id = validate_case_id(case_id)
-    from sarcoma_risk.settings import default_store_path
-
-    path = Path(store_path) if store_path is not None else default_store_path()
-    if not path.exists():
+    where = _location(store_path)
+    if where is None:
         return CaseStatus(case_id, in_store=False)
-    with open_store(path, mode="r") as store:
+    with open_store(where, mode="r") as store:
+        allowed = not isinstance(store, HttpStore) or store.user is None or may_write(store.user.role, "fusion")
         if not store.exists(case_id):
-            return CaseStatus(case_id, in_store=False)
+            return CaseStatus(case_id, in_store=False, fusion_allowed=allowed)
         record = store.get(case_id)
     present = tuple(m for m in MODALITIES if record.section(m) is not None)
-    fusion = record.fusion
-    current = False
-    if fusion is not None:
-        used = fusion.get("modalities_used")
-        same_inputs = used is None or sorted(used) == sorted(present)
-        newest_input = max((_timestamp(record.section(m)) for m in present), default="")
-        current = same_inputs and _timestamp(fusion) >= newest_input
-    return CaseStatus(case_id, in_store=True, present=present, radiology=record.radiology, fusion=fusion,
-                      fusion_current=current, revisions=dict(record.revisions))
+    return CaseStatus(case_id, in_store=True, present=present, radiology=record.radiology, fusion=record.fusion,
+                      fusion_current=fusion_is_current(record), revisions=dict(record.revisions),
+                      fusion_allowed=allowed)
 
 
 def list_case_ids(store_path: str | Path | None) -> list[str]:
-    """Case ids in the store, for the completer; empty when there is no store yet."""
-    from sarcoma_risk.settings import default_store_path
-
-    path = Path(store_path) if store_path is not None else default_store_path()
-    if not path.exists():
+    """Case ids in the store (a path or store URL), for the completer; empty when there is no store yet."""
+    where = _location(store_path)
+    if where is None:
         return []
-    with open_store(path, mode="r") as store:
+    with open_store(where, mode="r") as store:
         return store.case_ids()

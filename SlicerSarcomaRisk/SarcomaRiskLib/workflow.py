@@ -61,8 +61,12 @@ class RadiologyScoring:
         The case id, T2 (and optional T1CE) volume, segmentation and segment.
     python_executable : str or None
         The Python that runs the scorer (default: ``PythonSlicer`` when present, else this Python).
-    store_path, weights_dir : path or None
-        Case store and weights folder passed to the scorer (None: its defaults).
+    store_path : path or store URL, or None
+        The case store passed to the scorer: a SQLite file or the department's server
+        (``https://HOST:PORT``, with the token from ``SARCOMA_RISK_TOKEN`` or the per-user token
+        file, which the scorer finds itself). None: the scorer's default.
+    weights_dir : path or None
+        Weights folder passed to the scorer (None: its default).
     timeout_s : float
         Wall-clock limit of the scoring process.
     python_path : sequence of str
@@ -75,7 +79,7 @@ class RadiologyScoring:
         self.scene = scene
         self.inputs = inputs
         self.python_executable = python_executable or default_python_executable()
-        self.store_path = Path(store_path) if store_path is not None else None
+        self.store_path = str(store_path) if store_path is not None else None
         self.weights_dir = Path(weights_dir) if weights_dir is not None else None
         self.timeout_s = timeout_s
         self.python_path = tuple(python_path)
@@ -175,7 +179,7 @@ class RadiologyScoring:
                 percentile=_optional_float(section.get("percentile")),
                 tumor_volume_ml=_optional_float(section.get("tumor_volume_ml")),
                 sequences=tuple(section.get("sequences") or ()), gradcam_sha256=sha256, gradcam_node=node,
-                section=section, warnings=tuple(self._exported.warnings()))
+                section=section, warnings=tuple(self._exported.warnings()) + _gradcam_note(output))
         finally:
             self.close()
 
@@ -242,3 +246,9 @@ def start_fusion(case_id: str, *, python_executable: str | None = None, store_pa
 
 def _optional_float(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
+
+
+def _gradcam_note(output: Any) -> tuple[str, ...]:
+    """The scorer's reason why the Grad-CAM is 0 everywhere, as a warning to show (none when it shows something)."""
+    note = output.get("gradcam_note") if isinstance(output, dict) else None
+    return (str(note),) if note else ()

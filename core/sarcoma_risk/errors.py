@@ -75,6 +75,18 @@ class ReadOnlyStore(StoreError):
     """A write was attempted on a store opened with mode="r"."""
 
 
+class StoreUnavailable(StoreError):
+    """The database or the case-record server cannot be reached now; nothing was written. Try again."""
+
+
+class AuthenticationRequired(SarcomaRiskError, PermissionError):
+    """No API token, or one that is unknown, expired or revoked (HTTP 401)."""
+
+
+class PermissionDenied(SarcomaRiskError, PermissionError):
+    """The authenticated user's role does not allow this (HTTP 403)."""
+
+
 class WeightsError(SarcomaRiskError, ValueError):
     """A weights file is missing from its manifest, or its content does not match the manifest."""
 

@@ -7,7 +7,8 @@ time (the HDF5 tile cache) takes :func:`temporary_beside` and, once complete, :f
 
 The temporary file gets the permissions an ordinary new file would get (0666 minus the umask), not
 the 0600 of :func:`tempfile.mkstemp`: annotations and reports in a shared folder must stay readable
-by colleagues.
+by colleagues. A secret (an API token) is written through ``atomic_path(..., private=True)`` and keeps
+0600 throughout.
 """
 
 from __future__ import annotations
@@ -39,24 +40,26 @@ def temporary_beside(path: str | Path, suffix: str = ".tmp") -> Path:
     return Path(name)
 
 
-def publish(tmp: str | Path, path: str | Path) -> Path:
-    """Give ``tmp`` an ordinary new file's permissions and rename it onto ``path`` (atomic on one file system)."""
-    os.chmod(tmp, default_file_mode())
+def publish(tmp: str | Path, path: str | Path, *, private: bool = False) -> Path:
+    """Give ``tmp`` an ordinary new file's permissions (or, ``private``, keep its owner-only 0600) and
+    rename it onto ``path`` (atomic on one file system)."""
+    if not private:
+        os.chmod(tmp, default_file_mode())
     os.replace(tmp, path)
     return Path(path)
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str = ".tmp", *, private: bool = False) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s folder; rename it onto ``path`` when the block succeeds.
 
     When the block raises, the temporary file is removed and ``path`` is left as it was. ``suffix``
-    matters to writers that pick the format from the extension (SimpleITK).
+    matters to writers that pick the format from the extension (SimpleITK). ``private``: see :func:`publish`.
     """
     tmp = temporary_beside(path, suffix)
     try:
         yield tmp
-        publish(tmp, path)
+        publish(tmp, path, private=private)
     finally:
         tmp.unlink(missing_ok=True)
 

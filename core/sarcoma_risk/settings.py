@@ -9,11 +9,11 @@ STORE_ENV = "SARCOMA_RISK_STORE"
 WEIGHTS_ENV = "SARCOMA_RISK_WEIGHTS"
 
 
-def default_store_path() -> Path:
-    """``$SARCOMA_RISK_STORE`` if set, else ``cases.sqlite`` in the per-user data folder."""
-    env = os.environ.get(STORE_ENV)
+def default_store() -> str | Path:
+    """``$SARCOMA_RISK_STORE`` (a path or a store URL) if set, else ``cases.sqlite`` in the per-user data folder."""
+    env = os.environ.get(STORE_ENV, "").strip()
     if env:
-        return Path(env).expanduser()
+        return env
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("SarcomaRisk", appauthor=False)) / "cases.sqlite"

@@ -5,8 +5,11 @@
  * Run > Run for project. For each image it:
  *   1. reads the case id from the image's project metadata key "case_id" (never guessed: an image
  *      without one is skipped with a message; add it with right-click > Add metadata in the project list);
- *   2. exports the image's annotations of class "Tumor" to a temporary GeoJSON file (none: the whole
- *      tissue is scored);
+ *   2. exports the image's classified area annotations to a temporary GeoJSON file (none: the whole
+ *      tissue is scored); `sarcoma-qupath` keeps those of the tumor's class: ANNOTATION_CLASSES below, else
+ *      the project's default (`sarcoma-qupath settings PROJECT_DIR --annotation-class NAME`), else "Tumor",
+ *      matched as QuPath names classes ("Tumor" also takes the derived "Tumor: Positive", not "tumor" or
+ *      "Tumour"); an image whose classified annotations are all of other classes fails with their names;
  *   3. runs `sarcoma-qupath score-image` for the slide file, which scores it and updates the case record;
  *   4. replaces the image's earlier SarcomaRisk tiles by the new ones (tiles named "SarcomaRisk" with the
  *      measurement recurrence_probability; nothing else is touched) and writes the slide score, model and
@@ -25,13 +28,19 @@ import qupath.lib.io.PathIO
 // The sarcoma-qupath command: its full path if it is not on QuPath's PATH, e.g.
 // "/home/me/sarcoma-risk/.venv/bin/sarcoma-qupath" or "C:\\SarcomaRisk\\venv\\Scripts\\sarcoma-qupath.exe"
 def SARCOMA_QUPATH = "sarcoma-qupath"
-// Extra options, e.g. ["--weights", "/data/weights", "--store", "/data/cases.sqlite"]
+// The case store: "" for $SARCOMA_RISK_STORE or the per-user default; a file such as "/data/cases.sqlite";
+// or the department's server, e.g. "https://records.example.org:8443" (its API token is read from
+// $SARCOMA_RISK_TOKEN or your token file, saved once with `sarcoma-risk users save-token`; never put it here)
+def STORE = ""
+// Extra options, e.g. ["--weights", "/data/weights"]
 def EXTRA_ARGUMENTS = []
+// The QuPath class(es) of the tumor annotations, exactly as QuPath shows them, e.g. ["Tumour", "Tumor_vital"];
+// empty: the project's default set with `sarcoma-qupath settings`, else "Tumor"
+def ANNOTATION_CLASSES = []
 // ---------------------------------------------------------------------------------------------------
 
 def TILE_NAME = "SarcomaRisk"
 def MEASUREMENT = "recurrence_probability"
-def TUMOR_CLASS = "Tumor"
 def CASE_ID_KEY = "case_id"
 
 def entry = getProjectEntry()
@@ -57,16 +66,21 @@ if (!slide.isFile()) {
 
 def work = Files.createTempDirectory("sarcoma-qupath-").toFile()
 try {
-    def tumor = getAnnotationObjects().findAll {
-        it.getPathClass() != null && it.getROI() != null && it.getROI().isArea() &&
-                it.getPathClass().toString().split(":")[0].trim().equalsIgnoreCase(TUMOR_CLASS)
+    // Every classified outline: sarcoma-qupath picks the tumor's class, or names the classes it found.
+    def classified = getAnnotationObjects().findAll {
+        it.getPathClass() != null && it.getROI() != null && it.getROI().isArea()
     }
     def command = [SARCOMA_QUPATH, "score-image", "--slide", slide.getAbsolutePath(), "--case", caseId.trim(),
-                   "--out", work.getAbsolutePath(), "--quiet"]
-    if (!tumor.isEmpty()) {
-        def annotations = new File(work, "tumor.geojson")
-        exportObjectsToGeoJson(tumor, annotations.getAbsolutePath(), "FEATURE_COLLECTION")
+                   "--out", work.getAbsolutePath(), "--quiet",
+                   "--project", getProject().getPath().toString()]
+    ANNOTATION_CLASSES.each { command += ["--annotation-class", it.toString()] }
+    if (!classified.isEmpty()) {
+        def annotations = new File(work, "annotations.geojson")
+        exportObjectsToGeoJson(classified, annotations.getAbsolutePath(), "FEATURE_COLLECTION")
         command += ["--annotations", annotations.getAbsolutePath()]
+    }
+    if (!STORE.trim().isEmpty()) {
+        command += ["--store", STORE.trim()]
     }
     command += EXTRA_ARGUMENTS.collect { it.toString() }
 

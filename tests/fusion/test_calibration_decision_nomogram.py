@@ -109,3 +109,50 @@ def test_case_points_place_any_case_where_its_predicted_risk_is_and_the_plot_mar
     row["pathology_score"] = float("nan")
     with pytest.raises(InvalidInput, match="no pathology_score"):
         case_points(model, nomo, row)
+
+
+def test_a_score_inside_the_development_range_is_drawn_where_it_is_not_clipped_to_the_first_tick():
+    from sarcoma_risk.fusion.nomogram import case_points, nice_ticks
+
+    # The shipped model's pathology range: ticks rounded inwards started at 0 and drew -0.048 at 0.
+    ticks = nice_ticks(-0.44031081, 1.24423763)
+    assert ticks[0] <= -0.44031081 and ticks[-1] >= 1.24423763
+    table, _ = make_table(200, seed=4)
+    model = CoxFusion(penalizers=(0.1,), cv_folds=2, modalities=("clinical", "radiology", "pathology")).fit(table)
+    nomo = nomogram(model, "radiology+pathology")
+    axis = {v["name"]: v for v in nomo["variables"]}["pathology_score"]
+    low, high = model.ranges_["pathology_score"]
+    assert min(axis["values"]) <= low and max(axis["values"]) >= high
+    row = table.iloc[0].to_dict()
+    row["pathology_score"] = low + 0.01 * (high - low)
+    points = case_points(model, nomo, row)
+    assert "pathology_score" not in points["beyond"]
+    # Linear between the axis's ticks: the value's points, not the first tick's.
+    expected = np.interp(row["pathology_score"], axis["values"], axis["points"])
+    assert points["points"]["pathology_score"] == pytest.approx(expected)
+    assert points["points"]["pathology_score"] != pytest.approx(axis["points"][axis["values"].index(0.0)])
+
+
+def test_a_value_beyond_its_axis_is_reported_and_marked_at_the_axis_end_with_its_value():
+    from sarcoma_risk.fusion.nomogram import case_points
+    from sarcoma_risk.fusion.plots import plot_nomogram
+
+    table, _ = make_table(200, seed=4)
+    model = CoxFusion(penalizers=(0.1,), cv_folds=2, modalities=("clinical", "radiology", "pathology")).fit(table)
+    nomo = nomogram(model, "radiology+pathology")
+    axis = {v["name"]: v for v in nomo["variables"]}["pathology_score"]
+    row = table.iloc[0].to_dict()
+    row["pathology_score"] = min(axis["values"]) - 5.0
+    points = case_points(model, nomo, row)
+    assert points["beyond"]["pathology_score"] == "below"
+    assert points["risk"] == pytest.approx(float(model.predict(
+        table.iloc[:1].assign(pathology_score=row["pathology_score"]), submodel="radiology+pathology")["risk"].iloc[0]))
+    figure = plot_nomogram(nomo, case=points)
+    ax = figure.axes[0]
+    arrows = [line for line in ax.lines if line.get_marker() in ("<", ">")]
+    assert arrows, "a value beyond the axis is marked by an arrow at the axis end"
+    texts = [t.get_text() for t in ax.texts]
+    assert any(t.startswith(f"{row['pathology_score']:.3g}") and "beyond the axis" in t for t in texts)
+    # The other axes still carry the plain mark.
+    assert len([line for line in ax.lines if line.get_marker() == "v"]) == len(nomo["variables"]) - 1 + \
+        ("total_points" not in points["beyond"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 import urllib.error
@@ -106,6 +107,23 @@ def test_streaming_returns_every_patch_in_order_and_matches_direct_reading(slide
         np.testing.assert_allclose(mean_red, patches[..., 0].mean(axis=(1, 2)) / 255, rtol=1e-6)
 
 
+def test_the_model_gets_the_cores_the_readers_leave_while_streaming_and_torch_is_restored(slide_cohort):
+    from sarcoma_risk.pathology.infer import available_cores
+
+    seen = []
+
+    def runner(batch):
+        seen.append(torch.get_num_threads())
+        return batch[..., 0].mean(axis=(1, 2)) / 255
+
+    before = torch.get_num_threads()
+    with open_slide(slide_cohort.slide("PX-004")) as slide:
+        grid = plan_patches(slide, tissue_mask(slide), spacing_um=2.0, patch_px=64)
+        score_patches(slide, grid.coords, grid.geometry, runner, batch_size=16, workers=1, progress=False)
+    assert set(seen) == {max(1, min(before, available_cores() - 1))}
+    assert torch.get_num_threads() == before
+
+
 def test_the_progress_bar_stays_out_of_logs_when_stderr_is_not_a_terminal(slide_cohort, capsys):
     with open_slide(slide_cohort.slide("PX-004")) as slide:
         grid = plan_patches(slide, tissue_mask(slide), spacing_um=2.0, patch_px=64)
@@ -171,3 +189,73 @@ def test_the_tile_cache_is_keyed_by_model_and_written_atomically(tmp_path):
     with pytest.raises(InvalidInput, match="other weights"):
         read_tile_cache(path, model_sha256="model-b")
     assert load_cached(path, "model-b") is None
+
+
+def test_folding_batch_norms_keeps_the_probabilities_and_leaves_the_model_untouched():
+    from sarcoma_risk.pathology.model import fold_batch_norm
+
+    torch.manual_seed(4)
+    model = make_patch_model("shufflenet_v2_x0_5", "random")
+    # Batch norms with non-trivial statistics, as after training, so folding has something to fold.
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(4, 3, 64, 64)
+    with torch.inference_mode():
+        reference = model(x)
+        folded = fold_batch_norm(copy.deepcopy(model))
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        torch.testing.assert_close(folded(x), reference, rtol=1e-4, atol=1e-4)
+    runner = PatchRunner(model)
+    batch = np.random.default_rng(1).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        plain = torch.sigmoid(model(torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255.0)).numpy()
+    np.testing.assert_allclose(runner(batch), plain, atol=1e-5)
+    after = model.state_dict()  # the runner folds a copy (it only moves the model to channels-last, as before)
+    assert after.keys() == before.keys() and all(torch.equal(after[k], v) for k, v in before.items())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in runner.model.modules())
+
+
+@pytest.mark.parametrize("architecture", ["shufflenet_v2_x0_5", "shufflenet_v2_x1_0"])
+def test_the_network_is_torchvisions_shufflenet_keys_initial_weights_and_outputs(architecture):
+    import torchvision
+
+    from sarcoma_risk.pathology.shufflenet import shufflenet_v2
+
+    torch.manual_seed(11)
+    ours = shufflenet_v2(architecture, num_classes=1).eval()
+    torch.manual_seed(11)
+    reference = getattr(torchvision.models, architecture)(num_classes=1).eval()
+    mine, theirs = ours.state_dict(), reference.state_dict()
+    assert list(mine) == list(theirs)  # same names in the same order: checkpoints load either way
+    assert all(mine[k].shape == theirs[k].shape and torch.equal(mine[k], theirs[k]) for k in mine)
+    # Trained-like batch-norm statistics, then the same weights in both: the same outputs.
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.3, 0.3)
+            module.running_var.uniform_(0.5, 1.5)
+    ours.load_state_dict(reference.state_dict())
+    x = torch.rand(2, 3, 96, 96)
+    with torch.inference_mode():
+        torch.testing.assert_close(ours(x), reference(x), rtol=0, atol=0)
+
+
+def test_scoring_a_slide_does_not_import_torchvision(tmp_path, slide_cohort):
+    import subprocess
+    import sys
+
+    # A fresh interpreter: importing torchvision costs about a second of start-up (it imports torch._dynamo).
+    code = ("import sys, torch\n"
+            "from sarcoma_risk.pathology.model import PatchRunner, make_patch_model\n"
+            "from sarcoma_risk.pathology.pipeline import compute_tile_scores\n"
+            f"tiles, _ = compute_tile_scores({str(slide_cohort.slide('PX-001'))!r}, "
+            "PatchRunner(make_patch_model('shufflenet_v2_x0_5')), 'x' * 64, spacing_um=4.0, patch_px=32, progress=False)\n"
+            "assert len(tiles) > 0\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torchvision', 'matplotlib')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -57,6 +57,18 @@ def test_the_pathology_section_holds_the_slide_score_and_provenance(scored_case,
     assert report["revision"] == 1 and record.revision("pathology") == 1
 
 
+def test_the_json_report_says_where_the_time_went_stage_by_stage(scored_case):
+    _, _, report = scored_case
+    timings = report["timings_s"]
+    for stage in ("load_models", "open_slide", "annotation", "fingerprint", "tile_cache_lookup", "tissue_detection",
+                  "tiling", "streaming", "model", "waiting_for_patches", "tile_cache_write", "tile_cache_commit",
+                  "signature", "tile_csv", "tile_geojson", "heatmap", "case_record"):
+        assert isinstance(timings[stage], float) and timings[stage] >= 0, stage
+    # The model, the waits for patches and the cache writes happen inside streaming.
+    parts = timings["model"] + timings["waiting_for_patches"] + timings["tile_cache_write"]
+    assert parts <= timings["streaming"] + 0.01 and timings["model"] > 0
+
+
 def test_the_tile_table_has_wsinfer_columns(scored_case):
     _, _, report = scored_case
     with open(report["outputs"]["tiles_csv"], newline="") as handle:

@@ -46,6 +46,24 @@ def test_a_level_1_patch_matches_the_level_0_region_it_covers(slide_cohort):
         assert aligned < 10 and aligned < 0.75 * shifted  # same place; only JPEG and filtering differ
 
 
+@pytest.mark.parametrize("where", ["inside", "over the edge"])
+def test_a_patch_is_openslides_region_composited_over_white_then_shrunk_bilinearly(slide_cohort, where):
+    import openslide
+
+    path = slide_cohort.slide("PX-002")
+    x, y = (1024, 1024) if where == "inside" else (4000 - 60, 512)  # over the edge: partly transparent
+    with open_slide(path) as slide:
+        geometry = slide.patch_geometry(1.0, 64)  # 128 level-0 pixels read, shrunk to 64
+        patch = slide.read_patch(x, y, geometry)
+    with openslide.OpenSlide(str(path)) as raw:
+        rgba = np.asarray(raw.read_region((x, y), 0, (128, 128))).astype(np.uint16)
+    alpha = rgba[..., 3:]
+    assert (alpha.min() < 255) == (where == "over the edge")
+    white = ((rgba[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+    expected = np.asarray(Image.fromarray(white).resize((64, 64), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(patch, expected)
+
+
 def test_a_slide_without_mpp_is_refused_unless_the_user_gives_it(odd_slides):
     with pytest.raises(InvalidSlide, match="--mpp") as info:
         open_slide(odd_slides["no_mpp"])

@@ -123,7 +123,7 @@ def test_an_annotation_outside_the_slide_is_a_clear_error(tmp_path, slide_cohort
 def test_annotations_of_other_classes_and_malformed_files_are_refused(tmp_path):
     path = write_geojson(tmp_path / "stroma.geojson",
                          [QuPathObject(box(0, 0, 100, 100), classification=Classification("Stroma", (0, 200, 0)))])
-    with pytest.raises(InvalidAnnotation, match="no 'Tumor' annotation.*Stroma"):
+    with pytest.raises(InvalidAnnotation, match="no annotation of class 'Tumor'.*classes found: 'Stroma'"):
         read_tumor_region(path, (4000, 3000))
     (tmp_path / "broken.geojson").write_text('{"type": "FeatureCollection", "features": [{"type": "Feature"')
     with pytest.raises(InvalidAnnotation, match="not valid JSON"):
@@ -145,3 +145,38 @@ def test_a_slide_without_tissue_is_refused(odd_slides):
         with pytest.raises(InvalidSlide, match="no tissue") as info:
             plan_patches(slide, tissue_mask(slide))
     assert "blank.svs" in str(info.value)
+
+
+@pytest.mark.parametrize("shape, size, threshold", [((300, 411), 7, 15), ((64, 5), 7, 100), ((9, 9), 7, 3),
+                                                    ((50, 60), 5, 128)])
+def test_the_counting_median_threshold_equals_pillows_median_filter_then_threshold(shape, size, threshold):
+    from PIL import Image, ImageFilter
+
+    from sarcoma_risk.pathology.tissue import median_above
+
+    rng = np.random.default_rng(size + threshold)
+    image = rng.integers(0, 255, shape, dtype=np.uint8)
+    image[: shape[0] // 2] //= 8  # a dim half, so the threshold cuts through real structure
+    expected = np.asarray(Image.fromarray(image).filter(ImageFilter.MedianFilter(size))) > threshold
+    np.testing.assert_array_equal(median_above(image, size, threshold), expected)
+
+
+def test_the_heatmap_colours_scored_tiles_over_the_thumbnail_and_adds_a_colour_bar():
+    from sarcoma_risk.pathology.cache import TileScores
+    from sarcoma_risk.pathology.outputs import HEAT_ALPHA, heatmap_image, inferno_lut
+    from sarcoma_risk.pathology.slide import PatchGeometry
+
+    thumbnail = np.full((200, 300, 3), 100, np.uint8)
+    tiles = TileScores(np.array([[0, 0], [400, 0]]), np.array([1.0, 0.0], np.float32),
+                       PatchGeometry(400, 0, 400, 100, 1.0), 0.5, "s" * 64, "m" * 64, "fp32", None, 1.0)
+    image = heatmap_image(thumbnail, 4.0, tiles)  # a tile is 100 thumbnail pixels wide
+    canvas = np.asarray(image.convert("RGB")).astype(int)
+    assert image.size[0] > 300 and image.size[1] > 200  # room for the colour bar and the title
+    top = next(y for y in range(canvas.shape[0]) if (canvas[y, 250] == 100).all())  # the untouched grey
+    lut = inferno_lut().astype(float)
+    hot, cold = canvas[top + 50, 50], canvas[top + 50, 150]
+    np.testing.assert_allclose(hot, np.round((1 - HEAT_ALPHA) * 100 + HEAT_ALPHA * lut[255]), atol=1)
+    np.testing.assert_allclose(cold, np.round((1 - HEAT_ALPHA) * 100 + HEAT_ALPHA * lut[0]), atol=1)
+    np.testing.assert_array_equal(canvas[top + 50, 250], [100, 100, 100])  # no tile there
+    bar = canvas[top:top + 200, 300:]
+    assert (np.abs(bar - lut[255]).sum(axis=-1) < 20).any() and (np.abs(bar - lut[0]).sum(axis=-1) < 20).any()

@@ -65,7 +65,8 @@ def test_score_image_writes_tiles_metadata_and_the_record(tmp_path, phantom_slid
 @pytest.mark.parametrize(("case_id", "annotations", "message"), [
     ("Jane Doe", None, "case_id: 'Jane Doe' contains"),
     ("STS-0002", "outside", "lies outside the slide"),
-    ("STS-0002", "stroma", "no annotation of class Tumor"),
+    ("STS-0002", "stroma", "no annotation of class 'Tumor' (or a class derived from it) with an area; annotation "
+                           "classes found: 'Stroma'"),
 ])
 def test_score_image_errors_write_nothing(tmp_path, phantom_slides, tiny_weights, capsys, case_id, annotations,
                                           message):
@@ -160,14 +161,18 @@ def test_export_without_a_scored_slide_says_what_to_do(tmp_path, phantom_slides,
 
 def test_the_qupath_script_uses_the_bridges_names_and_a_valid_score_image_command():
     text = SCRIPT.read_text()
-    constants = dict(re.findall(r'def (TILE_NAME|MEASUREMENT|TUMOR_CLASS|CASE_ID_KEY) = "([^"]*)"', text))
-    assert constants == {"TILE_NAME": TILE_NAME, "MEASUREMENT": MEASUREMENT, "TUMOR_CLASS": TUMOR_CLASS,
-                         "CASE_ID_KEY": CASE_ID_KEY}
-    (command,) = re.findall(r"def command = \[SARCOMA_QUPATH, (.*?)\]", text, re.S)
+    constants = dict(re.findall(r'def (TILE_NAME|MEASUREMENT|CASE_ID_KEY) = "([^"]*)"', text))
+    assert constants == {"TILE_NAME": TILE_NAME, "MEASUREMENT": MEASUREMENT, "CASE_ID_KEY": CASE_ID_KEY}
+    assert re.search(r"^def ANNOTATION_CLASSES = \[\]$", text, re.M)  # empty: the project's default, else Tumor
+    assert 'command += ["--annotation-class", it.toString()]' in text
+    (command,) = re.findall(r"def command = \[SARCOMA_QUPATH, (.*?)\]\n", text, re.S)
     words = [w.strip().strip('"') for w in command.replace("\n", " ").split(",")]
-    values = {"slide.getAbsolutePath()": "s.svs", "caseId.trim()": "STS-0001", "work.getAbsolutePath()": "out"}
-    args = build_parser().parse_args([values.get(w, w) for w in words] + ["--annotations", "a.geojson"])
+    values = {"slide.getAbsolutePath()": "s.svs", "caseId.trim()": "STS-0001", "work.getAbsolutePath()": "out",
+              "getProject().getPath().toString()": "/data/project/project.qpproj"}
+    args = build_parser().parse_args([values.get(w, w) for w in words] + ["--annotation-class", "Tumour",
+                                                                          "--annotations", "a.geojson"])
     assert (args.command, args.case_id, args.quiet) == ("score-image", "STS-0001", True)
+    assert args.project == Path("/data/project/project.qpproj") and args.annotation_classes == ["Tumour"]
 
 
 @pytest.mark.skipif(shutil.which("groovy") is None, reason="groovy is not installed (apt-get install groovy) to "

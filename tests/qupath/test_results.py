@@ -57,7 +57,7 @@ def test_only_sarcoma_risk_tiles_are_taken_for_earlier_results():
     assert others == keep
 
 
-def test_tumor_annotations_are_those_of_class_tumor_with_an_area():
+def test_tumor_annotations_are_those_of_class_tumor_or_derived_from_it_with_an_area():
     objects = parse_geojson([
         {"type": "Feature", "geometry": box(0, 0, 10, 10).__geo_interface__,
          "properties": {"objectType": "annotation", "classification": {"name": name, "color": [1, 2, 3]}}}
@@ -66,7 +66,9 @@ def test_tumor_annotations_are_those_of_class_tumor_with_an_area():
                 QuPathObject(Point(3, 3), classification=TUMOR),  # no area
                 QuPathObject(box(0, 0, 5, 5), ObjectType.DETECTION, TUMOR)]  # a result, not a region
     chosen = tumor_annotations(objects)
-    assert [o.classification.name for o in chosen] == ["Tumor", "tumor", "Tumor: Positive"]
+    # As QuPath names classes: "tumor" is another class, "Tumor: Positive" is derived from Tumor.
+    assert [o.classification.name for o in chosen] == ["Tumor", "Tumor: Positive"]
+    assert [o.classification.name for o in tumor_annotations(objects, ["Tumour", "tumor"])] == ["tumor", "Tumour"]
 
 
 def test_metadata_are_text_that_says_what_was_scored():

@@ -74,7 +74,7 @@ def test_a_batch_scores_good_images_and_reports_bad_ones_by_name_leaving_them_un
     assert "moved.svs: no such slide file" in failed[0].message
     assert "lies outside the slide" in failed[1].message and "annotated.svs" in failed[1].message
     assert "malformed.geojson" in failed[2].message and "no geometry" in failed[2].message
-    assert "no annotation of class Tumor" in failed[3].message
+    assert "no annotation of class 'Tumor'" in failed[3].message and "classes found: 'Stroma'" in failed[3].message
     for n in (3, 4, 5, 6):
         assert not (tmp_path / f"out{n}").exists()  # nothing half-written
     assert record_state(store, "STS-0003") == before  # the case record untouched

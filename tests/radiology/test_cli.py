@@ -52,7 +52,7 @@ def test_score_mri_writes_the_radiology_section_and_the_gradcam(tmp_path, capsys
     assert status == 0, err
     printed = json.loads(out)  # stdout holds the JSON alone (the Slicer module parses it)
     section = printed["radiology"]
-    assert printed["case_id"] == CASE and printed["revision"] == 1
+    assert printed["case_id"] == CASE and printed["revision"] == 1 and printed["gradcam_note"] is None
     assert section["sequences"] == ["t2fs", "t1ce"] and 0 <= section["percentile"] <= 100
     assert section["gradcam_sha256"] == sha256_file(cam_path)
     assert section["tumor_volume_ml"] == pytest.approx(high_risk_case.stats["tumor_volume_ml"])

@@ -1,6 +1,8 @@
-"""Inference: deterministic scores, Grad-CAM in the input's geometry and on the tumor, volume files."""
+"""Inference: deterministic scores, signed Grad-CAM in the input's geometry and on the tumor, volume files."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import pytest
@@ -29,13 +31,14 @@ def test_gradcam_of_an_oblique_case_has_exactly_the_inputs_geometry(high_risk):
     assert cam.GetOrigin() == reference.GetOrigin() and cam.GetDirection() == reference.GetDirection()
     assert cam.GetSpacing() == reference.GetSpacing()
     values = sitk.GetArrayViewFromImage(cam)
-    assert np.all(np.isfinite(values)) and values.min() >= 0 and values.max() == pytest.approx(1.0, abs=0.05)
+    assert np.all(np.isfinite(values)) and values.min() >= -1 and values.max() <= 1
+    assert np.abs(values).max() == pytest.approx(1.0, abs=0.05) and result.gradcam_note is None
 
 
 def test_gradcam_mass_lies_mostly_in_the_dilated_tumor(high_risk):
     case, result = high_risk
     assert result.percentile > 50  # the highest-scored held-out case: its map shows what raised it
-    cam = sitk.GetArrayViewFromImage(result.gradcam)
+    cam = np.abs(sitk.GetArrayViewFromImage(result.gradcam))  # raised or lowered, both are the tumor's doing
     distance = sitk.GetArrayViewFromImage(sitk.SignedMaurerDistanceMap(
         case.mask, insideIsPositive=False, squaredDistance=False, useImageSpacing=True))
     dilated = distance <= 10.0  # the tumor and 10 mm around it
@@ -52,7 +55,33 @@ def test_gradcam_shares_add_up_to_the_score(high_risk_case, trained):
     result = grad_cam(model.network_, prepared.array)
     assert result.shares.sum() == pytest.approx(result.score, abs=1e-4)
     assert result.score == pytest.approx(float(model.predict(prepared.array[None])[0]), abs=1e-5)
-    assert np.array_equal(result.cam, np.maximum(result.shares, 0))
+
+
+def test_a_low_risk_case_gets_a_signed_map_that_shows_where_the_risk_was_lowered(phantom_set, trained):
+    # Keeping only the positive shares left every low-risk tumor with an all-zero map (issue 14).
+    model, _ = trained
+    held = np.arange(phantom_set.held_out.start, phantom_set.held_out.stop)
+    lowest = phantom_set.cases[held[int(np.argmin(model.predict(phantom_set.X[held])))]]
+    case = read_case(lowest.t2fs, lowest.seg, lowest.t1ce)
+    result = score_case(model, case)
+    assert result.score < 0 and result.gradcam_note is None
+    values = sitk.GetArrayViewFromImage(result.gradcam)
+    assert values.min() < 0 and np.abs(values).max() == pytest.approx(1.0, abs=0.05)
+    # The map says the same as the score: more of it lowered the risk than raised it.
+    assert -values[values < 0].sum() > values[values > 0].sum()
+
+
+def test_a_map_that_is_zero_everywhere_comes_with_the_reason(high_risk_case, trained):
+    model, _ = trained
+    import torch
+
+    silent = copy.deepcopy(model)  # a head of zeros: every share of the score is 0
+    with torch.no_grad():
+        silent.network_.head.weight.zero_()
+        silent.network_.offset.zero_()
+    result = score_case(silent, read_case(high_risk_case.t2fs, high_risk_case.seg, high_risk_case.t1ce))
+    assert result.score == 0 and not np.any(sitk.GetArrayViewFromImage(result.gradcam))
+    assert "0 everywhere" in result.gradcam_note and "no region raised or lowered the risk" in result.gradcam_note
 
 
 def test_scores_are_deterministic_for_fixed_weights(high_risk_case, trained):
@@ -101,3 +130,37 @@ def test_a_hot_feature_voxel_lands_over_its_patch_voxel_in_an_oblique_mri(tiny_c
     expected = index_to_physical(prepared.geometry.image(), np.array([[stride * i, stride * j, stride * k]]))[0]
     assert np.linalg.norm(found - expected) < 0.5  # mm; MRI voxels are 2 x 2 x 5 mm, the CAM cell 12 mm
     assert values.max() == pytest.approx(1.0, abs=0.2)
+    assert np.array_equal(sitk.GetArrayFromImage(cam_to_original(-cam, prepared.geometry, stride, case.reference)),
+                          -values)  # a share that lowered the risk keeps its sign
+
+
+def write_handmade_mri(folder):
+    """A T2 fat-suppressed and a T1CE-like volume and a tumor label written here with SimpleITK (not the phantom
+    generator): a thigh-like ellipse of muscle, a bright tumor with a dark necrotic core and an enhancing rim."""
+    rng = np.random.default_rng(5)
+    z, y, x = np.indices((16, 96, 96))
+    body = ((y - 48) / 40.0) ** 2 + ((x - 48) / 44.0) ** 2 <= 1.0
+    tumor = ((z - 8) / 3.0) ** 2 + ((y - 44) / 14.0) ** 2 + ((x - 52) / 18.0) ** 2 <= 1.0
+    core = ((z - 8) / 2.0) ** 2 + ((y - 44) / 7.0) ** 2 + ((x - 52) / 9.0) ** 2 <= 1.0
+    t2 = np.where(body, 250.0, 5.0) + np.where(tumor, 500.0, 0.0) - np.where(core, 350.0, 0.0)
+    t1 = np.where(body, 400.0, 5.0) + np.where(tumor & ~core, 450.0, 0.0)
+    paths = {}
+    for name, array in {"t2.nrrd": t2, "t1ce.nrrd": t1, "tumor.nrrd": tumor}.items():
+        noisy = array.astype(np.uint8) if name == "tumor.nrrd" else np.abs(array + rng.normal(0, 20, array.shape))
+        image = sitk.GetImageFromArray(noisy.astype(np.uint8 if name == "tumor.nrrd" else np.uint16))
+        image.SetSpacing((2.0, 2.0, 5.0))
+        image.SetOrigin((-96.0, -96.0, -40.0))
+        sitk.WriteImage(image, str(folder / name))
+        paths[name] = folder / name
+    return paths
+
+
+def test_a_handmade_mri_gets_a_signed_map_on_its_tumor(tmp_path, trained):
+    model, _ = trained
+    paths = write_handmade_mri(tmp_path)
+    case = read_case(paths["t2.nrrd"], paths["tumor.nrrd"], paths["t1ce.nrrd"])
+    result = score_case(model, case)
+    values = sitk.GetArrayViewFromImage(result.gradcam)
+    assert result.gradcam_note is None and np.abs(values).max() == pytest.approx(1.0, abs=0.05)
+    tumor = sitk.GetArrayViewFromImage(case.mask) > 0
+    assert np.abs(values[tumor]).mean() > 5 * np.abs(values[~tumor]).mean()

@@ -93,3 +93,21 @@ def test_an_invalid_case_id_gets_the_core_message(store):
 
     with pytest.raises(InvalidCaseId, match="case_id: 'John Smith' contains ' '"):
         read_case_status(store, "John Smith")
+
+
+def test_on_the_departments_server_a_radiologist_sees_the_record_but_leaves_fusion_to_the_coordinator(
+        store, monkeypatch):
+    from SarcomaRiskLib import list_case_ids, read_case_status
+    from serverutil import server_in_thread
+
+    with open_store(store, mode="a") as s:
+        s.put_section("STS-0001", "pathology", {"slides": [], "score": -0.2, "provenance": provenance("2026-01-03T10:00:00Z")})
+        radiologist, coordinator = s.add_user("r.one", "radiologist"), s.add_user("c.one", "coordinator")
+    with server_in_thread(str(store)) as url:
+        monkeypatch.setenv("SARCOMA_RISK_TOKEN", radiologist)
+        status = read_case_status(url, "STS-0001")
+        assert list_case_ids(url) == ["STS-0001"] and status.in_store and not status.missing
+        assert not status.fusion_allowed and not status.ready_for_fusion
+        assert status.lines()[-1] == "Fused risk: not computed; the coordinator computes it"
+        monkeypatch.setenv("SARCOMA_RISK_TOKEN", coordinator)
+        assert read_case_status(url, "STS-0001").ready_for_fusion

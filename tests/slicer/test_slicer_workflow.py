@@ -66,7 +66,7 @@ def save_scene(scene, folder):
 def test_a_phantom_case_is_scored_and_its_gradcam_lines_up_with_the_tumor(scene, loaded_case, segment_id,
                                                                           radiology_weights, phantom_mri, tmp_path,
                                                                           private_tempdir):
-    from SarcomaRiskLib import PREFERRED_COLORMAPS, find_gradcam_node
+    from SarcomaRiskLib import diverging_color_table, find_gradcam_node
 
     t2, t1ce, segmentation = loaded_case
     store = tmp_path / "cases.sqlite"
@@ -98,8 +98,8 @@ def test_a_phantom_case_is_scored_and_its_gradcam_lines_up_with_the_tumor(scene,
     import slicer
 
     values = slicer.util.arrayFromVolume(cam)
-    assert np.all(np.isfinite(values)) and values.max() > 0
-    assert cam.GetDisplayNode().GetColorNodeID() in PREFERRED_COLORMAPS
+    assert np.all(np.isfinite(values)) and np.abs(values).max() == pytest.approx(1.0, abs=0.05)
+    assert cam.GetDisplayNode().GetColorNodeID() == diverging_color_table(scene).GetID()
     assert cam.GetStorageNode() is None  # in memory: the temporary file is gone
     assert list(private_tempdir.iterdir()) == []
     for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
@@ -119,9 +119,10 @@ def test_a_phantom_case_is_scored_and_its_gradcam_lines_up_with_the_tumor(scene,
         near = np.all((ras >= low - 10) & (ras <= high + 10), axis=1)
         return weight[near].sum() / weight.sum(), np.linalg.norm(ras.mean(0) - tumor_ras.mean(0))
 
-    share, distance = near_tumor(values)
+    magnitude = np.abs(values)  # raised or lowered the risk: both are where the model looked
+    share, distance = near_tumor(magnitude)
     assert share > 0.7 and distance < 15.0  # mm; the tumor is about 50-65 mm across
-    mirrored_share, mirrored_distance = near_tumor(values[:, ::-1, ::-1])
+    mirrored_share, mirrored_distance = near_tumor(magnitude[:, ::-1, ::-1])
     assert mirrored_distance > 30.0 and mirrored_share < share - 0.2
 
 
@@ -155,6 +156,7 @@ def test_the_scene_saves_and_reloads_with_the_gradcam_and_the_parameters(scene, 
     cam_values = slicer.util.arrayFromVolume(result.gradcam_node).copy()
 
     reloaded = slicer.vtkMRMLScene()
+    reloaded.RegisterNodeClass(slicer.vtkMRMLColorLegendDisplayNode())  # as Slicer's Colors module does
     colors = slicer.vtkMRMLColorLogic()
     colors.SetMRMLScene(reloaded)
     reloaded.SetURL(str(folder / "scene.mrml"))
@@ -168,6 +170,9 @@ def test_the_scene_saves_and_reloads_with_the_gradcam_and_the_parameters(scene, 
     np.testing.assert_allclose(ijk_to_ras(cam), ijk_to_ras(node.GetNodeReference("t2Volume")), atol=1e-6)
     np.testing.assert_allclose(slicer.util.arrayFromVolume(cam), cam_values, rtol=0, atol=1e-6)
     assert cam.GetDisplayNode().GetColorNodeID() == result.gradcam_node.GetDisplayNode().GetColorNodeID()
+    table = reloaded.GetNodeByID(cam.GetDisplayNode().GetColorNodeID())
+    assert table.GetNumberOfColors() == 256 and table.GetColorName(0) == "lowers the risk"
+    assert slicer.vtkSlicerColorLogic.GetColorLegendDisplayNode(cam) is not None
     colors.SetMRMLScene(None)
 
 

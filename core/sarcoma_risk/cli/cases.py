@@ -69,7 +69,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     elif rows:
         print(format_table(rows, ["case_id", *SECTIONS, "risk_group", "updated_utc"]))
     else:
-        print(f"no cases in {store.path}")
+        print(f"no cases in {store.location}")
     return 0
 
 

@@ -101,15 +101,16 @@ def _compare(current: dict | None, values: dict) -> str:
     return "unchanged" if current.get("values") == values else "updated"
 
 
-def _stored_clinical(store_path: Path | None, case_ids: list[str]) -> dict[str, dict | None]:
+def _stored_clinical(store: str | None, case_ids: list[str]) -> dict[str, dict | None]:
     """The clinical sections a dry run compares against, read without changing anything."""
-    from sarcoma_risk.settings import default_store_path
+    from sarcoma_risk.records.location import StoreKind, StoreLocation
+    from sarcoma_risk.settings import default_store
 
-    path = store_path if store_path is not None else default_store_path()
-    if not path.exists():
-        return {}
-    with open_store(path, mode="r") as store:
-        return {c: store.get(c).clinical for c in case_ids if store.exists(c)}
+    where = StoreLocation.parse(store if store is not None else default_store())
+    if where.kind is StoreKind.SQLITE and not Path(where.target).exists():
+        return {}  # no store yet: every row would be new
+    with open_store(where, mode="r") as opened:
+        return {c: opened.get(c).clinical for c in case_ids if opened.exists(c)}
 
 
 def cmd_set(args: argparse.Namespace) -> int:

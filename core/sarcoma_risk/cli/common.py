@@ -41,9 +41,10 @@ def run_cli(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
 
 
 def add_store_option(parser: argparse.ArgumentParser) -> None:
-    """``--store PATH`` (default: ``$SARCOMA_RISK_STORE`` or the per-user data folder)."""
-    parser.add_argument("--store", type=Path, default=None, metavar="PATH",
-                        help="case store file (default: $SARCOMA_RISK_STORE or the per-user data folder)")
+    """``--store PATH|URL`` (default: ``$SARCOMA_RISK_STORE`` or the per-user data folder)."""
+    parser.add_argument("--store", default=None, metavar="PATH|URL",
+                        help="case store: a SQLite file, postgresql://HOST/DATABASE or a server https://HOST:PORT "
+                             "(default: $SARCOMA_RISK_STORE or cases.sqlite in the per-user data folder)")
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:

@@ -45,7 +45,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", type=Path, default=None, metavar="DIR",
                    help="weights folder (default: $SARCOMA_RISK_WEIGHTS or the shipped weights/)")
     p.add_argument("--gradcam", type=Path, default=None, metavar="OUT",
-                   help="write the Grad-CAM here (.nrrd, .nii.gz, .nii or .mha), same geometry as --image")
+                   help="write the signed Grad-CAM here (.nrrd, .nii.gz, .nii or .mha), same geometry as --image: "
+                        "-1 to 1, positive where the tumor region raised the risk, negative where it lowered it")
     add_device_options(p, SCORING_PRECISION_HELP)
     add_store_option(p)
     add_json_option(p)
@@ -97,11 +98,16 @@ def cmd_score_mri(args: argparse.Namespace) -> int:
                 section["gradcam_sha256"] = stack.enter_context(staged_volume(result.gradcam, args.gradcam))
             revision = store.put_section(args.case_id, "radiology", section)
     if args.json:
-        print_json({"case_id": args.case_id, "revision": revision, "radiology": section})
+        # gradcam_note: why the Grad-CAM is 0 everywhere (None when it shows something), for the caller to show.
+        print_json({"case_id": args.case_id, "revision": revision, "radiology": section,
+                    "gradcam_note": result.gradcam_note})
     else:
         print(f"case {args.case_id}: radiology score {result.score:+.3f} (log relative hazard), "
               f"percentile {result.percentile:.0f} of the development cohort, tumor volume "
               f"{result.tumor_volume_ml:.1f} ml; record revision {revision}")
         if args.gradcam is not None:
-            print(f"Grad-CAM written to {args.gradcam}")
+            print(f"Grad-CAM written to {args.gradcam} (signed, -1 to 1: positive where the tumor region raised "
+                  "the risk above the development average, negative where it lowered it)")
+    if result.gradcam_note is not None:
+        print(f"note: {result.gradcam_note}", file=sys.stderr)
     return 0

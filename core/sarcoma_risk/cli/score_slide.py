@@ -33,7 +33,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--case", dest="case_id", required=True, help="pseudonymous case id, e.g. STS-0001")
     p.add_argument("--slide", type=Path, required=True, help="the slide file (or DICOM WSI folder)")
     p.add_argument("--annotations", type=Path, default=None, metavar="GEOJSON",
-                   help="QuPath GeoJSON with the tumor annotation (class 'Tumor'); default: the whole tissue")
+                   help="QuPath GeoJSON with the tumor annotation (class 'Tumor' unless --annotation-class says "
+                        "otherwise); default: the whole tissue")
+    p.add_argument("--annotation-class", dest="annotation_classes", action="append", default=None, metavar="NAME",
+                   help="QuPath class of the tumor annotations in --annotations, exactly as QuPath shows it "
+                        "(repeatable; a class also takes the classes derived from it, 'Tumor' takes "
+                        "'Tumor: Positive'; default: Tumor)")
     p.add_argument("--mpp", type=float, default=None,
                    help="microns per level-0 pixel, for slides that do not record it (0.25 at 40x, 0.5 at 20x)")
     p.add_argument("--weights", type=Path, default=None, metavar="DIR",
@@ -52,6 +57,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_score_slide(args: argparse.Namespace) -> int:
+    from sarcoma_risk.errors import InvalidInput
+    from sarcoma_risk.pathology.classes import check_class_names, describe
     from sarcoma_risk.pathology.outputs import write_heatmap, write_tile_csv, write_tile_geojson
     from sarcoma_risk.pathology.pipeline import load_models, score_slide
     from sarcoma_risk.pathology.slide import open_slide
@@ -59,34 +66,49 @@ def cmd_score_slide(args: argparse.Namespace) -> int:
     from sarcoma_risk.provenance import fingerprint, sha256_file
     from sarcoma_risk.records import open_store, validate_case_id
     from sarcoma_risk.settings import default_weights_dir
+    from sarcoma_risk.stopwatch import Stopwatch
 
+    watch = Stopwatch()
     case_id = validate_case_id(args.case_id)
-    models = load_models(args.weights or default_weights_dir(), precision=args.precision, device=args.device)
+    if args.annotation_classes and args.annotations is None:
+        raise InvalidInput("--annotation-class names the tumor's class in --annotations; give the annotation file "
+                           "too, or leave both out to score the whole tissue")
+    classes = check_class_names(args.annotation_classes)
+    with watch.stage("load_models"):  # includes importing torch
+        models = load_models(args.weights or default_weights_dir(), precision=args.precision, device=args.device)
     out = args.out
-    result = score_slide(args.slide, models, annotation=args.annotations, mpp=args.mpp,
+    result = score_slide(args.slide, models, annotation=args.annotations, annotation_classes=classes, mpp=args.mpp,
                          cache_dir=args.cache_dir or out / "tile-cache", batch_size=args.batch_size,
-                         workers=args.workers, progress=not args.no_progress)
+                         workers=args.workers, progress=not args.no_progress, stopwatch=watch)
     slide_sha = result.run.slide_fingerprint["sha256"]
     stem = f"{case_id}-{slide_sha[:12]}"
-    files = {"tiles_csv": write_tile_csv(out / f"{stem}.tiles.csv", result.tiles),
-             "tiles_geojson": write_tile_geojson(out / f"{stem}.tiles.geojson", result.tiles)}
-    with open_slide(args.slide, args.mpp) as slide:
-        thumbnail, downsample = slide.thumbnail(1024)
-    files["heatmap_png"] = write_heatmap(out / f"{stem}.heatmap.png", thumbnail, downsample, result.tiles)
-    outputs = {f"{key}_sha256": sha256_file(path) for key, path in files.items()}
-    entry = slide_entry(result, models, outputs)
-    provenance = section_provenance(
-        result, models, annotation_fingerprint=fingerprint(args.annotations) if args.annotations is not None else None)
-    with open_store(args.store, mode="a") as store:
-        revision = store.update_section(case_id, "pathology",
-                                        lambda current: merge_slide(current, entry, models, provenance))
-        section = store.get(case_id).pathology
+    with watch.stage("tile_csv"):
+        files = {"tiles_csv": write_tile_csv(out / f"{stem}.tiles.csv", result.tiles)}
+    with watch.stage("tile_geojson"):
+        files["tiles_geojson"] = write_tile_geojson(out / f"{stem}.tiles.geojson", result.tiles)
+    with watch.stage("heatmap"):
+        with open_slide(args.slide, args.mpp) as slide:
+            thumbnail, downsample = slide.thumbnail(1024)
+        files["heatmap_png"] = write_heatmap(out / f"{stem}.heatmap.png", thumbnail, downsample, result.tiles)
+    with watch.stage("case_record"):
+        outputs = {f"{key}_sha256": sha256_file(path) for key, path in files.items()}
+        entry = slide_entry(result, models, outputs)
+        provenance = section_provenance(
+            result, models,
+            annotation_fingerprint=fingerprint(args.annotations) if args.annotations is not None else None)
+        with open_store(args.store, mode="a") as store:
+            revision = store.update_section(case_id, "pathology",
+                                            lambda current: merge_slide(current, entry, models, provenance))
+            section = store.get(case_id).pathology
+    # timings_s: where this command's time went (seconds per stage; Python's start-up is not in it)
     report = {"case_id": case_id, "revision": revision, "slide": entry, "case_score": section["score"],
-              "n_slides": len(section["slides"]), "outputs": {k: str(v) for k, v in files.items()}}
+              "n_slides": len(section["slides"]), "outputs": {k: str(v) for k, v in files.items()},
+              "timings_s": watch.to_dict()}
     if args.json:
         print_json(report)
     else:
-        scope = "tumor annotation" if entry["restricted_to_annotation"] else "whole tissue (no annotation)"
+        scope = (f"annotations of class {describe(classes)}" if entry["restricted_to_annotation"]
+                 else "whole tissue (no annotation)")
         print(f"case {case_id}: slide {slide_sha[:12]} scored on {entry['n_tiles']} tiles ({scope}); "
               f"slide score {entry['score']:+.3f}, case pathology score {section['score']:+.3f} "
               f"from {len(section['pooled_slides'])} slide(s); pathology section revision {revision}")

@@ -26,7 +26,7 @@ class SlideView:
     region: str
 
 
-def score_slide_with_bridge(case: Any, *, store: Path, weights: Path, out_dir: Path) -> SlideView:
+def score_slide_with_bridge(case: Any, *, store: str | Path, weights: Path, out_dir: Path) -> SlideView:
     """Score the slide of ``case`` (a :class:`~sarcoma_risk.demo.case.DemoCase`) through the QuPath bridge."""
     from qupath_bridge.scoring import FileImage, RecordWriter, ScoringOptions, SlideScorer, run_batch
     from sarcoma_risk.pathology.outputs import write_heatmap

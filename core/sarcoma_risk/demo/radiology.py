@@ -118,7 +118,7 @@ def _quiet_vtk() -> Iterator[None]:
         vtk.vtkLogger.SetStderrVerbosity(previous)
 
 
-def score_mri_in_slicer(case: Any, *, store: Path, weights: Path, log: Callable[[str], None]) -> MriView:
+def score_mri_in_slicer(case: Any, *, store: str | Path, weights: Path, log: Callable[[str], None]) -> MriView:
     """Score ``case`` (a :class:`~sarcoma_risk.demo.case.DemoCase`) through the Slicer module's logic."""
     slicer, lib = _slicer_logic()
     with _quiet_vtk():
@@ -130,7 +130,7 @@ def score_mri_in_slicer(case: Any, *, store: Path, weights: Path, log: Callable[
             scene.Clear(True)
 
 
-def _score(slicer: Any, lib: Any, scene: Any, case: Any, *, store: Path, weights: Path,
+def _score(slicer: Any, lib: Any, scene: Any, case: Any, *, store: str | Path, weights: Path,
            log: Callable[[str], None]) -> MriView:
     t2 = _load(scene, "vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode", case.t2fs, "T2 FS AX")
     t1ce = _load(scene, "vtkMRMLScalarVolumeNode", "vtkMRMLVolumeArchetypeStorageNode", case.t1ce, "T1 FS AX POST GD")

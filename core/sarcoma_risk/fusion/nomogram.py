@@ -1,10 +1,18 @@
 """Nomogram of a Cox sub-model: points per variable, total points, survival at each horizon.
 
 Each variable's contribution to the linear predictor is ``beta * (x - mean) / sd`` for numeric
-inputs (over their development 1st-99th percentile range) and the level's coefficient for
-categories (0 at the reference level). The variable with the widest contribution range spans 0-100
+inputs and the level's coefficient for categories (0 at the reference level). A numeric axis covers
+its development 1st-99th percentile range, rounded outwards to round ticks, so every value in that
+range is drawn where it is (rounding inwards once put a pathology score of -0.048 at the axis's 0). The variable with the widest contribution range spans 0-100
 points; the others are scaled alike. Total points map back to the log relative hazard and to the
 survival probability at each horizon, ``S(h) = exp(-H0(h) * exp(risk))``.
+
+A case's value beyond an axis (outside the development range) is not drawn on a stretched axis:
+the nomogram is the model's fixed chart, the same for every case, and stretching one axis for one
+case would change its points scale or run into the labels. :func:`case_points` says which values
+lie beyond their axis (``beyond``), their points are computed from the real value all the same
+(so the total and the survival read-out are right), and the plot marks them at the axis's end with
+an outward arrow and the value.
 """
 
 from __future__ import annotations
@@ -24,15 +32,18 @@ SURVIVAL_TICKS = (0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05)
 
 
 def nice_ticks(low: float, high: float, target: int = 6) -> list[float]:
-    """Round tick values covering [low, high] (steps of 1, 2 or 5 times a power of ten)."""
+    """Round tick values whose span covers [low, high] (steps of 1, 2 or 5 times a power of ten).
+
+    The first tick is at or below ``low`` and the last at or above ``high``.
+    """
     if not high > low:
         return [float(low)]
     raw = (high - low) / max(target - 1, 1)
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    start = math.floor(low / step) * step
-    ticks = np.arange(start, high + step * 0.5, step)
-    return [float(round(t, 10)) for t in ticks if low - 1e-9 <= t <= high + 1e-9] or [float(low), float(high)]
+    first = math.floor(low / step + 1e-9)
+    last = math.ceil(high / step - 1e-9)
+    return [float(round(i * step, 10)) for i in range(first, last + 1)]
 
 
 def _variables(model, sub: SubModel) -> list[dict[str, Any]]:
@@ -127,14 +138,16 @@ def case_points(model, nomo: dict[str, Any], row: dict[str, Any]) -> dict[str, A
     Returns
     -------
     dict
-        ``{"values": {name: value}, "points": {name: points}, "total_points", "risk"}``; ``risk`` is the
-        log relative hazard the total points stand for (the sub-model's prediction for the case).
-        Points of a value outside an axis's range lie beyond it (below 0 or above the axis end).
+        ``{"values": {name: value}, "points": {name: points}, "total_points", "risk", "beyond"}``;
+        ``risk`` is the log relative hazard the total points stand for (the sub-model's prediction
+        for the case). ``beyond`` maps each axis the case lies beyond (a variable's name, or
+        ``"total_points"``) to ``"below"`` or ``"above"``; the points of such a value are computed
+        from the value itself and lie beyond the axis's ends.
     """
     sub = model.submodels_[nomo["submodel"]]
     beta = dict(zip(sub.cox.columns, sub.cox.beta))
     enc = model.encoder_
-    values, points = {}, {}
+    values, points, beyond = {}, {}, {}
     for v in nomo["variables"]:
         name = v["name"]
         value = row.get(name)
@@ -153,7 +166,24 @@ def case_points(model, nomo: dict[str, Any], row: dict[str, Any]) -> dict[str, A
             contribution = beta.get(name, 0.0) * (float(value) - mean) / sd
         values[name] = value
         points[name] = (contribution - min(v["contribution"])) * nomo["points_per_unit_risk"]
+        if v["kind"] == "numeric":
+            side = _side(float(value), min(v["values"]), max(v["values"]))
+            if side is not None:
+                beyond[name] = side
     total = float(sum(points.values()))
     ticks, risks = nomo["total_points"]["ticks"], nomo["total_points"]["risk"]
+    side = _side(total, min(ticks), max(ticks))
+    if side is not None:
+        beyond["total_points"] = side
     return {"values": values, "points": points, "total_points": total,
-            "risk": risks[0] + (total - ticks[0]) / nomo["points_per_unit_risk"]}
+            "risk": risks[0] + (total - ticks[0]) / nomo["points_per_unit_risk"], "beyond": beyond}
+
+
+def _side(value: float, low: float, high: float) -> str | None:
+    """``"below"`` or ``"above"`` when ``value`` lies outside [low, high] (beyond rounding), else None."""
+    tolerance = 1e-9 * max(1.0, abs(low), abs(high))
+    if value < low - tolerance:
+        return "below"
+    if value > high + tolerance:
+        return "above"
+    return None

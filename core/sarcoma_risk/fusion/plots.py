@@ -198,7 +198,8 @@ def plot_nomogram(nomo: Mapping[str, Any], case: Mapping[str, Any] | None = None
     """A classic nomogram: points axis, one axis per variable, total points, survival axes.
 
     With ``case`` (from :func:`sarcoma_risk.fusion.nomogram.case_points`) the case's points are marked
-    on every axis and its total points across the survival axes, in red.
+    on every axis and its total points across the survival axes, in red: a triangle on the axis, or,
+    for a value beyond the axis, an outward arrow at its end with the value written beside it.
     """
     variables = nomo["variables"]
     survival = nomo["survival"]
@@ -226,9 +227,18 @@ def plot_nomogram(nomo: Mapping[str, Any], case: Mapping[str, Any] | None = None
             ax.text(x[i], y + 0.18 * lane, labels[i], ha="center", va="bottom" if lane == 1 else "top", fontsize=7)
         ax.text(-4, y, name, ha="right", va="center", fontsize=8)
 
-    def mark(y: float, x: float, low: float, high: float) -> None:
-        # A value beyond an axis (whose ticks cover the development range) is marked at the axis's end.
-        ax.plot([min(max(x, low), high)], [y], marker="v", color="#d62728", ms=8, zorder=5)
+    def mark(y: float, x: float, low: float, high: float, side: str | None, value: str) -> float:
+        # The axes cover the development range; a case beyond it is marked at the axis's end by an
+        # outward arrow with its value, not drawn on a stretched axis (see fusion.nomogram).
+        if side is None:
+            ax.plot([x], [y], marker="v", color="#d62728", ms=8, zorder=5)
+            return x
+        end = low if side == "below" else high
+        ax.plot([end], [y], marker="<" if side == "below" else ">", color="#d62728", ms=8, zorder=5)
+        # Written inside the axis's span, so it never runs into the row titles on the left.
+        ax.text(end + (2.0 if side == "below" else -2.0), y - 0.22, f"{value}: beyond the axis", color="#d62728",
+                ha="left" if side == "below" else "right", va="top", fontsize=7)
+        return end
 
     axis_row(y, "Points", np.arange(0, 101, 10), [f"{v}" for v in range(0, 101, 10)], 100.0)
     for v in variables:
@@ -236,7 +246,9 @@ def plot_nomogram(nomo: Mapping[str, Any], case: Mapping[str, Any] | None = None
         labels = [f"{val:g}" if isinstance(val, float) else str(val) for val in v["values"]]
         axis_row(y, variable_label(v["name"]), v["points"], labels, 100.0)
         if case is not None:
-            mark(y, case["points"][v["name"]], min(v["points"]), max(v["points"]))
+            value = case["values"][v["name"]]
+            mark(y, case["points"][v["name"]], min(v["points"]), max(v["points"]),
+                 case.get("beyond", {}).get(v["name"]), f"{value:.3g}" if isinstance(value, float) else str(value))
     y -= 1
     ticks = nomo["total_points"]["ticks"]
     axis_row(y, "Total points", ticks, [f"{t:g}" for t in ticks], max_total)
@@ -247,8 +259,8 @@ def plot_nomogram(nomo: Mapping[str, Any], case: Mapping[str, Any] | None = None
             axis_row(y, f"{h}-month recurrence-free", axis["total_points"],
                      [f"{p:g}" for p in axis["probabilities"]], max_total)
     if case is not None:
-        x = min(max(case["total_points"] / max_total * 100.0, 0.0), 100.0)
-        mark(total_y, x, 0.0, 100.0)
+        x = mark(total_y, case["total_points"] / max_total * 100.0, min(ticks) / max_total * 100.0, 100.0,
+                 case.get("beyond", {}).get("total_points"), f"{case['total_points']:.0f} points")
         ax.plot([x, x], [total_y, y - 0.3], color="#d62728", lw=1.0, ls="--", zorder=4)
         ax.text(x, y - 0.45, f"this case: {case['total_points']:.0f} points", color="#d62728", ha="center",
                 va="top", fontsize=8)

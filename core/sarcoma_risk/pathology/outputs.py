@@ -22,6 +22,8 @@ from sarcoma_risk.fileio import atomic_write_bytes
 from sarcoma_risk.pathology.cache import TileScores
 
 MEASUREMENT = "recurrence_probability"
+#: Opacity of the tile colours over the thumbnail: the tissue stays visible under them.
+HEAT_ALPHA = 0.55
 CSV_COLUMNS = ("minx", "miny", "width", "height", "prob_recurrence")
 
 
@@ -66,22 +68,54 @@ def probability_map(tiles: TileScores, shape: tuple[int, int], downsample: float
     return out
 
 
-def write_heatmap(path: str | Path, thumbnail: np.ndarray, downsample: float, tiles: TileScores,
-                  title: str = "P(recurrence) per tile") -> Path:
-    """A PNG of the tile probabilities (inferno colour map, half transparent) over the thumbnail."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def inferno_lut() -> np.ndarray:
+    """matplotlib's inferno colour map as a (256, 3) uint8 table (matplotlib.colormaps, not its figure machinery)."""
+    from matplotlib import colormaps
+
+    return np.round(colormaps["inferno"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def heatmap_image(thumbnail: np.ndarray, downsample: float, tiles: TileScores,
+                  title: str = "P(recurrence) per tile") -> Any:
+    """The heatmap as a Pillow image: tiles coloured by probability (inferno, ``HEAT_ALPHA`` opaque)
+    over the thumbnail, a title above and a colour bar from 0 to 1 on the right.
+
+    Drawn with Pillow rather than a matplotlib figure: the figure machinery's import and rendering
+    cost about 0.8 s of CPU per slide, more than scoring a few hundred patches.
+    """
+    from PIL import Image, ImageDraw, ImageFont
 
     h, w = thumbnail.shape[:2]
-    heat = np.ma.masked_invalid(probability_map(tiles, (h, w), downsample))
-    figure = Figure(figsize=(8, 8 * h / w + 0.6), dpi=max(100, int(w / 8)))
-    FigureCanvasAgg(figure)
-    axes = figure.add_axes((0.02, 0.02, 0.84, 0.9))
-    axes.imshow(thumbnail, interpolation="nearest")
-    shown = axes.imshow(heat, cmap="inferno", vmin=0.0, vmax=1.0, alpha=0.55, interpolation="nearest")
-    axes.set_axis_off()
-    axes.set_title(title, fontsize=10)
-    figure.colorbar(shown, cax=figure.add_axes((0.88, 0.1, 0.03, 0.74)), label="probability")
+    probability = probability_map(tiles, (h, w), downsample)
+    tiled = ~np.isnan(probability)
+    lut = inferno_lut()
+    colour = lut[np.round(np.nan_to_num(probability) * 255).astype(np.uint8)]
+    blended = thumbnail.astype(np.float32)
+    blended[tiled] = (1 - HEAT_ALPHA) * blended[tiled] + HEAT_ALPHA * colour[tiled]
+    font_px = max(12, w // 60)
+    font = ImageFont.load_default(size=font_px)
+    top, bar_w, right = 2 * font_px + 8, max(12, w // 50), 5 * font_px + max(12, w // 50)
+    canvas = Image.new("RGB", (w + right, h + top + 4), "white")
+    canvas.paste(Image.fromarray(np.round(blended).astype(np.uint8)), (0, top))
+    draw = ImageDraw.Draw(canvas)
+    draw.text(((w + right) // 2, font_px // 2), title, fill="black", font=font, anchor="mt")
+    bar_h = int(0.8 * h)
+    x0, y0 = w + font_px // 2, top + (h - bar_h) // 2
+    ramp = lut[np.round(np.linspace(255, 0, bar_h)).astype(np.uint8)]  # 1 at the top
+    canvas.paste(Image.fromarray(np.repeat(ramp[:, None, :], bar_w, axis=1)), (x0, y0))
+    draw.rectangle((x0, y0, x0 + bar_w - 1, y0 + bar_h - 1), outline="black")
+    for value in (0.0, 0.5, 1.0):
+        y = y0 + round((1 - value) * (bar_h - 1))
+        draw.line((x0 + bar_w, y, x0 + bar_w + 4, y), fill="black")
+        draw.text((x0 + bar_w + 8, y), f"{value:g}", fill="black", font=font, anchor="lm")
+    draw.text((x0, y0 + bar_h + 4), "probability", fill="black", font=font, anchor="lt")
+    return canvas
+
+
+def write_heatmap(path: str | Path, thumbnail: np.ndarray, downsample: float, tiles: TileScores,
+                  title: str = "P(recurrence) per tile") -> Path:
+    """A PNG of the tile probabilities over the thumbnail (:func:`heatmap_image`)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
+    # zlib level 3: half the encoding time of the default 6 for a file under 1% larger
+    heatmap_image(thumbnail, downsample, tiles, title).save(buffer, format="PNG", compress_level=3)
     return atomic_write_bytes(Path(path), buffer.getvalue())

@@ -10,14 +10,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from sarcoma_risk.errors import InvalidModel
 from sarcoma_risk.pathology.cache import CacheWriter, TileScores, cache_key, cache_path, load_cached
+from sarcoma_risk.pathology.classes import DEFAULT_TUMOR_CLASSES
 from sarcoma_risk.pathology.signature import SlideSignature
 from sarcoma_risk.precision import PATCH_PROBABILITY_TOLERANCE, PrecisionCheck, guard_precision
+from sarcoma_risk.stopwatch import Stopwatch, timed
 
 log = logging.getLogger(__name__)
 
@@ -98,14 +100,23 @@ class TileRun:
     n_annotations: int
     cache_file: Path | None
     from_cache: bool
+    annotation_classes: tuple[str, ...] = ()  # the QuPath classes that made the region (none: whole tissue)
 
 
 def compute_tile_scores(slide_path: str | Path, runner: Callable[[np.ndarray], np.ndarray], model_sha256: str, *,
                         spacing_um: float, patch_px: int, precision: str = "fp32",
-                        annotation: str | Path | None = None, mpp: float | None = None,
+                        annotation: str | Path | None = None,
+                        annotation_classes: Sequence[str] = DEFAULT_TUMOR_CLASSES, mpp: float | None = None,
                         cache_dir: str | Path | None = None, slide_fingerprint: dict[str, Any] | None = None,
-                        batch_size: int = 64, workers: int = 2, progress: bool = True) -> tuple[TileScores, TileRun]:
-    """Score every kept patch of a slide with ``runner``, reusing a matching tile cache in ``cache_dir``."""
+                        batch_size: int = 64, workers: int = 2, progress: bool = True,
+                        stopwatch: Stopwatch | None = None) -> tuple[TileScores, TileRun]:
+    """Score every kept patch of a slide with ``runner``, reusing a matching tile cache in ``cache_dir``.
+
+    With ``annotation``, only patches in its annotations of ``annotation_classes`` (QuPath class
+    names, see :mod:`sarcoma_risk.pathology.classes`) are scored. With ``stopwatch``, the stages
+    (opening, annotation, fingerprint, cache lookup, tissue detection, tiling, streaming and its
+    parts, see :func:`~sarcoma_risk.pathology.infer.score_patches`, cache commit) are timed into it.
+    """
     from sarcoma_risk.pathology.infer import score_patches
     from sarcoma_risk.pathology.regions import read_tumor_region
     from sarcoma_risk.pathology.slide import open_slide
@@ -113,29 +124,41 @@ def compute_tile_scores(slide_path: str | Path, runner: Callable[[np.ndarray], n
     from sarcoma_risk.pathology.tiling import plan_patches
     from sarcoma_risk.pathology.tissue import tissue_mask
 
-    with open_slide(slide_path, mpp) as slide:
-        region = read_tumor_region(annotation, slide.dimensions) if annotation is not None else None
+    with timed(stopwatch, "open_slide"):
+        slide = open_slide(slide_path, mpp)
+    with slide:
+        with timed(stopwatch, "annotation"):
+            region = (read_tumor_region(annotation, slide.dimensions, classes=annotation_classes)
+                      if annotation is not None else None)
         geometry = slide.patch_geometry(spacing_um, patch_px)
-        slide_print = slide_fingerprint or fingerprint_slide(slide_path)
+        with timed(stopwatch, "fingerprint"):
+            slide_print = slide_fingerprint or fingerprint_slide(slide_path)
         key = cache_key(slide_print["sha256"], model_sha256, geometry, precision, region.sha256 if region else None)
         target = cache_path(cache_dir, key) if cache_dir is not None else None
         run = TileRun(slide_print, slide.mpp_source, region is not None, region.sha256 if region else None,
-                      region.n_annotations if region else 0, target, False)
-        cached = load_cached(target, model_sha256) if target is not None else None
+                      region.n_annotations if region else 0, target, False, region.classes if region else ())
+        with timed(stopwatch, "tile_cache_lookup"):
+            cached = load_cached(target, model_sha256) if target is not None else None
         if cached is not None:
             run.from_cache = True
             return cached, run
-        grid = plan_patches(slide, tissue_mask(slide), spacing_um=spacing_um, patch_px=patch_px, region=region)
+        with timed(stopwatch, "tissue_detection"):
+            tissue = tissue_mask(slide)
+        with timed(stopwatch, "tiling"):
+            grid = plan_patches(slide, tissue, spacing_um=spacing_um, patch_px=patch_px, region=region)
         meta = dict(mpp=slide.mpp, slide_sha256=slide_print["sha256"], model_sha256=model_sha256, precision=precision,
                     region_sha256=run.annotation_sha256, tissue_area_mm2=grid.tissue_area_mm2)
+        stream = dict(batch_size=batch_size, workers=workers, progress=progress, stopwatch=stopwatch)
         if target is None:
-            probabilities = score_patches(slide, grid.coords, geometry, runner, batch_size=batch_size,
-                                          workers=workers, progress=progress)
+            with timed(stopwatch, "streaming"):
+                probabilities = score_patches(slide, grid.coords, geometry, runner, **stream)
         else:
             with CacheWriter(target, grid.coords, geometry, key=key, **meta) as writer:
-                probabilities = score_patches(slide, grid.coords, geometry, runner, batch_size=batch_size,
-                                              workers=workers, progress=progress, on_batch=writer.write)
-                writer.commit()
+                with timed(stopwatch, "streaming"):
+                    probabilities = score_patches(slide, grid.coords, geometry, runner, on_batch=writer.write,
+                                                  **stream)
+                with timed(stopwatch, "tile_cache_commit"):
+                    writer.commit()
     return TileScores(grid.coords, probabilities, geometry, **meta), run
 
 
@@ -154,14 +177,21 @@ class SlideResult:
 
 
 def score_slide(slide_path: str | Path, models: PathologyModels, *, annotation: str | Path | None = None,
-                mpp: float | None = None, cache_dir: str | Path | None = None, batch_size: int = 64,
-                workers: int = 2, progress: bool = True) -> SlideResult:
-    """Tile scores and the slide's signature score (log relative hazard; higher = riskier)."""
+                annotation_classes: Sequence[str] = DEFAULT_TUMOR_CLASSES, mpp: float | None = None,
+                cache_dir: str | Path | None = None, batch_size: int = 64,
+                workers: int = 2, progress: bool = True, stopwatch: Stopwatch | None = None) -> SlideResult:
+    """Tile scores and the slide's signature score (log relative hazard; higher = riskier).
+
+    ``stopwatch`` times the stages (:func:`compute_tile_scores`, then ``signature``).
+    """
     if models.signature is None:
         raise InvalidModel("scoring a slide needs the pathology-signature model; load it with need_signature=True")
     tiles, run = compute_tile_scores(slide_path, models.runner, models.model_sha256, spacing_um=models.spacing_um,
                                      patch_px=models.patch_px, precision=models.precision, annotation=annotation,
-                                     mpp=mpp, cache_dir=cache_dir, batch_size=batch_size, workers=workers,
-                                     progress=progress)
-    counts = models.signature.counts(tiles.probabilities)
-    return SlideResult(tiles, run, counts, float(models.signature.predict([counts])[0]))
+                                     annotation_classes=annotation_classes, mpp=mpp, cache_dir=cache_dir,
+                                     batch_size=batch_size, workers=workers,
+                                     progress=progress, stopwatch=stopwatch)
+    with timed(stopwatch, "signature"):
+        counts = models.signature.counts(tiles.probabilities)
+        score = float(models.signature.predict([counts])[0])
+    return SlideResult(tiles, run, counts, score)

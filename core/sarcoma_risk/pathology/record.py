@@ -50,6 +50,8 @@ def section_provenance(result: Any, models: Any, *, annotation_fingerprint: Mapp
         inputs["annotation"] = dict(annotation_fingerprint)
     elif result.run.annotation_sha256 is not None:
         inputs["annotation"] = {"sha256": result.run.annotation_sha256, "tumor_annotations": result.run.n_annotations}
+    if "annotation" in inputs:  # which QuPath classes of the file made the tumor region
+        inputs["annotation"]["classes"] = list(result.run.annotation_classes)
     return Provenance(
         model_name="pathology", model_version=models.model_version, weights_sha256=models.model_sha256,
         inputs=inputs,

@@ -220,11 +220,14 @@ class Slide:
 
     # ---- pixels ------------------------------------------------------------------------------
 
-    def read_rgb(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
-        """RGB uint8 (h, w, 3) of a region (possibly a strided view): ``location`` level-0, ``size`` at ``level``.
+    def _region_rgb(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> Any:
+        """A region as an RGB PIL image; transparent pixels (outside the scanned area) composited over white.
 
-        Transparent pixels (outside the scanned area) come out white, as background glass.
+        Pillow does the conversion: OpenSlide's RGBA image never goes through numpy unless some of
+        it is transparent (a numpy round trip costs more than the conversion itself).
         """
+        from PIL import Image
+
         openslide = _openslide()
         try:
             region = self._handle.read_region((int(location[0]), int(location[1])), int(level),
@@ -232,21 +235,26 @@ class Slide:
         except openslide.OpenSlideError as exc:
             raise InvalidSlide(f"{self.path}: cannot read pixels at {location} level {level} ({exc}); "
                                "the file is damaged or truncated") from None
-        rgba = np.asarray(region)
-        rgb, alpha = rgba[..., :3], rgba[..., 3:]
-        if alpha.min() < 255:  # composite over white glass (openslide-python returns straight alpha)
-            a = alpha.astype(np.uint16)
-            rgb = ((rgb * a + 255 * (255 - a) + 127) // 255).astype(np.uint8)
-        return rgb  # a view: callers copy it where it goes (a batch slot), once
+        if region.getchannel("A").getextrema()[0] == 255:
+            return region.convert("RGB")
+        rgba = np.asarray(region)  # composite over white glass (openslide-python returns straight alpha)
+        a = rgba[..., 3:].astype(np.uint16)
+        return Image.fromarray(((rgba[..., :3] * a + 255 * (255 - a) + 127) // 255).astype(np.uint8))
+
+    def read_rgb(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        """RGB uint8 (h, w, 3) of a region: ``location`` level-0, ``size`` at ``level``.
+
+        Transparent pixels (outside the scanned area) come out white, as background glass.
+        """
+        return np.asarray(self._region_rgb(location, level, size))
 
     def read_patch(self, x: int, y: int, geometry: PatchGeometry) -> np.ndarray:
         """One patch as RGB uint8 (patch_px, patch_px, 3); (x, y) is its level-0 top-left corner."""
         from PIL import Image
 
-        rgb = self.read_rgb((x, y), geometry.level, (geometry.level_size, geometry.level_size))
-        if geometry.level_size == geometry.patch_px:
-            return rgb
-        image = Image.fromarray(rgb).resize((geometry.patch_px, geometry.patch_px), Image.Resampling.BILINEAR)
+        image = self._region_rgb((x, y), geometry.level, (geometry.level_size, geometry.level_size))
+        if geometry.level_size != geometry.patch_px:
+            image = image.resize((geometry.patch_px, geometry.patch_px), Image.Resampling.BILINEAR)
         return np.asarray(image)
 
     def read_downsampled(self, downsample: float, block: int = 2048) -> np.ndarray:

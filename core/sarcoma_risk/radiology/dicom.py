@@ -20,6 +20,9 @@ from sarcoma_risk.errors import InvalidImage
 
 TAG_IMAGE_POSITION = "0020|0032"
 TAG_IMAGE_ORIENTATION = "0020|0037"
+TAG_MODALITY = "0008|0060"
+#: What the radiology model scores (DICOM Modality defined term for magnetic resonance).
+MR_MODALITY = "MR"
 #: Slices may deviate from the series' median spacing by this share (scanners round positions).
 SPACING_TOLERANCE = 0.05
 
@@ -88,7 +91,24 @@ def check_slice_positions(files: Sequence[str], folder: Path) -> None:
             "every later slice in the wrong place. Export the complete series again.")
 
 
-def read_series(folder: Path, series_uid: str | None = None) -> sitk.Image:
+def check_modality(files: Sequence[str], folder: Path, series_uid: str, expected: str) -> None:
+    """Refuse a series whose Modality (0008,0060) is recorded and is not ``expected``.
+
+    A CT scored as if it were MR gives a meaningless score (Hounsfield units are not MR
+    intensities), so this is an error, not a warning. A series without the tag (it is required by
+    the standard, but anonymisers sometimes strip it) is read.
+    """
+    header = _header(files[0])
+    if TAG_MODALITY not in header.GetMetaDataKeys():
+        return
+    modality = header.GetMetaData(TAG_MODALITY).strip()
+    if modality and modality.upper() != expected:
+        raise InvalidImage(f"{folder}: series {series_uid} has Modality {modality!r} (DICOM tag 0008,0060); expected "
+                           f"{expected!r}: the radiology model scores MR images (T2 fat-suppressed, contrast-enhanced "
+                           "T1), and other modalities' intensities mean something else. Choose the MR series.")
+
+
+def read_series(folder: Path, series_uid: str | None = None, *, modality: str | None = MR_MODALITY) -> sitk.Image:
     """Read one MR series from a folder of DICOM files.
 
     Parameters
@@ -97,6 +117,9 @@ def read_series(folder: Path, series_uid: str | None = None) -> sitk.Image:
         Folder holding the DICOM files (not searched recursively).
     series_uid : str, optional
         SeriesInstanceUID to read; needed when the folder holds several series.
+    modality : str or None
+        The Modality (0008,0060) the series must have (default ``"MR"``); None reads any (a
+        labelmap exported as a DICOM series).
     """
     series = list_series(folder)
     if not series:
@@ -114,6 +137,8 @@ def read_series(folder: Path, series_uid: str | None = None) -> sitk.Image:
         raise InvalidImage(f"{folder}: no series with SeriesInstanceUID {series_uid!r}; found "
                            f"{', '.join(sorted(series))}")
     files = series[series_uid]
+    if modality is not None:
+        check_modality(files, folder, series_uid, modality)
     check_slice_positions(files, folder)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)

@@ -25,7 +25,7 @@ from sarcoma_risk.fileio import atomic_path
 from sarcoma_risk.precision import RADIOLOGY_SCORE_TOLERANCE, PrecisionCheck, guard_precision
 from sarcoma_risk.provenance import sha256_file
 from sarcoma_risk.radiology.dicom import itk_error_text
-from sarcoma_risk.radiology.gradcam import cam_to_original, grad_cam
+from sarcoma_risk.radiology.gradcam import cam_to_original, empty_map_reason, grad_cam
 from sarcoma_risk.radiology.io import MRICase
 from sarcoma_risk.radiology.config import PreprocessConfig
 from sarcoma_risk.radiology.preprocess import prepare_case
@@ -37,7 +37,11 @@ VOLUME_EXTENSIONS = (".nrrd", ".nii.gz", ".nii", ".mha")
 
 @dataclass
 class RadiologyResult:
-    """What scoring one case gives. ``score`` is a log relative hazard (higher = riskier)."""
+    """What scoring one case gives. ``score`` is a log relative hazard (higher = riskier).
+
+    ``gradcam`` is the signed map in [-1, 1] (positive: raised the risk, negative: lowered it);
+    ``gradcam_note`` says why it is 0 everywhere when it is, and is None otherwise.
+    """
 
     score: float
     percentile: float
@@ -45,28 +49,31 @@ class RadiologyResult:
     sequences: list[str]
     patch_spacing_mm: float
     gradcam: sitk.Image | None = field(default=None, repr=False)
+    gradcam_note: str | None = None
 
 
 def score_case(model: RadiologyCoxModel, case: MRICase, *, gradcam: bool = True,
                precision: str | Precision = Precision.FP32) -> RadiologyResult:
-    """Score one case; with ``gradcam`` also map the Grad-CAM onto the first sequence's grid.
+    """Score one case; with ``gradcam`` also map the signed Grad-CAM onto the first sequence's grid.
 
     The network runs where it is (:meth:`RadiologyCoxModel.to`) in ``precision``; use the one
     :func:`check_precision_for` allowed.
     """
     prepared = prepare_case(case, model.preprocess)
     network = model._check_fitted()
+    cam, note = None, None
     with autocast(network.offset.device, precision):
         if gradcam:
             result = grad_cam(network, prepared.array)
             score = result.score
         else:
             score = float(model.predict(prepared.array[None])[0])
-    cam = cam_to_original(result.cam, prepared.geometry, model.model.feature_stride, case.reference) if gradcam \
-        else None
+    if gradcam:
+        cam = cam_to_original(result.shares, prepared.geometry, model.model.feature_stride, case.reference)
+        note = empty_map_reason(result.shares, cam)
     return RadiologyResult(score=score, percentile=float(model.percentile(score)[0]),
                            tumor_volume_ml=prepared.tumor_volume_ml, sequences=list(prepared.sequences),
-                           patch_spacing_mm=prepared.geometry.spacing, gradcam=cam)
+                           patch_spacing_mm=prepared.geometry.spacing, gradcam=cam, gradcam_note=note)
 
 
 def probe_volumes(config: PreprocessConfig, n: int = 8, seed: int = 0) -> np.ndarray:

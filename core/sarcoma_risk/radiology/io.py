@@ -3,7 +3,9 @@
 Public API, used by preprocessing, training, the CLI and the Slicer module:
 
 - :func:`read_image`: a DICOM series folder (series chosen by UID), NIfTI, NRRD/NHDR or MHA/MHD,
-  returned as a float32 3D image; 2D images, 4D series and NaN/inf voxels are refused.
+  returned as a float32 3D image; 2D images, 4D series, NaN/inf voxels and DICOM series of another
+  modality than MR are refused; a file whose values look like CT Hounsfield units is read with a
+  warning (:func:`hounsfield_signs`).
 - :func:`read_mask`: a labelmap or a 3D Slicer ``.seg.nrrd`` segment, returned as a 0/1 uint8 mask
   on the reference image's grid (resampled by nearest neighbour when it was drawn on another grid).
 - :func:`align_sequence`: a second sequence resampled (linear) onto the first one's grid.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,36 @@ SUPPORTED = "a DICOM series folder, NIfTI (.nii, .nii.gz), NRRD (.nrrd, .nhdr) o
 #: A second sequence must cover at least this share of the tumor to be used.
 MIN_TUMOR_COVERAGE = 0.9
 _FLOAT_TYPES = {sitk.sitkFloat32, sitk.sitkFloat64}
+#: The Hounsfield-unit rule (:func:`hounsfield_signs`): air and the scanners' padding lie at or below
+#: AIR_HU (air is -1000 HU; padding -1024, -2048 or -3024), bone and contrast at or above DENSE_HU.
+AIR_HU = -900.0
+DENSE_HU = 300.0
+MIN_AIR_SHARE = 0.05
+MIN_DENSE_SHARE = 0.001
+
+
+class HounsfieldWarning(UserWarning):
+    """An MRI file whose intensities look like CT Hounsfield units (scored anyway; check the input)."""
+
+
+def hounsfield_signs(array: np.ndarray) -> str | None:
+    """Why ``array`` looks like a CT in Hounsfield units, or None when it does not.
+
+    The rule: at least 5% of the voxels at or below -900 (air around the body is -1000 HU, and
+    scanners pad outside the field of view with -1024 or lower) and at least 0.1% at or above +300
+    (cortical bone, calcification or contrast). MR magnitude images have no negative intensities,
+    and intensity-normalised MR (z-scores, 0-1) has none that low, so both signs together do not
+    occur in MR input. A CT cropped to soft tissue without air in view is not caught.
+    """
+    n = array.size
+    if n == 0:
+        return None
+    air = int(np.count_nonzero(array <= AIR_HU))
+    dense = int(np.count_nonzero(array >= DENSE_HU))
+    if air < MIN_AIR_SHARE * n or dense < MIN_DENSE_SHARE * n:
+        return None
+    return (f"{100 * air / n:.0f}% of the voxels are at or below {AIR_HU:g} (air is -1000 HU) and values reach "
+            f"{float(array.max()):.0f}")
 
 
 def _read_file(path: Path) -> sitk.Image:
@@ -79,11 +112,19 @@ def read_image(path: str | Path, series_uid: str | None = None) -> sitk.Image:
     ------
     InvalidImage
         Unreadable file, several DICOM series and none chosen (the UIDs are listed), a DICOM series
-        with a missing slice, a 2D or 4D image, a multi-component image, NaN or infinite voxels.
+        with a missing slice or whose Modality is not MR, a 2D or 4D image, a multi-component image,
+        NaN or infinite voxels.
+
+    Warns
+    -----
+    HounsfieldWarning
+        A file (NIfTI, NRRD, MetaImage) whose values look like CT Hounsfield units
+        (:func:`hounsfield_signs`); also logged. The image is returned all the same.
     """
     path = Path(path)
     _check_exists(path, "MRI")
-    if path.is_dir():
+    from_file = not path.is_dir()
+    if not from_file:
         image = dicom.read_series(path, series_uid)
     else:
         if series_uid is not None:
@@ -102,6 +143,14 @@ def read_image(path: str | Path, series_uid: str | None = None) -> sitk.Image:
             k = int(np.argwhere(bad)[0][0])
             raise InvalidImage(f"{path}: {int(bad.sum())} voxel(s) are NaN or infinite (first in slice {k}); "
                                "expected finite intensities (re-export the volume from the scanner or viewer)")
+    if from_file:  # a DICOM series says its modality (checked when it was read); a file does not
+        signs = hounsfield_signs(sitk.GetArrayViewFromImage(image))
+        if signs is not None:
+            message = (f"{path}: looks like a CT in Hounsfield units ({signs}); the radiology model expects an MR "
+                       "volume (T2 fat-suppressed or contrast-enhanced T1) and its score of a CT means nothing. "
+                       "Scoring goes on; check that this is the MRI.")
+            log.warning("%s", message)
+            warnings.warn(message, HounsfieldWarning, stacklevel=2)
     return image
 
 
@@ -160,7 +209,7 @@ def read_mask(path: str | Path, reference: sitk.Image, segment: str | None = Non
     path = Path(path)
     _check_exists(path, "tumor mask")
     if path.is_dir():
-        raw = dicom.read_series(path)
+        raw = dicom.read_series(path, modality=None)
     else:
         raw = _read_file(path)
     raw = _as_volume(raw, path, "tumor mask")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence, TextIO
 
 from sarcoma_risk.errors import OutputError
 from sarcoma_risk.fileio import atomic_open
@@ -25,12 +26,23 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> int:
     carry the names ``sarcoma-risk clinical import`` reads. Text that a spreadsheet would run as a
     formula (starting with =, +, -, @) is prefixed with '.
     """
-    columns = export_columns(list(rows))
     with _atomic_output(path) as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, restval="")
-        writer.writeheader()
-        writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in rows)
+        write_csv_rows(rows, handle)
     return len(rows)
+
+
+def csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    """The CSV of :func:`write_csv` as text (the server's download)."""
+    text = io.StringIO()
+    write_csv_rows(rows, text)
+    return text.getvalue()
+
+
+def write_csv_rows(rows: Sequence[dict[str, Any]], handle: TextIO) -> None:
+    """The CSV of :func:`write_csv` into an open text stream."""
+    writer = csv.DictWriter(handle, fieldnames=export_columns(list(rows)), restval="")
+    writer.writeheader()
+    writer.writerows({k: spreadsheet_safe(v) for k, v in row.items()} for row in rows)
 
 
 def write_json(records: Sequence[dict[str, Any]], path: str | Path) -> int:

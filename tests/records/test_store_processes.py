@@ -1,4 +1,5 @@
-"""The case store under real concurrent processes: no lost updates, and a killed writer loses only its own work.
+"""The case store under real concurrent processes: no lost updates (on SQLite, PostgreSQL and through the
+server), and a killed writer loses only its own work.
 
 The children are started with the "spawn" method (a fresh interpreter, as separate programs would
 be); their functions live at module level so the child can import them.
@@ -16,10 +17,12 @@ from pathlib import Path
 import pytest
 
 from sarcoma_risk.provenance import Provenance
-from sarcoma_risk.records.store import CaseStore
+from sarcoma_risk.records import open_store
+from sarcoma_risk.records.sqlite import SqliteStore
 
 N_CASES = 50
-UPDATES_PER_WRITER = 500
+#: Per writer: 10 per case on the SQLite file, 5 per case on the others (their round trips are slower).
+UPDATES_PER_WRITER = {"sqlite": 500, "postgresql": 250, "http+postgresql": 250}
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX processes and SIGKILL")
 
@@ -42,19 +45,27 @@ def _apply(section: str, update: int, current: dict | None) -> dict:
             "provenance": provenance()}
 
 
-def _writer(path: str, section: str, barrier) -> None:
-    with CaseStore(path, "r+") as store:
+def _writer(location: str, section: str, updates: int, barrier) -> None:
+    with open_store(location, "r+") as store:
         barrier.wait(timeout=60)  # both writers start together, so their transactions interleave
-        for update in range(UPDATES_PER_WRITER):
+        for update in range(updates):
             store.update_section(case_of(update), section, lambda cur, u=update: _apply(section, u, cur))
             # A tool computes between two writes. Without a pause, one writer would re-take SQLite's
             # (unfair) write lock right after each commit and the other would wait until it finished.
             time.sleep(0.002)
 
 
+def _same_section_writer(location: str, name: str, updates: int, barrier) -> None:
+    with open_store(location, "r+") as store:
+        barrier.wait(timeout=60)
+        for update in range(updates):
+            store.update_section(case_of(update % 5), "radiology", lambda cur, u=update: {
+                "score": 0.0, "updates": [*(cur or {}).get("updates", []), f"{name}-{u}"], "provenance": provenance()})
+
+
 def _writer_killed_mid_transaction(path: str, conn) -> None:
     big = "x" * 20_000
-    with CaseStore(path, "r+") as store:
+    with SqliteStore(path, "r+") as store:
         store.put_section("STS-0001", "radiology", {"score": 1.0, "provenance": provenance()})
         wal = Path(f"{path}-wal")
         committed_wal = wal.stat().st_size
@@ -70,49 +81,76 @@ def _writer_killed_mid_transaction(path: str, conn) -> None:
             time.sleep(120)  # killed here, inside the transaction
 
 
-def test_two_writer_processes_on_different_sections_of_the_same_cases_lose_no_update(tmp_path):
-    path = tmp_path / "cases.sqlite"
-    with CaseStore(path, "a") as store, store.transaction():
+@pytest.mark.parametrize("backend", list(UPDATES_PER_WRITER), indirect=True)
+def test_two_writer_processes_on_different_sections_of_the_same_cases_lose_no_update(backend):
+    updates = UPDATES_PER_WRITER[backend.name]
+    with backend.open("a") as store, store.transaction():
         for i in range(N_CASES):
             store.ensure_case(f"STS-{i:04d}")
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
-    writers = [ctx.Process(target=_writer, args=(str(path), section, barrier)) for section in ("radiology", "pathology")]
+    writers = [ctx.Process(target=_writer, args=(backend.location, section, updates, barrier))
+               for section in ("radiology", "pathology")]
     for w in writers:
         w.start()
     for w in writers:
-        w.join(timeout=120)
+        w.join(timeout=180)
     assert [w.exitcode for w in writers] == [0, 0]
 
-    with CaseStore(path, "r") as store:
+    with backend.open("r") as store:
         records = {r.case_id: r for r in store.records()}
         audit = store.history()
-    per_case = UPDATES_PER_WRITER // N_CASES
+    per_case = updates // N_CASES
     for i in range(N_CASES):
         record = records[f"STS-{i:04d}"]
-        expected = [u for u in range(UPDATES_PER_WRITER) if u % N_CASES == i]
+        expected = [u for u in range(updates) if u % N_CASES == i]
         assert record.radiology["updates"] == expected
         assert [s["update"] for s in record.pathology["slides"]] == expected
         assert record.revision("radiology") == record.revision("pathology") == per_case
     for section in ("radiology", "pathology"):
         entries = [e for e in audit if e["section"] == section]
-        assert len(entries) == UPDATES_PER_WRITER
+        assert len(entries) == updates
         assert sorted((e["case_id"], e["revision"]) for e in entries) == sorted(
             (f"STS-{i:04d}", r) for i in range(N_CASES) for r in range(1, per_case + 1))
     # The two writers really did run at the same time: their audit entries interleave.
     order = [e["section"] for e in audit if e["section"]]
     switches = sum(a != b for a, b in zip(order, order[1:]))
     assert switches > 10, f"the writers ran one after the other ({switches} switches); concurrency was not exercised"
-    conn = sqlite3.connect(path)
-    try:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    finally:
-        conn.close()
+    if backend.name == "sqlite":
+        conn = sqlite3.connect(backend.database)
+        try:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        finally:
+            conn.close()
+
+
+@pytest.mark.parametrize("backend", list(UPDATES_PER_WRITER), indirect=True)
+def test_three_writer_processes_of_one_section_take_turns_and_lose_no_update(backend):
+    updates = 60
+    with backend.open("a"):
+        pass  # an empty store for the writers to open
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(3)
+    writers = [ctx.Process(target=_same_section_writer, args=(backend.location, name, updates, barrier))
+               for name in "abc"]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(timeout=180)
+    assert [w.exitcode for w in writers] == [0, 0, 0]
+    with backend.open("r") as store:
+        records = list(store.records())
+        audit = store.history(section="radiology")
+    written = [u for r in records for u in r.radiology["updates"]]
+    assert sorted(written) == sorted(f"{n}-{u}" for n in "abc" for u in range(updates))
+    for record in records:
+        revisions = [e["revision"] for e in audit if e["case_id"] == record.case_id]
+        assert revisions == list(range(1, len(record.radiology["updates"]) + 1))
 
 
 def test_a_writer_killed_inside_a_transaction_leaves_a_consistent_store_without_its_partial_write(tmp_path):
     path = tmp_path / "cases.sqlite"
-    with CaseStore(path, "a") as store:
+    with SqliteStore(path, "a") as store:
         store.ensure_case("STS-0000")
         before_audit = len(store.history())
     ctx = multiprocessing.get_context("spawn")
@@ -134,7 +172,7 @@ def test_a_writer_killed_inside_a_transaction_leaves_a_consistent_store_without_
         assert conn.execute("SELECT COUNT(*) FROM sections WHERE section = 'pathology'").fetchone()[0] == 0
     finally:
         conn.close()
-    with CaseStore(path, "r+") as store:
+    with SqliteStore(path, "r+") as store:
         record = store.get("STS-0001")
         assert record.radiology["score"] == 1.0 and record.revision("radiology") == 1  # the commit before survives
         assert store.case_ids() == ["STS-0000", "STS-0001"]  # cases created inside the transaction are gone

@@ -1,37 +1,21 @@
-"""The SQLite case store in one process: revisions, stale writes, audit, modes, bad files, migrations, export."""
+"""The SQLite file store: what only a file has (modes on files and folders, WAL, foreign and damaged files,
+migrations, exports through a temporary file). What every backend does is in test_store_contract.py."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from sarcoma_risk.errors import (
-    CaseNotFound,
-    InvalidCaseId,
-    InvalidInput,
-    OutputError,
-    ReadOnlyStore,
-    StaleRevision,
-    StoreError,
-)
-from sarcoma_risk.provenance import Provenance
+from records.conftest import content
+from sarcoma_risk.errors import InvalidInput, OutputError, ReadOnlyStore, StoreError
 from sarcoma_risk.records import export as export_module
-from sarcoma_risk.records import store as store_module
-from sarcoma_risk.records.schema import CaseRecord, content_sha256
-from sarcoma_risk.records.store import APPLICATION_ID, CaseStore, open_store
-
-
-def content(section: str, **values) -> dict:
-    defaults = {"clinical": {"values": {"age_years": 60.0}}, "radiology": {"score": 0.5},
-                "pathology": {"slides": []}, "fusion": {"risk": 0.1, "group": "low", "model": "clinical"}}
-    prov = Provenance("unit-test", "1.0", None, parameters={"n": 1}).to_dict()
-    return {**defaults[section], **values, "provenance": prov}
+from sarcoma_risk.records import open_store
+from sarcoma_risk.records import sqlite as store_module
+from sarcoma_risk.records.sqlite import APPLICATION_ID, SqliteStore
 
 
 def dump(path: Path) -> str:
@@ -55,7 +39,7 @@ def store_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def filled(store_path: Path) -> Path:
     """A store with two cases: STS-0001 (clinical r1, radiology r2) and STS-0002 (clinical r1)."""
-    with CaseStore(store_path, "a") as store:
+    with SqliteStore(store_path, "a") as store:
         store.put_section("STS-0001", "clinical", content("clinical"))
         store.put_section("STS-0001", "radiology", content("radiology", score=0.1))
         store.put_section("STS-0001", "radiology", content("radiology", score=0.2))
@@ -63,148 +47,12 @@ def filled(store_path: Path) -> Path:
     return store_path
 
 
-# ---- revisions, stale writes, merges -------------------------------------------------------------
-
-
-def test_a_written_section_reads_back_with_revision_one(store_path):
-    with CaseStore(store_path, "a") as store:
-        assert store.put_section("STS-0001", "radiology", content("radiology", score=0.7)) == 1
-        record = store.get("STS-0001")
-    assert record.radiology["score"] == 0.7
-    assert record.revision("radiology") == 1 and record.revision("pathology") == 0
-    assert record.clinical is None and record.created_utc and record.updated_utc
-
-
-def test_each_write_raises_the_revision_and_logs_old_and_new_hashes(filled):
-    with CaseStore(filled, "r") as store:
-        record = store.get("STS-0001")
-        entries = store.history("STS-0001", "radiology")
-    assert record.revision("radiology") == 2
-    assert [e["action"] for e in entries] == ["create", "update"]
-    assert entries[1]["old_sha256"] == entries[0]["new_sha256"]
-    assert entries[1]["new_sha256"] == content_sha256(record.radiology)
-    assert all(e["user"] and e["host"] and e["at_utc"].endswith("Z") for e in entries)
-
-
-def test_a_stale_update_is_refused_and_changes_nothing(filled):
-    with CaseStore(filled, "r+") as alice, CaseStore(filled, "r+") as bob:
-        read = alice.get("STS-0001").revision("radiology")
-        bob.put_section("STS-0001", "radiology", content("radiology", score=0.9), expected_revision=read)
-        before = dump(filled)
-        with pytest.raises(StaleRevision, match="you read revision 2 but the store now holds revision 3"):
-            alice.put_section("STS-0001", "radiology", content("radiology", score=-1.0), expected_revision=read)
-        assert alice.get("STS-0001").radiology["score"] == 0.9
-    assert dump(filled) == before
-
-
-def test_expected_revision_zero_refuses_to_overwrite_an_existing_section(filled):
-    with CaseStore(filled, "r+") as store:
-        with pytest.raises(StaleRevision, match="revision 0 .* revision 1"):
-            store.put_section("STS-0002", "clinical", content("clinical"), expected_revision=0)
-
-
-def test_update_section_merges_inside_one_transaction(filled):
-    with CaseStore(filled, "r+") as store:
-        for sha in ("a" * 64, "b" * 64):
-            store.update_section("STS-0002", "pathology", lambda cur, sha=sha: content(
-                "pathology", slides=[*(cur or {"slides": []})["slides"], {"slide_sha256": sha}]))
-        record = store.get("STS-0002")
-    assert [s["slide_sha256"][0] for s in record.pathology["slides"]] == ["a", "b"]
-    assert record.revision("pathology") == 2
-
-
-def test_an_error_inside_update_section_rolls_everything_back(filled):
-    before = dump(filled)
-
-    def broken(current):
-        raise ValueError("merge failed")
-
-    with CaseStore(filled, "r+") as store, pytest.raises(ValueError, match="merge failed"):
-        store.update_section("STS-0003", "radiology", broken)
-    assert dump(filled) == before
-
-
-def test_a_failing_inner_transaction_undoes_only_its_own_writes(store_path):
-    with CaseStore(store_path, "a") as store:
-        with store.transaction():
-            store.put_section("STS-0001", "clinical", content("clinical"))
-            with pytest.raises(StaleRevision):
-                with store.transaction():
-                    store.put_section("STS-0002", "clinical", content("clinical"))
-                    store.put_section("STS-0002", "clinical", content("clinical"), expected_revision=0)
-        assert store.case_ids() == ["STS-0001"]
-        with pytest.raises(RuntimeError), store.transaction():
-            store.put_section("STS-0003", "clinical", content("clinical"))
-            raise RuntimeError("abort the whole import")
-        assert store.case_ids() == ["STS-0001"]
-
-
-BAD_IDS = ["", "../STS-0001", "STS/1", "x'; DROP TABLE cases;--", "S" * 33, "STS-Ä1", "STS 1"]
-
-
-@pytest.mark.parametrize("case_id", BAD_IDS)
-def test_invalid_case_ids_are_refused_by_every_write_and_nothing_is_written(filled, case_id):
-    before = dump(filled)
-    with CaseStore(filled, "r+") as store:
-        with pytest.raises(InvalidCaseId):
-            store.put_section(case_id, "clinical", content("clinical"))
-        with pytest.raises(InvalidCaseId):
-            store.update_section(case_id, "clinical", lambda cur: content("clinical"))
-        with pytest.raises(InvalidCaseId):
-            store.ensure_case(case_id)
-        with pytest.raises(InvalidCaseId):
-            store.get(case_id)
-    assert dump(filled) == before
-    assert not any(p.name != filled.name and not p.name.startswith(filled.name) for p in filled.parent.iterdir())
-
-
-def test_invalid_section_content_is_refused_and_nothing_is_written(filled):
-    before = dump(filled)
-    with CaseStore(filled, "r+") as store:
-        with pytest.raises(InvalidInput, match="provenance"):
-            store.put_section("STS-0009", "radiology", {"score": 0.1})
-        with pytest.raises(InvalidInput, match="genomics"):
-            store.update_section("STS-0009", "genomics", lambda cur: {})
-    assert dump(filled) == before
-
-
-def test_an_unknown_case_is_reported_as_not_found(filled):
-    with CaseStore(filled, "r") as store, pytest.raises(CaseNotFound, match="'STS-0404' is not in the store"):
-        store.get("STS-0404")
-
-
-# ---- the audit log -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("statement", ["UPDATE audit SET user = 'mallory'", "DELETE FROM audit"])
-def test_the_audit_log_refuses_updates_and_deletes(filled, statement):
-    before = dump(filled)
-    conn = sqlite3.connect(filled, isolation_level=None)
-    try:
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            conn.execute(statement)
-    finally:
-        conn.close()
-    assert dump(filled) == before
-
-
-def test_history_filters_by_case_and_section_and_keeps_the_newest_n(filled):
-    with CaseStore(filled, "r") as store:
-        everything = store.history()
-        assert [e["id"] for e in everything] == sorted(e["id"] for e in everything)
-        assert {e["case_id"] for e in store.history("STS-0002")} == {"STS-0002"}
-        assert len(store.history(section="radiology")) == 2
-        assert store.history(limit=2) == everything[-2:]
-        with pytest.raises(InvalidInput, match="limit"):
-            store.history(limit=0)
-
-
 # ---- modes -----------------------------------------------------------------------------------
 
 
 def test_read_mode_writes_nothing_and_refuses_writes(filled):
     before_state, before_dump = file_state(filled), dump(filled)
-    with CaseStore(filled, "r") as store:
+    with SqliteStore(filled, "r") as store:
         assert store.case_ids() == ["STS-0001", "STS-0002"]
         list(store.records())
         store.history()
@@ -223,7 +71,7 @@ def test_read_mode_reads_commits_left_in_the_wal_without_checkpointing_them(fill
     # crashed, with committed pages in the -wal file only. Reading must not move them into the database.
     crashed = tmp_path / "crashed"
     crashed.mkdir()
-    with CaseStore(filled, "r+") as writer:
+    with SqliteStore(filled, "r+") as writer:
         writer.put_section("STS-0003", "radiology", content("radiology", score=3.0))
         for suffix in ("", "-wal"):
             Path(f"{crashed / filled.name}{suffix}").write_bytes(Path(f"{filled}{suffix}").read_bytes())
@@ -231,7 +79,7 @@ def test_read_mode_reads_commits_left_in_the_wal_without_checkpointing_them(fill
     wal = Path(f"{copy}-wal")
     assert wal.stat().st_size > 0
     before_db, before_wal = file_state(copy), file_state(wal)
-    with CaseStore(copy, "r") as store:
+    with SqliteStore(copy, "r") as store:
         assert store.get("STS-0003").radiology["score"] == 3.0
     assert file_state(copy) == before_db
     assert file_state(wal) == before_wal
@@ -249,25 +97,25 @@ def test_writable_modes_keep_the_store_in_wal_mode_with_its_application_id(fille
 @pytest.mark.parametrize("mode", ["r", "r+"])
 def test_reading_modes_do_not_create_a_missing_store(store_path, mode):
     with pytest.raises(StoreError, match="no case store here yet"):
-        CaseStore(store_path, mode).open()
+        SqliteStore(store_path, mode).open()
     assert not store_path.exists()
 
 
 def test_exclusive_mode_creates_a_store_but_never_opens_an_existing_file(filled, tmp_path):
-    with CaseStore(tmp_path / "new.sqlite", "x") as store:
+    with SqliteStore(tmp_path / "new.sqlite", "x") as store:
         assert store.case_ids() == []
     with pytest.raises(StoreError, match="already exists"):
-        CaseStore(filled, "x").open()
+        SqliteStore(filled, "x").open()
 
 
 def test_a_folder_given_as_store_is_refused(tmp_path):
     with pytest.raises(StoreError, match="is a folder"):
-        CaseStore(tmp_path, "a").open()
+        SqliteStore(tmp_path, "a").open()
 
 
 def test_an_unknown_mode_is_refused(store_path):
     with pytest.raises(InvalidInput, match="'w' is not one of r, r\\+, a, x"):
-        CaseStore(store_path, "w")
+        SqliteStore(store_path, "w")
 
 
 def test_open_store_without_a_path_uses_SARCOMA_RISK_STORE(tmp_path, monkeypatch):
@@ -286,7 +134,7 @@ def test_a_file_that_is_not_sqlite_is_refused_and_left_unchanged(tmp_path, mode)
     path.write_bytes(b"case notes, not a database\n" * 200)
     before = file_state(path)
     with pytest.raises(StoreError, match="not a SQLite database; it was left unchanged"):
-        CaseStore(path, mode).open()
+        SqliteStore(path, mode).open()
     assert file_state(path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.sqlite"]
 
@@ -301,7 +149,7 @@ def test_another_programs_sqlite_database_is_refused_and_left_unchanged(tmp_path
     conn.close()
     before = file_state(path)
     with pytest.raises(StoreError, match=r"not a SarcomaRisk case store \(tables: patients\)"):
-        CaseStore(path, mode).open()
+        SqliteStore(path, mode).open()
     assert file_state(path) == before
 
 
@@ -312,7 +160,7 @@ def test_a_damaged_store_gives_a_store_error_not_a_sqlite_traceback(filled):
     data[page:len(data)] = os.urandom(len(data) - page)  # keep the header page, scramble the rest
     filled.write_bytes(bytes(data))
     with pytest.raises(StoreError, match="cases.sqlite"):
-        with CaseStore(filled, "r") as store:
+        with SqliteStore(filled, "r") as store:
             list(store.records())
 
 
@@ -320,7 +168,7 @@ def test_a_store_under_a_regular_file_is_refused_and_nothing_is_created(tmp_path
     blocker = tmp_path / "plain.txt"
     blocker.write_text("a file, not a folder")
     with pytest.raises(StoreError, match="cannot create the folder"):
-        CaseStore(blocker / "cases.sqlite", "a").open()
+        SqliteStore(blocker / "cases.sqlite", "a").open()
     assert blocker.read_text() == "a file, not a folder"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.txt"]
 
@@ -329,7 +177,7 @@ def test_a_store_under_a_regular_file_is_refused_and_nothing_is_created(tmp_path
 def test_a_store_in_a_folder_where_files_cannot_be_created_is_refused_even_for_root():
     path = Path(f"/proc/sarcoma-risk-{os.getpid()}.sqlite")
     with pytest.raises(StoreError, match="cannot open the store for writing|not writable"):
-        CaseStore(path, "a").open()
+        SqliteStore(path, "a").open()
     assert not path.exists()
 
 
@@ -343,7 +191,7 @@ def read_only_folder():
     base.chmod(0o755)  # mkdtemp makes it 0700; 'nobody' must be able to look inside
     folder = base / "archive"
     folder.mkdir()
-    with CaseStore(folder / "cases.sqlite", "a") as store:
+    with SqliteStore(folder / "cases.sqlite", "a") as store:
         store.put_section("STS-0001", "clinical", content("clinical"))
     folder.chmod(0o555)
     yield folder
@@ -365,17 +213,17 @@ def test_a_store_in_a_read_only_folder_refuses_writes_but_can_still_be_read(read
         outcome = {"writable": False}
         for mode in ("a", "r+"):
             try:
-                with CaseStore(path, mode) as store:
+                with SqliteStore(path, mode) as store:
                     store.put_section("STS-0002", "clinical", content("clinical"))
                 outcome[mode] = "written"
             except StoreError as exc:
                 outcome[mode] = str(exc)
         try:
-            CaseStore(read_only_folder / "new.sqlite", "a").open()
+            SqliteStore(read_only_folder / "new.sqlite", "a").open()
             outcome["new"] = "created"
         except StoreError as exc:
             outcome["new"] = str(exc)
-        with CaseStore(path, "r") as store:
+        with SqliteStore(path, "r") as store:
             outcome["read"] = store.case_ids()
         return outcome
 
@@ -395,9 +243,9 @@ def test_a_store_in_a_read_only_folder_refuses_writes_but_can_still_be_read(read
 def test_an_empty_version_zero_database_is_migrated_to_the_latest_schema(store_path):
     sqlite3.connect(store_path).close()  # an empty SQLite file: schema version 0
     with pytest.raises(StoreError, match="version 0 must be migrated"):
-        CaseStore(store_path, "r").open()
+        SqliteStore(store_path, "r").open()
     assert store_path.stat().st_size == 0
-    with CaseStore(store_path, "r+") as store:
+    with SqliteStore(store_path, "r+") as store:
         assert store.schema_version() == store_module.LATEST_VERSION
         store.ensure_case("STS-0001")
     conn = sqlite3.connect(store_path)
@@ -414,14 +262,14 @@ def test_an_older_store_is_migrated_in_place_keeping_its_records(filled, monkeyp
     monkeypatch.setattr(store_module, "MIGRATIONS", newer)
     target = max(newer)
     with pytest.raises(StoreError, match=f"must be migrated to {target}"):
-        CaseStore(filled, "r").open()
+        SqliteStore(filled, "r").open()
     assert dump(filled) == before
-    with CaseStore(filled, "r+") as store:
+    with SqliteStore(filled, "r+") as store:
         assert store.schema_version() == target
         assert store.get("STS-0001").radiology["score"] == 0.2
         columns = [r[1] for r in store.conn.execute("PRAGMA table_info(cases)")]
     assert "site_code" in columns
-    with CaseStore(filled, "r") as store:  # migrated once; reading now works
+    with SqliteStore(filled, "r") as store:  # migrated once; reading now works
         assert store.schema_version() == target
 
 
@@ -431,7 +279,7 @@ def test_a_failing_migration_leaves_the_store_at_its_old_version(filled, monkeyp
     newer[max(newer) + 1] = ("ALTER TABLE cases ADD COLUMN site_code TEXT", "THIS IS NOT SQL")
     monkeypatch.setattr(store_module, "MIGRATIONS", newer)
     with pytest.raises(StoreError, match="syntax error"):
-        CaseStore(filled, "r+").open()
+        SqliteStore(filled, "r+").open()
     assert dump(filled) == before
 
 
@@ -442,37 +290,14 @@ def test_a_store_from_a_newer_sarcoma_risk_is_refused(filled):
     conn.close()
     for mode in ("r", "a"):
         with pytest.raises(StoreError, match="version 99 is newer than this SarcomaRisk supports"):
-            CaseStore(filled, mode).open()
+            SqliteStore(filled, mode).open()
 
 
 # ---- export --------------------------------------------------------------------------------------
 
 
-def test_csv_export_has_one_row_per_case_and_empty_cells_for_missing_modalities(filled, tmp_path):
-    with CaseStore(filled, "r+") as store:
-        store.put_section("STS-0002", "radiology", content("radiology", score=0.0))
-        assert store.write_csv(tmp_path / "cases.csv") == 2
-    with open(tmp_path / "cases.csv", newline="", encoding="utf-8") as handle:
-        rows = {r["case_id"]: r for r in csv.DictReader(handle)}
-    assert rows["STS-0001"]["radiology.score"] == "0.2"
-    assert rows["STS-0002"]["radiology.score"] == "0.0"  # a real zero
-    for column in ("pathology.score", "pathology.n_slides", "fusion.risk", "fusion.group"):
-        assert rows["STS-0001"][column] == ""  # missing, not zero
-    assert rows["STS-0002"]["age_years"] == "45.0"
-    assert rows["STS-0001"]["clinical.provenance.model"] == "unit-test@1.0"
-
-
-def test_json_export_holds_full_records_that_read_back(filled, tmp_path):
-    with CaseStore(filled, "r") as store:
-        assert store.write_json(tmp_path / "cases.json") == 2
-        expected = [r.to_dict() for r in store.records()]
-    data = json.loads((tmp_path / "cases.json").read_text(encoding="utf-8"))
-    assert data == expected
-    assert CaseRecord.from_dict(data[0]).revision("radiology") == 2
-
-
 def test_an_export_into_a_missing_folder_is_refused_and_leaves_no_file(filled, tmp_path):
-    with CaseStore(filled, "r") as store, pytest.raises(OutputError, match="does not exist"):
+    with SqliteStore(filled, "r") as store, pytest.raises(OutputError, match="does not exist"):
         store.write_csv(tmp_path / "missing" / "cases.csv")
     assert not (tmp_path / "missing").exists()
 
@@ -485,7 +310,7 @@ def test_a_failed_export_keeps_the_previous_file_and_leaves_no_temporary_file(fi
         raise RuntimeError("failed half-way through writing")
 
     monkeypatch.setattr(export_module, "spreadsheet_safe", broken)
-    with CaseStore(filled, "r") as store, pytest.raises(RuntimeError):
+    with SqliteStore(filled, "r") as store, pytest.raises(RuntimeError):
         store.write_csv(out)
     assert out.read_text() == "previous export\n"
     assert sorted(p.name for p in tmp_path.iterdir() if "cases.csv" in p.name) == ["cases.csv"]
