@@ -86,4 +86,5 @@ def test_score_slide_in_bf16_records_the_precision_it_actually_used(shipped_slid
     assert json.loads(out)["slide"]["score"] is not None
     assert "WARNING sarcoma_risk.precision: pathology-patch in bf16" in err and "scoring in fp32 instead" in err
     with open_store(store, mode="r") as cases:
-        assert cases.get("STS-0007").pathology["provenance"]["parameters"]["precision"] == "fp32"
+        parameters = cases.get("STS-0007").pathology["provenance"]["parameters"]
+    assert parameters["precision"] == "fp32" and parameters["device"] == "cpu"

@@ -82,6 +82,7 @@ def test_score_mri_in_bf16_records_the_precision_and_stays_close_to_fp32(tmp_pat
         results[precision] = json.loads(out)["radiology"]
     for precision, section in results.items():
         assert section["provenance"]["parameters"]["precision"] == precision
+        assert section["provenance"]["parameters"]["device"] == "cpu"
     assert results["bf16"]["score"] == pytest.approx(results["fp32"]["score"], abs=RADIOLOGY_SCORE_TOLERANCE)
 
 

@@ -81,7 +81,7 @@ def cmd_score_mri(args: argparse.Namespace) -> int:
     provenance = Provenance(
         MODEL_NAME, entry["version"], entry["sha256"], inputs=case.fingerprints,
         parameters={"segment": args.segment, "patch_spacing_mm": round(result.patch_spacing_mm, 4),
-                    "sequences": result.sequences, "precision": precision})
+                    "sequences": result.sequences, "precision": precision, "device": device.type})
     section = {
         "score": result.score,
         "percentile": result.percentile,
