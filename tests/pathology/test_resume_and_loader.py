@@ -177,3 +177,25 @@ def test_the_paper_preset_falls_back_to_random_weights_offline_and_says_so(slide
     assert "not in the torch hub cache" in run["initialisation"]["reason"]
     assert run["config"]["architecture"] == "shufflenet_v2_x1_0" and run["config"]["init"] == "random"
     assert (run["config"]["patch_px"], run["config"]["spacing_um"]) == (64, 2.0)  # given options win over the preset
+
+
+def test_auto_init_takes_imagenet_weights_already_in_the_torch_hub_cache_and_downloads_nothing(tmp_path,
+                                                                                               monkeypatch):
+    from sarcoma_risk.pathology.model import imagenet_file, make_patch_model, resolve_init
+    from sarcoma_risk.pathology.shufflenet import shufflenet_v2
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # an empty hub cache; no network is reached from here
+    arch = "shufflenet_v2_x0_5"
+    path = imagenet_file(arch)
+    assert path.parent == tmp_path / "hub" / "checkpoints"
+    assert resolve_init("auto", arch)[0] == "random"
+    torch.manual_seed(3)  # stands in for torchvision's file: an ImageNet-shaped network (1000 classes)
+    cached = shufflenet_v2(arch, num_classes=1000).state_dict()
+    path.parent.mkdir(parents=True)
+    torch.save(cached, path)
+    init, reason = resolve_init("auto", arch)
+    assert init == "imagenet" and f"({path.name}) are in the torch hub cache" in reason
+    loaded = make_patch_model(arch, init).net.state_dict()
+    backbone = [k for k in cached if not k.startswith("fc.")]
+    assert backbone and all(torch.equal(loaded[k], cached[k]) for k in backbone)
+    assert loaded["fc.weight"].shape[0] == 1  # the single-logit head is new
