@@ -134,3 +134,18 @@ def test_the_shipped_models_score_on_a_gpu_as_on_the_cpu():
     patches = probe_patches(112)
     on_cpu = PatchRunner(patch_model, "fp32")(patches)
     assert np.allclose(PatchRunner(patch_model, "fp32", resolve_device("cuda"))(patches), on_cpu, atol=1e-4)
+
+
+@needs_cuda
+def test_radiology_training_runs_on_a_gpu_and_its_run_log_names_the_gpu(phantom_cohort_tiny, tmp_path, capsys):
+    import json
+
+    from sarcoma_risk.cli import main
+
+    status = main(["train", "radiology", "--manifest", str(phantom_cohort_tiny.manifest), "--out", str(tmp_path),
+                   "--preset", "tiny", "--folds", "2", "--epochs", "2", "--device", "cuda", "--json"])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    runtime = json.loads(out)["runtime"]
+    assert runtime["device"].startswith("cuda") and runtime["name"] == torch.cuda.get_device_name()
+    assert (tmp_path / "radiology.pt").is_file() and (tmp_path / "radiology_scores.csv").is_file()

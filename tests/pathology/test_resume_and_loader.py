@@ -124,6 +124,24 @@ def test_worker_processes_read_the_same_batches_as_threads(cases):
         pool.close()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="no CUDA GPU on this machine (torch sees none); the GPU path is untested here")
+def test_for_a_gpu_worker_processes_deliver_page_locked_batches_equal_to_the_threads_ones(cases):
+    refs = [ref for case in cases for ref in case.slides]
+    items = [(ref, int(x), int(y)) for ref in refs[:4] for x, y in ref.coords[:8]]
+    pool = SlidePool()
+    threads = PatchReader(pool, refs, threads=2)
+    workers = PatchReader(pool, refs, num_workers=2, pin_memory=True)
+    try:
+        expected = list(threads.batches(items, 16))
+        got = list(workers.batches(items, 16))
+        assert all(batch.is_pinned() for _, batch in got)
+        assert all(torch.equal(a, b) for (_, a), (_, b) in zip(got, expected))
+    finally:
+        workers.close()
+        pool.close()
+
+
 @pytest.mark.slow
 def test_training_with_worker_processes_gives_the_weights_of_training_with_threads(cases):
     from dataclasses import replace
