@@ -9,8 +9,9 @@ CNN at its default size on 64^3 patches at 2 mm (T2FS + T1CE + mask), batch 16. 
 Each figure times a fixed number of steps after one warm-up step, not whole epochs, so the run is
 bounded (about five minutes on 2 CPU cores, most of it rendering the cohort):
 
-- pathology_train_patches_per_s: reading (reader threads), stain/flip augmentation, forward,
-  backward and the AdamW step, as ``PatchTrainer`` does them;
+- pathology_train_patches_per_s: reading (reader threads, or ``--num-workers`` DataLoader
+  processes with page-locked batches on CUDA), stain/flip augmentation, forward, backward and the
+  AdamW step, as ``PatchTrainer`` does them;
 - pathology_infer_patches_per_s: the patch model alone on patches already read (``PatchRunner``,
   channels-last, fp32, batch 64);
 - radiology_train_cases_per_s: augmentation, forward, Cox partial likelihood, backward, AdamW (the
@@ -21,11 +22,13 @@ bounded (about five minutes on 2 CPU cores, most of it rendering the cohort):
   on the CPU, and ``torch.cuda.max_memory_allocated`` on a GPU.
 
 Every figure is measured on each device present (the CPU always; CUDA when torch sees a GPU; pass
-``--devices`` to choose). The initial weights are random: speed does not depend on them, and
-torchvision's ImageNet weights are not available offline here. The JSON lines give the load
-average of the machine, which matters on a shared one.
+``--devices`` to choose). The initial weights are the paper preset's ``--init auto``:
+torchvision's ImageNet weights when they are already in the torch hub cache, else random weights
+(nothing is downloaded; speed does not depend on them); the pathology figures say which
+(``init``, ``init_note``). The JSON lines give the load average of the machine, which matters on a
+shared one.
 
-Run: ``.venv/bin/python benchmarks/bench_train.py [--cohort DIR] [--devices cpu,cuda]``.
+Run: ``.venv/bin/python benchmarks/bench_train.py [--cohort DIR] [--devices cpu,cuda] [--num-workers N]``.
 """
 
 from __future__ import annotations
@@ -87,29 +90,32 @@ def timed(step, steps: int, device) -> float:
     return time.perf_counter() - start
 
 
-def pathology(manifest: Path, device, steps: int, train: bool) -> dict:
+def pathology(manifest: Path, device, steps: int, train: bool, num_workers: int = 0) -> dict:
     import numpy as np
     import torch
 
-    from sarcoma_risk.device import to_device
+    from sarcoma_risk.device import pin_memory, to_device
     from sarcoma_risk.pathology.augment import augment_batch
     from sarcoma_risk.pathology.crossfit import load_cohort
     from sarcoma_risk.pathology.loader import PatchReader
-    from sarcoma_risk.pathology.model import PatchRunner, make_patch_model
+    from sarcoma_risk.pathology.model import PatchRunner, make_patch_model, resolve_init
     from sarcoma_risk.pathology.train import PAPER_PRESET, SlidePool, TrainConfig, prepare_slides, sample_epoch
 
-    config = TrainConfig(**{**PAPER_PRESET, "init": "random"}, batch_size=PATCH_BATCH)
+    init, init_note = resolve_init(PAPER_PRESET["init"], PAPER_PRESET["architecture"])
+    config = TrainConfig(**{**PAPER_PRESET, "init": init}, batch_size=PATCH_BATCH)
     cases = load_cohort(manifest).development
     pool = SlidePool()
     prepare_slides(cases, config, pool)
     batch = PATCH_BATCH if train else INFER_BATCH
     sample = sample_epoch(cases, [i % 2 for i in range(len(cases))], (steps + 1) * batch, np.random.default_rng(0))
     refs = [ref for case in cases for ref in case.slides]
-    reader = PatchReader(pool, refs, threads=config.workers)
+    workers = num_workers if train else 0  # inference is timed on patches already in memory
+    reader = PatchReader(pool, refs, threads=config.workers, num_workers=workers, pin_memory=pin_memory(device))
     torch.manual_seed(0)
-    model = make_patch_model(config.architecture, "random").to(device, memory_format=torch.channels_last)
+    model = make_patch_model(config.architecture, init).to(device, memory_format=torch.channels_last)
     extra = {"architecture": config.architecture, "patch_px": config.patch_px, "spacing_um": config.spacing_um,
-             "batch": batch, "steps": steps}
+             "init": init, "init_note": init_note, "batch": batch, "steps": steps,
+             **({"num_workers": workers} if train else {})}
     if train:
         optimiser = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
         generator = torch.Generator().manual_seed(0)
@@ -134,6 +140,7 @@ def pathology(manifest: Path, device, steps: int, train: bool) -> dict:
         runner = PatchRunner(model, "fp32", device)
         seconds = timed(lambda i: runner(patches[i]), steps, device)
         figure, includes = "pathology_infer_patches_per_s", "the model alone, patches in memory"
+    reader.close()
     pool.close()
     return {"figure": figure, "value": round(steps * batch / seconds, 1), "unit": "patches/s", "includes": includes,
             **extra}
@@ -194,20 +201,24 @@ def radiology(manifest: Path, device, steps: int, train: bool) -> dict:
             **extra}
 
 
-def child(task: str, device_name: str, manifest: Path, steps: int) -> None:
+def child(task: str, device_name: str, manifest: Path, steps: int, num_workers: int) -> None:
     """One figure in this fresh process, then its peak memory: one JSON object on stdout."""
     from sarcoma_risk.device import describe, resolve_device
 
     device = resolve_device(device_name)
     kind, mode = task.split("-")
-    result = (pathology if kind == "pathology" else radiology)(manifest, device, steps, mode == "train")
+    if kind == "pathology":
+        result = pathology(manifest, device, steps, mode == "train", num_workers)
+    else:
+        result = radiology(manifest, device, steps, mode == "train")
     memory, how = peak_memory_mb(device)
     print(json.dumps({**result, "peak_memory_mb": round(memory, 1), "memory": how, **describe(device)}))
 
 
-def run_child(task: str, device: str, manifest: Path, steps: int) -> dict:
+def run_child(task: str, device: str, manifest: Path, steps: int, num_workers: int) -> dict:
     done = subprocess.run([sys.executable, __file__, "--child", task, "--device-name", device, "--cohort",
-                           str(manifest.parent), "--steps", str(steps)], capture_output=True, text=True)
+                           str(manifest.parent), "--steps", str(steps), "--num-workers", str(num_workers)],
+                          capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{task} on {device} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -225,11 +236,14 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=2, help="cases of the cohort made (default: 2)")
     parser.add_argument("--devices", default=None, help="comma-separated (default: every device present)")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per figure (default: 4 on CPU, 20 on GPU)")
+    parser.add_argument("--num-workers", type=int, default=0, metavar="N",
+                        help="DataLoader processes reading the patch-model training patches (default: 0, reader "
+                             "threads, as `train pathology` on a small CPU machine; a GPU wants several)")
     parser.add_argument("--child", choices=TASKS, help=argparse.SUPPRESS)
     parser.add_argument("--device-name", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.device_name, args.cohort / "manifest.csv", args.steps)
+        child(args.child, args.device_name, args.cohort / "manifest.csv", args.steps, args.num_workers)
         return
     emit(BENCH, "machine", None, "", **machine(), load_average_1min=round(os.getloadavg()[0], 2))
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
@@ -237,7 +251,7 @@ def main() -> None:
         for device in args.devices.split(",") if args.devices else available_devices():
             steps = args.steps or (4 if device == "cpu" else 20)
             for task in TASKS:
-                result = run_child(task, device, manifest, steps)
+                result = run_child(task, device, manifest, steps, args.num_workers)
                 emit(BENCH, result.pop("figure"), result.pop("value"), result.pop("unit"), **result,
                      load_average_1min=round(os.getloadavg()[0], 2))
 
