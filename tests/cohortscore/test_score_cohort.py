@@ -51,6 +51,20 @@ def test_the_sections_are_the_ones_score_mri_and_score_slide_write(first_run, sm
     assert without_time(got["radiology"]) == without_time(expected["radiology"])
     assert without_time(got["pathology"]) == without_time(expected["pathology"])  # tile outputs' sha256 included
     assert got["pathology"]["provenance"]["parameters"]["written_by"] == "sarcoma-risk score-cohort"
+    for section in ("radiology", "pathology"):  # this machine has no GPU: auto took the CPU, as score-mri did
+        assert got[section]["provenance"]["parameters"]["device"] == "cpu"
+        assert got[section]["provenance"]["parameters"]["precision"] == "fp32"
+
+
+def test_a_device_this_machine_lacks_or_a_misspelt_one_is_refused_before_any_case(small_cohort, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU, so --device cuda is not refused here")
+    for device, expected in (("cuda", "error: device 'cuda': "), ("gpu", "error: device: 'gpu' is not valid")):
+        run = score_cohort_cli(small_cohort.manifest, tmp_path / "cases.sqlite", tmp_path / "out", "--device", device)
+        assert run.status == 1 and run.stderr.startswith(expected), run.stderr
+    assert not (tmp_path / "cases.sqlite").exists() and not (tmp_path / "out").exists()
 
 
 def test_the_run_metadata_hold_versions_arguments_weights_and_every_case(first_run, small_cohort):

@@ -13,7 +13,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from sarcoma_risk.cli.common import add_json_option, add_store_option, positive_int, print_json
+from sarcoma_risk.cli.common import (
+    SCORING_PRECISION_HELP,
+    add_device_options,
+    add_json_option,
+    add_store_option,
+    positive_int,
+    print_json,
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -38,6 +45,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("sarcoma-risk-output"), metavar="DIR",
                    help="folder for the slides' tile outputs, the tile cache and runs/ (default: %(default)s)")
     p.add_argument("--batch-size", type=positive_int, default=64, help="patches per model batch (default: 64)")
+    add_device_options(p, SCORING_PRECISION_HELP + "; both are resolved on each worker, so auto takes the GPU of a "
+                          "worker that has one")
     add_store_option(p)
     add_json_option(p)
     p.set_defaults(handler=cmd_score_cohort)
@@ -59,7 +68,7 @@ def cmd_score_cohort(args: argparse.Namespace) -> int:
     lines = sys.stderr if args.json else sys.stdout
     run = score_cohort(args.manifest, weights_dir=args.weights or default_weights_dir(), out_dir=args.out,
                        store=args.store, cluster=args.cluster, modalities=modalities, rescore=args.rescore,
-                       batch_size=args.batch_size, arguments=arguments,
+                       batch_size=args.batch_size, device=args.device, precision=args.precision, arguments=arguments,
                        on_unit=lambda unit: print(unit.line(), file=lines, flush=True))
     summary = (f"{len(run.units)} case section(s): {run.count(Status.SCORED)} scored, {run.count(Status.SKIPPED)} "
                f"skipped (already in the record), {run.count(Status.FAILED)} failed; run metadata: {run.metadata}")

@@ -22,6 +22,7 @@ from sarcoma_risk.cohortscore.jobs import JobOutcome, Modality, Status, plan_job
 from sarcoma_risk.cohortscore.runlog import RunLog, run_metadata_path
 from sarcoma_risk.cohortscore.worker import RunSettings
 from sarcoma_risk.cohortscore.writer import RecordWriter
+from sarcoma_risk.device import Device, Precision
 from sarcoma_risk.errors import (AuthenticationRequired, PermissionDenied, SarcomaRiskError, StoreError,
                                   WeightsError)
 
@@ -80,7 +81,8 @@ class _ClientModels:
 def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str | Path,
                  store: str | Path | None = None, cluster: str | None = None,
                  modalities: Iterable[Modality | str] = ALL_MODALITIES, rescore: bool = False, batch_size: int = 64,
-                 reader_threads: int = 2, arguments: Mapping[str, Any] | None = None,
+                 reader_threads: int = 2, device: str = "auto", precision: str = "fp32",
+                 arguments: Mapping[str, Any] | None = None,
                  on_unit: Callable[[UnitReport], None] | None = None) -> CohortRun:
     """Score every MRI and slide of ``manifest`` into the case store; returns what happened to each unit.
 
@@ -100,6 +102,9 @@ def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str 
     modalities : radiology and/or pathology
     rescore : bool
         Score again what the records already hold.
+    device, precision : str
+        As ``--device`` and ``--precision`` of ``score-mri``/``score-slide``, resolved and checked on
+        each worker (``auto`` takes a worker's GPU when it has one).
     arguments : mapping
         The command's arguments, copied into the run metadata.
     on_unit : callable
@@ -107,7 +112,7 @@ def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str 
 
     Raises
     ------
-    InvalidManifest, WeightsError, ClusterError, StoreError, PermissionDenied
+    InvalidManifest, InvalidInput, DeviceUnavailable, WeightsError, ClusterError, StoreError, PermissionDenied
         Before any job runs. Problems of one case never raise: they are failed units. A write that
         the store refuses for a reason not of the case (StoreError, AuthenticationRequired,
         PermissionDenied) stops the run, keeping what was written.
@@ -116,11 +121,17 @@ def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str 
 
     cohort = read_manifest(manifest)
     chosen = [check_choice(m, Modality, "modality") for m in modalities]
+    device = check_choice(device, Device, "device").value  # a typo is refused here, before any work
+    precision = check_choice(precision, Precision, "precision").value
+    if cluster is None:  # the jobs run here: a device this machine lacks is refused once, not case by case
+        from sarcoma_risk.device import check_precision, resolve_device
+
+        check_precision(precision, resolve_device(device))
     weights_dir, out_dir = Path(weights_dir).absolute(), Path(out_dir).absolute()
     needed = {m for m in chosen if any(c.has_mri if m is Modality.RADIOLOGY else c.has_slides for c in cohort.cases)}
     models = _load_models(weights_dir, needed)
     settings = RunSettings(weights_dir, {name: w["sha256"] for name, w in models.weights.items()}, out_dir,
-                           batch_size=batch_size, reader_threads=reader_threads)
+                           batch_size=batch_size, reader_threads=reader_threads, device=device, precision=precision)
     engine = connect(cluster)
     try:
         with RecordWriter(store) as writer:
@@ -171,7 +182,7 @@ def _load_models(weights_dir: Path, modalities: set[Modality]) -> _ClientModels:
             else:
                 from sarcoma_risk.pathology.pipeline import PATCH_MODEL, SIGNATURE_MODEL, load_models
 
-                pathology = load_models(weights_dir)
+                pathology = load_models(weights_dir, device="cpu")  # here only to check and to pool
                 weights[PATCH_MODEL] = {"sha256": pathology.model_sha256, "version": pathology.model_version}
                 weights[SIGNATURE_MODEL] = {"sha256": pathology.signature_sha256,
                                             "version": pathology.signature_version}

@@ -43,7 +43,9 @@ class RunSettings:
     """What every job of a run shares: where the weights are and which sha256 they must have, where outputs go.
 
     ``weights`` maps a model name of the weights manifest (``radiology``, ``pathology-patch``,
-    ``pathology-signature``) to the sha256 the client loaded.
+    ``pathology-signature``) to the sha256 the client loaded. ``device`` (auto, cpu, cuda, mps) is
+    resolved on each worker, so ``auto`` takes the GPU of a worker that has one; ``precision`` is
+    checked against fp32 there, as ``score-mri`` and ``score-slide`` do.
     """
 
     weights_dir: Path
@@ -51,6 +53,8 @@ class RunSettings:
     out_dir: Path
     batch_size: int = 64
     reader_threads: int = 2
+    device: str = "auto"
+    precision: str = "fp32"
 
 
 def run_job(job: Job, settings: RunSettings) -> JobOutcome:
@@ -90,13 +94,13 @@ def _check_sha(settings: RunSettings, name: str, found: str | None) -> None:
 
 
 def _score_mri(job: MRIJob, settings: RunSettings) -> JobOutcome:
-    from sarcoma_risk.radiology.checkpoint import MODEL_NAME, load_model
+    from sarcoma_risk.radiology.checkpoint import MODEL_NAME
     from sarcoma_risk.radiology.infer import score_case
     from sarcoma_risk.radiology.io import case_fingerprints, read_case
     from sarcoma_risk.radiology.record import radiology_section, section_is_current
 
-    key = (str(settings.weights_dir), str(settings.weights.get(MODEL_NAME)))
-    model, entry = _models(Modality.RADIOLOGY, key, lambda: load_model(settings.weights_dir))
+    key = (str(settings.weights_dir), str(settings.weights.get(MODEL_NAME)), settings.device, settings.precision)
+    model, entry, device, precision = _models(Modality.RADIOLOGY, key, lambda: _load_radiology(settings))
     _check_sha(settings, MODEL_NAME, entry["sha256"])
     # As score-mri: the T1CE is read only when the model uses it, and is then part of the inputs.
     t1ce = job.t1ce if "t1ce" in model.preprocess.sequences else None
@@ -105,9 +109,22 @@ def _score_mri(job: MRIJob, settings: RunSettings) -> JobOutcome:
                           segment=job.segment):
         return JobOutcome(job, Status.SKIPPED)
     case = read_case(job.t2fs, job.mask, t1ce, segment=job.segment)
-    result = score_case(model, case, gradcam=False)
+    result = score_case(model, case, gradcam=False, precision=precision)
     return JobOutcome(job, Status.SCORED, section=radiology_section(result, case.fingerprints, entry,
-                                                                      segment=job.segment))
+                                                                      segment=job.segment, precision=precision,
+                                                                      device=device.type))
+
+
+def _load_radiology(settings: RunSettings) -> tuple[Any, dict[str, Any], Any, Any]:
+    """The radiology model on this worker's device, its weights entry, the device and the precision to score in."""
+    from sarcoma_risk.device import check_precision, resolve_device
+    from sarcoma_risk.radiology.checkpoint import load_model
+    from sarcoma_risk.radiology.infer import check_precision_for
+
+    device = resolve_device(settings.device)
+    check_precision(settings.precision, device)
+    model, entry = load_model(settings.weights_dir)
+    return model, entry, device, check_precision_for(model.to(device), settings.precision).used
 
 
 def _score_slide(job: SlideJob, settings: RunSettings) -> JobOutcome:
@@ -118,8 +135,9 @@ def _score_slide(job: SlideJob, settings: RunSettings) -> JobOutcome:
     from sarcoma_risk.provenance import fingerprint as file_fingerprint
 
     key = (str(settings.weights_dir), str(settings.weights.get(PATCH_MODEL)),
-           str(settings.weights.get(SIGNATURE_MODEL)))
-    models = _models(Modality.PATHOLOGY, key, lambda: load_models(settings.weights_dir))
+           str(settings.weights.get(SIGNATURE_MODEL)), settings.device, settings.precision)
+    models = _models(Modality.PATHOLOGY, key, lambda: load_models(settings.weights_dir, precision=settings.precision,
+                                                                  device=settings.device))
     _check_sha(settings, PATCH_MODEL, models.model_sha256)
     _check_sha(settings, SIGNATURE_MODEL, models.signature_sha256)
     fingerprint = slide_fingerprint(job.slide)

@@ -12,12 +12,14 @@ from typing import Any, Mapping
 
 
 def radiology_section(result: Any, fingerprints: Mapping[str, Mapping[str, Any]], entry: Mapping[str, Any], *,
-                      segment: str | None) -> dict[str, Any]:
+                      segment: str | None, precision: str, device: str) -> dict[str, Any]:
     """The radiology section of a :class:`~sarcoma_risk.radiology.infer.RadiologyResult`.
 
     ``fingerprints`` are the case's input fingerprints (``MRICase.fingerprints``), ``entry`` the
     model's weights manifest entry (version, sha256), ``segment`` the segment asked for (None: the
-    first one). ``gradcam_sha256`` is None until the caller writes a Grad-CAM.
+    first one), ``precision`` the one the case was scored in (after the precision check) and
+    ``device`` the torch device type it ran on. ``gradcam_sha256`` is None until the caller writes
+    a Grad-CAM.
     """
     from sarcoma_risk.provenance import Provenance
     from sarcoma_risk.radiology.checkpoint import MODEL_NAME
@@ -25,7 +27,7 @@ def radiology_section(result: Any, fingerprints: Mapping[str, Mapping[str, Any]]
     provenance = Provenance(
         MODEL_NAME, entry["version"], entry["sha256"], inputs=fingerprints,
         parameters={"segment": segment, "patch_spacing_mm": round(result.patch_spacing_mm, 4),
-                    "sequences": result.sequences})
+                    "sequences": result.sequences, "precision": precision, "device": device})
     return {
         "score": result.score,
         "percentile": result.percentile,
