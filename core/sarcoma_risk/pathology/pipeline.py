@@ -179,17 +179,19 @@ class SlideResult:
 def score_slide(slide_path: str | Path, models: PathologyModels, *, annotation: str | Path | None = None,
                 annotation_classes: Sequence[str] = DEFAULT_TUMOR_CLASSES, mpp: float | None = None,
                 cache_dir: str | Path | None = None, batch_size: int = 64,
-                workers: int = 2, progress: bool = True, stopwatch: Stopwatch | None = None) -> SlideResult:
+                workers: int = 2, progress: bool = True, stopwatch: Stopwatch | None = None,
+                slide_fingerprint: dict[str, Any] | None = None) -> SlideResult:
     """Tile scores and the slide's signature score (log relative hazard; higher = riskier).
 
     ``stopwatch`` times the stages (:func:`compute_tile_scores`, then ``signature``).
+    ``slide_fingerprint`` spares hashing the slide again when the caller has just done so.
     """
     if models.signature is None:
         raise InvalidModel("scoring a slide needs the pathology-signature model; load it with need_signature=True")
     tiles, run = compute_tile_scores(slide_path, models.runner, models.model_sha256, spacing_um=models.spacing_um,
                                      patch_px=models.patch_px, precision=models.precision, annotation=annotation,
                                      annotation_classes=annotation_classes, mpp=mpp, cache_dir=cache_dir,
-                                     batch_size=batch_size, workers=workers,
+                                     slide_fingerprint=slide_fingerprint, batch_size=batch_size, workers=workers,
                                      progress=progress, stopwatch=stopwatch)
     with timed(stopwatch, "signature"):
         counts = models.signature.counts(tiles.probabilities)
