@@ -20,7 +20,13 @@ import contextlib
 import sys
 from pathlib import Path
 
-from sarcoma_risk.cli.common import add_json_option, add_store_option, print_json
+from sarcoma_risk.cli.common import (
+    SCORING_PRECISION_HELP,
+    add_device_options,
+    add_json_option,
+    add_store_option,
+    print_json,
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -48,17 +54,19 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="write the signed Grad-CAM here (.nrrd, .nii.gz, .nii or .mha), same geometry as the first "
                         "sequence scored (the T2FS, else the T1CE): -1 to 1, positive where the tumor region raised "
                         "the risk, negative where it lowered it")
+    add_device_options(p, SCORING_PRECISION_HELP)
     add_store_option(p)
     add_json_option(p)
     p.set_defaults(handler=cmd_score_mri)
 
 
 def cmd_score_mri(args: argparse.Namespace) -> int:
+    from sarcoma_risk.device import check_precision, resolve_device
     from sarcoma_risk.errors import InvalidInput
-    from sarcoma_risk.provenance import Provenance
     from sarcoma_risk.radiology.checkpoint import available_sets, load_model, model_name
-    from sarcoma_risk.radiology.infer import score_case, staged_volume, volume_extension
+    from sarcoma_risk.radiology.infer import check_precision_for, score_case, staged_volume, volume_extension
     from sarcoma_risk.radiology.io import read_case
+    from sarcoma_risk.radiology.record import radiology_section
     from sarcoma_risk.records import open_store, validate_case_id
     from sarcoma_risk.sequences import SET_LABELS, choose_set, set_sequences
     from sarcoma_risk.settings import default_weights_dir
@@ -71,6 +79,8 @@ def cmd_score_mri(args: argparse.Namespace) -> int:
         volume_extension(args.gradcam)
         if not args.gradcam.parent.is_dir():
             raise InvalidInput(f"--gradcam {args.gradcam}: the folder {args.gradcam.parent} does not exist")
+    device = resolve_device(args.device)
+    check_precision(args.precision, device)
     weights = args.weights if args.weights is not None else default_weights_dir()
     sets = available_sets(weights)
     chosen = choose_set(given, sets)
@@ -79,26 +89,16 @@ def cmd_score_mri(args: argparse.Namespace) -> int:
                            f"{weights} have models for {', '.join(SET_LABELS[s] for s in sets)}")
     used = set_sequences(chosen)
     model, entry = load_model(weights, chosen)
+    precision = check_precision_for(model.to(device), args.precision).used
     case = read_case(args.t2fs if "t2fs" in used else None, args.mask, args.t1ce if "t1ce" in used else None,
                      segment=args.segment, series_uid=args.series_uid, series_uid2=args.series_uid2)
     for name in given:
         if name not in used:
             print(f"note: --{name} was not used: the weights have no radiology model for {' and '.join(given)} "
                   f"together; scored with the {SET_LABELS[chosen]} model", file=sys.stderr)
-    result = score_case(model, case, gradcam=args.gradcam is not None)
-    provenance = Provenance(
-        model_name(chosen), entry["version"], entry["sha256"], inputs=case.fingerprints,
-        parameters={"segment": args.segment, "patch_spacing_mm": round(result.patch_spacing_mm, 4),
-                    "sequences": result.sequences, "members": len(model.members)})
-    section = {
-        "score": result.score,
-        "percentile": result.percentile,
-        "tumor_volume_ml": result.tumor_volume_ml,
-        "sequences": result.sequences,
-        "model": model_name(chosen),
-        "gradcam_sha256": None,
-        "provenance": provenance.to_dict(),
-    }
+    result = score_case(model, case, gradcam=args.gradcam is not None, precision=precision)
+    section = radiology_section(result, case.fingerprints, entry, segment=args.segment, precision=precision,
+                                device=device.type)
     with open_store(args.store, mode="a") as store:
         # The Grad-CAM file appears only once the record is written (moved into place inside the
         # transaction; a failed rename rolls the record back).

@@ -18,6 +18,7 @@ from sarcoma_risk.errors import InvalidModel
 from sarcoma_risk.pathology.cache import CacheWriter, TileScores, cache_key, cache_path, load_cached
 from sarcoma_risk.pathology.classes import DEFAULT_TUMOR_CLASSES
 from sarcoma_risk.pathology.signature import SlideSignature
+from sarcoma_risk.precision import PATCH_PROBABILITY_TOLERANCE, PrecisionCheck, guard_precision
 from sarcoma_risk.stopwatch import Stopwatch, timed
 
 log = logging.getLogger(__name__)
@@ -42,11 +43,19 @@ class PathologyModels:
     signature: SlideSignature | None = None
     signature_sha256: str | None = None
     signature_version: str | None = None
+    precision_check: PrecisionCheck | None = None
 
 
-def load_models(weights_dir: str | Path, *, precision: str = "fp32", need_signature: bool = True) -> PathologyModels:
-    """The pathology models of a weight registry, each checked against its recorded sha256."""
-    from sarcoma_risk.pathology.model import PatchRunner, make_patch_model
+def load_models(weights_dir: str | Path, *, precision: str = "fp32", device: str = "auto",
+                need_signature: bool = True) -> PathologyModels:
+    """The pathology models of a weight registry, each checked against its recorded sha256.
+
+    The patch model runs on ``device`` ("auto": CUDA, else MPS, else the CPU). A reduced
+    ``precision`` is first compared with fp32 on a fixed probe batch (:mod:`sarcoma_risk.precision`);
+    beyond the tolerance the models run in fp32 and ``precision`` says so.
+    """
+    from sarcoma_risk.device import resolve_device
+    from sarcoma_risk.pathology.model import PatchRunner, make_patch_model, probe_patches
     from sarcoma_risk.weights import WeightRegistry
 
     registry = WeightRegistry(weights_dir)
@@ -59,9 +68,12 @@ def load_models(weights_dir: str | Path, *, precision: str = "fp32", need_signat
     except (KeyError, TypeError, ValueError):
         raise InvalidModel(f"{registry.manifest_path}: {PATCH_MODEL!r} config needs architecture, patch_px and "
                            "spacing_um") from None
-    runner = PatchRunner(make_patch_model(architecture, state=state), precision)
+    network, target = make_patch_model(architecture, state=state), resolve_device(device)
+    check = guard_precision(lambda p: PatchRunner(network, p, target)(probe_patches(patch_px)), precision,
+                            model=PATCH_MODEL, quantity="patch probability", tolerance=PATCH_PROBABILITY_TOLERANCE)
+    runner = PatchRunner(network, check.used, target)
     models = PathologyModels(runner, entry["sha256"], entry["version"], architecture, patch_px, spacing,
-                             runner.precision.value)
+                             runner.precision.value, precision_check=check)
     if need_signature:
         data, sig_entry = registry.load_json(SIGNATURE_MODEL)
         if sig_entry["kind"] != SIGNATURE_KIND:
@@ -167,17 +179,19 @@ class SlideResult:
 def score_slide(slide_path: str | Path, models: PathologyModels, *, annotation: str | Path | None = None,
                 annotation_classes: Sequence[str] = DEFAULT_TUMOR_CLASSES, mpp: float | None = None,
                 cache_dir: str | Path | None = None, batch_size: int = 64,
-                workers: int = 2, progress: bool = True, stopwatch: Stopwatch | None = None) -> SlideResult:
+                workers: int = 2, progress: bool = True, stopwatch: Stopwatch | None = None,
+                slide_fingerprint: dict[str, Any] | None = None) -> SlideResult:
     """Tile scores and the slide's signature score (log relative hazard; higher = riskier).
 
     ``stopwatch`` times the stages (:func:`compute_tile_scores`, then ``signature``).
+    ``slide_fingerprint`` spares hashing the slide again when the caller has just done so.
     """
     if models.signature is None:
         raise InvalidModel("scoring a slide needs the pathology-signature model; load it with need_signature=True")
     tiles, run = compute_tile_scores(slide_path, models.runner, models.model_sha256, spacing_um=models.spacing_um,
                                      patch_px=models.patch_px, precision=models.precision, annotation=annotation,
                                      annotation_classes=annotation_classes, mpp=mpp, cache_dir=cache_dir,
-                                     batch_size=batch_size, workers=workers,
+                                     slide_fingerprint=slide_fingerprint, batch_size=batch_size, workers=workers,
                                      progress=progress, stopwatch=stopwatch)
     with timed(stopwatch, "signature"):
         counts = models.signature.counts(tiles.probabilities)

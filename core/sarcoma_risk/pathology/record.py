@@ -57,6 +57,7 @@ def section_provenance(result: Any, models: Any, *, annotation_fingerprint: Mapp
         inputs=inputs,
         parameters={"architecture": models.architecture, "patch_px": models.patch_px,
                     "spacing_um": models.spacing_um, "precision": models.precision,
+                    "device": models.runner.device.type,
                     "signature_sha256": models.signature_sha256, "signature_version": models.signature_version,
                     "mpp": result.tiles.mpp, "mpp_source": result.run.mpp_source,
                     "restricted_to_annotation": result.run.restricted_to_annotation,
@@ -85,3 +86,14 @@ def merge_slide(current: Mapping[str, Any] | None, entry: Mapping[str, Any], mod
         "pooling": POOLING,
         "provenance": dict(provenance),
     }
+
+
+def holds_slide(section: Mapping[str, Any] | None, *, slide_sha256: str, annotation_sha256: str | None,
+                models: Any) -> bool:
+    """Whether ``section`` already pools this slide, tiled within this annotation (None: whole tissue)
+    and scored by these models, so that scoring it again would give the same entry."""
+    pooled = set((section or {}).get("pooled_slides") or ())
+    return any(s.get("slide_sha256") == slide_sha256 and s.get("annotation_sha256") == annotation_sha256
+               and s.get("patch_model_sha256") == models.model_sha256
+               and s.get("signature_sha256") == models.signature_sha256 and slide_sha256 in pooled
+               for s in (section or {}).get("slides") or ())

@@ -50,6 +50,7 @@ from sarcoma_risk.radiology.summary import (
     SequenceSetRun,
 )
 from sarcoma_risk.radiology.train import RadiologyCoxModel
+from sarcoma_risk.runtime import TrainRuntime
 from sarcoma_risk.sequences import SEQUENCE_ORDER, SEQUENCE_SETS, set_sequences
 from sarcoma_risk.survival.concordance import harrell_c, undefined_as_none
 from sarcoma_risk.survival.crossfit import Fold, cross_fit
@@ -158,9 +159,12 @@ def data_sha256(patches: CohortPatches, positions: np.ndarray, sequences: Sequen
 
 @dataclass(frozen=True)
 class TrainingReport:
-    """What :func:`train_from_manifest` did (``summary`` is also saved as ``radiology_training.json``)."""
+    """What :func:`train_from_manifest` did (``summary`` is also saved as ``radiology_training.json``).
 
-    summary: RadiologyRun
+    ``summary`` is None on the ranks other than 0 of a distributed run, which write nothing.
+    """
+
+    summary: RadiologyRun | None
     models: dict[str, RadiologyEnsemble]  # by sequence set
 
 
@@ -196,9 +200,18 @@ class _SetFit:
 
 
 def _fit_set(patches: CohortPatches, sequences: tuple[str, ...], preprocess: PreprocessConfig,
-             model: ModelConfig, train: TrainConfig, folds: int) -> _SetFit:
+             model: ModelConfig, train: TrainConfig, folds: int, runtime: TrainRuntime) -> _SetFit:
     """Cross-fit (or fit once) the models of one set; score its development and validation cases."""
     config = replace(preprocess, sequences=sequences)
+    set_name = "+".join(sequences)
+
+    def fit_on(name: str, train_config: TrainConfig, positions: np.ndarray) -> RadiologyCoxModel:
+        """A model fitted on the development cases at ``positions``, checkpointed as ``name``."""
+        estimator = RadiologyCoxModel(config, model, train_config)
+        identity = {"data_sha256": data_sha256(patches, dev_idx[positions], sequences), **estimator.config_dict()}
+        return estimator.fit(X_dev[positions], t_dev[positions], e_dev[positions], runtime=runtime,
+                             checkpoint=runtime.checkpoint(name, identity))
+
     dev_idx = patches.select(Split.DEVELOPMENT, sequences)
     val_idx = patches.select(Split.VALIDATION, sequences)
     X_dev = patches.stack(dev_idx, sequences, config.mask_channel)
@@ -208,8 +221,8 @@ def _fit_set(patches: CohortPatches, sequences: tuple[str, ...], preprocess: Pre
     entries: dict[str, ScoreEntry] = {}
     if folds:
         def fit(fold: Fold) -> RadiologyCoxModel:
-            fold_model = RadiologyCoxModel(config, model, replace(train, seed=train.seed + 1 + fold.number))
-            return fold_model.fit(X_dev[fold.train], t_dev[fold.train], e_dev[fold.train])
+            return fit_on(f"radiology-{set_name}-fold-{fold.number + 1}",
+                          replace(train, seed=train.seed + 1 + fold.number), fold.train)
 
         assignment = stratified_folds(event_strata(e_dev), folds, train.seed)
         crossfit = cross_fit(assignment, folds, fit, lambda fold_model, fold: fold_model.predict(X_dev[fold.test]),
@@ -227,7 +240,7 @@ def _fit_set(patches: CohortPatches, sequences: tuple[str, ...], preprocess: Pre
         oof_c = undefined_as_none(harrell_c(t_dev, e_dev, oof))
     else:
         log.info("one model on all %d development cases (no cross-fitting)", len(dev_idx))
-        single = RadiologyCoxModel(config, model, train).fit(X_dev, t_dev, e_dev)
+        single = fit_on(f"radiology-{set_name}", train, np.arange(len(dev_idx)))
         ensemble = RadiologyEnsemble([single], single.reference_scores_, ReferenceSource.IN_SAMPLE)
         members = [MemberFigures(None, len(dev_idx), 0, single.best_epoch_, single.validation_cindex_, None)]
         oof_c = None
@@ -242,7 +255,8 @@ def _fit_set(patches: CohortPatches, sequences: tuple[str, ...], preprocess: Pre
 
 def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, preprocess: PreprocessConfig,
                         model: ModelConfig, train: TrainConfig, folds: int = 5,
-                        sequence_sets: Sequence[str] | None = None) -> TrainingReport:
+                        sequence_sets: Sequence[str] | None = None,
+                        runtime: TrainRuntime | None = None) -> TrainingReport:
     """Train the radiology models on a manifest's development cases and write the outputs (module docstring).
 
     Parameters
@@ -253,13 +267,21 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
     sequence_sets : sequence of str, optional
         The sets to train (``t2fs+t1ce``, ``t2fs``, ``t1ce``). Default: every set, each when enough
         development cases have its sequences; a set named here that cannot be trained is an error.
+    runtime : TrainRuntime, optional
+        Device, precision, process group and checkpoints (default: one process on the CPU, fp32,
+        no checkpoints). Each fit (``radiology-<set>-fold-K``, or ``radiology-<set>`` without folds)
+        checkpoints after every epoch and, with ``resume``, continues where its checkpoint stopped.
+        In a distributed run every rank trains and scores; rank 0 alone writes the outputs.
     """
     if isinstance(folds, bool) or not isinstance(folds, int) or folds == 1 or folds < 0:
         raise InvalidInput(f"folds: {folds!r} must be 0 (no cross-fitting) or at least 2")
     sets = check_sequence_sets(sequence_sets)
+    runtime = runtime if runtime is not None else TrainRuntime()
+    main_rank = runtime.distributed.is_main
     manifest = read_manifest(manifest_path)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if main_rank:
+        out_dir.mkdir(parents=True, exist_ok=True)
     wanted = tuple(s for s in SEQUENCE_ORDER if any(s in set_sequences(name) for name in sets))
     patches = prepare_cohort(manifest.cases, preprocess, wanted)
     needed = max(MIN_DEVELOPMENT_CASES, 2 * folds)
@@ -289,7 +311,10 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
             log.warning("sequence set %s: no model (%s)", name, why)
             continue
         log.info("sequence set %s: %d development cases", name, len(dev_idx))
-        fitted = _fit_set(patches, sequences, preprocess, model, train, folds)
+        fitted = _fit_set(patches, sequences, preprocess, model, train, folds, runtime)
+        models[name] = fitted.model
+        if not main_rank:  # the other ranks of a distributed run write nothing
+            continue
         digest = data_sha256(patches, dev_idx, sequences)
         training_data = RadiologyTrainingData(digest, sha256_file(manifest.path), fitted.n_development,
                                               fitted.n_events, sequences, Split.DEVELOPMENT.value)
@@ -300,20 +325,25 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
                                     CohortCases(fitted.n_development, fitted.n_validation, failed,
                                                 tuple(patches.without_mri) + without))
         tables.append(ScoreTable("radiology", fitted.entries, sequences=name))
-        models[name] = fitted.model
-    if not runs:
+    if not models:
         raise InvalidManifest(
             f"{manifest.path}: no radiology model could be trained: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
             + f" (cases failed: {len(patches.failures)}, without MRI: {len(patches.without_mri)})"
             + "".join(f"\n  {f['case_id']}: {f['error']}" for f in patches.failures[:10]))
     if sequence_sets and skipped:
         raise InvalidManifest(f"{manifest.path}: " + "; ".join(f"sequence set {k}: {v}" for k, v in skipped.items()))
+    if not main_rank:
+        return TrainingReport(None, models)
+    runtime_figures = runtime.to_dict()
+    if runtime.distributed.active:  # every rank's weights of each member model, to show they are the same
+        runtime_figures["distributed"]["member_rank_sha256"] = {
+            name: [member.replica_sha256_ for member in ensemble.members] for name, ensemble in models.items()}
     # CRLF row ends, as radiology's score tables have always had (the reader takes both).
     write_score_file(out_dir / SCORES_FILE, tables, line_end="\r\n")
     summary = RadiologyRun(
         created_utc=utc_now(),
         arguments={"folds": folds, "sequence_sets": list(sets), "preprocess": preprocess.to_dict(),
                    "model": model.to_dict(), "train": train.to_dict()},
-        versions=_versions(), models=runs, skipped=skipped, scores_file=SCORES_FILE)
+        versions=_versions(), runtime=runtime_figures, models=runs, skipped=skipped, scores_file=SCORES_FILE)
     atomic_write_json(out_dir / RUN_FILE, summary.to_dict())
     return TrainingReport(summary, models)

@@ -86,6 +86,17 @@ class RadiologyEnsemble:
         """The name of the sequence set this model reads, e.g. ``"t2fs"``."""
         return self.preprocess.sequence_set
 
+    @property
+    def device(self) -> Any:
+        """The torch device the members' networks are on."""
+        return self.members[0]._check_fitted().offset.device
+
+    def to(self, device: Any) -> "RadiologyEnsemble":
+        """Move every member's network to ``device``; returns self."""
+        for member in self.members:
+            member.to(device)
+        return self
+
     def predict(self, X: np.ndarray, batch_size: int = 8) -> np.ndarray:
         """Mean log relative hazard of the members per case (higher = riskier)."""
         return np.mean([member.predict(X, batch_size) for member in self.members], axis=0)

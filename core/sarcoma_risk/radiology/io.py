@@ -332,9 +332,21 @@ def read_case(t2fs: str | Path | None, mask: str | Path, t1ce: str | Path | None
     reference = read_image(first_path, first_uid)
     tumor = read_mask(mask, reference, segment)
     images = {first: reference}
-    fingerprints = {first: input_fingerprint(first_path, first_uid), "mask": input_fingerprint(mask)}
     for name, path, uid in others:
         images[name] = align_sequence(read_image(path, uid), reference, tumor, name=f"{name.upper()} sequence",
                                       path=path)
-        fingerprints[name] = input_fingerprint(path, uid)
+    fingerprints = case_fingerprints(t2fs, mask, t1ce, series_uid=series_uid, series_uid2=series_uid2)
     return MRICase(images, tumor, fingerprints)
+
+
+def case_fingerprints(t2fs: str | Path | None, mask: str | Path, t1ce: str | Path | None = None, *,
+                      series_uid: str | None = None, series_uid2: str | None = None) -> dict[str, dict[str, Any]]:
+    """The input fingerprints :func:`read_case` records (roles ``t2fs``, ``mask``, ``t1ce``, for the sequences
+    given), without reading the images: a batch compares them with a record's provenance to skip a case
+    scored before."""
+    fingerprints = {"mask": input_fingerprint(Path(mask))}
+    if t2fs is not None:
+        fingerprints = {"t2fs": input_fingerprint(Path(t2fs), series_uid), **fingerprints}
+    if t1ce is not None:
+        fingerprints["t1ce"] = input_fingerprint(Path(t1ce), series_uid2)
+    return fingerprints

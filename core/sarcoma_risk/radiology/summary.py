@@ -100,11 +100,13 @@ class RadiologyRun:
     created_utc: str
     arguments: Mapping[str, Any]  # folds, sequence sets and the three configurations
     versions: Mapping[str, str]
+    runtime: Mapping[str, Any]  # device, precision, processes, checkpoints (sarcoma_risk.runtime.TrainRuntime)
     models: Mapping[str, SequenceSetRun]  # by sequence set, in order of preference
     skipped: Mapping[str, str]  # sequence set -> why no model was trained
     scores_file: str
 
     def to_dict(self) -> dict[str, Any]:
         return {"created_utc": self.created_utc, "command": "train radiology", "arguments": dict(self.arguments),
-                "versions": dict(self.versions), "models": {k: v.to_dict() for k, v in self.models.items()},
-                "skipped": dict(self.skipped), "scores_file": self.scores_file}
+                "versions": dict(self.versions), "runtime": dict(self.runtime),
+                "models": {k: v.to_dict() for k, v in self.models.items()}, "skipped": dict(self.skipped),
+                "scores_file": self.scores_file}
