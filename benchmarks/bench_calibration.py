@@ -5,8 +5,8 @@ it) and ``fusion.json`` from a weights folder, both sha256-verified through the 
 the calibration slope, the observed/expected recurrences up to the last horizon and the calibration
 intercept (log O/E), each with a percentile bootstrap 95% CI (the same code and resampling as the
 evaluation report: :func:`sarcoma_risk.fusion.bootstrap.bootstrap_metrics`). Every case's expected
-count uses the baseline hazard of the sub-model named by ``--submodel`` (the shipped validation
-cohort is scored by the combined sub-model only; the test of the shipped weights checks that), so
+count uses the baseline hazard of the combined sub-model (or ``--submodel``; the shipped validation
+cohort is scored by the combined sub-model only, as the test of the shipped weights checks), so
 it also measures weights of earlier releases, whose manifest has no calibration figures.
 
 Run: ``.venv/bin/python benchmarks/bench_calibration.py [--weights weights] [--resamples 1000]``.
@@ -35,13 +35,17 @@ FIGURES = (("calibration_slope", "1 is ideal; below 1 the risks are too spread o
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, default=Path("weights"))
-    parser.add_argument("--submodel", default="clinical+radiology+pathology")
+    parser.add_argument("--submodel", default=None,
+                        help="default: the combined sub-model (clinical+radiology[t2fs+t1ce]+pathology; "
+                             "clinical+radiology+pathology in releases before the per-sequence-set models)")
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     cohort, _ = load_validation_cohort(args.weights)
     model, info = load_fusion(weights=args.weights)
-    cox = model.submodels_[args.submodel].cox
+    submodel = args.submodel or next(n for n in ("clinical+radiology[t2fs+t1ce]+pathology",
+                                                  "clinical+radiology+pathology") if n in model.submodels_)
+    cox = model.submodels_[submodel].cox
     tau = HORIZONS[-1]
     expected = cox.cumulative_hazard_at(np.minimum(cohort.time_months, tau)) * np.exp(cohort.risk)
     prediction = Prediction(cohort.risk, cox.survival(cohort.risk, HORIZONS), expected)

@@ -113,4 +113,4 @@ def test_train_radiology_refuses_to_resume_with_other_options(phantom_cohort_tin
     capsys.readouterr()
     assert train(phantom_cohort_tiny.manifest, tmp_path / "out", "--resume", "--seed", "5") == 1
     err = capsys.readouterr().err
-    assert "radiology-final.pt: written by another run (it differs in train)" in err and "leave out --resume" in err
+    assert "radiology-t2fs+t1ce.pt: written by another run (it differs in train)" in err and "leave out --resume" in err
