@@ -35,7 +35,7 @@ def shipped_inputs(shipped, phantom_set):
 
 
 def scores(model, X, precision):
-    with autocast(model.network_.offset.device, precision):
+    with autocast(model.device, precision):
         return model.predict(X)
 
 
