@@ -158,8 +158,10 @@ class GridQuery:
         self.rounds: list[dict[str, Any]] = []
 
     def __call__(self, op: str, request: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        from flwr.app import Message
+
         content = encode(request)
-        messages = [self.grid.create_message(content, f"query.{op}", node, str(len(self.rounds)))
+        messages = [Message(content, dst_node_id=node, message_type=f"query.{op}", group_id=str(len(self.rounds)))
                     for node in self.nodes]
         sent = 0
         for m in messages:
@@ -194,7 +196,7 @@ class GridQuery:
 def run_server(grid, run_config: Mapping[str, Any], on_message: MessageHook | None = None):
     """The ServerApp's work: wait for the centres, fit, return ``(model, fit log, GridQuery)``."""
     settings = settings_from_config(run_config)
-    min_nodes = int(run_config.get("min-centres", 2))
+    min_nodes = settings.min_centres
     deadline = time.monotonic() + float(run_config.get("wait-timeout", 60.0))
     while len(list(grid.get_node_ids())) < min_nodes:
         if time.monotonic() > deadline:
@@ -228,6 +230,7 @@ def settings_from_config(run_config: Mapping[str, Any]) -> FederatedFusionSettin
         min_events=int(run_config.get("min-events", defaults.min_events)),
         min_centre_events=int(run_config.get("min-centre-events", defaults.min_centre_events)),
         max_newton_steps=int(run_config.get("max-rounds", defaults.max_newton_steps)),
+        min_centres=int(run_config.get("min-centres", defaults.min_centres)),
     )
 
 

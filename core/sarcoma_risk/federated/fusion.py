@@ -64,6 +64,7 @@ class FederatedFusionSettings:
     min_events: int = 10  # per sub-model, pooled over centres (as train fusion)
     min_centre_events: int = 10  # per centre: fewer and the centre is refused
     min_level_count: int = 5
+    min_centres: int = 2  # centres that must take part (after refusals and dropouts)
     max_newton_steps: int = 50
     tolerance: float = 1e-10
     time_step_months: float = 1.0
@@ -150,8 +151,11 @@ def _fit(session: _Session, settings: FederatedFusionSettings):
             fit_log.refused[centre] = why
         else:
             fit_log.centres.append(centre)
-    if not fit_log.centres:
-        raise CentreRefused("federated fit: no centre can take part:\n  " + "\n  ".join(fit_log.refused.values()))
+    if len(fit_log.centres) < settings.min_centres:
+        reasons = [*fit_log.refused.values(), *(f"centre {c}: dropped out" for c in fit_log.dropped_out)]
+        raise CentreRefused(f"federated fit: {len(fit_log.centres)} centre(s) can take part "
+                            f"({', '.join(fit_log.centres) or 'none'}); need at least {settings.min_centres}"
+                            + "".join(f"\n  {r}" for r in reasons))
     replies = {c: summaries[c] for c in fit_log.centres}
 
     model = CoxFusion(clinical_features=settings.clinical_features, penalizers=(settings.penalizer,),
