@@ -147,7 +147,8 @@ def cmd_server(args: argparse.Namespace) -> int:
 
 
 def cmd_client(args: argparse.Namespace) -> int:
-    import subprocess
+    import os
+    import sys
 
     from sarcoma_risk.federated.deploy import client_command
     from sarcoma_risk.federated.flower import manifest_table_loader
@@ -161,4 +162,7 @@ def cmd_client(args: argparse.Namespace) -> int:
           f"{args.server}", flush=True)
     command = client_command(args.manifest, args.centre, args.server, scores=args.scores,
                              clientappio_port=args.clientappio_port, root_certificates=args.root_certificates)
-    return subprocess.run(command).returncode
+    sys.stdout.flush()
+    # replace this process by the SuperNode, so that stopping the client (a signal to this pid) stops it
+    os.execv(command[0], command)
+    return 0  # not reached
