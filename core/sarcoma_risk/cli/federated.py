@@ -150,7 +150,7 @@ def cmd_client(args: argparse.Namespace) -> int:
     import os
     import sys
 
-    from sarcoma_risk.federated.deploy import client_command
+    from sarcoma_risk.federated.deploy import client_command, flower_environment
     from sarcoma_risk.federated.flower import manifest_table_loader
 
     class _Context:  # the node config the SuperNode will hand its ClientApp, checked here first
@@ -164,5 +164,5 @@ def cmd_client(args: argparse.Namespace) -> int:
                              clientappio_port=args.clientappio_port, root_certificates=args.root_certificates)
     sys.stdout.flush()
     # replace this process by the SuperNode, so that stopping the client (a signal to this pid) stops it
-    os.execv(command[0], command)
+    os.execve(command[0], command, flower_environment())
     return 0  # not reached

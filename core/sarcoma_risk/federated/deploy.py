@@ -64,6 +64,13 @@ def flower_command(name: str) -> str:
     return found
 
 
+def flower_environment(**extra: str) -> dict[str, str]:
+    """This environment with Flower's scripts first on PATH: the SuperLink and SuperNode start
+    ``flower-superexec``, ``flwr-serverapp`` and ``flwr-clientapp`` by name."""
+    scripts = str(Path(flower_command("flower-superlink")).parent)
+    return {**os.environ, "PATH": os.pathsep.join([scripts, os.environ.get("PATH", "")]), **extra}
+
+
 @dataclass(frozen=True)
 class Tls:
     """TLS files (all None: plain gRPC, only for loopback tests)."""
@@ -113,7 +120,7 @@ def run_server(out: Path, work: Path, run_config: Mapping[str, Any], *, address:
     work.mkdir(parents=True, exist_ok=True)
     config = {**run_config, "out": str(out.resolve())}
     app = write_app(work / "app", config)
-    env = {**os.environ, "FLWR_HOME": str((work / "flwr-home").resolve())}
+    env = flower_environment(FLWR_HOME=str((work / "flwr-home").resolve()))
     (work / "flwr-home").mkdir(exist_ok=True)
     link = [flower_command("flower-superlink"), "--fleet-api-address", f"{address}:{fleet_port}",
             "--control-api-address", f"127.0.0.1:{control_port}", "--serverappio-api-address",

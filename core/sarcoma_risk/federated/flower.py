@@ -129,11 +129,17 @@ def make_client_app(load_table: TableLoader = manifest_table_loader):
     cache: dict[int, tuple[str, Any]] = {}
 
     def handle(message: Message, context) -> Message:
-        if context.node_id not in cache:
-            cache[context.node_id] = load_table(context)
-        name, table = cache[context.node_id]
-        request = decode(message.content)
-        reply = centre.answer(table, request)
+        name = str(context.node_config.get("centre", context.node_id))
+        try:
+            if context.node_id not in cache:
+                cache[context.node_id] = load_table(context)
+            name, table = cache[context.node_id]
+            reply = centre.answer(table, decode(message.content))
+        except Exception as exc:
+            # The details name cases and values: they stay in this centre's log, the server gets the kind only.
+            log.error("centre %s: %s", name, exc)
+            raise FederatedError(f"centre {name}: {type(exc).__name__} while answering "
+                                 f"{message.metadata.message_type} (details in that centre's log)") from None
         reply["centre"] = name
         return Message(encode(reply), reply_to=message)
 
@@ -178,7 +184,8 @@ class GridQuery:
                 self.on_message("received", reply, size)
             node = reply.metadata.src_node_id
             if reply.has_error():
-                raise FederatedError(f"centre {self.names.get(node, node)}: {reply.error.reason}")
+                raise FederatedError(f"a centre answered with an error (node {self.names.get(node, node)}): "
+                                     f"{reply.error.reason}")
             payload = decode(reply.content)
             self.names[node] = str(payload.pop("centre"))
             out[self.names[node]] = payload
