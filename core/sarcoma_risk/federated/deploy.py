@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -133,22 +134,31 @@ def run_server(out: Path, work: Path, run_config: Mapping[str, Any], *, address:
         '[superlink]\ndefault = "sarcoma-risk"\n\n[superlink.sarcoma-risk]\n'
         + "".join(f"{k} = {_toml_value(v)}\n" for k, v in connection.items()), encoding="utf-8")
     with open(work / "superlink.log", "wb") as link_log, open(work / "run.log", "wb") as run_log:
-        superlink = subprocess.Popen(link, stdout=link_log, stderr=subprocess.STDOUT, env=env)
+        # its own process group: the SuperLink starts flower-superexec and flwr-serverapp, stopped with it
+        superlink = subprocess.Popen(link, stdout=link_log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         try:
             wait_for_port("127.0.0.1", control_port, 60.0)
             overrides = " ".join(f"{k}={_toml_value(v)}" for k, v in config.items())
             result = subprocess.run([flower_command("flwr"), "run", str(app), "sarcoma-risk", "--run-config", overrides,
                                      "--stream"], stdout=run_log, stderr=subprocess.STDOUT, env=env, timeout=timeout)
         finally:
-            superlink.terminate()
-            try:
-                superlink.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                superlink.kill()
+            _stop_group(superlink)
     if result.returncode != 0 or not (out / "manifest.json").is_file():
         raise FlowerCommandError(f"the federated run did not write {out / 'manifest.json'} (flwr run exit "
                                  f"{result.returncode}); see {work / 'run.log'} and {work / 'superlink.log'}")
     return out
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    """Stop a process started with ``start_new_session=True`` and everything it started."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def client_command(manifest: Path, centre: str, server: str, *, scores: Sequence[Path] = (),
