@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from sarcoma_risk.cli import main
+from sarcoma_risk.release.model_card import _fusion_training
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,6 +35,10 @@ def test_simulate_writes_registered_weights_that_evaluate_reads(three_centre_man
     federated = summary["training_data"]["federated"]
     assert federated["centres"] == ["A", "B", "C"] and federated["refused"] == {}
     assert (weights / "federated_run.json").is_file()
+    entry = json.loads((weights / "manifest.json").read_text())["models"]["fusion"]
+    card = _fusion_training(entry)  # the model card's sentence on how the fusion model was trained
+    assert card.startswith("trained federated (flwr 1.32.1) across centres A, B, C without pooling their cases")
+    assert "stratified by centre" in card and f"{federated['rounds']} rounds" in card
     report = tmp_path / "report"
     assert main(["evaluate", "--manifest", str(three_centre_manifest), "--weights", str(weights), "--out", str(report),
                  "--bootstrap", "10", "--json"]) == 0
