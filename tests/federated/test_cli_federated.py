@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -64,19 +63,58 @@ def _free_ports(n):
     return ports
 
 
+def _write_certificates(folder: Path) -> None:
+    """A test CA and a server certificate for 127.0.0.1 signed by it (ca.pem, server.pem, server.key)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "SarcomaRisk test CA")])
+
+    def build(subject, public_key):
+        return (x509.CertificateBuilder().subject_name(subject).issuer_name(ca_name).public_key(public_key)
+                .serial_number(x509.random_serial_number()).not_valid_before(now)
+                .not_valid_after(now + datetime.timedelta(days=1)))
+
+    ca = build(ca_name, ca_key.public_key()).add_extension(
+        x509.BasicConstraints(ca=True, path_length=None), critical=True).sign(ca_key, hashes.SHA256())
+    server = build(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), key.public_key()).add_extension(
+        x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+    ).sign(ca_key, hashes.SHA256())
+    pem = serialization.Encoding.PEM
+    (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (folder / "server.pem").write_bytes(server.public_bytes(pem))
+    (folder / "server.key").write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+
+
 @pytest.mark.slow
-def test_server_and_three_clients_fit_over_grpc_on_loopback(three_centre_manifest, tmp_path):
+@pytest.mark.parametrize("transport", ["insecure", "tls"])
+def test_server_and_three_clients_fit_over_grpc_on_loopback(three_centre_manifest, tmp_path, transport):
     fleet, control, appio, *client_ports = _free_ports(6)
+    if transport == "tls":
+        _write_certificates(tmp_path)
+        server_flags = ["--ssl-certfile", str(tmp_path / "server.pem"), "--ssl-keyfile", str(tmp_path / "server.key"),
+                        "--ssl-ca-certfile", str(tmp_path / "ca.pem")]
+        client_flags = ["--root-certificates", str(tmp_path / "ca.pem")]
+    else:
+        server_flags = client_flags = ["--insecure"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "core"), str(REPO)]),
            "PYTHONWARNINGS": "ignore::DeprecationWarning"}
     cli = [sys.executable, "-m", "sarcoma_risk.cli", "federated"]
-    server = subprocess.Popen([*cli, "server", "--out", str(tmp_path / "w"), "--insecure", "--address", "127.0.0.1",
+    server = subprocess.Popen([*cli, "server", "--out", str(tmp_path / "w"), *server_flags, "--address", "127.0.0.1",
                                "--port", str(fleet), "--control-port", str(control), "--serverappio-port", str(appio),
                                "--min-centres", "3", "--min-centre-events", "5", "--wait-timeout", "120",
                                "--time-limit", "240", "--json"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     clients = [subprocess.Popen([*cli, "client", "--manifest", str(three_centre_manifest), "--centre", centre,
-                                 "--server", f"127.0.0.1:{fleet}", "--insecure", "--clientappio-port", str(port)],
+                                 "--server", f"127.0.0.1:{fleet}", *client_flags, "--clientappio-port", str(port)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
                for centre, port in zip("ABC", client_ports)]
     try:
@@ -92,4 +130,3 @@ def test_server_and_three_clients_fit_over_grpc_on_loopback(three_centre_manifes
     summary = json.loads(text[text.index("{"):])
     assert summary["training_data"]["federated"]["centres"] == ["A", "B", "C"]
     assert (tmp_path / "w" / "fusion.json").is_file()
-    time.sleep(0)
