@@ -19,6 +19,7 @@ neither is used.
 
 from __future__ import annotations
 
+import copy
 import io
 from enum import Enum
 from functools import lru_cache
@@ -26,9 +27,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
+import torch
+import torchvision
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from sarcoma_risk.choices import check_choice
 from sarcoma_risk.errors import InvalidModel, WeightsNotFound
+from sarcoma_risk.pathology.shufflenet import shufflenet_v2
 from sarcoma_risk.provenance import sha256_bytes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -47,7 +52,6 @@ class Precision(str, Enum):
 
 def build_network(architecture: Architecture | str = Architecture.X1_0) -> Any:
     """A ShuffleNetV2 (torchvision's, see :mod:`.shufflenet`) whose classifier has one output."""
-    from sarcoma_risk.pathology.shufflenet import shufflenet_v2
 
     arch = check_choice(architecture, Architecture, "architecture")
     return shufflenet_v2(arch.value, num_classes=1)
@@ -55,7 +59,6 @@ def build_network(architecture: Architecture | str = Architecture.X1_0) -> Any:
 
 def imagenet_state(architecture: Architecture | str) -> dict[str, Any]:
     """torchvision's ImageNet weights for the backbone (classifier dropped); downloads on first use."""
-    import torchvision
 
     arch = check_choice(architecture, Architecture, "architecture")
     enum_name = {"shufflenet_v2_x1_0": "ShuffleNet_V2_X1_0_Weights", "shufflenet_v2_x0_5": "ShuffleNet_V2_X0_5_Weights"}
@@ -72,7 +75,6 @@ def imagenet_state(architecture: Architecture | str) -> dict[str, Any]:
 
 def load_state_file(path: str | Path) -> dict[str, Any]:
     """A user-supplied initial state dict (``weights_only=True``); a ``fc`` head of another shape is dropped."""
-    import torch
 
     path = Path(path)
     if not path.is_file():
@@ -106,7 +108,6 @@ def _load_into(network: Any, state: Mapping[str, Any], source: str, *, strict: b
 @lru_cache(maxsize=1)
 def _patch_model_class() -> type:
     """The nn.Module class, defined on first use so importing this module does not import torch."""
-    import torch
 
     class PatchModel(torch.nn.Module):
         """ShuffleNetV2 with one logit over [0, 1]-scaled RGB patches; ImageNet normalisation inside."""
@@ -147,7 +148,6 @@ def make_patch_model(architecture: Architecture | str = Architecture.X1_0, init:
 
 def state_bytes(model: Any) -> bytes:
     """The checkpoint bytes of a model's network (deterministic for equal weights)."""
-    import torch
 
     buffer = io.BytesIO()
     torch.save({k: v.detach().clone() for k, v in model.net.state_dict().items()}, buffer)
@@ -166,8 +166,6 @@ def fold_batch_norm(module: Any) -> Any:
     the same up to float rounding and each folded pair is one operation instead of two passes over
     the activations. Changes ``module`` in place and returns it; call it on a copy.
     """
-    import torch
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     for name, child in module.named_children():
         if isinstance(child, torch.nn.Sequential):
@@ -197,17 +195,11 @@ class PatchRunner:
     """
 
     def __init__(self, model: Any, precision: Precision | str = Precision.FP32) -> None:
-        import copy
-
-        import torch
-
         self.precision = check_choice(precision, Precision, "precision")
         self.model = model.eval().to(memory_format=torch.channels_last)
         self._network = fold_batch_norm(copy.deepcopy(self.model)).to(memory_format=torch.channels_last)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        import torch
-
         with torch.inference_mode():
             # (N, H, W, 3) uint8 permuted to (N, 3, H, W) is already channels-last in memory: no copy
             x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)

@@ -30,10 +30,17 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from sarcoma_risk.errors import InvalidInput, InvalidOutcome, SarcomaRiskError
 from sarcoma_risk.pathology.augment import AugmentConfig, augment_batch
-from sarcoma_risk.pathology.slide import PatchGeometry, Slide
+from sarcoma_risk.pathology.infer import read_batches
+from sarcoma_risk.pathology.model import PatchRunner, make_patch_model
+from sarcoma_risk.pathology.regions import read_tumor_region
+from sarcoma_risk.pathology.slide import PatchGeometry, Slide, open_slide, shared_cache
+from sarcoma_risk.pathology.tiling import plan_patches
+from sarcoma_risk.pathology.tissue import tissue_mask
 from sarcoma_risk.survival.concordance import harrell_c, undefined_as_none
 from sarcoma_risk.survival.folds import stratified_split
 
@@ -125,8 +132,6 @@ class SlidePool:
         self._open: dict[Path, Slide] = {}
 
     def get(self, ref: SlideRef) -> Slide:
-        from sarcoma_risk.pathology.slide import open_slide, shared_cache
-
         if ref.path not in self._open:
             if self._cache is None:
                 self._cache = shared_cache(self.cache_mb)
@@ -140,9 +145,6 @@ class SlidePool:
 
 def prepare_slides(cases: Sequence[TrainingCase], config: TrainConfig, pool: SlidePool) -> None:
     """Find tissue and lay the patch grid of every slide (once per run)."""
-    from sarcoma_risk.pathology.regions import read_tumor_region
-    from sarcoma_risk.pathology.tiling import plan_patches
-    from sarcoma_risk.pathology.tissue import tissue_mask
 
     for case in cases:
         for ref in case.slides:
@@ -171,8 +173,6 @@ def naming_case(case_id: str) -> Iterator[None]:
 
 def _read_items(items: Sequence[tuple[SlideRef, int, int]], pool: SlidePool, config: TrainConfig,
                 batch_size: int):
-    from sarcoma_risk.pathology.infer import read_batches
-
     slides = {id(ref): pool.get(ref) for ref, _, _ in items}  # opened here, read from worker threads
 
     def read(item: tuple[SlideRef, int, int]) -> np.ndarray:
@@ -233,7 +233,6 @@ def recalibrate_batchnorm(model: Any, batches: Any) -> None:
     weights, and the model then scores every patch alike in eval mode; averaging the statistics of
     the final weights over real patches fixes that (as SWA's ``update_bn`` does).
     """
-    import torch
 
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
@@ -276,10 +275,6 @@ class PatchTrainer:
         self.progress = progress
 
     def fit(self, cases: Sequence[TrainingCase], pool: SlidePool) -> TrainingResult:
-        import torch
-
-        from sarcoma_risk.pathology.model import make_patch_model
-
         cfg = self.config
         cfg.check()
         rng = np.random.default_rng([cfg.seed, 11])
@@ -330,8 +325,6 @@ class PatchTrainer:
     def _train_epoch(self, model: Any, optimiser: Any, sample: list, pool: SlidePool, generator: Any,
                      epoch: int) -> float:
         """One pass over the epoch's patch sample; returns the mean training loss."""
-        import torch
-        from tqdm import tqdm
 
         cfg = self.config
         targets = torch.tensor([s[3] for s in sample], dtype=torch.float32)
@@ -358,7 +351,6 @@ class PatchTrainer:
         """Harrell's C of the mean patch probability per validation case, and the patch loss of labelled cases."""
         if not items:
             return None, None
-        from sarcoma_risk.pathology.model import PatchRunner
 
         runner = PatchRunner(model)
         probs = np.empty(len(items), dtype=np.float64)

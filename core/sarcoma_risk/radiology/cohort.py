@@ -23,12 +23,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import SimpleITK as sitk
+import torch
 
+from sarcoma_risk import __version__
 from sarcoma_risk.cohort import CohortCase, Split, read_manifest
 from sarcoma_risk.errors import InvalidInput, InvalidManifest, SarcomaRiskError
 from sarcoma_risk.fileio import atomic_write_json
 from sarcoma_risk.provenance import sha256_file, utc_now
+from sarcoma_risk.radiology.checkpoint import save_model
 from sarcoma_risk.radiology.config import ModelConfig, PreprocessConfig, TrainConfig
+from sarcoma_risk.radiology.io import read_case
+from sarcoma_risk.radiology.preprocess import prepare_case
 from sarcoma_risk.radiology.summary import (
     CohortCases,
     FoldFigures,
@@ -84,8 +90,6 @@ def _redact(message: str, case: CohortCase) -> str:
 
 def prepare_cohort(cases: Sequence[CohortCase], config: PreprocessConfig) -> CohortPatches:
     """Read and prepare every case with MRI; failures are collected per case, never fatal."""
-    from sarcoma_risk.radiology.io import read_case
-    from sarcoma_risk.radiology.preprocess import prepare_case
 
     out = CohortPatches()
     for case in cases:
@@ -127,11 +131,6 @@ class TrainingReport:
 
 
 def _versions() -> dict[str, str]:
-    import SimpleITK as sitk
-    import torch
-
-    from sarcoma_risk import __version__
-
     return {"sarcoma_risk": __version__, "torch": torch.__version__, "SimpleITK": sitk.Version_VersionString(),
             "numpy": np.__version__}
 
@@ -201,7 +200,6 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
                 for i, s in zip(val_idx, val_scores)}
 
     digest = data_sha256(patches, development)
-    from sarcoma_risk import __version__
 
     figures = RadiologyFigures(
         final.validation_cindex_, final.best_epoch_,
@@ -210,7 +208,6 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
         tuple(fold_figures))
     training_data = RadiologyTrainingData(digest, sha256_file(manifest.path), n_dev, int(event[dev_idx].sum()),
                                           chosen, Split.DEVELOPMENT.value)
-    from sarcoma_risk.radiology.checkpoint import save_model
 
     entry = save_model(final, out_dir, version=f"{__version__}+{digest[:8]}", training_data=training_data.to_dict(),
                        validation=figures.to_dict())
