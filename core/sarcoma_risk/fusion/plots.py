@@ -3,7 +3,6 @@
 Every function takes the figure's data (the dicts of :mod:`sarcoma_risk.fusion.evaluation`, which
 also go into the report's JSON) and returns a :class:`matplotlib.figure.Figure` built without
 pyplot, so no GUI backend is touched and nothing global changes; :func:`to_png` renders it.
-matplotlib is imported inside the functions (this module is only imported by reporting code).
 """
 
 from __future__ import annotations

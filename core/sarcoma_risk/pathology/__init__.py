@@ -20,5 +20,5 @@ read -> preprocess -> model -> train -> infer, one job per module:
 - :mod:`.pipeline` scores one slide end to end; :mod:`.outputs` writes the tile table, QuPath tiles
   and heatmap.
 
-Importing this package is cheap: torch, OpenSlide and h5py are imported inside the functions.
+Importing this package imports none of its modules; each module imports the libraries it uses.
 """

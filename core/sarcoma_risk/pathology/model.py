@@ -28,7 +28,6 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-import torchvision
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from sarcoma_risk.choices import check_choice
@@ -59,6 +58,7 @@ def build_network(architecture: Architecture | str = Architecture.X1_0) -> Any:
 
 def imagenet_state(architecture: Architecture | str) -> dict[str, Any]:
     """torchvision's ImageNet weights for the backbone (classifier dropped); downloads on first use."""
+    import torchvision  # lazy: about 1 s at import (torch._dynamo), see shufflenet.py; only ImageNet init needs it
 
     arch = check_choice(architecture, Architecture, "architecture")
     enum_name = {"shufflenet_v2_x1_0": "ShuffleNet_V2_X1_0_Weights", "shufflenet_v2_x0_5": "ShuffleNet_V2_X0_5_Weights"}
@@ -107,7 +107,7 @@ def _load_into(network: Any, state: Mapping[str, Any], source: str, *, strict: b
 
 @lru_cache(maxsize=1)
 def _patch_model_class() -> type:
-    """The nn.Module class, defined on first use so importing this module does not import torch."""
+    """The nn.Module class (built once and cached)."""
 
     class PatchModel(torch.nn.Module):
         """ShuffleNetV2 with one logit over [0, 1]-scaled RGB patches; ImageNet normalisation inside."""

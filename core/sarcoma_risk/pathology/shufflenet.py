@@ -8,8 +8,6 @@ and torchvision's ImageNet weights load unchanged) and, seeded alike, its random
 are the same; ``tests/pathology/test_patch_model_and_streaming.py`` checks both and equal outputs
 against ``torchvision.models.shufflenet_v2_x*`` (torchvision stays a dependency: it supplies the
 ImageNet weights and is the reference).
-
-Defined in a function so that importing this module does not import torch.
 """
 
 from __future__ import annotations
