@@ -69,7 +69,7 @@ def probability_map(tiles: TileScores, shape: tuple[int, int], downsample: float
 
 def inferno_lut() -> np.ndarray:
     """matplotlib's inferno colour map as a (256, 3) uint8 table (matplotlib.colormaps, not its figure machinery)."""
-    from matplotlib import colormaps  # lazy: tile scoring must not import matplotlib (test_scoring_a_slide_does_not_import_torchvision)
+    from matplotlib import colormaps  # lazy: keeps matplotlib off the tile-scoring path (a test checks)
 
     return np.round(colormaps["inferno"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
 
