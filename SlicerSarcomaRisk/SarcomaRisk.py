@@ -146,9 +146,11 @@ class SarcomaRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.storePathLineEdit.currentPath = settings.value("SarcomaRisk/StorePath", "")
         self.ui.weightsPathLineEdit.currentPath = settings.value("SarcomaRisk/WeightsFolder", "")
         self.ui.timeoutSpinBox.value = int(settings.value("SarcomaRisk/TimeLimitSeconds", 600))
+        self.ui.deviceComboBox.currentText = settings.value("SarcomaRisk/Device", "auto")
         self.ui.storePathLineEdit.connect("currentPathChanged(QString)", self.onSettingsChanged)
         self.ui.weightsPathLineEdit.connect("currentPathChanged(QString)", self.onSettingsChanged)
         self.ui.timeoutSpinBox.connect("valueChanged(int)", self.onSettingsChanged)
+        self.ui.deviceComboBox.connect("currentIndexChanged(int)", self.onSettingsChanged)
 
         self._timer = qt.QTimer()
         self._timer.setInterval(POLL_INTERVAL_MS)
@@ -261,6 +263,7 @@ class SarcomaRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         settings.setValue("SarcomaRisk/StorePath", self.ui.storePathLineEdit.currentPath)
         settings.setValue("SarcomaRisk/WeightsFolder", self.ui.weightsPathLineEdit.currentPath)
         settings.setValue("SarcomaRisk/TimeLimitSeconds", self.ui.timeoutSpinBox.value)
+        settings.setValue("SarcomaRisk/Device", self.ui.deviceComboBox.currentText)
 
     def _storePath(self):
         return self.ui.storePathLineEdit.currentPath or None
@@ -301,7 +304,8 @@ class SarcomaRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.logTextEdit.clear()
             self._workflowController().compute(self.logic.scoringInputs(self._parameterNode),
                                                store_path=self._storePath(), weights_dir=self._weightsDir(),
-                                               timeout_s=self.ui.timeoutSpinBox.value)
+                                               timeout_s=self.ui.timeoutSpinBox.value,
+                                               device=self.ui.deviceComboBox.currentText)
 
     def onTimer(self) -> None:
         self._workflow.tick()
@@ -504,20 +508,20 @@ class SarcomaRiskLogic(ScriptedLoadableModuleLogic):
             segmentation=parameterNode.segmentation, segment_id=parameterNode.segmentId,
             t1ce=parameterNode.t1ceVolume)
 
-    def startScoring(self, parameterNode, storePath=None, weightsDir=None, timeoutS=None):
-        """Check and export the inputs and start the scorer; returns the run and its first log lines."""
+    def startScoring(self, parameterNode, storePath=None, weightsDir=None, timeoutS=None, device="auto"):
+        """Check and export the inputs and start the scorer (on ``device``); returns the run and its first log lines."""
         import SarcomaRiskLib
 
         job = SarcomaRiskLib.RadiologyScoring(
             parameterNode.GetNode().GetScene(), self.scoringInputs(parameterNode),
             store_path=storePath, weights_dir=weightsDir,
-            timeout_s=timeoutS or SarcomaRiskLib.DEFAULT_TIMEOUT_S, python_path=self.corePythonPath())
+            timeout_s=timeoutS or SarcomaRiskLib.DEFAULT_TIMEOUT_S, python_path=self.corePythonPath(), device=device)
         lines = job.start()
         return job, lines
 
-    def process(self, parameterNode, storePath=None, weightsDir=None, timeoutS=None, log=None):
+    def process(self, parameterNode, storePath=None, weightsDir=None, timeoutS=None, log=None, device="auto"):
         """Score in one blocking call (scripts and the self-test); returns the RadiologyResult."""
-        job, lines = self.startScoring(parameterNode, storePath, weightsDir, timeoutS)
+        job, lines = self.startScoring(parameterNode, storePath, weightsDir, timeoutS, device)
         for line in lines:
             (log or logging.info)(line)
         job.wait(log=log or logging.info)

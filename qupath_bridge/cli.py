@@ -37,7 +37,13 @@ def _add_annotation_class_option(p: argparse.ArgumentParser, default: str = "Tum
 
 
 def _add_scoring_options(p: argparse.ArgumentParser) -> None:
-    from sarcoma_risk.cli.common import add_json_option, add_store_option, positive_int
+    from sarcoma_risk.cli.common import (
+        SCORING_PRECISION_HELP,
+        add_device_options,
+        add_json_option,
+        add_store_option,
+        positive_int,
+    )
 
     p.add_argument("--weights", type=Path, default=None, metavar="DIR",
                    help="weights folder (default: $SARCOMA_RISK_WEIGHTS or the shipped weights/)")
@@ -46,6 +52,7 @@ def _add_scoring_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=64, help="patches per model batch (default 64)")
     p.add_argument("--workers", type=positive_int, default=2, help="patch reader threads (default 2)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_options(p, SCORING_PRECISION_HELP)
     add_store_option(p)
     add_json_option(p)
 
@@ -170,7 +177,8 @@ def _options(args: argparse.Namespace, project: Path | None):
     from sarcoma_risk.settings import default_weights_dir
 
     return ScoringOptions(args.weights if args.weights is not None else default_weights_dir(), mpp=args.mpp,
-                          batch_size=args.batch_size, workers=args.workers, progress=not args.quiet,
+                          batch_size=args.batch_size, workers=args.workers, precision=args.precision,
+                          device=args.device, progress=not args.quiet,
                           annotation_classes=annotation_classes(args.annotation_classes, project))
 
 

@@ -67,6 +67,7 @@ class ScoringOptions:
     batch_size: int = 64
     workers: int = 2
     precision: str = "fp32"
+    device: str = "auto"
     progress: bool = True
     annotation_classes: tuple[str, ...] = DEFAULT_TUMOR_CLASSES  # checked QuPath class names of the tumor
 
@@ -114,7 +115,7 @@ class SlideScorer:
 
     @cached_property
     def models(self) -> Any:
-        return load_models(self.options.weights_dir, precision=self.options.precision)
+        return load_models(self.options.weights_dir, precision=self.options.precision, device=self.options.device)
 
     def weights(self) -> dict[str, dict[str, str]]:
         """The sha256 and version of each model used (for run metadata and resume keys)."""

@@ -83,8 +83,8 @@ class WorkflowController:
     # ---- what the panel forwards -------------------------------------------------------------
 
     def compute(self, inputs: ScoringInputs, *, store_path: str | Path | None = None,
-                weights_dir: str | Path | None = None, timeout_s: float | None = None) -> None:
-        """Check and export the inputs and start the scorer; then poll with :meth:`tick`.
+                weights_dir: str | Path | None = None, timeout_s: float | None = None, device: str = "auto") -> None:
+        """Check and export the inputs and start the scorer (on ``device``); then poll with :meth:`tick`.
 
         Raises :class:`InvalidInput` (or a subclass) when the selection cannot be scored, and
         :class:`ScoringFailed` when a job already runs or the scorer cannot start; nothing runs then.
@@ -93,7 +93,8 @@ class WorkflowController:
             raise ScoringFailed("a scoring run is already in progress; wait for it to finish or cancel it")
         job = RadiologyScoring(self.scene, inputs, python_executable=self.python_executable,
                                store_path=store_path, weights_dir=weights_dir,
-                               timeout_s=timeout_s or DEFAULT_TIMEOUT_S, python_path=self.python_path)
+                               timeout_s=timeout_s or DEFAULT_TIMEOUT_S, python_path=self.python_path,
+                               device=device)
         lines = job.start()
         self._store_path, self._weights_dir = job.store_path, job.weights_dir
         for line in lines:

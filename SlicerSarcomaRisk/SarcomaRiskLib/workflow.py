@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
-from sarcoma_risk.errors import InvalidImage, StoreError
+from sarcoma_risk.errors import InvalidImage, InvalidInput, StoreError
 from sarcoma_risk.provenance import sha256_file
 
 from .errors import ScoringCancelled, ScoringFailed
@@ -28,7 +28,10 @@ from .validation import ScoringInputs, check_inputs
 DEFAULT_TIMEOUT_S = 600.0
 #: The scorer's options as the module's controls, for its error messages.
 CONTROL_NAMES = {"--image2": "the T1CE volume", "--weights": "the weights folder (Advanced)",
-                 "--store": "the case store (Advanced)"}
+                 "--store": "the case store (Advanced)",
+                 "use --device cpu (or auto)": "set Device (Advanced) to cpu or auto"}
+#: The ``--device`` choices of the scorer, as the module offers them.
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 @dataclass(frozen=True)
@@ -71,11 +74,15 @@ class RadiologyScoring:
         Wall-clock limit of the scoring process.
     python_path : sequence of str
         Folders the scoring process needs on ``PYTHONPATH``.
+    device : {"auto", "cpu", "cuda", "mps"}
+        Where the scorer runs the network (``--device``); auto takes a CUDA GPU when there is one.
     """
 
     def __init__(self, scene: Any, inputs: ScoringInputs, *, python_executable: str | None = None,
                  store_path: str | Path | None = None, weights_dir: str | Path | None = None,
-                 timeout_s: float = DEFAULT_TIMEOUT_S, python_path: Sequence[str] = ()) -> None:
+                 timeout_s: float = DEFAULT_TIMEOUT_S, python_path: Sequence[str] = (), device: str = "auto") -> None:
+        if device not in DEVICES:
+            raise InvalidInput(f"device: {device!r} is not one of {', '.join(DEVICES)}")
         self.scene = scene
         self.inputs = inputs
         self.python_executable = python_executable or default_python_executable()
@@ -83,6 +90,7 @@ class RadiologyScoring:
         self.weights_dir = Path(weights_dir) if weights_dir is not None else None
         self.timeout_s = timeout_s
         self.python_path = tuple(python_path)
+        self.device = device
         self._folder: Path | None = None
         self._exported: ExportedInputs | None = None
         self._process: CliProcess | None = None
@@ -115,7 +123,8 @@ class RadiologyScoring:
     def _arguments(self) -> list[str]:
         exported = self._exported
         args = ["score-mri", "--case", self.inputs.case_id, "--image", str(exported.t2),
-                "--mask", str(exported.mask), "--gradcam", str(self._folder / "gradcam.nrrd"), "--json"]
+                "--mask", str(exported.mask), "--gradcam", str(self._folder / "gradcam.nrrd"), "--device", self.device,
+                "--json"]
         if exported.t1ce is not None:
             args += ["--image2", str(exported.t1ce)]
         if self.store_path is not None:

@@ -105,3 +105,7 @@ class MissingDependency(SarcomaRiskError, ImportError):
 
 class OutputError(SarcomaRiskError, OSError):
     """An output folder that cannot be used: not empty, not writable, or the disk is full."""
+
+
+class DeviceUnavailable(SarcomaRiskError, RuntimeError):
+    """A device (CUDA, MPS) was asked for that this machine or this torch build does not have; says which."""

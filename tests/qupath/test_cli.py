@@ -216,3 +216,20 @@ def test_slides_scored_by_score_slide_and_by_the_bridge_pool_into_one_case_score
                  str(annotated.annotation), "--out", str(out)]) == 0
     ours, regions = split_objects(read_geojson(out))
     assert len(ours) == section["slides"][0]["n_tiles"] and len(regions) == 1
+
+
+def test_score_image_takes_the_device_and_records_the_precision_it_used(tmp_path, phantom_slides, tiny_weights,
+                                                                        capsys):
+    import torch
+
+    from sarcoma_risk.pathology.pipeline import load_models
+
+    args = ["score-image", "--slide", str(phantom_slides["plain"].slide), "--case", "STS-0003", "--out",
+            str(tmp_path / "out"), "--weights", str(tiny_weights), "--store", str(tmp_path / "cases.sqlite"), "--quiet"]
+    if not torch.cuda.is_available():
+        assert main([*args, "--device", "cuda"]) == 1
+        assert "device 'cuda':" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert main([*args, "--device", "cpu", "--precision", "fp16"]) == 0
+    used = load_models(tiny_weights, precision="fp16", device="cpu").precision  # fp16, or fp32 after the check
+    with open_store(tmp_path / "cases.sqlite", mode="r") as handle:
+        assert handle.get("STS-0003").pathology["provenance"]["parameters"]["precision"] == used

@@ -19,11 +19,12 @@ from sarcoma_risk.records import open_store
 CASE = "STS-0042"
 
 
-def scoring(scene, t2, segmentation, segment, store, weights, t1ce=None, case=CASE):
+def scoring(scene, t2, segmentation, segment, store, weights, t1ce=None, case=CASE, device="auto"):
     from SarcomaRiskLib import RadiologyScoring, ScoringInputs
 
     return RadiologyScoring(scene, ScoringInputs(case, t2, segmentation, segment, t1ce),
-                            python_executable=sys.executable, store_path=store, weights_dir=weights, timeout_s=300)
+                            python_executable=sys.executable, store_path=store, weights_dir=weights, timeout_s=300,
+                            device=device)
 
 
 def ijk_to_ras(node) -> np.ndarray:
@@ -237,6 +238,38 @@ def test_a_scorer_error_is_reported_and_nothing_is_written(scene, loaded_case, s
     assert scene.GetNumberOfNodes() == nodes_before
     assert list(private_tempdir.iterdir()) == []
     assert sha256_file(radiology_weights / "radiology.pt") != sha256_file(tampered / "radiology.pt")
+
+
+def test_the_chosen_device_reaches_the_scorer_and_its_record(scene, loaded_case, segment_id, radiology_weights,
+                                                              tmp_path):
+    from sarcoma_risk.errors import InvalidInput
+
+    t2, t1ce, segmentation = loaded_case
+    store = tmp_path / "cases.sqlite"
+    scoring(scene, t2, segmentation, segment_id(segmentation, "Tumor"), store, radiology_weights, t1ce,
+            device="cpu").run()
+    assert records(store)[0][CASE].radiology["provenance"]["parameters"]["device"] == "cpu"
+    with pytest.raises(InvalidInput, match=r"device: 'gpu' is not one of auto, cpu, cuda, mps"):
+        scoring(scene, t2, segmentation, segment_id(segmentation, "Tumor"), store, radiology_weights, t1ce,
+                device="gpu")
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_a_gpu_chosen_where_there_is_none_fails_naming_the_device_setting_and_writes_nothing(
+        scene, loaded_case, segment_id, radiology_weights, tmp_path, private_tempdir):
+    from SarcomaRiskLib import ScoringFailed
+
+    t2, t1ce, segmentation = loaded_case
+    store = tmp_path / "cases.sqlite"
+    nodes_before = scene.GetNumberOfNodes()
+    run = scoring(scene, t2, segmentation, segment_id(segmentation, "Tumor"), store, radiology_weights, t1ce,
+                  device="cuda")
+    with pytest.raises(ScoringFailed, match=r"^Radiology scoring failed: .*device 'cuda': .*set Device \(Advanced\) "
+                                            r"to cpu or auto"):
+        run.run()
+    assert not store.exists() or records(store)[0] == {}
+    assert scene.GetNumberOfNodes() == nodes_before
+    assert list(private_tempdir.iterdir()) == []
 
 
 def test_cancelling_a_run_leaves_the_record_and_the_scene_as_they_were(scene, loaded_case, segment_id,

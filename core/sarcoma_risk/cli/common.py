@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Iterable, Sequence, TextIO
 
 from sarcoma_risk.errors import SarcomaRiskError
@@ -49,6 +50,50 @@ def add_store_option(parser: argparse.ArgumentParser) -> None:
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     """``--json``: machine-readable output for scripts."""
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
+
+
+#: ``--precision`` help for scoring commands, whose reduced precision is checked against fp32 first.
+SCORING_PRECISION_HELP = ("fp32, or bf16/fp16 autocast (faster on GPUs and CPUs built for it); a reduced precision is "
+                          "first compared with fp32 on a fixed probe batch with the loaded weights, and scoring falls "
+                          "back to fp32 with a warning when the outputs move beyond a stated tolerance (default: fp32)")
+#: ``--precision`` help for training commands.
+TRAINING_PRECISION_HELP = ("fp32, or bf16/fp16 autocast for the forward pass (fp16 with gradient scaling); the "
+                           "weights stay float32 (default: fp32)")
+
+
+def add_device_options(parser: argparse.ArgumentParser, precision_help: str) -> None:
+    """``--device auto|cpu|cuda|mps`` and ``--precision fp32|bf16|fp16`` (checked by :mod:`sarcoma_risk.device`)."""
+    parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
+                        help="where torch runs: auto takes a CUDA GPU when there is one, else Apple's MPS, else the "
+                             "CPU; pick a GPU with CUDA_VISIBLE_DEVICES (default: auto)")
+    parser.add_argument("--precision", default="fp32", metavar="fp32|bf16|fp16", help=precision_help)
+
+
+def add_checkpoint_options(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint-dir DIR`` and ``--resume`` of the training commands."""
+    parser.add_argument("--checkpoint-dir", type=Path, default=None, metavar="DIR",
+                        help="where each fit saves its state after every epoch (default: OUT/checkpoints)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue every fit from its checkpoint (same data and options), e.g. after a crash; "
+                             "finished fits are not trained again")
+
+
+def training_runtime(args: argparse.Namespace, group: Any, device: Any, *, num_workers: int = 0) -> Any:
+    """The :class:`~sarcoma_risk.runtime.TrainRuntime` of a training command's options.
+
+    On the ranks other than 0 of a distributed run, logging is kept to warnings, so the run's log
+    is rank 0's.
+    """
+    import logging
+
+    from sarcoma_risk.device import check_precision
+    from sarcoma_risk.runtime import TrainRuntime
+
+    if not group.is_main:
+        logging.getLogger().setLevel(logging.WARNING)
+    return TrainRuntime(device, check_precision(args.precision, device), group, num_workers=num_workers,
+                        checkpoint_dir=args.checkpoint_dir if args.checkpoint_dir is not None else args.out / "checkpoints",
+                        resume=args.resume)
 
 
 def print_json(data: Any, stream: TextIO | None = None) -> None:

@@ -15,7 +15,13 @@ import contextlib
 import sys
 from pathlib import Path
 
-from sarcoma_risk.cli.common import add_json_option, add_store_option, print_json
+from sarcoma_risk.cli.common import (
+    SCORING_PRECISION_HELP,
+    add_device_options,
+    add_json_option,
+    add_store_option,
+    print_json,
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -41,16 +47,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--gradcam", type=Path, default=None, metavar="OUT",
                    help="write the signed Grad-CAM here (.nrrd, .nii.gz, .nii or .mha), same geometry as --image: "
                         "-1 to 1, positive where the tumor region raised the risk, negative where it lowered it")
+    add_device_options(p, SCORING_PRECISION_HELP)
     add_store_option(p)
     add_json_option(p)
     p.set_defaults(handler=cmd_score_mri)
 
 
 def cmd_score_mri(args: argparse.Namespace) -> int:
+    from sarcoma_risk.device import check_precision, resolve_device
     from sarcoma_risk.errors import InvalidInput
     from sarcoma_risk.provenance import Provenance
     from sarcoma_risk.radiology.checkpoint import MODEL_NAME, load_model
-    from sarcoma_risk.radiology.infer import score_case, staged_volume, volume_extension
+    from sarcoma_risk.radiology.infer import check_precision_for, score_case, staged_volume, volume_extension
     from sarcoma_risk.radiology.io import read_case
     from sarcoma_risk.records import open_store, validate_case_id
     from sarcoma_risk.settings import default_weights_dir
@@ -60,17 +68,20 @@ def cmd_score_mri(args: argparse.Namespace) -> int:
         volume_extension(args.gradcam)
         if not args.gradcam.parent.is_dir():
             raise InvalidInput(f"--gradcam {args.gradcam}: the folder {args.gradcam.parent} does not exist")
+    device = resolve_device(args.device)
+    check_precision(args.precision, device)
     weights = args.weights if args.weights is not None else default_weights_dir()
     model, entry = load_model(weights)
+    precision = check_precision_for(model.to(device), args.precision).used
     case = read_case(args.image, args.mask, args.image2 if "t1ce" in model.preprocess.sequences else None,
                      segment=args.segment, series_uid=args.series_uid, series_uid2=args.series_uid2)
     if args.image2 is not None and "t1ce" not in model.preprocess.sequences:
         print("note: this radiology model uses the T2 alone; --image2 was not used", file=sys.stderr)
-    result = score_case(model, case, gradcam=args.gradcam is not None)
+    result = score_case(model, case, gradcam=args.gradcam is not None, precision=precision)
     provenance = Provenance(
         MODEL_NAME, entry["version"], entry["sha256"], inputs=case.fingerprints,
         parameters={"segment": args.segment, "patch_spacing_mm": round(result.patch_spacing_mm, 4),
-                    "sequences": result.sequences})
+                    "sequences": result.sequences, "precision": precision, "device": device.type})
     section = {
         "score": result.score,
         "percentile": result.percentile,

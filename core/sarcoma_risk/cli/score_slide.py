@@ -15,7 +15,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from sarcoma_risk.cli.common import add_json_option, add_store_option, print_json
+from sarcoma_risk.cli.common import (
+    SCORING_PRECISION_HELP,
+    add_device_options,
+    add_json_option,
+    add_store_option,
+    print_json,
+)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -41,8 +47,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                    help="folder for the tile table, QuPath tiles and heatmap (default: %(default)s)")
     p.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
                    help="tile cache folder (default: OUT/tile-cache); a slide scored before is not read again")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="bf16 is faster on CPUs with AVX-512 BF16; check it against fp32 first (default: fp32)")
+    add_device_options(p, SCORING_PRECISION_HELP)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2, help="patch reader threads (default: 2)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -70,7 +75,7 @@ def cmd_score_slide(args: argparse.Namespace) -> int:
                            "too, or leave both out to score the whole tissue")
     classes = check_class_names(args.annotation_classes)
     with watch.stage("load_models"):  # includes importing torch
-        models = load_models(args.weights or default_weights_dir(), precision=args.precision)
+        models = load_models(args.weights or default_weights_dir(), precision=args.precision, device=args.device)
     out = args.out
     result = score_slide(args.slide, models, annotation=args.annotations, annotation_classes=classes, mpp=args.mpp,
                          cache_dir=args.cache_dir or out / "tile-cache", batch_size=args.batch_size,

@@ -34,20 +34,30 @@ def register_train(train: argparse._SubParsersAction) -> None:
                    help="processes rendering the cohort (default: %(default)s)")
     p.add_argument("--bootstrap", type=positive_int, default=defaults.bootstrap, metavar="B",
                    help="bootstrap resamples of the validation CIs (default: %(default)s)")
+    p.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
+                   help="where the radiology and patch models train: auto takes a CUDA GPU when there is one, else "
+                        "Apple's MPS, else the CPU (default: auto)")
     add_json_option(p)
     p.set_defaults(handler=cmd_train_all)
 
 
 def cmd_train_all(args: argparse.Namespace) -> int:
+    from sarcoma_risk.device import resolve_device
+    from sarcoma_risk.distributed import torchrun_world
+    from sarcoma_risk.errors import InvalidInput
     from sarcoma_risk.release.config import TrainAllConfig
     from sarcoma_risk.release.train_all import train_all
 
+    if torchrun_world() is not None:
+        raise InvalidInput("train all runs in one process (it also renders the cohort and writes the release); "
+                           "launch `train radiology` and `train pathology` with torchrun instead")
+    resolve_device(args.device)  # an unknown or missing device is refused before the cohort is rendered
     config = TrainAllConfig(cases=args.cases, seed=args.seed, size=args.size, workers=args.workers,
                             bootstrap=args.bootstrap)
     import sys
 
     # With --json, stdout holds the summary alone; the steps' progress goes to stderr.
-    result = train_all(args.out, args.work, config, stream=sys.stderr if args.json else None)
+    result = train_all(args.out, args.work, config, stream=sys.stderr if args.json else None, device=args.device)
     oracle = result.figures.oracle or {}
     summary = {"weights": str(result.out_dir), "manifest": str(result.manifest), "report": str(result.report_html),
                "seconds": result.seconds,

@@ -6,7 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from sarcoma_risk.cli.common import add_json_option, print_json
+from sarcoma_risk.cli.common import (
+    TRAINING_PRECISION_HELP,
+    add_checkpoint_options,
+    add_device_options,
+    add_json_option,
+    print_json,
+    training_runtime,
+)
 
 
 def register_train(train: argparse._SubParsersAction) -> None:
@@ -15,13 +22,16 @@ def register_train(train: argparse._SubParsersAction) -> None:
         description="Train the radiology model on the development cases of a cohort manifest and register it in "
                     "--out (radiology.pt + manifest.json). With --folds K (K >= 2) every development case also "
                     "gets an out-of-fold score; validation cases get the final model's score; both go to "
-                    "OUT/radiology_scores.csv for fusion. A case whose MRI cannot be read is reported and left out.")
+                    "OUT/radiology_scores.csv for fusion. A case whose MRI cannot be read is reported and left out. "
+                    "Under torchrun (e.g. `torchrun --nproc-per-node 2 -m sarcoma_risk.cli train radiology ...`) "
+                    "the processes train one model together (DistributedDataParallel); rank 0 writes the outputs.")
     p.add_argument("--manifest", type=Path, required=True, help="cohort manifest CSV")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="weights folder to write into")
     p.add_argument("--folds", type=int, default=5, metavar="K",
                    help="cross-fitting folds for out-of-fold development scores (default 5; 0 = none)")
-    p.add_argument("--preset", default="standard", choices=("standard", "tiny"),
-                   help="configuration: standard (64^3 patches at 2 mm) or tiny (seconds on tiny phantoms)")
+    p.add_argument("--preset", default="standard", choices=("standard", "paper", "tiny"),
+                   help="configuration: standard, also called paper (64^3 patches at 2 mm, the published network "
+                        "size) or tiny (seconds on tiny phantoms)")
     p.add_argument("--sequences", default=None, metavar="LIST",
                    help="comma-separated inputs, t2fs or t2fs,t1ce (default: both when every development case has T1CE)")
     p.add_argument("--epochs", type=int, default=None, help="most epochs (default: from the preset)")
@@ -29,6 +39,8 @@ def register_train(train: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (default: from the preset)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: torch's choice; 1 is often fastest on a busy machine)")
+    add_device_options(p, TRAINING_PRECISION_HELP)
+    add_checkpoint_options(p)
     add_json_option(p)
     p.set_defaults(handler=cmd_train_radiology)
 
@@ -36,6 +48,7 @@ def register_train(train: argparse._SubParsersAction) -> None:
 def cmd_train_radiology(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from sarcoma_risk.distributed import start
     from sarcoma_risk.errors import InvalidInput
     from sarcoma_risk.radiology.cohort import train_from_manifest
     from sarcoma_risk.radiology.config import preset
@@ -51,8 +64,12 @@ def cmd_train_radiology(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    report = train_from_manifest(args.manifest, args.out, preprocess=preprocess, model=model, train=train,
-                                 folds=args.folds, sequences=sequences)
+    with start(args.device) as (group, device):
+        runtime = training_runtime(args, group, device)
+        report = train_from_manifest(args.manifest, args.out, preprocess=preprocess, model=model, train=train,
+                                     folds=args.folds, sequences=sequences, runtime=runtime)
+    if not group.is_main:
+        return 0
     summary = report.summary
     if args.json:
         print_json(summary.to_dict())

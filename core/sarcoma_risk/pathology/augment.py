@@ -51,31 +51,33 @@ def hed_jitter(x: Any, sigma: float, bias: float, generator: Any, vector_sigma: 
     rgb_from_hed, hed_from_rgb = _matrices(x.device)
     od = -torch.log(x.clamp(min=_MIN_TRANSMISSION))  # (N, 3, H, W) optical density
     hed = torch.einsum("nchw,cd->ndhw", od, hed_from_rgb)
-    alpha = 1 + (torch.rand((n, 3, 1, 1), generator=generator) * 2 - 1) * sigma
-    beta = (torch.rand((n, 3, 1, 1), generator=generator) * 2 - 1) * bias
+    # drawn on the CPU from the CPU generator, then moved: the same draws on any device
+    alpha = (1 + (torch.rand((n, 3, 1, 1), generator=generator) * 2 - 1) * sigma).to(x.device)
+    beta = ((torch.rand((n, 3, 1, 1), generator=generator) * 2 - 1) * bias).to(x.device)
     mix = rgb_from_hed.expand(n, 3, 3)
     if vector_sigma:
-        mix = (mix + torch.randn((n, 3, 3), generator=generator) * vector_sigma).clamp(min=0.0)
+        noise = (torch.randn((n, 3, 3), generator=generator) * vector_sigma).to(x.device)
+        mix = (mix + noise).clamp(min=0.0)
         mix = mix / mix.norm(dim=2, keepdim=True).clamp(min=1e-6)
     od = torch.einsum("ndhw,ndc->nchw", hed * alpha + beta, mix)
     return torch.exp(-od).clamp(0, 1)
 
 
 def augment_batch(x: Any, config: AugmentConfig, generator: Any) -> Any:
-    """The full training augmentation of a batch (N, 3, H, W) in [0, 1]."""
+    """The full training augmentation of a batch (N, 3, H, W) in [0, 1], on the batch's device."""
 
     n = x.shape[0]
     if config.hed_sigma or config.hed_bias or config.stain_vector_sigma:
         x = hed_jitter(x, config.hed_sigma, config.hed_bias, generator, config.stain_vector_sigma)
     if config.brightness or config.contrast:
-        gain = 1 + (torch.rand((n, 1, 1, 1), generator=generator) * 2 - 1) * config.contrast
-        shift = (torch.rand((n, 1, 1, 1), generator=generator) * 2 - 1) * config.brightness
+        gain = (1 + (torch.rand((n, 1, 1, 1), generator=generator) * 2 - 1) * config.contrast).to(x.device)
+        shift = ((torch.rand((n, 1, 1, 1), generator=generator) * 2 - 1) * config.brightness).to(x.device)
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         x = ((x - mean) * gain + mean + shift).clamp(0, 1)
     if config.flips:
-        flip = torch.rand(n, generator=generator) < 0.5
+        flip = (torch.rand(n, generator=generator) < 0.5).to(x.device)
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
-        turns = torch.randint(0, 4, (n,), generator=generator)
+        turns = torch.randint(0, 4, (n,), generator=generator).to(x.device)
         rotated = x.clone()
         for k in (1, 2, 3):  # one rotation per quarter-turn group, not one per patch
             chosen = turns == k

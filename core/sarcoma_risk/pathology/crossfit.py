@@ -26,7 +26,7 @@ import json
 import logging
 import platform
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,7 +36,7 @@ import torch
 from sarcoma_risk.cohort import Split, read_manifest
 from sarcoma_risk.errors import InvalidManifest, InvalidOutcome
 from sarcoma_risk.fileio import atomic_write_bytes, atomic_write_json
-from sarcoma_risk.pathology.model import PatchRunner, make_patch_model, state_bytes
+from sarcoma_risk.pathology.model import PatchRunner, make_patch_model, resolve_init, state_bytes
 from sarcoma_risk.pathology.pipeline import PATCH_KIND, PATCH_MODEL, SIGNATURE_KIND, SIGNATURE_MODEL, compute_tile_scores
 from sarcoma_risk.pathology.signature import SlideSignature, pool_counts
 from sarcoma_risk.pathology.slide import slide_fingerprint
@@ -52,6 +52,7 @@ from sarcoma_risk.pathology.train import (
     slide_c_index,
 )
 from sarcoma_risk.provenance import sha256_bytes, software_version, utc_now
+from sarcoma_risk.runtime import TrainRuntime
 from sarcoma_risk.survival.crossfit import Fold, cross_fit
 from sarcoma_risk.survival.folds import stratified_folds
 from sarcoma_risk.survival.scores import ScoreEntry, ScoreSource, ScoreTable, write_score_table
@@ -112,12 +113,19 @@ def load_cohort(manifest_path: str | Path) -> Cohort:
 
 
 def score_cases(cases: Sequence[TrainingCase], model: Any, model_sha256: str, config: TrainConfig,
-                signature: SlideSignature, cache_dir: Path | None, progress: bool) -> dict[str, dict[str, Any]]:
-    """Tile-score every slide of ``cases`` with ``model``; per case the pooled counts and mean probability."""
+                signature: SlideSignature, cache_dir: Path | None, progress: bool,
+                runtime: TrainRuntime | None = None) -> dict[str, dict[str, Any]]:
+    """Tile-score every slide of ``cases`` with ``model``; per case the pooled counts and mean probability.
 
-    runner = PatchRunner(model)
+    In a distributed run (``runtime``) each rank scores its share of the cases (writing their tile
+    caches) and every rank gets all the results, in the order of ``cases``.
+    """
+
+    runtime = runtime if runtime is not None else TrainRuntime()
+    group = runtime.distributed
+    runner = PatchRunner(model, device=runtime.torch_device)
     out = {}
-    for case in cases:
+    for case in group.shard(cases):
         counts, probs = [], []
         for ref in case.slides:
             with naming_case(case.case_id):
@@ -128,7 +136,20 @@ def score_cases(cases: Sequence[TrainingCase], model: Any, model_sha256: str, co
             counts.append(signature.counts(tiles.probabilities))
             probs.append(tiles.probabilities)
         out[case.case_id] = {"counts": pool_counts(counts), "mean_probability": float(np.concatenate(probs).mean())}
+    if group.active:
+        shares = group.gather(out)
+        out = {case.case_id: next(share[case.case_id] for share in shares if case.case_id in share) for case in cases}
     return out
+
+
+def fit_identity(cases: Sequence[TrainingCase], config: TrainConfig) -> dict[str, Any]:
+    """What a patch-model fit is, for its checkpoint: the cases (outcome and slides) and the configuration.
+
+    The reader thread count is left out: it does not change the weights.
+    """
+    rows = [[c.case_id, c.time, c.event, [r.sha256 for r in c.slides]] for c in cases]
+    training = {k: v for k, v in config.to_dict().items() if k != "workers"}
+    return {"data_sha256": sha256_bytes(json.dumps(rows, sort_keys=True).encode()), "config": training}
 
 
 def _outcomes(cases: Sequence[TrainingCase]) -> tuple[np.ndarray, np.ndarray]:
@@ -137,14 +158,29 @@ def _outcomes(cases: Sequence[TrainingCase]) -> tuple[np.ndarray, np.ndarray]:
 
 def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: TrainConfig, *, folds: int = 5,
                     signature_config: SignatureConfig = SignatureConfig(), cache_dir: str | Path | None = None,
-                    progress: bool = False) -> PathologyRun:
-    """Train and register the pathology models; write out-of-fold scores. Returns what the run did."""
+                    progress: bool = False, runtime: TrainRuntime | None = None) -> PathologyRun | None:
+    """Train and register the pathology models; write out-of-fold scores. Returns what the run did.
+
+    ``runtime`` gives the device, precision, process group, patch-reading processes and checkpoints
+    (default: one process on the CPU, fp32, reader threads, no checkpoints). Each patch-model fit
+    (``pathology-fold-K``, ``pathology-final``) checkpoints after every epoch and, with ``resume``,
+    continues where its checkpoint stopped. In a distributed run every rank trains and scores its
+    share of the slides; rank 0 alone fits the signature and writes the outputs, and the other ranks
+    return None.
+    """
 
     config.check()
     if folds == 1 or folds < 0:
         raise InvalidManifest(f"folds: {folds}; use 0 (no cross-fitting) or K >= 2")
+    init, init_reason = resolve_init(config.init, config.architecture)
+    if init_reason is not None:
+        log.info("--init auto: %s", init_reason)
+        config = replace(config, init=str(init))
+    runtime = runtime if runtime is not None else TrainRuntime()
+    main_rank = runtime.distributed.is_main
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if main_rank:
+        out_dir.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir is not None else out_dir / "tile-cache"
     cohort = load_cohort(manifest_path)
     dev = cohort.development
@@ -152,34 +188,42 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
         raise InvalidOutcome(f"{len(dev)} development cases with slides are too few for {folds} folds "
                              f"(need at least {2 * folds}); use fewer --folds")
     pool = SlidePool()
-    trainer = PatchTrainer(config, progress=progress)
+    trainer = PatchTrainer(config, progress=progress and main_rank, runtime=runtime)
     signature = signature_config.make()
+
+    def fit(name: str, cases: Sequence[TrainingCase]) -> Any:
+        return trainer.fit(cases, pool, checkpoint=runtime.checkpoint(name, fit_identity(cases, config)))
+
+    def score(cases: Sequence[TrainingCase], model: Any, sha: str) -> dict[str, dict[str, Any]]:
+        return score_cases(cases, model, sha, config, signature, cache, progress and main_rank, runtime)
+
     started = utc_now()
     fold_models: tuple[PatchModelRun, ...] = ()
     try:
         oof: dict[str, dict[str, Any]] = {}
         if folds:
             def fit_patch_model(fold: Fold) -> tuple[Any, str]:
-                result = trainer.fit([dev[i] for i in fold.train], pool)
+                result = fit(f"pathology-fold-{fold.number + 1}", [dev[i] for i in fold.train])
                 return result, sha256_bytes(state_bytes(result.model))
 
             def score_held_out(fitted: tuple[Any, str], fold: Fold) -> list[dict[str, Any]]:
                 result, sha = fitted
-                return list(score_cases([dev[i] for i in fold.test], result.model, sha, config, signature, cache,
-                                        progress).values())
+                return list(score([dev[i] for i in fold.test], result.model, sha).values())
 
             fold_of = stratified_folds(case_strata(dev, config.horizon_months), folds, [config.seed, 21])
             patch_models = cross_fit(fold_of, folds, fit_patch_model, score_held_out, log=log)
             oof = {case.case_id: features for case, features in zip(dev, patch_models.scores)}
             fold_models = tuple(PatchModelRun.of(result, sha, fold=k) for k, (result, sha) in enumerate(patch_models.models))
         log.info("final model: training on all %d development cases", len(dev))
-        final = trainer.fit(dev, pool)
+        final = fit("pathology-final", dev)
         patch_bytes = state_bytes(final.model)
         final_sha = sha256_bytes(patch_bytes)
-        val_scores = score_cases(cohort.validation, final.model, final_sha, config, signature, cache, progress)
-        in_sample = {} if folds else score_cases(dev, final.model, final_sha, config, signature, cache, progress)
+        val_scores = score(cohort.validation, final.model, final_sha)
+        in_sample = {} if folds else score(dev, final.model, final_sha)
     finally:
         pool.close()
+    if not main_rank:  # the other ranks of a distributed run write nothing
+        return None
 
     dev_features = oof if folds else in_sample
     time, event = _outcomes(dev)
@@ -207,6 +251,9 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
         vt, ve = _outcomes(cohort.validation)
         validation_c = slide_c_index(vt, ve, val_risk)
 
+    runtime_figures = runtime.to_dict()
+    if runtime.distributed.active:
+        runtime_figures["distributed"]["final_model_rank_sha256"] = final.replica_sha256
     registry = WeightRegistry(out_dir)
     atomic_write_bytes(out_dir / PATCH_FILE, patch_bytes)
     training_data = {"data_sha256": cohort.data_sha256, "n_development_cases": len(dev),
@@ -234,7 +281,9 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
         versions={"sarcoma_risk": software_version(), "torch": torch.__version__, "python": platform.python_version()},
         final_model=PatchModelRun.of(final, final_sha), scores_file=SCORES_FILE, fold_models=fold_models,
         oof_signature_cindex=oof_signature_c, oof_mean_probability_cindex=oof_probability_c,
-        validated=bool(cohort.validation), validation_signature_cindex=validation_c)
+        validated=bool(cohort.validation), validation_signature_cindex=validation_c, runtime=runtime_figures,
+        initialisation=None if init_reason is None else {"requested": "auto", "used": config.init,
+                                                          "reason": init_reason})
     atomic_write_json(out_dir / RUN_FILE, run.to_dict())
     return run
 

@@ -9,28 +9,32 @@ Checkpoints hold only the ShuffleNetV2 state dict (torchvision's key names), loa
 ``weights_only=True``. Initial weights: random, torchvision's ImageNet weights (downloaded on first
 use; a machine without network gets a clear error), or a state-dict file.
 
-:class:`PatchRunner` is the inference path: channels-last memory (about 1.7x faster than NCHW on
-CPU), batch norms folded into the convolutions, ``torch.inference_mode``, and optionally bfloat16
-autocast (faster on CPUs with AVX-512 BF16; use it only after checking that probabilities match
-fp32 on the trained weights, see ``benchmarks/bench_slide.py``). ``torch.jit`` script/trace/freeze
-are deprecated in this torch and ``torch.compile`` takes tens of seconds to compile on CPU, so
-neither is used.
+:class:`PatchRunner` is the inference path: on a chosen device, channels-last memory (about 1.7x
+faster than NCHW on CPU), batch norms folded into the convolutions, ``torch.inference_mode``, and
+optionally bf16/fp16 autocast (faster on hardware built for it; :func:`probe_patches` is the fixed
+batch on which the precision guard, :mod:`sarcoma_risk.precision`, compares it with fp32 before it
+is used). ``torch.jit`` script/trace/freeze are deprecated in this torch and ``torch.compile``
+takes tens of seconds to compile on CPU, so neither is used.
 """
 
 from __future__ import annotations
 
 import copy
 import io
+import os
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlparse
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from sarcoma_risk.choices import check_choice
+from sarcoma_risk.device import Precision, autocast, check_precision, to_device
 from sarcoma_risk.errors import InvalidModel, WeightsNotFound
 from sarcoma_risk.pathology.shufflenet import shufflenet_v2
 from sarcoma_risk.provenance import sha256_bytes
@@ -44,11 +48,6 @@ class Architecture(str, Enum):
     X0_5 = "shufflenet_v2_x0_5"
 
 
-class Precision(str, Enum):
-    FP32 = "fp32"
-    BF16 = "bf16"
-
-
 def build_network(architecture: Architecture | str = Architecture.X1_0) -> Any:
     """A ShuffleNetV2 (torchvision's, see :mod:`.shufflenet`) whose classifier has one output."""
 
@@ -56,13 +55,42 @@ def build_network(architecture: Architecture | str = Architecture.X1_0) -> Any:
     return shufflenet_v2(arch.value, num_classes=1)
 
 
-def imagenet_state(architecture: Architecture | str) -> dict[str, Any]:
-    """torchvision's ImageNet weights for the backbone (classifier dropped); downloads on first use."""
+def _imagenet_weights(architecture: Architecture | str) -> Any:
     import torchvision  # lazy: about 1 s at import (torch._dynamo), see shufflenet.py; only ImageNet init needs it
 
     arch = check_choice(architecture, Architecture, "architecture")
     enum_name = {"shufflenet_v2_x1_0": "ShuffleNet_V2_X1_0_Weights", "shufflenet_v2_x0_5": "ShuffleNet_V2_X0_5_Weights"}
-    weights = getattr(torchvision.models, enum_name[arch.value]).IMAGENET1K_V1
+    return getattr(torchvision.models, enum_name[arch.value]).IMAGENET1K_V1
+
+
+def imagenet_file(architecture: Architecture | str) -> Path:
+    """Where torchvision keeps (or would download) its ImageNet weights: the torch hub cache."""
+
+    name = os.path.basename(urlparse(_imagenet_weights(architecture).url).path)
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def resolve_init(init: str | Path, architecture: Architecture | str) -> tuple[str | Path, str | None]:
+    """The initial weights to use for ``init``, and why, when ``init`` is "auto".
+
+    "auto" means torchvision's ImageNet weights when they are already on this machine (in the torch
+    hub cache, nothing is downloaded), else random weights; the reason is returned for the run's
+    metadata. Any other ``init`` is returned as it is, with None.
+    """
+    if str(init) != "auto":
+        return init, None
+    arch = check_choice(architecture, Architecture, "architecture").value
+    path = imagenet_file(architecture)
+    if path.is_file():
+        return "imagenet", f"torchvision's ImageNet weights for {arch} ({path.name}) are in the torch hub cache"
+    return "random", (f"torchvision's ImageNet weights for {arch} ({path.name}) are not in the torch hub cache "
+                      "($TORCH_HOME/hub/checkpoints) and are not downloaded: the model starts from random weights")
+
+
+def imagenet_state(architecture: Architecture | str) -> dict[str, Any]:
+    """torchvision's ImageNet weights for the backbone (classifier dropped); downloads on first use."""
+    arch = check_choice(architecture, Architecture, "architecture")
+    weights = _imagenet_weights(arch)
     try:
         state = weights.get_state_dict(progress=False)
     except (OSError, RuntimeError) as exc:  # URLError is an OSError; a broken download a RuntimeError
@@ -190,22 +218,59 @@ class PatchRunner:
     Parameters
     ----------
     model : PatchModel
-    precision : {"fp32", "bf16"}
-        bf16 autocast is faster on CPUs with AVX-512 BF16 but rounds activations; check it first.
+    precision : {"fp32", "bf16", "fp16"}
+        Reduced precision (autocast) is faster on hardware built for it but rounds activations;
+        :func:`~sarcoma_risk.pathology.pipeline.load_models` checks it against fp32 first.
+    device : torch.device, optional
+        Where the model runs (default: the CPU). Batches travel as uint8 and are scaled there.
     """
 
-    def __init__(self, model: Any, precision: Precision | str = Precision.FP32) -> None:
-        self.precision = check_choice(precision, Precision, "precision")
-        self.model = model.eval().to(memory_format=torch.channels_last)
+    def __init__(self, model: Any, precision: Precision | str = Precision.FP32, device: Any = None) -> None:
+        self.device = device if device is not None else torch.device("cpu")
+        self.precision = check_precision(precision, self.device)
+        self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self._network = fold_batch_norm(copy.deepcopy(self.model)).to(memory_format=torch.channels_last)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             # (N, H, W, 3) uint8 permuted to (N, 3, H, W) is already channels-last in memory: no copy
-            x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
-            if self.precision is Precision.BF16:
-                with torch.autocast("cpu", dtype=torch.bfloat16):
-                    logits = self._network(x)
-            else:
+            x = to_device(torch.from_numpy(batch), self.device).permute(0, 3, 1, 2).float().div_(255.0)
+            with autocast(self.device, self.precision):
                 logits = self._network(x)
-            return torch.sigmoid(logits.float()).numpy().astype(np.float32)
+            return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float32)
+
+
+def probe_patches(patch_px: int, n: int = 32, seed: int = 0) -> np.ndarray:
+    """A fixed batch of H&E-like patches (n, patch_px, patch_px, 3) uint8 for the precision guard.
+
+    Pink stroma in smooth random islands on white glass, with purple nuclei of 2-6 um (at 112 px);
+    the share of tissue and the nuclear density grow from the first patch to the last. It is not
+    tissue, but on the shipped weights its fp32-to-bf16 and fp32-to-fp16 differences match those
+    of real phantom patches (tests/pathology/test_precision.py), which is all the guard needs.
+    """
+
+    rng = np.random.default_rng(seed)
+    glass = np.array([242, 240, 244], np.float32)
+    eosin = np.array([226, 150, 196], np.float32)
+    haematoxylin = np.array([84, 52, 132], np.float32)
+    out = np.empty((n, patch_px, patch_px, 3), np.uint8)
+    for i in range(n):
+        cover = i / max(n - 1, 1)
+        field = gaussian_filter(rng.normal(size=(patch_px, patch_px)).astype(np.float32), patch_px / 12, mode="wrap")
+        field = (field - field.mean()) / (field.std() + 1e-6)
+        tissue = np.clip((field + 2.5 * cover - 0.8) * 2, 0, 1)
+        nuclei = np.zeros((patch_px, patch_px), np.float32)
+        for _ in range(int(rng.integers(5, 15 + 60 * cover)) * patch_px * patch_px // 12544):
+            cx, cy = rng.uniform(0, patch_px, 2)
+            radius = rng.uniform(2.0, 5.5) * patch_px / 112
+            darkness = rng.uniform(0.6, 1.0)
+            x0, x1 = max(0, int(cx - radius - 1)), min(patch_px, int(cx + radius + 2))
+            y0, y1 = max(0, int(cy - radius - 1)), min(patch_px, int(cy + radius + 2))
+            yy, xx = np.mgrid[y0:y1, x0:x1]
+            disc = np.clip(radius + 0.5 - np.hypot(xx - cx, yy - cy), 0, 1) * darkness
+            nuclei[y0:y1, x0:x1] = np.maximum(nuclei[y0:y1, x0:x1], disc)
+        nuclei *= tissue
+        image = glass * (1 - tissue[..., None]) + eosin * tissue[..., None]
+        image = image * (1 - nuclei[..., None]) + haematoxylin * nuclei[..., None]
+        out[i] = np.clip(image + rng.normal(0, 4, image.shape), 0, 255).astype(np.uint8)
+    return out

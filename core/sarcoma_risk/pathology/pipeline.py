@@ -14,16 +14,18 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from sarcoma_risk.device import resolve_device
 from sarcoma_risk.errors import InvalidModel
 from sarcoma_risk.pathology.cache import CacheWriter, TileScores, cache_key, cache_path, load_cached
 from sarcoma_risk.pathology.classes import DEFAULT_TUMOR_CLASSES
 from sarcoma_risk.pathology.infer import score_patches
-from sarcoma_risk.pathology.model import PatchRunner, make_patch_model
+from sarcoma_risk.pathology.model import PatchRunner, make_patch_model, probe_patches
 from sarcoma_risk.pathology.regions import read_tumor_region
 from sarcoma_risk.pathology.signature import SlideSignature
 from sarcoma_risk.pathology.slide import open_slide, slide_fingerprint as fingerprint_slide
 from sarcoma_risk.pathology.tiling import plan_patches
 from sarcoma_risk.pathology.tissue import tissue_mask
+from sarcoma_risk.precision import PATCH_PROBABILITY_TOLERANCE, PrecisionCheck, guard_precision
 from sarcoma_risk.stopwatch import Stopwatch, timed
 from sarcoma_risk.weights import WeightRegistry
 
@@ -49,10 +51,17 @@ class PathologyModels:
     signature: SlideSignature | None = None
     signature_sha256: str | None = None
     signature_version: str | None = None
+    precision_check: PrecisionCheck | None = None
 
 
-def load_models(weights_dir: str | Path, *, precision: str = "fp32", need_signature: bool = True) -> PathologyModels:
-    """The pathology models of a weight registry, each checked against its recorded sha256."""
+def load_models(weights_dir: str | Path, *, precision: str = "fp32", device: str = "auto",
+                need_signature: bool = True) -> PathologyModels:
+    """The pathology models of a weight registry, each checked against its recorded sha256.
+
+    The patch model runs on ``device`` ("auto": CUDA, else MPS, else the CPU). A reduced
+    ``precision`` is first compared with fp32 on a fixed probe batch (:mod:`sarcoma_risk.precision`);
+    beyond the tolerance the models run in fp32 and ``precision`` says so.
+    """
 
     registry = WeightRegistry(weights_dir)
     state, entry = registry.load_torch(PATCH_MODEL)
@@ -64,9 +73,12 @@ def load_models(weights_dir: str | Path, *, precision: str = "fp32", need_signat
     except (KeyError, TypeError, ValueError):
         raise InvalidModel(f"{registry.manifest_path}: {PATCH_MODEL!r} config needs architecture, patch_px and "
                            "spacing_um") from None
-    runner = PatchRunner(make_patch_model(architecture, state=state), precision)
+    network, target = make_patch_model(architecture, state=state), resolve_device(device)
+    check = guard_precision(lambda p: PatchRunner(network, p, target)(probe_patches(patch_px)), precision,
+                            model=PATCH_MODEL, quantity="patch probability", tolerance=PATCH_PROBABILITY_TOLERANCE)
+    runner = PatchRunner(network, check.used, target)
     models = PathologyModels(runner, entry["sha256"], entry["version"], architecture, patch_px, spacing,
-                             runner.precision.value)
+                             runner.precision.value, precision_check=check)
     if need_signature:
         data, sig_entry = registry.load_json(SIGNATURE_MODEL)
         if sig_entry["kind"] != SIGNATURE_KIND:

@@ -58,6 +58,7 @@ def section_provenance(result: Any, models: Any, *, annotation_fingerprint: Mapp
         inputs=inputs,
         parameters={"architecture": models.architecture, "patch_px": models.patch_px,
                     "spacing_um": models.spacing_um, "precision": models.precision,
+                    "device": models.runner.device.type,
                     "signature_sha256": models.signature_sha256, "signature_version": models.signature_version,
                     "mpp": result.tiles.mpp, "mpp_source": result.run.mpp_source,
                     "restricted_to_annotation": result.run.restricted_to_annotation,

@@ -61,11 +61,17 @@ class PathologyRun:
     oof_mean_probability_cindex: float | None = None
     validated: bool = False
     validation_signature_cindex: float | None = None
+    runtime: Mapping[str, Any] | None = None  # device, precision, processes, checkpoints (TrainRuntime.to_dict)
+    initialisation: Mapping[str, Any] | None = None  # with --init auto: requested, used and why
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"started_utc": self.started_utc, "config": dict(self.config), "folds": self.folds,
                                "signature": dict(self.signature), "data_sha256": self.data_sha256,
                                "versions": dict(self.versions)}
+        if self.runtime is not None:
+            out["runtime"] = dict(self.runtime)
+        if self.initialisation is not None:
+            out["initialisation"] = dict(self.initialisation)
         if self.folds:
             out["fold_models"] = [m.to_dict() for m in self.fold_models]
         out["final_model"] = self.final_model.to_dict()

@@ -27,20 +27,24 @@ import math
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
+from sarcoma_risk.device import autocast, grad_scaler, pin_memory, to_device
 from sarcoma_risk.errors import InvalidInput, InvalidOutcome, SarcomaRiskError
 from sarcoma_risk.pathology.augment import AugmentConfig, augment_batch
-from sarcoma_risk.pathology.infer import read_batches
+from sarcoma_risk.pathology.loader import PatchReader
 from sarcoma_risk.pathology.model import PatchRunner, make_patch_model
 from sarcoma_risk.pathology.regions import read_tumor_region
 from sarcoma_risk.pathology.slide import PatchGeometry, Slide, open_slide, shared_cache
 from sarcoma_risk.pathology.tiling import plan_patches
 from sarcoma_risk.pathology.tissue import tissue_mask
+from sarcoma_risk.resume import TrainingCheckpoint, restore_rng, rng_state
+from sarcoma_risk.runtime import TrainRuntime
 from sarcoma_risk.survival.concordance import harrell_c, undefined_as_none
 from sarcoma_risk.survival.folds import stratified_split
 
@@ -88,6 +92,12 @@ class TrainConfig:
             problems.append(f"patience {self.patience} (>= 1)")
         if problems:
             raise InvalidInput("training configuration: expected " + "; ".join(problems))
+
+
+#: ``train pathology --preset paper``: the published method's patch model and patch scale (20x). "auto"
+#: starts from torchvision's ImageNet weights where they are already on the machine, else from random
+#: weights (:func:`~sarcoma_risk.pathology.model.resolve_init`; the run's metadata says which).
+PAPER_PRESET = {"architecture": "shufflenet_v2_x1_0", "init": "auto", "patch_px": 224, "spacing_um": 0.5}
 
 
 @dataclass
@@ -171,17 +181,6 @@ def naming_case(case_id: str) -> Iterator[None]:
         raise renamed from None
 
 
-def _read_items(items: Sequence[tuple[SlideRef, int, int]], pool: SlidePool, config: TrainConfig,
-                batch_size: int):
-    slides = {id(ref): pool.get(ref) for ref, _, _ in items}  # opened here, read from worker threads
-
-    def read(item: tuple[SlideRef, int, int]) -> np.ndarray:
-        ref, x, y = item
-        return slides[id(ref)].read_patch(x, y, ref.geometry)
-
-    return read_batches(list(items), read, config.patch_px, batch_size=batch_size, workers=config.workers)
-
-
 # ---- sampling and validation ----------------------------------------------------------------
 
 def sample_epoch(cases: Sequence[TrainingCase], labels: Sequence[int], n: int,
@@ -225,7 +224,7 @@ def validation_items(cases: Sequence[TrainingCase], per_slide: int) -> list[tupl
 BN_PATCHES = 256
 
 
-def recalibrate_batchnorm(model: Any, batches: Any) -> None:
+def recalibrate_batchnorm(model: Any, batches: Iterable[tuple[int, Any]]) -> None:
     """Re-estimate BatchNorm running statistics as plain averages over un-augmented training patches.
 
     During training BatchNorm normalises with each augmented batch's own statistics and keeps an
@@ -240,9 +239,10 @@ def recalibrate_batchnorm(model: Any, batches: Any) -> None:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
     model.train()
+    device = next(model.parameters()).device
     with torch.no_grad():
-        for _, batch in batches:
-            model(torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0))
+        for _, batch in batches:  # uint8 tensors (b, px, px, 3)
+            model(to_device(batch, device).permute(0, 3, 1, 2).float().div_(255.0))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.eval()
@@ -258,6 +258,34 @@ class TrainingResult:
     n_train_cases: int
     n_val_cases: int
     label_counts: dict[str, int]  # positive, negative, censored_before_horizon, validation
+    replica_sha256: list[str] | None = None  # every rank's final weights, in a distributed run
+
+
+@dataclass
+class _Progress:
+    """The trainer's bookkeeping between epochs (saved in checkpoints)."""
+
+    best_state: dict[str, Any]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_key: tuple[float, float] | None = None
+    best_epoch: int = 0
+    since_best: int = 0
+    epoch: int = 0
+    stopped: bool = False
+
+    def to_state(self) -> dict[str, Any]:
+        return {"history": self.history, "best_key": self.best_key, "best_state": self.best_state,
+                "best_epoch": self.best_epoch, "since_best": self.since_best, "stopped": self.stopped}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "_Progress":
+        key = tuple(state["best_key"]) if state["best_key"] is not None else None
+        return cls(state["best_state"], list(state["history"]), key, state["best_epoch"], state["since_best"],
+                   state["epoch"], state["stopped"])
+
+
+#: Rank r of a distributed run draws augmentation from seed + r * this (rank 0: the seed itself).
+RANK_SEED_STRIDE = 1_000_003
 
 
 class PatchTrainer:
@@ -268,14 +296,26 @@ class PatchTrainer:
     config : TrainConfig
     progress : bool
         Show a progress bar per epoch on stderr.
+    runtime : TrainRuntime, optional
+        Device, precision, process group and patch-reading processes (default: one process on the
+        CPU in fp32, patches read by ``config.workers`` threads). In a distributed run each rank
+        trains on its share of every epoch's patch sample (``DistributedSampler``), so a batch is
+        ``batch_size`` patches per rank; BatchNorm recalibration and validation are rank 0's,
+        broadcast to the others.
     """
 
-    def __init__(self, config: TrainConfig, progress: bool = False) -> None:
+    def __init__(self, config: TrainConfig, progress: bool = False, runtime: TrainRuntime | None = None) -> None:
         self.config = config
         self.progress = progress
+        self.runtime = runtime if runtime is not None else TrainRuntime()
 
-    def fit(self, cases: Sequence[TrainingCase], pool: SlidePool) -> TrainingResult:
-        cfg = self.config
+    def fit(self, cases: Sequence[TrainingCase], pool: SlidePool,
+            checkpoint: TrainingCheckpoint | None = None) -> TrainingResult:
+        """Train on ``cases`` (slides opened through ``pool``); with ``checkpoint``, save after every epoch
+        and, when it says so, resume from it."""
+
+        cfg, runtime = self.config, self.runtime
+        device, group = runtime.torch_device, runtime.distributed
         cfg.check()
         rng = np.random.default_rng([cfg.seed, 11])
         labels = [case.label(cfg.horizon_months) for case in cases]
@@ -292,70 +332,117 @@ class PatchTrainer:
                 "(change --horizon-months or add cases)")
         prepare_slides(cases, cfg, pool)
         torch.manual_seed(cfg.seed)
-        generator = torch.Generator().manual_seed(cfg.seed)
-        model = make_patch_model(cfg.architecture, cfg.init).to(memory_format=torch.channels_last)
+        model = make_patch_model(cfg.architecture, cfg.init).to(device, memory_format=torch.channels_last)
+        generator = torch.Generator().manual_seed(cfg.seed + RANK_SEED_STRIDE * group.rank)
         optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        scaler = grad_scaler(device, runtime.precision)
         val_items = validation_items(val, cfg.val_patches_per_slide)
         val_labels = [c.label(cfg.horizon_months) for c in val]
-        best_state, best_key, best_epoch, since_best = copy.deepcopy(model.state_dict()), None, 0, 0
-        history = []
-        for epoch in range(1, cfg.epochs + 1):
-            sample = sample_epoch([c for c, _ in train], [lab for _, lab in train], cfg.patches_per_epoch,
-                                  np.random.default_rng([cfg.seed, 100, epoch]))
-            train_loss = self._train_epoch(model, optimiser, sample, pool, generator, epoch)
-            recalibrate_batchnorm(model, _read_items([s[:3] for s in sample[:BN_PATCHES]], pool, cfg, cfg.batch_size))
-            val_c, val_loss = self._validate(model, val, val_labels, val_items, pool)
-            history.append({"epoch": epoch, "train_loss": train_loss, "val_cindex": val_c, "val_loss": val_loss})
-            log.info("epoch %d: training loss %.4f, validation C-index %s, loss %s", epoch, train_loss,
-                     "n/a" if val_c is None else f"{val_c:.3f}", "n/a" if val_loss is None else f"{val_loss:.4f}")
-            # the C-index decides; among equal C-indices (common with few validation cases) the lower loss
-            key = (-math.inf if val_c is None else val_c, -math.inf if val_loss is None else -val_loss)
-            if best_key is None or key > best_key:
-                best_state, best_key, best_epoch, since_best = copy.deepcopy(model.state_dict()), key, epoch, 0
-            else:
-                since_best += 1
-                if since_best >= cfg.patience:
-                    log.info("early stop: validation did not improve for %d epochs", cfg.patience)
+        saved = checkpoint.load() if checkpoint is not None else None
+        if saved is None:
+            progress = _Progress(copy.deepcopy(model.state_dict()))
+        else:
+            model.load_state_dict(saved["model"])
+            optimiser.load_state_dict(saved["optimizer"])
+            scaler.load_state_dict(saved["scaler"])
+            restore_rng(saved["rng"], [generator])
+            progress = _Progress.from_state(saved)
+            log.info("resuming after epoch %d from %s", progress.epoch, checkpoint.path)
+        reader = PatchReader(pool, [ref for case in cases for ref in case.slides], threads=cfg.workers,
+                             num_workers=runtime.num_workers, pin_memory=pin_memory(device))
+        trained = group.wrap(model, device)
+        try:
+            for epoch in range(progress.epoch + 1, cfg.epochs + 1):
+                if progress.stopped:
                     break
-        model.load_state_dict(best_state)
+                sample = sample_epoch([c for c, _ in train], [lab for _, lab in train], cfg.patches_per_epoch,
+                                      np.random.default_rng([cfg.seed, 100, epoch]))
+                train_loss = self._train_epoch(trained, optimiser, scaler, self._share(sample, epoch), reader,
+                                               generator, epoch)
+                if group.is_main:
+                    recalibrate_batchnorm(model, reader.batches([s[:3] for s in sample[:BN_PATCHES]], cfg.batch_size))
+                group.sync_buffers(model)
+                val_c, val_loss = group.broadcast(self._validate(model, val, val_labels, val_items, reader)
+                                                  if group.is_main else None)
+                progress.history.append({"epoch": epoch, "train_loss": train_loss, "val_cindex": val_c,
+                                         "val_loss": val_loss})
+                log.info("epoch %d: training loss %.4f, validation C-index %s, loss %s", epoch, train_loss,
+                         "n/a" if val_c is None else f"{val_c:.3f}", "n/a" if val_loss is None else f"{val_loss:.4f}")
+                # the C-index decides; among equal C-indices (common with few validation cases) the lower loss
+                key = (-math.inf if val_c is None else val_c, -math.inf if val_loss is None else -val_loss)
+                if progress.best_key is None or key > progress.best_key:
+                    progress.best_state, progress.best_key = copy.deepcopy(model.state_dict()), key
+                    progress.best_epoch, progress.since_best = epoch, 0
+                else:
+                    progress.since_best += 1
+                    if progress.since_best >= cfg.patience:
+                        log.info("early stop: validation did not improve for %d epochs", cfg.patience)
+                        progress.stopped = True
+                progress.epoch = epoch
+                if checkpoint is not None:
+                    checkpoint.save(epoch, {"model": model.state_dict(), "optimizer": optimiser.state_dict(),
+                                            "scaler": scaler.state_dict(), "rng": rng_state([generator]),
+                                            **progress.to_state()})
+        finally:
+            reader.close()
+        model.load_state_dict(progress.best_state)
         model.eval()
-        best_c = history[best_epoch - 1]["val_cindex"]
-        return TrainingResult(model, history, best_epoch, best_c, len(train), len(val), counts)
+        replicas = group.check_replicas(model, "patch model training") if group.active else None
+        best_c = progress.history[progress.best_epoch - 1]["val_cindex"]
+        return TrainingResult(model, progress.history, progress.best_epoch, best_c, len(train), len(val), counts,
+                              replicas)
 
-    def _train_epoch(self, model: Any, optimiser: Any, sample: list, pool: SlidePool, generator: Any,
+    def _share(self, sample: list, epoch: int) -> list:
+        """This rank's part of the epoch's sample (all of it in one process)."""
+        group = self.runtime.distributed
+        if not group.active:
+            return sample
+
+        # the sample is drawn at random already: each rank takes every world_size-th patch
+        sampler = DistributedSampler(range(len(sample)), num_replicas=group.world_size, rank=group.rank,
+                                     shuffle=False)
+        sampler.set_epoch(epoch)
+        return [sample[i] for i in sampler]
+
+    def _train_epoch(self, model: Any, optimiser: Any, scaler: Any, sample: list, reader: Any, generator: Any,
                      epoch: int) -> float:
-        """One pass over the epoch's patch sample; returns the mean training loss."""
+        """One pass over this rank's patch sample; returns the mean training loss over every rank's patches."""
 
-        cfg = self.config
+        cfg, runtime = self.config, self.runtime
+        device = runtime.torch_device
         targets = torch.tensor([s[3] for s in sample], dtype=torch.float32)
         model.train()
         total, seen = 0.0, 0
         # disable=None: no bar when stderr is not a terminal (batch jobs, logs, the Slicer process)
         with tqdm(total=len(sample), unit="patch", desc=f"epoch {epoch}", file=sys.stderr,
                   disable=None if self.progress else True, leave=False) as bar:
-            for start, batch in _read_items([s[:3] for s in sample], pool, cfg, cfg.batch_size):
-                x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
+            for start, batch in reader.batches([s[:3] for s in sample], cfg.batch_size):
+                x = to_device(batch, device).permute(0, 3, 1, 2).float().div_(255.0)
                 x = augment_batch(x, cfg.augment, generator).contiguous(memory_format=torch.channels_last)
+                with autocast(device, runtime.precision):
+                    logits = model(x)
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(
-                    model(x), targets[start:start + len(batch)])
+                    logits.float(), to_device(targets[start:start + len(batch)], device))
                 optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimiser)
+                scaler.update()
                 total += float(loss.detach()) * len(batch)
                 seen += len(batch)
                 bar.update(len(batch))
-        return total / seen
+        parts = runtime.distributed.gather((total, seen))
+        return sum(t for t, _ in parts) / sum(n for _, n in parts)
 
     def _validate(self, model: Any, val: Sequence[TrainingCase], labels: Sequence[int | None], items: list,
-                  pool: SlidePool) -> tuple[float | None, float | None]:
+                  reader: Any) -> tuple[float | None, float | None]:
         """Harrell's C of the mean patch probability per validation case, and the patch loss of labelled cases."""
         if not items:
             return None, None
 
-        runner = PatchRunner(model)
+        runner = PatchRunner(model, device=self.runtime.torch_device)
         probs = np.empty(len(items), dtype=np.float64)
-        for start, batch in _read_items([i[:3] for i in items], pool, self.config, 64):
-            probs[start:start + len(batch)] = runner(batch)
+        for start, batch in reader.batches([i[:3] for i in items], 64):
+            probs[start:start + len(batch)] = runner(batch.numpy())
         case_index = np.array([i[3] for i in items])
         score = np.array([probs[case_index == k].mean() for k in range(len(val))])
         c = slide_c_index(np.array([c.time for c in val]), np.array([c.event for c in val]), score)

@@ -10,9 +10,11 @@ The pipeline has the suite's one shape, one module per step:
 - :mod:`~sarcoma_risk.radiology.model`: a compact 3D CNN with CBAM channel and spatial attention whose
   one output is a log relative hazard;
 - :mod:`~sarcoma_risk.radiology.train`: Cox partial likelihood training with augmentation and early
-  stopping (:mod:`.losses`, :mod:`.augment`), cross-fitting over a cohort manifest (:mod:`.cohort`,
-  its run summary in :mod:`.summary`);
-- :mod:`~sarcoma_risk.radiology.infer`: score and Grad-CAM (:mod:`.gradcam`) in the original MRI geometry.
+  stopping (:mod:`.losses`, :mod:`.augment`), on any device, with checkpoints and data-parallel ranks
+  (:mod:`sarcoma_risk.runtime`), cross-fitting over a cohort manifest (:mod:`.cohort`, its run summary
+  in :mod:`.summary`);
+- :mod:`~sarcoma_risk.radiology.infer`: score and Grad-CAM (:mod:`.gradcam`) in the original MRI geometry,
+  and the precision check of reduced-precision scoring.
 
 Importing this package is cheap; torch is imported only by the modules that need it.
 """

@@ -27,7 +27,10 @@ def _rotation_matrices(angles: torch.Tensor) -> torch.Tensor:
 
 
 def augment_batch(x: torch.Tensor, config: TrainConfig, n_sequences: int, generator: torch.Generator) -> torch.Tensor:
-    """A randomly flipped, rotated and intensity-jittered copy of ``x`` (N, C, D, H, W)."""
+    """A randomly flipped, rotated and intensity-jittered copy of ``x`` (N, C, D, H, W), on ``x``'s device.
+
+    The random draws come from ``generator`` (a CPU generator), so they are the same on any device.
+    """
     n = x.shape[0]
     out = x.clone()
     if config.flip:
@@ -39,14 +42,14 @@ def augment_batch(x: torch.Tensor, config: TrainConfig, n_sequences: int, genera
     if config.rotate_degrees > 0:
         limit = math.radians(config.rotate_degrees)
         angles = (torch.rand(n, 3, generator=generator) * 2 - 1) * limit
-        theta = torch.cat([_rotation_matrices(angles), torch.zeros(n, 3, 1)], dim=2).to(out.dtype)
+        theta = torch.cat([_rotation_matrices(angles), torch.zeros(n, 3, 1)], dim=2).to(out.device, out.dtype)
         # The patch is a cube of isotropic voxels, so a rotation in normalised coordinates is a rigid one.
         grid = F.affine_grid(theta, list(out.shape), align_corners=False)
         out = F.grid_sample(out, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     if config.intensity_jitter > 0 and n_sequences:
         j = config.intensity_jitter
-        scale = 1 + (torch.rand(n, n_sequences, 1, 1, 1, generator=generator) * 2 - 1) * j
-        shift = (torch.rand(n, n_sequences, 1, 1, 1, generator=generator) * 2 - 1) * j
+        scale = (1 + (torch.rand(n, n_sequences, 1, 1, 1, generator=generator) * 2 - 1) * j).to(out.device)
+        shift = ((torch.rand(n, n_sequences, 1, 1, 1, generator=generator) * 2 - 1) * j).to(out.device)
         # Empty voxels (outside the tumor region or the image) stay 0: the network pools over the others.
         occupied = (out != 0).any(dim=1, keepdim=True).to(out.dtype)
         out[:, :n_sequences] = (out[:, :n_sequences] * scale + shift) * occupied

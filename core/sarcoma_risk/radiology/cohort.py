@@ -43,6 +43,7 @@ from sarcoma_risk.radiology.summary import (
     RadiologyTrainingData,
 )
 from sarcoma_risk.radiology.train import RadiologyCoxModel
+from sarcoma_risk.runtime import TrainRuntime
 from sarcoma_risk.survival.concordance import harrell_c, undefined_as_none
 from sarcoma_risk.survival.crossfit import Fold, cross_fit
 from sarcoma_risk.survival.folds import event_strata, stratified_folds
@@ -124,9 +125,12 @@ def data_sha256(patches: CohortPatches, mask: np.ndarray) -> str:
 
 @dataclass(frozen=True)
 class TrainingReport:
-    """What :func:`train_from_manifest` did (``summary`` is also saved as ``radiology_training.json``)."""
+    """What :func:`train_from_manifest` did (``summary`` is also saved as ``radiology_training.json``).
 
-    summary: RadiologyRun
+    ``summary`` is None on the ranks other than 0 of a distributed run, which write nothing.
+    """
+
+    summary: RadiologyRun | None
     model: RadiologyCoxModel
 
 
@@ -137,7 +141,7 @@ def _versions() -> dict[str, str]:
 
 def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, preprocess: PreprocessConfig,
                         model: ModelConfig, train: TrainConfig, folds: int = 5,
-                        sequences: Sequence[str] | None = None) -> TrainingReport:
+                        sequences: Sequence[str] | None = None, runtime: TrainRuntime | None = None) -> TrainingReport:
     """Train the radiology model on a manifest's development cases and write the outputs (module docstring).
 
     Parameters
@@ -147,14 +151,22 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
         scores file holds only the validation cases).
     sequences : sequence of str, optional
         Input sequences; default: both when every development case has a T1CE, else "t2fs".
+    runtime : TrainRuntime, optional
+        Device, precision, process group and checkpoints (default: one process on the CPU, fp32,
+        no checkpoints). Each fit (``radiology-fold-K``, ``radiology-final``) checkpoints after
+        every epoch and, with ``resume``, continues where its checkpoint stopped. In a distributed
+        run every rank trains and scores; rank 0 alone writes the outputs.
     """
     if isinstance(folds, bool) or not isinstance(folds, int) or folds == 1 or folds < 0:
         raise InvalidInput(f"folds: {folds!r} must be 0 (no cross-fitting) or at least 2")
+    runtime = runtime if runtime is not None else TrainRuntime()
+    main_rank = runtime.distributed.is_main
     manifest = read_manifest(manifest_path)
     chosen = tuple(sequences) if sequences else choose_sequences(manifest.cases)
     preprocess = replace(preprocess, sequences=chosen)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if main_rank:
+        out_dir.mkdir(parents=True, exist_ok=True)
 
     patches = prepare_cohort(manifest.cases, preprocess)
     development = patches.select(Split.DEVELOPMENT)
@@ -172,14 +184,22 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
         raise InvalidManifest(f"{manifest.path}: no recurrence among the development cases with MRI; "
                               "a Cox model needs events")
 
+    def fit_on(name: str, config: TrainConfig, idx: np.ndarray) -> RadiologyCoxModel:
+        """A model fitted on the cases ``idx``, checkpointed as ``name``."""
+        mask = np.zeros(len(X), dtype=bool)
+        mask[idx] = True
+        estimator = RadiologyCoxModel(preprocess, model, config)
+        identity = {"data_sha256": data_sha256(patches, mask), **estimator.config_dict()}
+        return estimator.fit(X[idx], time[idx], event[idx], runtime=runtime,
+                             checkpoint=runtime.checkpoint(name, identity))
+
     entries: dict[str, ScoreEntry] = {}
     fold_figures: list[FoldFigures] = []
     oof = np.full(len(X), np.nan)
     if folds:
         def fit(fold: Fold) -> RadiologyCoxModel:
-            fitted = dev_idx[fold.train]
-            fold_model = RadiologyCoxModel(preprocess, model, replace(train, seed=train.seed + 1 + fold.number))
-            return fold_model.fit(X[fitted], time[fitted], event[fitted])
+            return fit_on(f"radiology-fold-{fold.number + 1}", replace(train, seed=train.seed + 1 + fold.number),
+                          dev_idx[fold.train])
 
         assignment = stratified_folds(event_strata(event[dev_idx]), folds, train.seed)
         crossfit = cross_fit(assignment, folds, fit, lambda fold_model, fold: fold_model.predict(X[dev_idx[fold.test]]),
@@ -193,7 +213,7 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
                     for i in dev_idx}
 
     log.info("final model: training on all %d development cases", n_dev)
-    final = RadiologyCoxModel(preprocess, model, train).fit(X[dev_idx], time[dev_idx], event[dev_idx])
+    final = fit_on("radiology-final", train, dev_idx)
     val_idx = np.flatnonzero(validation)
     val_scores = final.predict(X[val_idx]) if len(val_idx) else np.array([])
     entries |= {patches.case_ids[i]: ScoreEntry(Split.VALIDATION.value, float(s), ScoreSource.FINAL_MODEL.value)
@@ -209,6 +229,11 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
     training_data = RadiologyTrainingData(digest, sha256_file(manifest.path), n_dev, int(event[dev_idx].sum()),
                                           chosen, Split.DEVELOPMENT.value)
 
+    if not main_rank:  # the other ranks of a distributed run write nothing
+        return TrainingReport(None, final)
+    runtime_figures = runtime.to_dict()
+    if runtime.distributed.active:
+        runtime_figures["distributed"]["final_model_rank_sha256"] = final.replica_sha256_
     entry = save_model(final, out_dir, version=f"{__version__}+{digest[:8]}", training_data=training_data.to_dict(),
                        validation=figures.to_dict())
     # CRLF row ends, as radiology's score tables have always had (the reader takes both).
@@ -217,7 +242,7 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
         created_utc=utc_now(),
         arguments={"folds": folds, "sequences": list(chosen), "preprocess": preprocess.to_dict(),
                    "model": model.to_dict(), "train": train.to_dict()},
-        versions=_versions(), weights_sha256=entry["sha256"], model_version=entry["version"],
+        versions=_versions(), runtime=runtime_figures, weights_sha256=entry["sha256"], model_version=entry["version"],
         training_data=training_data, validation=figures,
         cases=CohortCases(n_dev, len(val_idx), tuple(patches.failures), tuple(patches.without_mri)),
         scores_file=SCORES_FILE)

@@ -3,7 +3,9 @@
 :class:`PreprocessConfig` (how an MRI becomes the network's input), :class:`ModelConfig` (the
 network's shape) and :class:`TrainConfig` (how it was fitted). Each has ``to_dict``/``from_dict``
 (plain JSON; ``from_dict`` refuses unknown keys and wrong types, naming them). ``PRESETS`` holds a
-realistic "standard" configuration and a "tiny" one that trains in seconds (tests, demos).
+realistic "standard" configuration (also named "paper": the published method's network at its
+default size, what ``--preset paper`` of the training commands uses) and a "tiny" one that trains
+in seconds (tests, demos).
 """
 
 from __future__ import annotations
@@ -250,12 +252,15 @@ class TrainConfig:
 
 class Preset(str, Enum):
     STANDARD = "standard"
+    PAPER = "paper"
     TINY = "tiny"
 
 
-#: Ready configurations: "standard" for real training, "tiny" to train in seconds on tiny phantoms.
+#: Ready configurations: "standard" (also "paper": the default, published network size) for real
+#: training, "tiny" to train in seconds on tiny phantoms.
 PRESETS: dict[Preset, tuple[PreprocessConfig, ModelConfig, TrainConfig]] = {
     Preset.STANDARD: (PreprocessConfig(), ModelConfig(), TrainConfig()),
+    Preset.PAPER: (PreprocessConfig(), ModelConfig(), TrainConfig()),
     Preset.TINY: (
         PreprocessConfig(patch_size=32, spacing_mm=3.0, margin_mm=8.0, norm_dilation_mm=8.0),
         ModelConfig(widths=(8, 16), stem_stride=2, reduction=2, spatial_kernel=5, dropout=0.0),
@@ -265,5 +270,5 @@ PRESETS: dict[Preset, tuple[PreprocessConfig, ModelConfig, TrainConfig]] = {
 
 
 def preset(name: str | Preset) -> tuple[PreprocessConfig, ModelConfig, TrainConfig]:
-    """The three configurations of a preset ("standard" or "tiny")."""
+    """The three configurations of a preset ("standard", "paper" (the same) or "tiny")."""
     return PRESETS[check_choice(name, Preset, "preset")]

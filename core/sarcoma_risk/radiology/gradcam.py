@@ -49,16 +49,20 @@ class CamResult:
 
 
 def grad_cam(network: CBAMNet3d, patch: np.ndarray) -> CamResult:
-    """Score and signed Grad-CAM of one prepared patch (channels, z, y, x), the network in eval mode."""
+    """Score and signed Grad-CAM of one prepared patch (channels, z, y, x), the network in eval mode.
+
+    Runs where the network is, in the precision of the caller's autocast context, if any.
+    """
     network.eval()
     captured: dict[str, torch.Tensor] = {}
 
     def keep(_module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> torch.Tensor:
-        leaf = output.detach().requires_grad_(True)
+        # float32 even under bf16/fp16 autocast, so that the shares are summed in full precision
+        leaf = output.detach().float().requires_grad_(True)
         captured["features"] = leaf
         return leaf
 
-    x = torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32))[None]
+    x = torch.from_numpy(np.ascontiguousarray(patch, dtype=np.float32))[None].to(network.offset.device)
     handle = network.cam_layer.register_forward_hook(keep)
     try:
         with torch.enable_grad():
@@ -71,7 +75,7 @@ def grad_cam(network: CBAMNet3d, patch: np.ndarray) -> CamResult:
         weights = network.region_weights(x)
         baseline = network.offset * weights / weights.sum().clamp_min(1e-6)
         share = (gradient * features).sum(dim=1, keepdim=True) - baseline
-    return CamResult(float(score.detach()), share[0, 0].numpy().astype(np.float32))
+    return CamResult(float(score.detach()), share[0, 0].float().cpu().numpy())
 
 
 def cam_to_original(shares: np.ndarray, patch: PatchGeometry, stride: int, reference: sitk.Image) -> sitk.Image:

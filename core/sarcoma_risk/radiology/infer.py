@@ -1,6 +1,8 @@
 """Scoring one case: radiology score, percentile, tumor volume and Grad-CAM in the MRI's geometry.
 
-:func:`score_case` runs preprocessing, the network and Grad-CAM on an :class:`~sarcoma_risk.radiology.io.MRICase`;
+:func:`score_case` runs preprocessing, the network and Grad-CAM on an :class:`~sarcoma_risk.radiology.io.MRICase`
+(on the network's device, in fp32 or in a reduced precision that :func:`check_precision_for` found
+accurate enough on a fixed probe batch);
 :func:`staged_volume` / :func:`write_volume` save the Grad-CAM as NRRD, NIfTI or MetaImage (by
 extension) through a temporary file and a rename, so a viewer such as 3D Slicer never sees half a
 file, and give its sha256 for the case record.
@@ -14,14 +16,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import SimpleITK as sitk
+from scipy.ndimage import gaussian_filter
 
+from sarcoma_risk.device import Precision, autocast
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fileio import atomic_path
+from sarcoma_risk.precision import RADIOLOGY_SCORE_TOLERANCE, PrecisionCheck, guard_precision
 from sarcoma_risk.provenance import sha256_file
 from sarcoma_risk.radiology.dicom import itk_error_text
 from sarcoma_risk.radiology.gradcam import cam_to_original, empty_map_reason, grad_cam
 from sarcoma_risk.radiology.io import MRICase
+from sarcoma_risk.radiology.config import PreprocessConfig
 from sarcoma_risk.radiology.preprocess import prepare_case
 from sarcoma_risk.radiology.train import RadiologyCoxModel
 
@@ -46,20 +53,73 @@ class RadiologyResult:
     gradcam_note: str | None = None
 
 
-def score_case(model: RadiologyCoxModel, case: MRICase, *, gradcam: bool = True) -> RadiologyResult:
-    """Score one case; with ``gradcam`` also map the signed Grad-CAM onto the first sequence's grid."""
+def score_case(model: RadiologyCoxModel, case: MRICase, *, gradcam: bool = True,
+               precision: str | Precision = Precision.FP32) -> RadiologyResult:
+    """Score one case; with ``gradcam`` also map the signed Grad-CAM onto the first sequence's grid.
+
+    The network runs where it is (:meth:`RadiologyCoxModel.to`) in ``precision``; use the one
+    :func:`check_precision_for` allowed.
+    """
     prepared = prepare_case(case, model.preprocess)
+    network = model._check_fitted()
     cam, note = None, None
+    with autocast(network.offset.device, precision):
+        if gradcam:
+            result = grad_cam(network, prepared.array)
+            score = result.score
+        else:
+            score = float(model.predict(prepared.array[None])[0])
     if gradcam:
-        result = grad_cam(model._check_fitted(), prepared.array)
-        score = result.score
         cam = cam_to_original(result.shares, prepared.geometry, model.model.feature_stride, case.reference)
         note = empty_map_reason(result.shares, cam)
-    else:
-        score = float(model.predict(prepared.array[None])[0])
     return RadiologyResult(score=score, percentile=float(model.percentile(score)[0]),
                            tumor_volume_ml=prepared.tumor_volume_ml, sequences=list(prepared.sequences),
                            patch_spacing_mm=prepared.geometry.spacing, gradcam=cam, gradcam_note=note)
+
+
+def probe_volumes(config: PreprocessConfig, n: int = 8, seed: int = 0) -> np.ndarray:
+    """A fixed batch of prepared-patch-like inputs (n, channels, p, p, p) float32 for the precision guard.
+
+    A sphere of tumor (mask channel 1) in a smooth random field z-scored over the region around
+    it, the sequences 0 outside that region as preprocessing leaves them. Not an MRI, but on the
+    shipped weights its fp32-to-bf16 differences match those of prepared phantom cases
+    (tests/radiology/test_precision.py).
+    """
+
+    rng = np.random.default_rng(seed)
+    p = config.patch_size
+    axis = np.arange(p, dtype=np.float32) - (p - 1) / 2
+    zz, yy, xx = np.meshgrid(axis, axis, axis, indexing="ij")
+    out = np.zeros((n, config.in_channels, p, p, p), np.float32)
+    for i in range(n):
+        radius = p * rng.uniform(0.18, 0.36)
+        dz, dy, dx = rng.uniform(-0.08, 0.08, 3) * p
+        distance = np.sqrt((zz - dz) ** 2 + (yy - dy) ** 2 + (xx - dx) ** 2)
+        tumor, region = distance <= radius, distance <= radius + 0.12 * p
+        for channel in range(len(config.sequences)):
+            field = gaussian_filter(rng.normal(size=(p, p, p)).astype(np.float32), p / 16)
+            field = (field - field[region].mean()) / (field[region].std() + 1e-6)
+            field += np.where(tumor, rng.uniform(0.5, 1.5), -0.5)
+            out[i, channel] = np.where(region, field, 0) if config.zero_outside_region else field
+        if config.mask_channel:
+            out[i, -1] = tumor
+    return out
+
+
+def check_precision_for(model: RadiologyCoxModel, precision: str | Precision) -> PrecisionCheck:
+    """Compare ``precision`` with fp32 on :func:`probe_volumes` with the model's weights, where it runs.
+
+    Returns the check; its ``used`` precision is the requested one when the scores stay within
+    :data:`~sarcoma_risk.precision.RADIOLOGY_SCORE_TOLERANCE`, else fp32 (with a warning).
+    """
+    device = model._check_fitted().offset.device
+
+    def run(chosen: Precision) -> np.ndarray:
+        with autocast(device, chosen):
+            return model.predict(probe_volumes(model.preprocess))
+
+    return guard_precision(run, precision, model="radiology", quantity="radiology score (log relative hazard)",
+                           tolerance=RADIOLOGY_SCORE_TOLERANCE)
 
 
 def volume_extension(path: str | Path) -> str:

@@ -80,6 +80,7 @@ class RadiologyRun:
     created_utc: str
     arguments: Mapping[str, Any]  # folds, sequences and the three configurations
     versions: Mapping[str, str]
+    runtime: Mapping[str, Any]  # device, precision, processes, checkpoints (sarcoma_risk.runtime.TrainRuntime)
     weights_sha256: str
     model_version: str
     training_data: RadiologyTrainingData
@@ -89,6 +90,6 @@ class RadiologyRun:
 
     def to_dict(self) -> dict[str, Any]:
         return {"created_utc": self.created_utc, "command": "train radiology", "arguments": dict(self.arguments),
-                "versions": dict(self.versions), "weights_sha256": self.weights_sha256,
+                "versions": dict(self.versions), "runtime": dict(self.runtime), "weights_sha256": self.weights_sha256,
                 "model_version": self.model_version, "training_data": self.training_data.to_dict(),
                 "validation": self.validation.to_dict(), "cases": self.cases.to_dict(), "scores_file": self.scores_file}

@@ -69,7 +69,7 @@ def _run(step: int, argv: Sequence[str]) -> None:
 
 
 def train_all(out_dir: str | Path, work_dir: str | Path, config: TrainAllConfig = TrainAllConfig(), *,
-              stream: TextIO | None = None) -> TrainAllResult:
+              stream: TextIO | None = None, device: str = "auto") -> TrainAllResult:
     """Run the six steps (module docstring); returns where the outputs are and the validation figures.
 
     Progress lines (``[k/6] ...``) and what each command prints go to ``stream`` (default stdout;
@@ -84,12 +84,16 @@ def train_all(out_dir: str | Path, work_dir: str | Path, config: TrainAllConfig 
         bytes), caches, score tables and the validation report.
     config : TrainAllConfig
     stream : text stream, optional
+    device : {"auto", "cpu", "cuda", "mps"}
+        Where the imaging models train (``--device`` of the two training commands). It is not part
+        of ``config``, the settings recorded with the weights: it changes them only by
+        floating-point rounding.
     """
     with contextlib.redirect_stdout(stream or sys.stdout):
-        return _train_all(Path(out_dir), Path(work_dir), config)
+        return _train_all(Path(out_dir), Path(work_dir), config, device)
 
 
-def _train_all(out_dir: Path, work_dir: Path, config: TrainAllConfig) -> TrainAllResult:
+def _train_all(out_dir: Path, work_dir: Path, config: TrainAllConfig, device: str) -> TrainAllResult:
     check_out_dir(out_dir, work_dir)
     cohort, stage, report = work_dir / COHORT_DIR, work_dir / STAGE_DIR, work_dir / REPORT_DIR
     manifest = cohort / "manifest.csv"
@@ -110,12 +114,13 @@ def _train_all(out_dir: Path, work_dir: Path, config: TrainAllConfig) -> TrainAl
     if stage.exists():
         shutil.rmtree(stage)  # a fresh registry: no entry from an earlier run can slip into the weights
     _say(2, f"radiology model ({config.radiology_preset} preset, {config.radiology_folds}-fold cross-fitting)")
-    _run(2, ["train", "radiology", "--manifest", str(manifest), "--out", str(stage), *config.radiology_arguments()])
+    _run(2, ["train", "radiology", "--manifest", str(manifest), "--out", str(stage), "--device", device,
+             *config.radiology_arguments()])
     t = lap("radiology", t)
     _say(3, f"pathology patch model and slide signature ({config.pathology_architecture}, {config.pathology_patch_px} px "
             f"at {config.pathology_spacing_um:g} um/px, {config.pathology_folds}-fold cross-fitting)")
     _run(3, ["train", "pathology", "--manifest", str(manifest), "--out", str(stage), "--cache-dir",
-             str(work_dir / CACHE_DIR), *config.pathology_arguments()])
+             str(work_dir / CACHE_DIR), "--device", device, *config.pathology_arguments()])
     t = lap("pathology", t)
     scores = ["--scores", str(stage / "radiology_scores.csv"), "--scores", str(stage / "pathology_scores.csv")]
     _say(4, "fusion: Cox sub-models on the out-of-fold imaging scores")
