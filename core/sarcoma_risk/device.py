@@ -96,6 +96,7 @@ def resolve_device(choice: str | Device = Device.AUTO, *, index: int | None = No
         problem = _cuda_missing()
         if problem is not None:
             raise DeviceUnavailable(f"device 'cuda': {problem}; use --device cpu (or auto)")
+        _exact_fp32_on_cuda()
         return torch.device("cuda", torch.cuda.current_device() if index is None else index)
     if device is Device.MPS:
         problem = _mps_missing()
@@ -103,6 +104,23 @@ def resolve_device(choice: str | Device = Device.AUTO, *, index: int | None = No
             raise DeviceUnavailable(f"device 'mps': {problem}; use --device cpu (or auto)")
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def _exact_fp32_on_cuda() -> None:
+    """Make float32 mean IEEE float32 on NVIDIA GPUs, as on the CPU.
+
+    cuDNN's default lets float32 convolutions run in TF32 (a 10-bit mantissa) on Ampere and later
+    GPUs: the shipped radiology model's scores then moved by up to 8e-4 from the CPU's (H200). Faster
+    arithmetic is what ``--precision bf16|fp16`` is for, behind its accuracy check.
+    """
+    import torch
+
+    if hasattr(torch.backends.cudnn, "conv"):  # torch 2.9 and later; mixing in the old flags is an error there
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+        torch.backends.cuda.matmul.fp32_precision = "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
 
 
 def check_precision(precision: str | Precision, device: "torch.device") -> Precision:
