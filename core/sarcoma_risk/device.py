@@ -113,7 +113,6 @@ def _exact_fp32_on_cuda() -> None:
     GPUs: the shipped radiology model's scores then moved by up to 8e-4 from the CPU's (H200). Faster
     arithmetic is what ``--precision bf16|fp16`` is for, behind its accuracy check.
     """
-    import torch
 
     if hasattr(torch.backends.cudnn, "conv"):  # torch 2.9 and later; mixing in the old flags is an error there
         torch.backends.cudnn.conv.fp32_precision = "ieee"
