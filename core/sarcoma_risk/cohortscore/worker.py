@@ -27,7 +27,17 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from sarcoma_risk.cohortscore.jobs import Job, JobOutcome, MRIJob, Modality, SlideJob, Status
+from sarcoma_risk.device import check_precision, resolve_device
 from sarcoma_risk.errors import InvalidModel, SarcomaRiskError
+from sarcoma_risk.pathology.pipeline import PATCH_MODEL, SIGNATURE_MODEL, load_models
+from sarcoma_risk.pathology.record import holds_slide
+from sarcoma_risk.pathology.scoring import score_case_slide
+from sarcoma_risk.pathology.slide import slide_fingerprint
+from sarcoma_risk.provenance import fingerprint as file_fingerprint
+from sarcoma_risk.radiology.checkpoint import MODEL_NAME, load_model
+from sarcoma_risk.radiology.infer import check_precision_for, score_case
+from sarcoma_risk.radiology.io import case_fingerprints, read_case
+from sarcoma_risk.radiology.record import radiology_section, section_is_current
 
 log = logging.getLogger(__name__)
 
@@ -94,11 +104,6 @@ def _check_sha(settings: RunSettings, name: str, found: str | None) -> None:
 
 
 def _score_mri(job: MRIJob, settings: RunSettings) -> JobOutcome:
-    from sarcoma_risk.radiology.checkpoint import MODEL_NAME
-    from sarcoma_risk.radiology.infer import score_case
-    from sarcoma_risk.radiology.io import case_fingerprints, read_case
-    from sarcoma_risk.radiology.record import radiology_section, section_is_current
-
     key = (str(settings.weights_dir), str(settings.weights.get(MODEL_NAME)), settings.device, settings.precision)
     model, entry, device, precision = _models(Modality.RADIOLOGY, key, lambda: _load_radiology(settings))
     _check_sha(settings, MODEL_NAME, entry["sha256"])
@@ -117,9 +122,6 @@ def _score_mri(job: MRIJob, settings: RunSettings) -> JobOutcome:
 
 def _load_radiology(settings: RunSettings) -> tuple[Any, dict[str, Any], Any, Any]:
     """The radiology model on this worker's device, its weights entry, the device and the precision to score in."""
-    from sarcoma_risk.device import check_precision, resolve_device
-    from sarcoma_risk.radiology.checkpoint import load_model
-    from sarcoma_risk.radiology.infer import check_precision_for
 
     device = resolve_device(settings.device)
     check_precision(settings.precision, device)
@@ -128,12 +130,6 @@ def _load_radiology(settings: RunSettings) -> tuple[Any, dict[str, Any], Any, An
 
 
 def _score_slide(job: SlideJob, settings: RunSettings) -> JobOutcome:
-    from sarcoma_risk.pathology.pipeline import PATCH_MODEL, SIGNATURE_MODEL, load_models
-    from sarcoma_risk.pathology.record import holds_slide
-    from sarcoma_risk.pathology.scoring import score_case_slide
-    from sarcoma_risk.pathology.slide import slide_fingerprint
-    from sarcoma_risk.provenance import fingerprint as file_fingerprint
-
     key = (str(settings.weights_dir), str(settings.weights.get(PATCH_MODEL)),
            str(settings.weights.get(SIGNATURE_MODEL)), settings.device, settings.precision)
     models = _models(Modality.PATHOLOGY, key, lambda: load_models(settings.weights_dir, precision=settings.precision,

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from sarcoma_risk.provenance import Provenance
+from sarcoma_risk.radiology.checkpoint import MODEL_NAME
+
 
 def radiology_section(result: Any, fingerprints: Mapping[str, Mapping[str, Any]], entry: Mapping[str, Any], *,
                       segment: str | None, precision: str, device: str) -> dict[str, Any]:
@@ -21,8 +24,6 @@ def radiology_section(result: Any, fingerprints: Mapping[str, Mapping[str, Any]]
     ``device`` the torch device type it ran on. ``gradcam_sha256`` is None until the caller writes
     a Grad-CAM.
     """
-    from sarcoma_risk.provenance import Provenance
-    from sarcoma_risk.radiology.checkpoint import MODEL_NAME
 
     provenance = Provenance(
         MODEL_NAME, entry["version"], entry["sha256"], inputs=fingerprints,
