@@ -31,9 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
+from scipy.ndimage import gaussian_filter
 
 from sarcoma_risk.choices import check_choice
 from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.radiology.dicom import uid_from_text, write_series
+from sarcoma_risk.radiology.segments import SegmentSpec, write_slicer_segmentation
 
 
 class PhantomSize(str, Enum):
@@ -109,7 +113,6 @@ def _sigmoid(x: float) -> float:
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma_mm: float,
                   spacing_zyx: tuple[float, ...]) -> np.ndarray:
     """Gaussian-correlated noise with unit standard deviation (correlation length ``sigma_mm``)."""
-    from scipy.ndimage import gaussian_filter
 
     white = rng.standard_normal(shape).astype(np.float32)
     field_ = gaussian_filter(white, [sigma_mm / s for s in spacing_zyx], mode="reflect")
@@ -283,8 +286,6 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
 
 
 def _to_image(array: np.ndarray, rendered: _Rendered, spacing: tuple[float, float, float], pixel: str):
-    import SimpleITK as sitk
-
     if pixel == "int16":
         array = np.clip(np.rint(array), 0, np.iinfo(np.int16).max).astype(np.int16)
     image = sitk.GetImageFromArray(array)
@@ -329,10 +330,6 @@ def write_phantom_mri(out_dir: Path, *, phenotype: float, tumor_size_cm: float, 
     dicom : bool
         Write the two sequences as DICOM MR series (one study) instead of NIfTI.
     """
-    import SimpleITK as sitk
-
-    from sarcoma_risk.radiology.dicom import uid_from_text, write_series
-    from sarcoma_risk.radiology.segments import SegmentSpec, write_slicer_segmentation
 
     size_ = check_choice(size, PhantomSize, "size")
     _check_arguments(phenotype, tumor_size_cm, seed)
