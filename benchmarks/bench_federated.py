@@ -27,7 +27,7 @@ import time
 
 from common import emit, machine
 
-from sarcoma_risk.federated.flower import LocalGrid, make_client_app, make_server_app
+from sarcoma_risk.federated.flower import LocalGrid, make_client_app, make_server_app, server_context
 from sarcoma_risk.federated.fusion import FederatedFusionSettings, fit_federated_fusion
 from sarcoma_risk.federated import centre as centre_ops
 from sarcoma_risk.survival.concordance import harrell_c
@@ -45,14 +45,12 @@ def c_index(model, validation) -> float:
 
 def federated(parts, penalizer: float):
     client = make_client_app(lambda context: (context.node_config["centre"], parts[context.node_config["centre"]]))
-    from flwr.app import Context, RecordDict
-
     run_config = {"min-centres": len(parts), "penalizer": penalizer, "min-centre-events": 5}
     grid = LocalGrid(client, [{"centre": c} for c in parts], run_config)
     out = {}
     try:
         make_server_app(on_done=lambda model, log, rounds: out.update(model=model, rounds=rounds))(
-            grid, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=run_config))
+            grid, server_context(run_config))
     finally:
         grid.close()
     return out["model"], out["rounds"]

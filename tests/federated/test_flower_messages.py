@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from sarcoma_risk.federated.flower import (FederatedError, LocalGrid, decode, make_client_app, make_server_app,
-                                           run_server)
-from sarcoma_risk.federated.fusion import FederatedFusionSettings, fit_federated_fusion
+                                           run_server, server_context)
+from sarcoma_risk.federated.fusion import fit_federated_fusion
 from sarcoma_risk.fusion.model import all_subsets
 from sarcoma_risk.fusion.table import submodel_name
 
@@ -21,14 +21,12 @@ from .conftest import local_query, split
 def _run(parts, run_config, *, loader=None, on_message=None):
     client = make_client_app(loader or (lambda context: (context.node_config["centre"],
                                                          parts[context.node_config["centre"]])))
-    from flwr.app import Context, RecordDict  # after make_client_app, which imports Flower quietly
-
     grid = LocalGrid(client, [{"centre": c} for c in parts], run_config)
     result = {}
     app = make_server_app(on_message=on_message, on_done=lambda model, log, rounds: result.update(
         model=model, log=log, rounds=rounds))
     try:
-        app(grid, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=run_config))
+        app(grid, server_context(run_config))
     finally:
         grid.close()
     return result

@@ -113,7 +113,7 @@ def _summary(out: Path, args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from sarcoma_risk.cohort import Split, read_manifest
-    from sarcoma_risk.federated.flower import LocalGrid, make_client_app, make_server_app
+    from sarcoma_risk.federated.flower import LocalGrid, make_client_app, make_server_app, server_context
     from sarcoma_risk.fusion.table import table_from_manifest
     from sarcoma_risk.survival.scores import read_score_tables
 
@@ -124,9 +124,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     client = make_client_app(lambda context: (context.node_config["centre"], parts[context.node_config["centre"]]))
     grid = LocalGrid(client, [{"centre": c} for c in parts], run_config)
     try:
-        from flwr.app import Context, RecordDict
-
-        make_server_app()(grid, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=run_config))
+        make_server_app()(grid, server_context(run_config))
     finally:
         grid.close()
     return _summary(args.out, args)

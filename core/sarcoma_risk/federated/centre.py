@@ -26,18 +26,18 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from sarcoma_risk.clinical.encoder import ClinicalEncoder
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.federated.coxstats import efron_stats
+from sarcoma_risk.fusion.model import CoxFusion
 from sarcoma_risk.fusion.table import CLINICAL, DURATION, EVENT, submodel_name
+from sarcoma_risk.survival.scores import score_column
 
 Payload = dict[str, Any]
 
 
 def _shell(request: Mapping[str, Any]):
     """A CoxFusion holding the server's encoder and score scaling (the state it needs to encode rows)."""
-    from sarcoma_risk.clinical.encoder import ClinicalEncoder
-    from sarcoma_risk.fusion.model import CoxFusion
-
     model = CoxFusion(clinical_features=json.loads(request["features"]), min_level_count=int(request["min_level_count"]),
                       modalities=json.loads(request["modalities"]))
     model._check_params()
@@ -70,9 +70,6 @@ def _design(table, request: Mapping[str, Any]):
 
 
 def summary(table, request: Mapping[str, Any]) -> Payload:
-    from sarcoma_risk.clinical.encoder import ClinicalEncoder
-    from sarcoma_risk.survival.scores import score_column
-
     model = _shell(request)
     event = np.asarray(table[EVENT], dtype=float) > 0
     clinical, scores, available = model._availability(table)

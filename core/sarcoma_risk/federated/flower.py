@@ -29,9 +29,24 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+with warnings.catch_warnings():
+    # typer (which Flower imports for its own command line) still calls click helpers that click 8.2+
+    # deprecates; nothing here uses them, so exactly those warnings are silenced, once, at import.
+    warnings.filterwarnings("ignore", message=r"'click\.utils\.get_\w+_stream' is deprecated",
+                            category=DeprecationWarning)
+    from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, RecordDict
+    from flwr.clientapp import ClientApp
+    from flwr.common.serde import message_from_proto, message_to_proto
+    from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=no-name-in-module
+    from flwr.serverapp import ServerApp
+
+from sarcoma_risk.cohort import Split, read_manifest
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.federated import centre
 from sarcoma_risk.federated.fusion import FederatedFusionSettings, fit_federated_fusion
+from sarcoma_risk.federated.output import write_federated_fusion
+from sarcoma_risk.fusion.table import table_from_manifest
+from sarcoma_risk.survival.scores import read_score_tables
 
 log = logging.getLogger(__name__)
 
@@ -43,27 +58,10 @@ class FederatedError(InvalidInput):
     """A centre answered with an error, or too few centres are there."""
 
 
-def import_flwr() -> None:
-    """Import Flower once, without the deprecation warnings of its CLI dependency typer.
-
-    typer (which Flower imports for its own command line) still calls click helpers that click 8.2+
-    deprecates; nothing of SarcomaRisk uses them, so exactly those warnings are silenced here.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"'click\.utils\.get_\w+_stream' is deprecated",
-                                category=DeprecationWarning)
-        import flwr  # noqa: F401
-        import flwr.clientapp  # noqa: F401
-        import flwr.serverapp  # noqa: F401
-
-
 # ---- payloads <-> Flower records ------------------------------------------------------------------
 
 def encode(payload: Mapping[str, Any]):
     """A flat mapping of numbers, text and numpy arrays as a Flower RecordDict."""
-    import_flwr()
-    from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
-
     arrays, config = {}, {}
     for key, value in payload.items():
         if isinstance(value, np.ndarray):
@@ -85,9 +83,6 @@ def decode(content) -> dict[str, Any]:
 
 def wire_size(message) -> int:
     """Bytes of a message in Flower's protobuf wire format."""
-    import_flwr()
-    from flwr.common.serde import message_to_proto
-
     return len(message_to_proto(message).SerializeToString())
 
 
@@ -99,10 +94,6 @@ def manifest_table_loader(context) -> tuple[str, Any]:
     ``scores`` is a comma-separated list of score tables (optional). Only the rows of the centre
     named ``centre`` are read, so a phantom manifest of several centres can stand for each of them.
     """
-    from sarcoma_risk.cohort import Split, read_manifest
-    from sarcoma_risk.fusion.table import table_from_manifest
-    from sarcoma_risk.survival.scores import read_score_tables
-
     config = context.node_config
     for key in ("manifest", "centre"):
         if not str(config.get(key, "")).strip():
@@ -121,10 +112,6 @@ def manifest_table_loader(context) -> tuple[str, Any]:
 
 def make_client_app(load_table: TableLoader = manifest_table_loader):
     """A ClientApp answering the server's ``query.<op>`` messages from its own table."""
-    import_flwr()
-    from flwr.app import Message
-    from flwr.clientapp import ClientApp
-
     app = ClientApp()
     cache: dict[int, tuple[str, Any]] = {}
 
@@ -164,8 +151,6 @@ class GridQuery:
         self.rounds: list[dict[str, Any]] = []
 
     def __call__(self, op: str, request: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        from flwr.app import Message
-
         content = encode(request)
         messages = [Message(content, dst_node_id=node, message_type=f"query.{op}", group_id=str(len(self.rounds)))
                     for node in self.nodes]
@@ -243,23 +228,23 @@ def settings_from_config(run_config: Mapping[str, Any]) -> FederatedFusionSettin
 
 def make_server_app(on_message: MessageHook | None = None, on_done: Callable[..., None] | None = None):
     """A ServerApp that fits the federated Cox fusion and writes it where the run config says (``out``)."""
-    import_flwr()
-    from flwr.serverapp import ServerApp
-
     app = ServerApp()
 
     @app.main()
     def main(grid, context) -> None:
         model, fit_log, query = run_server(grid, context.run_config, on_message)
         if context.run_config.get("out"):
-            from sarcoma_risk.federated.output import write_federated_fusion
-
             write_federated_fusion(Path(str(context.run_config["out"])), model, fit_log, query.rounds,
                                    context.run_config)
         if on_done is not None:
             on_done(model, fit_log, query.rounds)
 
     return app
+
+
+def server_context(run_config: Mapping[str, Any]) -> Context:
+    """The Context a ServerApp receives, for running one in this process (with :class:`LocalGrid`)."""
+    return Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config=dict(run_config))
 
 
 # ---- an in-process Grid ---------------------------------------------------------------------------
@@ -273,9 +258,6 @@ class LocalGrid:
     """
 
     def __init__(self, client_app, node_configs: Iterable[Mapping[str, Any]], run_config: Mapping[str, Any]) -> None:
-        import_flwr()
-        from flwr.app import Context, RecordDict
-
         self.client_app = client_app
         self.contexts = {i + 1: Context(run_id=1, node_id=i + 1, node_config=dict(cfg), state=RecordDict(),
                                         run_config=dict(run_config))
@@ -291,8 +273,6 @@ class LocalGrid:
         return getattr(self, "_run", None)
 
     def create_message(self, content, message_type: str, dst_node_id: int, group_id: str, ttl: float | None = None):
-        from flwr.app import Message
-
         return Message(content, dst_node_id, message_type, group_id=group_id, ttl=ttl)
 
     def get_node_ids(self) -> list[int]:
@@ -305,17 +285,12 @@ class LocalGrid:
         raise NotImplementedError("LocalGrid delivers messages with send_and_receive")
 
     def _deliver(self, message):
-        from flwr.common.serde import message_from_proto, message_to_proto
-        from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=no-name-in-module
-
         wire = message_to_proto(message).SerializeToString()
         received = message_from_proto(ProtoMessage.FromString(wire))
         reply = self.client_app(received, self.contexts[message.metadata.dst_node_id])
         return message_from_proto(ProtoMessage.FromString(message_to_proto(reply).SerializeToString()))
 
     def send_and_receive(self, messages, *, timeout: float | None = None):
-        from flwr.app import Error
-
         futures = {}
         for m in messages:
             futures[self._pool.submit(self._deliver, m)] = m
@@ -325,8 +300,6 @@ class LocalGrid:
             try:
                 replies.append(future.result())
             except Exception as exc:  # noqa: BLE001 - a failing ClientApp becomes an error reply, as Flower does
-                from flwr.app import Message
-
                 replies.append(Message(Error(code=0, reason=f"{type(exc).__name__}: {exc}"), reply_to=futures[future]))
         return replies
 

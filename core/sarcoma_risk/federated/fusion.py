@@ -38,10 +38,17 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from sarcoma_risk.clinical.encoder import DEFAULT_FEATURES
+from sarcoma_risk.clinical.encoder import DEFAULT_FEATURES, ClinicalEncoder
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.federated.coxstats import CoxStats, fit_newton
+from sarcoma_risk.fusion.cox import CoxParameters
+from sarcoma_risk.fusion.groups import Cutoff
+from sarcoma_risk.fusion.model import CoxFusion, all_subsets
+from sarcoma_risk.fusion.modelcheck import PERCENTILES
+from sarcoma_risk.fusion.selection import PenalizerCV
+from sarcoma_risk.fusion.submodel import DevelopmentFit, SubModel
 from sarcoma_risk.fusion.table import CLINICAL, MODALITY_ORDER, submodel_name
+from sarcoma_risk.survival.scores import score_column
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +64,6 @@ class CentreRefused(InvalidInput):
 @dataclass(frozen=True)
 class FederatedFusionSettings:
     """Settings of a federated Cox fusion fit (see the module docstring for the choices)."""
-
     clinical_features: tuple[str, ...] = tuple(DEFAULT_FEATURES)
     modalities: tuple[str, ...] = tuple(MODALITY_ORDER)
     penalizer: float = 0.1
@@ -75,7 +81,6 @@ class FederatedFusionSettings:
 @dataclass
 class FitLog:
     """What happened: centres used and refused, rounds per sub-model, Newton convergence."""
-
     centres: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)
     dropped_out: list[str] = field(default_factory=list)
@@ -134,9 +139,6 @@ def fit_federated_fusion(query: Query, settings: FederatedFusionSettings = Feder
 
 
 def _fit(session: _Session, settings: FederatedFusionSettings):
-    from sarcoma_risk.clinical.encoder import ClinicalEncoder
-    from sarcoma_risk.fusion.model import CoxFusion, all_subsets
-
     fit_log = session.log
     subsets = all_subsets(settings.modalities)
     summaries = session.ask("summary", subsets=json.dumps([list(s) for s in subsets]))
@@ -227,12 +229,6 @@ def _mean_sd(n: int, total: float, squares: float) -> tuple[float, float]:
 
 def _fit_submodel(session: _Session, settings: FederatedFusionSettings, subset: Sequence[str], state: str, n: int,
                   follow_up: float):
-    from sarcoma_risk.fusion.cox import CoxParameters
-    from sarcoma_risk.fusion.groups import Cutoff
-    from sarcoma_risk.fusion.modelcheck import PERCENTILES
-    from sarcoma_risk.fusion.selection import PenalizerCV
-    from sarcoma_risk.fusion.submodel import DevelopmentFit, SubModel
-
     name = submodel_name(subset)
     request = {"subset": name, "state": state}
     replies = session.ask("moments", **request)
@@ -289,9 +285,6 @@ def _fit_submodel(session: _Session, settings: FederatedFusionSettings, subset: 
 
 
 def _columns(state: str, subset: Sequence[str], settings: FederatedFusionSettings) -> list[str]:
-    from sarcoma_risk.clinical.encoder import ClinicalEncoder
-    from sarcoma_risk.survival.scores import score_column
-
     encoder = json.loads(state)["encoder"]
     columns = ClinicalEncoder.from_dict(encoder).columns_ if CLINICAL in subset else []
     return columns + [score_column(m) for m in subset if m != CLINICAL]

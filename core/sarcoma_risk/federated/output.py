@@ -9,10 +9,15 @@ training when the fusion entry has it. ``federated_run.json`` keeps the run's ar
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from sarcoma_risk.federated.fusion import FitLog
+from sarcoma_risk.fileio import atomic_write_json
+from sarcoma_risk.fusion.loading import KIND, REGISTRY_NAME
+from sarcoma_risk.provenance import software_version
+from sarcoma_risk.weights import WeightRegistry
 
 MODEL_FILE = "fusion.json"
 RUN_FILE = "federated_run.json"
@@ -20,8 +25,6 @@ RUN_FILE = "federated_run.json"
 
 def federated_training_data(model, fit_log: FitLog, rounds: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The ``training_data`` of a federated fusion model's registry entry."""
-    from importlib.metadata import version
-
     return {
         "split": "development",
         "n": model.n_development_, "events": model.events_development_,
@@ -45,11 +48,6 @@ def federated_training_data(model, fit_log: FitLog, rounds: Sequence[Mapping[str
 def write_federated_fusion(out: Path, model, fit_log: FitLog, rounds: Sequence[Mapping[str, Any]],
                            run_config: Mapping[str, Any]) -> dict[str, Any]:
     """Write ``fusion.json`` and ``federated_run.json`` into ``out`` and register the model; returns the entry."""
-    from sarcoma_risk.fileio import atomic_write_json
-    from sarcoma_risk.fusion.loading import KIND, REGISTRY_NAME
-    from sarcoma_risk.provenance import software_version
-    from sarcoma_risk.weights import WeightRegistry
-
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / MODEL_FILE, model.to_dict())
     training_data = federated_training_data(model, fit_log, rounds)

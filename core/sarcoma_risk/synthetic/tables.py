@@ -11,10 +11,12 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 from sarcoma_risk.clinical.variables import VARIABLES
 from sarcoma_risk.fusion.table import DURATION, EVENT
 from sarcoma_risk.survival.scores import score_column
+from sarcoma_risk.synthetic.cohort import SplitRule, plan_cohort
 
 
 def phantom_fusion_table(n_cases: int, centres: Sequence[str] = ("A", "B", "C"), seed: int = 0, *,
@@ -23,10 +25,6 @@ def phantom_fusion_table(n_cases: int, centres: Sequence[str] = ("A", "B", "C"),
 
     ``score_noise`` is the SD of the noise added to each latent phenotype (which has SD 1).
     """
-    import pandas as pd
-
-    from sarcoma_risk.synthetic.cohort import SplitRule, plan_cohort
-
     plans = plan_cohort(n_cases, centres, seed, split=SplitRule.RANDOM, validation_fraction=0.0)
     rng = np.random.default_rng(seed)
     rows = []
