@@ -130,3 +130,16 @@ def test_server_and_three_clients_fit_over_grpc_on_loopback(three_centre_manifes
     summary = json.loads(text[text.index("{"):])
     assert summary["training_data"]["federated"]["centres"] == ["A", "B", "C"]
     assert (tmp_path / "w" / "fusion.json").is_file()
+
+
+def test_the_server_refuses_to_start_without_a_transport_choice(tmp_path, capsys):
+    assert main(["federated", "server", "--out", str(tmp_path / "w")]) != 0
+    assert "give either --insecure or all of --ssl-certfile, --ssl-keyfile and --ssl-ca-certfile" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+def test_a_client_for_a_centre_absent_from_the_manifest_stops_before_connecting(three_centre_manifest, capsys):
+    assert main(["federated", "client", "--manifest", str(three_centre_manifest), "--centre", "Z",
+                 "--server", "127.0.0.1:1", "--insecure"]) != 0
+    err = capsys.readouterr().err
+    assert "has no development case of centre 'Z'; centres there: A, B, C" in err
