@@ -38,6 +38,7 @@ from sarcoma_risk.radiology.config import preset
 from sarcoma_risk.radiology.train import RadiologyCoxModel
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict  # noqa: I001
+from flwr.clientapp import ClientApp
 from flwr.serverapp import ServerApp
 from flwr.serverapp.strategy import FedAvg, FedProx
 
@@ -143,6 +144,13 @@ def manifest_centre_loader(context, preprocess) -> RadiologyCentre:
         raise CentreRefused(f"centre {name}: no development case with readable MRI")
     return RadiologyCentre(name, np.stack(patches.arrays).astype(np.float32), np.asarray(patches.time, dtype=float),
                            np.asarray(patches.event, dtype=bool))
+
+
+def make_imaging_client_app(load_centre: CentreLoader = manifest_centre_loader):
+    """A ClientApp answering the federated CNN's messages (:func:`add_imaging_handlers`)."""
+    app = ClientApp()
+    add_imaging_handlers(app, load_centre)
+    return app
 
 
 def add_imaging_handlers(app, load_centre: CentreLoader = manifest_centre_loader) -> None:

@@ -69,6 +69,18 @@ def _fusion_training(fusion: Mapping[str, Any]) -> str:
             "cutoff from summed per-centre histograms" + (f"; refused: {refused}" if refused else ""))
 
 
+def _radiology_training(radiology: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    """How the radiology CNN was trained: pooled with cross-fitting, or federated across centres."""
+    federated = (radiology.get("training_data") or {}).get("federated")
+    if not federated:
+        return f"{config['radiology_folds']}-fold cross-fitting for the development scores"
+    dp = federated.get("differential_privacy")
+    return (f"trained federated ({federated['engine']}) across {federated['centres']} centres without pooling their "
+            f"images: {federated['strategy']}, {federated['rounds']} rounds"
+            + (f", updates clipped to L2 norm {dp['clip']:g} with Gaussian noise {dp['noise_multiplier']:g} x clip "
+               "(no epsilon computed)" if dp else ""))
+
+
 def render_model_card(manifest: Mapping[str, Any]) -> str:
     """The model card of a release manifest (``manifest["release"]`` and ``manifest["models"]``)."""
     release, models = ReleaseRecord.from_dict(manifest.get("release")), manifest["models"]
@@ -131,7 +143,7 @@ def render_model_card(manifest: Mapping[str, Any]) -> str:
         f"{radcfg['model']['widths']}, on {radcfg['preprocess']['patch_size']}^3-voxel patches at "
         f"{radcfg['preprocess']['spacing_mm']:g} mm of the tumor region of "
         f"{' + '.join(radcfg['preprocess']['sequences'])} (preset `{config['radiology_preset']}`), Cox partial "
-        f"likelihood, {config['radiology_folds']}-fold cross-fitting for the development scores.\n"
+        f"likelihood, {_radiology_training(rad, config)}.\n"
         f"- **Pathology patch model** (`{patch['file']}`, {patch['kind']}): "
         f"{patch['config']['architecture']} from {config['pathology_init']} initial weights, "
         f"{patch['config']['patch_px']}-pixel patches at {patch['config']['spacing_um']:g} um/px, label "
