@@ -27,12 +27,13 @@ def _settings_options(p: argparse.ArgumentParser) -> None:
 
 
 def _cnn_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", choices=("fusion", "radiology"), default="fusion",
-                   help="fusion: the Cox fusion from per-centre sums (default); radiology: the CBAM 3D CNN with "
-                        "FedAvg/FedProx")
-    cnn = p.add_argument_group("radiology CNN (--model radiology)")
+    p.add_argument("--model", choices=("fusion", "radiology", "pathology"), default="fusion",
+                   help="fusion: the Cox fusion from per-centre sums (default); radiology: the CBAM 3D CNN, "
+                        "pathology: the patch model (ShuffleNetV2), both with FedAvg/FedProx")
+    cnn = p.add_argument_group("CNNs (--model radiology|pathology)")
     cnn.add_argument("--preset", default="tiny", choices=("standard", "paper", "tiny"),
-                     help="configuration, as for 'train radiology' (default: tiny)")
+                     help="configuration: as 'train radiology --preset'; for the patch model paper is 'train "
+                          "pathology --preset paper', standard its defaults (default: tiny, seconds on tiny phantoms)")
     cnn.add_argument("--sequences", default="", metavar="LIST",
                      help="comma-separated inputs, t2fs or t2fs,t1ce (default: the preset's, both)")
     cnn.add_argument("--rounds", type=positive_int, default=10, help="rounds of federated averaging (default: 10)")
@@ -66,15 +67,16 @@ def register(commands: argparse._SubParsersAction) -> None:
                           "(Flower)",
         description="Federated training with Flower: each centre keeps its cases and answers with sums (model "
                     "updates and aggregates). --model fusion (default): the server fits the Cox fusion model from "
-                    "them; the result equals the pooled Cox model stratified by centre. --model radiology: the CBAM "
-                    "3D CNN trained with FedAvg or FedProx. See README, 'Federated training'.")
+                    "them; the result equals the pooled Cox model stratified by centre. --model radiology|pathology: "
+                    "the CBAM 3D CNN or the patch model trained with FedAvg or FedProx. See README, 'Federated "
+                    "training'.")
     sub = fed.add_subparsers(dest="federated_command", metavar="COMMAND", required=True)
 
     sim = sub.add_parser("simulate", help="one-command local run: split a manifest by centre, one client per centre",
                          description="Split the development cases of a manifest by its 'centre' column, run one Flower "
                                      "ClientApp per centre and the ServerApp in this process, and write DIR/fusion.json "
-                                     "(or DIR/radiology.pt with --model radiology) registered in DIR/manifest.json, as "
-                                     "'train fusion' ('train radiology') does.")
+                                     "(DIR/radiology.pt or DIR/pathology-patch.pt with --model radiology|pathology) "
+                                     "registered in DIR/manifest.json, as 'train fusion|radiology|pathology' does.")
     sim.add_argument("--manifest", type=Path, required=True, help="cohort manifest (manifest.csv)")
     sim.add_argument("--scores", type=Path, action="append", default=[], metavar="FILE",
                      help="imaging score table (radiology_scores.csv or pathology_scores.csv); repeat for both")
@@ -154,7 +156,8 @@ def _cnn_summary(out: Path, args: argparse.Namespace) -> int:
         print_json({"model": str(out / entry["file"]), "sha256": entry["sha256"], "training_data": data})
         return 0
     fed = data["federated"]
-    print(f"federated {args.model} model: {data['n']} development cases in {fed['centres']} centres; "
+    n = data.get("n", data.get("n_development_cases"))
+    print(f"federated {args.model} model: {n} development cases in {fed['centres']} centres; "
           f"{fed['strategy']}; {fed['rounds']} rounds, {fed['bytes_sent']} bytes sent, {fed['bytes_received']} "
           f"received; written to {out / entry['file']}")
     return 0

@@ -1,13 +1,15 @@
-"""FedAvg / FedProx of the radiology CNN on Flower: Flower's own strategies, the centres' ClientApp handlers.
+"""FedAvg / FedProx of the radiology CNN and the patch model on Flower: Flower's strategies, the centres' handlers.
 
 The server runs :class:`flwr.serverapp.strategy.FedAvg` (or ``FedProx`` with ``proximal-mu``) for
 ``rounds`` rounds: each round every centre receives a ``train`` message (the network's state dict
 as an ``ArrayRecord`` named ``arrays``, the round's settings in a ``ConfigRecord`` named ``config``),
-trains ``local-epochs`` epochs on its own cases (:mod:`sarcoma_risk.federated.imaging`) and replies
+trains ``local-epochs`` epochs on its own cases (:mod:`sarcoma_risk.federated.imaging`,
+:mod:`sarcoma_risk.federated.patchmodel`) and replies
 with its new state dict and a ``MetricRecord`` ``metrics`` holding ``num-examples`` (its number of
 cases, the averaging weight) and ``train-loss``. Flower averages the arrays weighted by
-``num-examples``. A last ``query.scores`` round asks each centre for the number, sum and histogram
-of its scores under the final weights (the network's centring and development distribution).
+``num-examples``. For the radiology CNN a last ``query.scores`` round asks each centre for the
+number, sum and histogram of its scores under the final weights (the network's centring and
+development distribution).
 
 Centres that do not reply within ``round-timeout`` are left out of that round's average (Flower's
 behaviour); a round with fewer than ``min-centres`` replies stops the fit with the centres' reasons.
@@ -27,10 +29,18 @@ import numpy as np
 from sarcoma_risk import __version__
 from sarcoma_risk.cohort import Split, read_manifest
 from sarcoma_risk.errors import InvalidInput
-from sarcoma_risk.fileio import atomic_write_json
+from sarcoma_risk.fileio import atomic_write_bytes, atomic_write_json
 # federated.flower imports Flower first, once, with its import-time warnings filtered
 from sarcoma_risk.federated.flower import FederatedError, MessageHook, wire_size
 from sarcoma_risk.federated.imaging import CentreRefused, RadiologyCentre, initial_network, load_state, state_arrays
+from sarcoma_risk.federated.patchmodel import PRESETS as PATCH_PRESETS
+from sarcoma_risk.federated.patchmodel import (PathologyCentre, final_patch_model, initial_patch_model,
+                                               load_pathology_centre)
+from sarcoma_risk.pathology.crossfit import PATCH_FILE
+from sarcoma_risk.pathology.model import state_bytes
+from sarcoma_risk.pathology.pipeline import PATCH_KIND, PATCH_MODEL
+from sarcoma_risk.provenance import software_version
+from sarcoma_risk.weights import WeightRegistry
 from sarcoma_risk.federated.privacy import check_dp
 from sarcoma_risk.radiology.checkpoint import save_model
 from sarcoma_risk.radiology.cohort import prepare_cohort
@@ -45,7 +55,7 @@ from flwr.serverapp.strategy import FedAvg, FedProx
 log = logging.getLogger(__name__)
 
 #: Models trained with FedAvg / FedProx.
-MODELS = ("radiology",)
+MODELS = ("radiology", "pathology")
 STRATEGIES = ("fedavg", "fedprox")
 #: The grid of the score histogram (log relative hazard before centring): 0.02 wide bins.
 SCORE_EDGES = np.linspace(-10.0, 10.0, 1001)
@@ -72,6 +82,8 @@ class FedAvgSettings:
     def check(self) -> None:
         if self.model not in MODELS:
             raise InvalidInput(f"federated model {self.model!r}: expected one of {', '.join(MODELS)}")
+        if self.model == "pathology" and self.preset not in PATCH_PRESETS:
+            raise InvalidInput(f"--preset {self.preset!r}: expected one of {', '.join(PATCH_PRESETS)}")
         if self.strategy not in STRATEGIES:
             raise InvalidInput(f"--strategy {self.strategy!r}: expected one of {', '.join(STRATEGIES)}")
         if self.strategy == "fedprox" and not self.proximal_mu > 0:
@@ -82,6 +94,12 @@ class FedAvgSettings:
             if getattr(self, name) < 1:
                 raise InvalidInput(f"--{name.replace('_', '-')}: {getattr(self, name)} must be >= 1")
         check_dp(self.dp_clip, self.dp_noise)
+
+    def initial_state(self) -> dict[str, np.ndarray]:
+        """The weights of round 1: those a pooled training of the same seed starts from."""
+        configs = self.configs()
+        network = initial_patch_model(configs[0]) if self.model == "pathology" else initial_network(*configs)
+        return state_arrays(network)
 
     @classmethod
     def from_run_config(cls, config: Mapping[str, Any]) -> "FedAvgSettings":
@@ -100,16 +118,21 @@ class FedAvgSettings:
         settings.check()
         return settings
 
-    def configs(self):
-        """The radiology (preprocess, model, train) configurations of these settings."""
+    def configs(self) -> tuple:
+        """The model's configurations: radiology (preprocess, model, train), pathology (train,); train last."""
+        if self.model == "pathology":
+            train = PATCH_PRESETS[self.preset]
+            return (train if self.seed is None else replace(train, seed=self.seed),)
         pre, model, train = preset(self.preset)
         return (replace(pre, sequences=self.sequences) if self.sequences else pre, model,
                 train if self.seed is None else replace(train, seed=self.seed))
 
     def message_config(self) -> dict[str, Any]:
         """What every centre needs to train a round like the others (sent in each ``train`` message)."""
-        return {"model": self.model, "preset": self.preset, "sequences": ",".join(self.configs()[0].sequences),
-                "local-epochs": self.local_epochs, "seed": self.configs()[2].seed,
+        configs = self.configs()
+        return {"model": self.model, "preset": self.preset,
+                "sequences": ",".join(configs[0].sequences) if self.model == "radiology" else "",
+                "local-epochs": self.local_epochs, "seed": configs[-1].seed,
                 "dp-clip": float(self.dp_clip or 0.0), "dp-noise": float(self.dp_noise),
                 "min-centre-events": self.min_centre_events}
 
@@ -125,15 +148,18 @@ def from_record(record) -> dict[str, np.ndarray]:
 
 # ---- the centres' side ----------------------------------------------------------------------------
 
-CentreLoader = Callable[[Any, Any], RadiologyCentre]
+CentreLoader = Callable[[Any, FedAvgSettings], "RadiologyCentre | PathologyCentre"]
 
 
-def manifest_centre_loader(context, preprocess) -> RadiologyCentre:
-    """A centre's development patches from its node config (``manifest``, ``centre``), prepared as the server says."""
+def manifest_centre_loader(context, settings: FedAvgSettings) -> RadiologyCentre | PathologyCentre:
+    """A centre's development cases from its node config (``manifest``, ``centre``), prepared as the server says."""
     config = context.node_config
     for key in ("manifest", "centre"):
         if not str(config.get(key, "")).strip():
             raise InvalidInput(f"federated client: node config {key!r} is missing")
+    if settings.model == "pathology":
+        return load_pathology_centre(Path(str(config["manifest"])), str(config["centre"]))
+    preprocess = settings.configs()[0]
     manifest = read_manifest(Path(str(config["manifest"])))
     name = str(config["centre"])
     cases = [c for c in manifest.cases if c.centre == name and c.split is Split.DEVELOPMENT]
@@ -155,17 +181,17 @@ def make_imaging_client_app(load_centre: CentreLoader = manifest_centre_loader):
 
 def add_imaging_handlers(app, load_centre: CentreLoader = manifest_centre_loader) -> None:
     """Register the ``train`` and ``query.scores`` handlers of the federated CNN on a ClientApp."""
-    cache: dict[tuple[int, str], RadiologyCentre] = {}
+    cache: dict[tuple[int, str], RadiologyCentre | PathologyCentre] = {}
     lock = threading.Lock()
 
-    def centre_for(context, config) -> tuple[RadiologyCentre, Any]:
-        pre, model, train = FedAvgSettings(preset=str(config["preset"]),
-                                           sequences=tuple(str(config["sequences"]).split(","))).configs()
-        key = (context.node_id, f"{config['preset']}/{config['sequences']}")
+    def centre_for(context, config) -> tuple[RadiologyCentre | PathologyCentre, tuple]:
+        settings = FedAvgSettings(model=str(config["model"]), preset=str(config["preset"]),
+                                  sequences=tuple(s for s in str(config["sequences"]).split(",") if s))
+        key = (context.node_id, f"{config['model']}/{config['preset']}/{config['sequences']}")
         with lock:
             if key not in cache:
-                cache[key] = load_centre(context, pre)
-        return cache[key], (pre, model, train)
+                cache[key] = load_centre(context, settings)
+        return cache[key], settings.configs()
 
     def guarded(kind: str, work: Callable[[Any, Any], RecordDict]):
         def handle(message, context):
@@ -183,19 +209,20 @@ def add_imaging_handlers(app, load_centre: CentreLoader = manifest_centre_loader
 
     def train(message, context) -> RecordDict:
         config = dict(message.content.config_records["config"])
-        centre, (pre, model, train_config) = centre_for(context, config)
+        centre, configs = centre_for(context, config)
         centre.check(int(config["min-centre-events"]))
-        train_config = replace(train_config, seed=int(config["seed"]) + int(config["server-round"]) - 1)
+        # round r trains with seed + r - 1: round 1 is exactly the pooled training's start
+        configs = (*configs[:-1], replace(configs[-1], seed=int(config["seed"]) + int(config["server-round"]) - 1))
         clip = float(config.get("dp-clip", 0.0))
         state, metrics = centre.train_round(
-            from_record(message.content.array_records["arrays"]), pre, model, train_config,
+            from_record(message.content.array_records["arrays"]), *configs,
             local_epochs=int(config["local-epochs"]), proximal_mu=float(config.get("proximal-mu", 0.0)),
             dp_clip=clip or None, dp_noise=float(config.get("dp-noise", 0.0)))
         return RecordDict({"arrays": to_record(state), "metrics": MetricRecord(metrics)})
 
     def scores(message, context) -> RecordDict:
         config = dict(message.content.config_records["config"])
-        centre, (pre, model, _) = centre_for(context, config)
+        centre, (pre, model, _) = centre_for(context, config)  # radiology only
         arrays = message.content.array_records
         answer = centre.scores(from_record(arrays["arrays"]), pre, model, arrays["grid"]["edges"].numpy())
         return RecordDict({"config": ConfigRecord({"n": answer["n"], "sum": answer["sum"]}),
@@ -242,8 +269,10 @@ class WatchedGrid:
         self.dropped |= {m.metadata.dst_node_id for m in messages} - answered
         good = [r for r in replies if not r.has_error()]
         kind = messages[0].metadata.message_type
-        self.rounds.append({"type": kind, "nodes": len(messages), "replies": len(good), "bytes_sent": sent,
-                            "bytes_received": received})
+        examples = sum(float(r.content.metric_records["metrics"]["num-examples"]) for r in good
+                       if "metrics" in r.content.metric_records)
+        self.rounds.append({"type": kind, "nodes": len(messages), "replies": len(good), "examples": int(examples),
+                            "bytes_sent": sent, "bytes_received": received})
         if len(good) < self.min_centres:
             reasons = "; ".join(r.error.reason for r in replies if r.has_error()) or "no reply in time"
             raise FederatedError(f"federated {kind} round {len(self.rounds)}: {len(good)} centre(s) answered; need "
@@ -253,9 +282,9 @@ class WatchedGrid:
 
 @dataclass
 class FedAvgResult:
-    """The federated radiology model and how it was trained."""
+    """The federated model and how it was trained."""
 
-    model: Any  # RadiologyCoxModel
+    model: Any  # RadiologyCoxModel, or the patch model (torch module)
     settings: FedAvgSettings
     rounds: list[dict[str, Any]]
     train_loss: list[float]
@@ -265,69 +294,97 @@ class FedAvgResult:
 
 
 def run_fedavg(grid, run_config: Mapping[str, Any], on_message: MessageHook | None = None) -> FedAvgResult:
-    """Train the radiology CNN with Flower's FedAvg / FedProx over ``grid``; returns the fitted model."""
+    """Train the CNN of ``run_config["model"]`` with Flower's FedAvg / FedProx over ``grid``; returns the model."""
     settings = FedAvgSettings.from_run_config(run_config)
-    pre, model_config, train = settings.configs()
     watched = WatchedGrid(grid, settings.min_centres, on_message)
     common = {"fraction_train": 1.0, "fraction_evaluate": 0.0, "min_train_nodes": settings.min_centres,
               "min_available_nodes": settings.min_centres}
     strategy = FedProx(proximal_mu=settings.proximal_mu, **common) if settings.strategy == "fedprox" \
         else FedAvg(**common)
-    network = initial_network(pre, model_config, train)
-    result = strategy.start(grid=watched, initial_arrays=to_record(state_arrays(network)), num_rounds=settings.rounds,
-                            timeout=settings.round_timeout, train_config=ConfigRecord(settings.message_config()))
+    result = strategy.start(grid=watched, initial_arrays=to_record(settings.initial_state()),
+                            num_rounds=settings.rounds, timeout=settings.round_timeout,
+                            train_config=ConfigRecord(settings.message_config()))
     final = from_record(result.arrays)
-    # the last round: each centre's score count, sum and histogram under the final weights
+    losses = [float(m["train-loss"]) for _, m in sorted(result.train_metrics_clientapp.items())]
+    last = watched.rounds[-1]
+    if settings.model == "pathology":
+        model = final_patch_model(settings.configs()[0], final)
+        return FedAvgResult(model, settings, watched.rounds, losses, last["examples"], last["replies"],
+                            len(watched.dropped))
+    estimator, centres = _centred_radiology(watched, final, settings)
+    return FedAvgResult(estimator, settings, watched.rounds, losses, len(estimator.reference_scores_), centres,
+                        len(watched.dropped))
+
+
+def _centred_radiology(watched: WatchedGrid, final: Mapping[str, np.ndarray], settings: FedAvgSettings):
+    """The last round: each centre's score count, sum and histogram under the final weights; the fitted model."""
+    pre, model_config, train = settings.configs()
     content = RecordDict({"config": ConfigRecord(settings.message_config()),
                           "arrays": to_record(final), "grid": ArrayRecord({"edges": Array(SCORE_EDGES)})})
-    nodes = watched.get_node_ids()
     replies = [r for r in watched.send_and_receive(
-        [Message(content, dst_node_id=n, message_type="query.scores") for n in nodes],
+        [Message(content, dst_node_id=n, message_type="query.scores") for n in watched.get_node_ids()],
         timeout=settings.round_timeout) if not r.has_error()]
     n = sum(float(r.content.config_records["config"]["n"]) for r in replies)
-    total = sum(float(r.content.config_records["config"]["sum"]) for r in replies)
+    mean = sum(float(r.content.config_records["config"]["sum"]) for r in replies) / n
     histogram = sum(r.content.array_records["arrays"]["histogram"].numpy() for r in replies)
-    mean = total / n
-    centres = 0.5 * (SCORE_EDGES[:-1] + SCORE_EDGES[1:])
     estimator = RadiologyCoxModel(pre, model_config, train)
     network = estimator._new_network()
     load_state(network, final)
     network.offset.fill_(mean)
     network.eval()
     estimator.network_ = network
-    estimator.reference_scores_ = np.sort(np.repeat(centres, histogram.astype(int)) - mean)
-    losses = [float(m["train-loss"]) for _, m in sorted(result.train_metrics_clientapp.items())]
-    return FedAvgResult(estimator, settings, watched.rounds, losses, int(n), len(replies), len(watched.dropped))
+    bin_centres = 0.5 * (SCORE_EDGES[:-1] + SCORE_EDGES[1:])
+    estimator.reference_scores_ = np.sort(np.repeat(bin_centres, histogram.astype(int)) - mean)
+    return estimator, len(replies)
 
 
 def training_data(result: FedAvgResult) -> dict[str, Any]:
-    """The ``training_data`` of the registry entry: how the weights were trained."""
+    """The ``federated`` part of the registry entry's ``training_data``: how the weights were trained."""
     s = result.settings
     strategy = "FedAvg" if s.strategy == "fedavg" else f"FedProx (mu {s.proximal_mu:g})"
     return {
-        "split": Split.DEVELOPMENT.value, "n": result.n_cases, "sequences": list(s.configs()[0].sequences),
-        "federated": {
-            "engine": f"flwr {version('flwr')}",
-            "strategy": f"{strategy}, weighted by each centre's number of cases, {s.local_epochs} local epoch(s) "
-                        "a round",
-            "rounds": s.rounds, "centres": result.centres, "dropped_out": result.dropped_out,
-            "differential_privacy": None if s.dp_clip is None else {"clip": s.dp_clip, "noise_multiplier": s.dp_noise,
-                                                                     "epsilon": None},
-            "bytes_sent": int(sum(r["bytes_sent"] for r in result.rounds)),
-            "bytes_received": int(sum(r["bytes_received"] for r in result.rounds)),
-            "train_loss": result.train_loss,
-        },
+        "engine": f"flwr {version('flwr')}",
+        "strategy": f"{strategy}, weighted by each centre's number of cases, {s.local_epochs} local epoch(s) a round",
+        "rounds": s.rounds, "centres": result.centres, "dropped_out": result.dropped_out,
+        "differential_privacy": None if s.dp_clip is None else {"clip": s.dp_clip, "noise_multiplier": s.dp_noise,
+                                                                 "epsilon": None},
+        "bytes_sent": int(sum(r["bytes_sent"] for r in result.rounds)),
+        "bytes_received": int(sum(r["bytes_received"] for r in result.rounds)),
+        "train_loss": result.train_loss,
     }
 
 
-def write_federated_radiology(out: Path, result: FedAvgResult, run_config: Mapping[str, Any]) -> dict[str, Any]:
-    """``radiology.pt`` registered in ``out/manifest.json`` as ``train radiology`` does; returns the entry."""
-    entry = save_model(result.model, out, version=f"{__version__}+federated", training_data=training_data(result),
-                       validation={})
-    atomic_write_json(out / "federated_radiology_run.json",
+def write_federated_model(out: Path, result: FedAvgResult, run_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The weights file registered in ``out/manifest.json`` as ``train radiology|pathology`` does; returns the entry."""
+    s = result.settings
+    if s.model == "pathology":
+        entry = _write_patch_model(out, result)
+    else:
+        entry = save_model(result.model, out, version=f"{__version__}+federated",
+                           training_data={"split": Split.DEVELOPMENT.value, "n": result.n_cases,
+                                          "sequences": list(s.configs()[0].sequences),
+                                          "federated": training_data(result)},
+                           validation={})
+    atomic_write_json(out / f"federated_{s.model}_run.json",
                       {"run_config": {k: v for k, v in run_config.items()}, "rounds": result.rounds,
                        "weights_sha256": entry["sha256"]})
     return entry
+
+
+def _write_patch_model(out: Path, result: FedAvgResult) -> dict[str, Any]:
+    """``pathology-patch.pt`` with the registry entry ``train pathology`` writes (no signature: see README)."""
+    config = result.settings.configs()[0]
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / PATCH_FILE, state_bytes(result.model))
+    return WeightRegistry(out).register(
+        PATCH_MODEL, PATCH_FILE, kind=PATCH_KIND, version=software_version(),
+        config={"architecture": config.architecture, "patch_px": config.patch_px, "spacing_um": config.spacing_um,
+                "horizon_months": config.horizon_months,
+                "label": f"recurrence within {config.horizon_months:g} months", "normalisation": "imagenet",
+                "training": config.to_dict()},
+        training_data={"n_development_cases": result.n_cases, "horizon_months": config.horizon_months,
+                       "federated": training_data(result)},
+        validation={})
 
 
 def make_fedavg_server_app(on_message: MessageHook | None = None,
@@ -339,7 +396,7 @@ def make_fedavg_server_app(on_message: MessageHook | None = None,
     def main(grid, context) -> None:
         result = run_fedavg(grid, context.run_config, on_message)
         if context.run_config.get("out"):
-            write_federated_radiology(Path(str(context.run_config["out"])), result, context.run_config)
+            write_federated_model(Path(str(context.run_config["out"])), result, context.run_config)
         if on_done is not None:
             on_done(result)
 

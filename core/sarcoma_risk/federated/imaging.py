@@ -60,6 +60,24 @@ def add_proximal_term(network: torch.nn.Module, mu: float) -> None:
         parameter.register_hook(lambda grad, p=parameter, w0=anchor: grad + mu * (p.detach() - w0))
 
 
+def start_from(network: torch.nn.Module, state: Mapping[str, np.ndarray], proximal_mu: float) -> None:
+    """A round's start: the server's weights, and FedProx's proximal term when ``proximal_mu`` > 0."""
+    load_state(network, state)
+    if proximal_mu:
+        add_proximal_term(network, proximal_mu)
+
+
+def release(state: Mapping[str, np.ndarray], new: Mapping[str, np.ndarray], dp_clip: float | None,
+            dp_noise: float) -> dict[str, np.ndarray]:
+    """What a centre sends back: its new weights, or with ``dp_clip`` the server's plus the privatised update."""
+    if dp_clip is None:
+        return dict(new)
+    floats = [k for k in new if np.issubdtype(new[k].dtype, np.floating)]
+    start = {k: np.asarray(state[k], dtype=new[k].dtype).reshape(new[k].shape) for k in floats}
+    noisy = privatise({k: new[k] - start[k] for k in floats}, dp_clip, dp_noise)
+    return {k: (start[k] + noisy[k]).astype(new[k].dtype) if k in noisy else new[k] for k in new}
+
+
 def initial_network(preprocess: PreprocessConfig, model: ModelConfig, train: TrainConfig) -> torch.nn.Module:
     """The network a pooled ``train radiology`` would start from with the same seed."""
     estimator = RadiologyCoxModel(preprocess, model, train)
@@ -89,19 +107,12 @@ class RadiologyCentre:
         config = replace(train, epochs=local_epochs, min_epochs=0, validation_fraction=0.0)
 
         def prepare(network: torch.nn.Module) -> None:
-            load_state(network, state)
+            start_from(network, state, proximal_mu)
             network.offset.zero_()  # as a fresh network's: fit centres the scores from zero (no effect on the loss)
-            if proximal_mu:
-                add_proximal_term(network, proximal_mu)
 
         with TORCH_LOCK:
             fitted = RadiologyCoxModel(preprocess, model, config).fit(self.X, self.time, self.event, prepare=prepare)
-        new = state_arrays(fitted.network_)
-        if dp_clip is not None:
-            update = {k: new[k] - np.asarray(state[k], dtype=new[k].dtype) for k in new}
-            noisy = privatise(update, dp_clip, dp_noise)
-            new = {k: (np.asarray(state[k], dtype=new[k].dtype) + noisy[k]).astype(new[k].dtype)
-                   if np.issubdtype(new[k].dtype, np.floating) else new[k] for k in new}
+        new = release(state, state_arrays(fitted.network_), dp_clip, dp_noise)
         return new, {"num-examples": float(len(self.X)), "train-loss": float(fitted.final_loss_)}
 
     def scores(self, state: Mapping[str, np.ndarray], preprocess: PreprocessConfig, model: ModelConfig,
