@@ -53,3 +53,31 @@ def mri_centres(tmp_path_factory):
         event = np.arange(n) % 4 != 3  # three events in four cases
         out[name] = RadiologyCentre(name, np.stack(arrays).astype(np.float32), time, event)
     return out
+
+
+@pytest.fixture(scope="session")
+def slide_manifest(tmp_path_factory):
+    """A manifest of 16 development cases with one tiny phantom slide each, 8 in centre A and 8 in centre B."""
+    import csv
+
+    import numpy as np
+
+    from sarcoma_risk.synthetic.wsi import write_phantom_slide
+
+    root = tmp_path_factory.mktemp("federated_slides")
+    rng = np.random.default_rng(11)
+    rows = []
+    for i, z in enumerate(np.concatenate([rng.permutation(np.linspace(-2, 2, 8)) for _ in "AB"])):
+        centre = "AB"[i // 8]
+        rendered = write_phantom_slide(root / f"slide-{i:02d}.svs", phenotype=float(z), centre=centre, size="tiny",
+                                       seed=2000 + i, annotate=i % 3 != 0)
+        rows.append({"case_id": f"FX-{i:03d}", "centre": centre, "split": "development",
+                     "time_months": f"{36 * np.exp(-z + 0.15 * rng.normal()):.2f}", "event": "0" if i % 4 == 3 else "1",
+                     "slides": rendered.slide.name,
+                     "annotations": rendered.annotation.name if rendered.annotation else ""})
+    manifest = root / "manifest.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return manifest

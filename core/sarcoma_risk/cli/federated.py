@@ -150,7 +150,8 @@ def _summary(out: Path, args: argparse.Namespace) -> int:
 def _cnn_summary(out: Path, args: argparse.Namespace) -> int:
     import json
 
-    entry = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["models"][args.model]
+    registry_name = {"radiology": "radiology", "pathology": "pathology-patch"}[args.model]
+    entry = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["models"][registry_name]
     data = entry["training_data"]
     if args.json:
         print_json({"model": str(out / entry["file"]), "sha256": entry["sha256"], "training_data": data})
