@@ -18,6 +18,7 @@ from sarcoma_risk.federated.imaging import state_arrays
 from sarcoma_risk.federated.patchmodel import PRESETS, initial_patch_model, load_pathology_centre
 from sarcoma_risk.pathology.model import make_patch_model
 from sarcoma_risk.pathology.train import PatchTrainer, SlidePool
+from sarcoma_risk.release.model_card import _federated_cnn
 from sarcoma_risk.weights import WeightRegistry
 
 from flwr.clientapp import ClientApp  # noqa: I001
@@ -91,3 +92,7 @@ def test_simulate_writes_the_patch_model_as_train_pathology_registers_it(slide_m
     federated = entry["training_data"]["federated"]
     assert federated["differential_privacy"] == {"clip": 5.0, "noise_multiplier": 0.01, "epsilon": None}
     assert federated["centres"] == 2 and federated["rounds"] == 1
+    assert _federated_cnn(entry) == ("trained federated (flwr 1.32.1) across 2 centres without pooling their images: "
+                                     "FedAvg, weighted by each centre's number of cases, 1 local epoch(s) a round, 1 "
+                                     "rounds, updates clipped to L2 norm 5 with Gaussian noise 0.01 x clip (no epsilon "
+                                     "computed)")
