@@ -162,6 +162,37 @@ def test_server_and_three_clients_fit_over_grpc_on_loopback(three_centre_manifes
     assert (tmp_path / "w" / "fusion.json").is_file()
 
 
+@pytest.mark.slow
+def test_server_and_two_clients_train_the_radiology_cnn_over_grpc_on_loopback(two_centre_mri_manifest, tmp_path):
+    fleet, control, appio, *client_ports = _free_ports(5)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "core"), str(REPO)]),
+           "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    cli = [sys.executable, "-m", "sarcoma_risk.cli", "federated"]
+    server = subprocess.Popen([*cli, "server", "--model", "radiology", "--rounds", "2", "--out", str(tmp_path / "w"),
+                               "--insecure", "--address", "127.0.0.1", "--port", str(fleet), "--control-port",
+                               str(control), "--serverappio-port", str(appio), "--min-centres", "2",
+                               "--min-centre-events", "3", "--wait-timeout", "120", "--time-limit", "240", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    clients = [subprocess.Popen([*cli, "client", "--manifest", str(two_centre_mri_manifest), "--centre", centre,
+                                 "--server", f"127.0.0.1:{fleet}", "--insecure", "--clientappio-port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+               for centre, port in zip("AB", client_ports)]
+    try:
+        output, _ = server.communicate(timeout=400)
+    finally:
+        for process in [server, *clients]:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in clients:
+            process.wait(timeout=30)
+    text = output.decode(errors="replace")
+    assert server.returncode == 0, text[-3000:]
+    summary = json.loads(text[text.index("{"):])
+    federated = summary["training_data"]["federated"]
+    assert federated["centres"] == 2 and federated["rounds"] == 2 and federated["dropped_out"] == 0
+    assert (tmp_path / "w" / "radiology.pt").is_file()
+
+
 def test_the_server_refuses_to_start_without_a_transport_choice(tmp_path, capsys):
     assert main(["federated", "server", "--out", str(tmp_path / "w")]) != 0
     assert "give either --insecure or all of --ssl-certfile, --ssl-keyfile and --ssl-ca-certfile" in capsys.readouterr().err
