@@ -31,15 +31,18 @@ from sarcoma_risk.cohort import Split, read_manifest
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fileio import atomic_write_bytes, atomic_write_json
 # federated.flower imports Flower first, once, with its import-time warnings filtered
-from sarcoma_risk.federated.flower import FederatedError, MessageHook, wire_size
+from sarcoma_risk.federated.flower import FederatedError, MessageHook, decode, encode, wire_size
 from sarcoma_risk.federated.imaging import CentreRefused, RadiologyCentre, initial_network, load_state, state_arrays
 from sarcoma_risk.federated.patchmodel import PRESETS as PATCH_PRESETS
 from sarcoma_risk.federated.patchmodel import (PathologyCentre, final_patch_model, initial_patch_model,
                                                load_pathology_centre)
-from sarcoma_risk.pathology.crossfit import PATCH_FILE
+from sarcoma_risk.federated.signature import answer as signature_answer
+from sarcoma_risk.federated.signature import fit_federated_signature
+from sarcoma_risk.pathology.crossfit import PATCH_FILE, SIGNATURE_FILE, SignatureConfig
 from sarcoma_risk.pathology.model import state_bytes
-from sarcoma_risk.pathology.pipeline import PATCH_KIND, PATCH_MODEL
-from sarcoma_risk.provenance import software_version
+from sarcoma_risk.pathology.pipeline import PATCH_KIND, PATCH_MODEL, SIGNATURE_KIND, SIGNATURE_MODEL
+from sarcoma_risk.pathology.signature import SlideSignature
+from sarcoma_risk.provenance import sha256_bytes, software_version
 from sarcoma_risk.weights import WeightRegistry
 from sarcoma_risk.federated.privacy import check_dp
 from sarcoma_risk.radiology.checkpoint import save_model
@@ -228,8 +231,18 @@ def add_imaging_handlers(app, load_centre: CentreLoader = manifest_centre_loader
         return RecordDict({"config": ConfigRecord({"n": answer["n"], "sum": answer["sum"]}),
                            "arrays": ArrayRecord({"histogram": Array(answer["histogram"])})})
 
+    def signature(message, context) -> RecordDict:
+        request = decode(message.content)
+        centre, configs = centre_for(context, request)  # pathology only
+        model = message.content.array_records.get("model")
+        cases = centre.signature_cases(from_record(model) if model is not None else None,
+                                       str(request["model_sha256"]), configs[0], int(request["n_bins"]),
+                                       int(request["n_words"]))
+        return encode(signature_answer(cases, request))
+
     app.train()(guarded("train", train))
     app.query("scores")(guarded("query.scores", scores))
+    app.query("signature")(guarded("query.signature", signature))
 
 
 # ---- the server's side ----------------------------------------------------------------------------
@@ -291,6 +304,7 @@ class FedAvgResult:
     n_cases: int
     centres: int
     dropped_out: int
+    signature: SlideSignature | None = None  # with the patch model: fitted from the centres' sums
 
 
 def run_fedavg(grid, run_config: Mapping[str, Any], on_message: MessageHook | None = None) -> FedAvgResult:
@@ -309,11 +323,35 @@ def run_fedavg(grid, run_config: Mapping[str, Any], on_message: MessageHook | No
     last = watched.rounds[-1]
     if settings.model == "pathology":
         model = final_patch_model(settings.configs()[0], final)
+        signature = _federated_signature(watched, final, sha256_bytes(state_bytes(model)), settings)
         return FedAvgResult(model, settings, watched.rounds, losses, last["examples"], last["replies"],
-                            len(watched.dropped))
+                            len(watched.dropped), signature)
     estimator, centres = _centred_radiology(watched, final, settings)
     return FedAvgResult(estimator, settings, watched.rounds, losses, len(estimator.reference_scores_), centres,
                         len(watched.dropped))
+
+
+def _federated_signature(watched: WatchedGrid, final: Mapping[str, np.ndarray], model_sha256: str,
+                         settings: FedAvgSettings) -> SlideSignature:
+    """The slide signature of the final patch model from the centres' sums (``query.signature`` rounds).
+
+    The first request carries the patch model; each centre tiles its slides with it once and answers
+    every later request from its cached counts.
+    """
+    config = SignatureConfig()
+    sent_model = []
+
+    def query(op: str, request: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+        records = encode({**settings.message_config(), **request, "model_sha256": model_sha256})
+        content = RecordDict({"config": records.config_records["config"], "arrays": records.array_records["arrays"]}
+                             | ({} if sent_model else {"model": to_record(final)}))
+        sent_model.append(True)
+        replies = watched.send_and_receive(
+            [Message(content, dst_node_id=n, message_type="query.signature") for n in watched.get_node_ids()],
+            timeout=settings.round_timeout)
+        return {str(r.metadata.src_node_id): decode(r.content) for r in replies if not r.has_error()}
+
+    return fit_federated_signature(query, SlideSignature(config.n_bins, config.n_words, config.penalizer))
 
 
 def _centred_radiology(watched: WatchedGrid, final: Mapping[str, np.ndarray], settings: FedAvgSettings):
@@ -372,11 +410,12 @@ def write_federated_model(out: Path, result: FedAvgResult, run_config: Mapping[s
 
 
 def _write_patch_model(out: Path, result: FedAvgResult) -> dict[str, Any]:
-    """``pathology-patch.pt`` with the registry entry ``train pathology`` writes (no signature: see README)."""
+    """``pathology-patch.pt`` and ``pathology-signature.json`` with the registry entries ``train pathology`` writes."""
     config = result.settings.configs()[0]
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / PATCH_FILE, state_bytes(result.model))
-    return WeightRegistry(out).register(
+    registry = WeightRegistry(out)
+    entry = registry.register(
         PATCH_MODEL, PATCH_FILE, kind=PATCH_KIND, version=software_version(),
         config={"architecture": config.architecture, "patch_px": config.patch_px, "spacing_um": config.spacing_um,
                 "horizon_months": config.horizon_months,
@@ -385,6 +424,18 @@ def _write_patch_model(out: Path, result: FedAvgResult) -> dict[str, Any]:
         training_data={"n_development_cases": result.n_cases, "horizon_months": config.horizon_months,
                        "federated": training_data(result)},
         validation={})
+    signature = result.signature
+    atomic_write_json(out / SIGNATURE_FILE, signature.to_dict())
+    registry.register(SIGNATURE_MODEL, SIGNATURE_FILE, kind=SIGNATURE_KIND, version=software_version(),
+                      config={"n_bins": signature.n_bins, "n_words": signature.n_words,
+                              "penalizer": signature.penalizer, "l1_ratio": signature.l1_ratio,
+                              "patch_model_sha256": entry["sha256"],
+                              "fitted_on": "in-sample tile scores of the federated patch model, from per-centre sums "
+                                           "(Cox stratified by centre)"},
+                      training_data={"n_development_cases": signature.n_cases_, "events": signature.n_events_,
+                                     "federated": training_data(result)},
+                      validation={"training_concordance": signature.concordance_})
+    return entry
 
 
 def make_fedavg_server_app(on_message: MessageHook | None = None,

@@ -5,6 +5,10 @@ of ``local_epochs`` epochs on the centre's own development slides, started from 
 (and FedProx's proximal term): its inner validation share, balanced patch sampling, augmentation and
 BatchNorm recalibration are those of ``train pathology``, and it returns its best epoch of the round.
 The reply is the trained state dict and the number of cases it trained on.
+
+For the slide signature (:mod:`sarcoma_risk.federated.signature`) the centre tiles its slides with
+the final patch model (:meth:`PathologyCentre.signature_cases`, as ``train pathology`` scores them)
+and answers with sums over its cases.
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ import numpy as np
 import torch
 
 from sarcoma_risk.cohort import Split, read_manifest
+from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.federated.imaging import TORCH_LOCK, CentreRefused, release, start_from, state_arrays
+from sarcoma_risk.federated.signature import SignatureCases, signature_cases
+from sarcoma_risk.pathology.crossfit import score_cases
+from sarcoma_risk.pathology.signature import SlideSignature
 from sarcoma_risk.pathology.model import make_patch_model
 from sarcoma_risk.pathology.slide import slide_fingerprint
 from sarcoma_risk.pathology.train import PAPER_PRESET, PatchTrainer, SlidePool, SlideRef, TrainConfig, TrainingCase
@@ -46,6 +54,7 @@ class PathologyCentre:
     name: str
     cases: list[TrainingCase]
     pool: SlidePool = field(default_factory=SlidePool)
+    scored: dict[str, SignatureCases] = field(default_factory=dict)  # by patch-model sha256 and word counts
 
     def check(self, min_events: int) -> None:
         events = sum(bool(c.event) for c in self.cases)
@@ -64,6 +73,22 @@ class PathologyCentre:
         new = release(state, state_arrays(result.model), dp_clip, dp_noise)
         return new, {"num-examples": float(result.n_train_cases),
                      "train-loss": float(result.history[result.best_epoch - 1]["train_loss"])}
+
+
+    def signature_cases(self, state: Mapping[str, np.ndarray] | None, model_sha256: str, config: TrainConfig,
+                        n_bins: int, n_words: int) -> SignatureCases:
+        """Each development case's pooled tile counts under the patch model ``state`` (computed once)."""
+        key = f"{model_sha256}/{n_bins}/{n_words}"
+        if key not in self.scored:
+            if state is None:
+                raise InvalidInput(f"centre {self.name}: asked about the slide signature of patch model "
+                                   f"{model_sha256[:12]} before receiving it")
+            with TORCH_LOCK:
+                scored = score_cases(self.cases, final_patch_model(config, state), model_sha256, config,
+                                     SlideSignature(n_bins, n_words), None, False)
+            self.scored[key] = signature_cases([scored[c.case_id]["counts"] for c in self.cases],
+                                               [c.time for c in self.cases], [c.event for c in self.cases])
+        return self.scored[key]
 
 
 def load_pathology_centre(manifest_path: Path, name: str) -> PathologyCentre:
