@@ -4,6 +4,7 @@ and every message holds only the network's state dict, counts and score aggregat
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -167,3 +168,27 @@ def test_fedavg_settings_refuse_a_proximal_term_without_fedprox_and_noise_withou
     with pytest.raises(ValueError, match="--dp-noise 1 needs --dp-clip"):
         FedAvgSettings.from_run_config({"dp-noise": 1.0})
     assert to_record({"x": np.zeros(2)})["x"].numpy().shape == (2,)
+
+
+def test_a_centre_that_stops_answering_mid_training_is_left_out_and_training_goes_on(mri_centres):
+    class Hanging:  # trains round 1, then stops replying (outside the torch lock, as a dead centre would)
+        def __init__(self, centre):
+            self.centre = centre
+
+        def check(self, min_events):
+            self.centre.check(min_events)
+
+        def train_round(self, state, *configs, **options):
+            if configs[-1].seed > preset("tiny")[2].seed:  # round 2 and later: silent past the timeout, then gone
+                time.sleep(12)
+                raise ConnectionError("centre C went away")
+            return self.centre.train_round(state, *configs, **options)
+
+        def scores(self, *args):
+            return self.centre.scores(*args)
+
+    centres = {"A": mri_centres["A"], "B": mri_centres["B"], "C": Hanging(mri_centres["C"])}
+    result = simulate(centres, {"min-centres": 2, "rounds": 2, "round-timeout": 6})
+    assert result.dropped_out == 1 and result.centres == 2
+    assert [r["replies"] for r in result.rounds] == [3, 2, 2]  # round 1, round 2, the score sums
+    assert result.n_cases == len(mri_centres["A"].X) + len(mri_centres["B"].X)

@@ -4,12 +4,13 @@ The server runs :class:`flwr.serverapp.strategy.FedAvg` (or ``FedProx`` with ``p
 ``rounds`` rounds: each round every centre receives a ``train`` message (the network's state dict
 as an ``ArrayRecord`` named ``arrays``, the round's settings in a ``ConfigRecord`` named ``config``),
 trains ``local-epochs`` epochs on its own cases (:mod:`sarcoma_risk.federated.imaging`,
-:mod:`sarcoma_risk.federated.patchmodel`) and replies
-with its new state dict and a ``MetricRecord`` ``metrics`` holding ``num-examples`` (its number of
-cases, the averaging weight) and ``train-loss``. Flower averages the arrays weighted by
-``num-examples``. For the radiology CNN a last ``query.scores`` round asks each centre for the
-number, sum and histogram of its scores under the final weights (the network's centring and
-development distribution).
+:mod:`sarcoma_risk.federated.patchmodel`) and replies with its new state dict and a
+``MetricRecord`` ``metrics`` holding ``num-examples`` (its number of cases, the averaging weight)
+and ``train-loss``. Flower averages the arrays weighted by ``num-examples``. Then, for the
+radiology CNN, a ``query.scores`` round asks each centre for the number, sum and histogram of its
+scores under the final weights (the network's centring and development distribution); for the
+patch model, ``query.signature`` rounds fit the slide signature from sums
+(:mod:`sarcoma_risk.federated.signature`).
 
 Centres that do not reply within ``round-timeout`` are left out of that round's average (Flower's
 behaviour); a round with fewer than ``min-centres`` replies stops the fit with the centres' reasons.
@@ -36,6 +37,7 @@ from sarcoma_risk.federated.imaging import CentreRefused, RadiologyCentre, initi
 from sarcoma_risk.federated.patchmodel import PRESETS as PATCH_PRESETS
 from sarcoma_risk.federated.patchmodel import (PathologyCentre, final_patch_model, initial_patch_model,
                                                load_pathology_centre)
+from sarcoma_risk.federated.privacy import check_dp
 from sarcoma_risk.federated.signature import answer as signature_answer
 from sarcoma_risk.federated.signature import fit_federated_signature
 from sarcoma_risk.pathology.crossfit import PATCH_FILE, SIGNATURE_FILE, SignatureConfig
@@ -43,12 +45,11 @@ from sarcoma_risk.pathology.model import state_bytes
 from sarcoma_risk.pathology.pipeline import PATCH_KIND, PATCH_MODEL, SIGNATURE_KIND, SIGNATURE_MODEL
 from sarcoma_risk.pathology.signature import SlideSignature
 from sarcoma_risk.provenance import sha256_bytes, software_version
-from sarcoma_risk.weights import WeightRegistry
-from sarcoma_risk.federated.privacy import check_dp
 from sarcoma_risk.radiology.checkpoint import save_model
 from sarcoma_risk.radiology.cohort import prepare_cohort
 from sarcoma_risk.radiology.config import preset
 from sarcoma_risk.radiology.train import RadiologyCoxModel
+from sarcoma_risk.weights import WeightRegistry
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict  # noqa: I001
 from flwr.clientapp import ClientApp
@@ -261,6 +262,10 @@ class WatchedGrid:
     def get_node_ids(self):
         return list(self.grid.get_node_ids())
 
+    def live_nodes(self) -> list[int]:
+        """The nodes that have answered every round so far (the after-training rounds ask only them)."""
+        return [n for n in self.get_node_ids() if n not in self.dropped]
+
     def send_and_receive(self, messages, *, timeout: float | None = None):
         messages = list(messages)
         if not messages:  # the strategy's skipped evaluation rounds (fraction_evaluate 0)
@@ -347,7 +352,7 @@ def _federated_signature(watched: WatchedGrid, final: Mapping[str, np.ndarray], 
                              | ({} if sent_model else {"model": to_record(final)}))
         sent_model.append(True)
         replies = watched.send_and_receive(
-            [Message(content, dst_node_id=n, message_type="query.signature") for n in watched.get_node_ids()],
+            [Message(content, dst_node_id=n, message_type="query.signature") for n in watched.live_nodes()],
             timeout=settings.round_timeout)
         return {str(r.metadata.src_node_id): decode(r.content) for r in replies if not r.has_error()}
 
@@ -360,7 +365,7 @@ def _centred_radiology(watched: WatchedGrid, final: Mapping[str, np.ndarray], se
     content = RecordDict({"config": ConfigRecord(settings.message_config()),
                           "arrays": to_record(final), "grid": ArrayRecord({"edges": Array(SCORE_EDGES)})})
     replies = [r for r in watched.send_and_receive(
-        [Message(content, dst_node_id=n, message_type="query.scores") for n in watched.get_node_ids()],
+        [Message(content, dst_node_id=n, message_type="query.scores") for n in watched.live_nodes()],
         timeout=settings.round_timeout) if not r.has_error()]
     n = sum(float(r.content.config_records["config"]["n"]) for r in replies)
     mean = sum(float(r.content.config_records["config"]["sum"]) for r in replies) / n
