@@ -61,7 +61,7 @@ def test_simulate_trains_the_radiology_cnn_with_fedprox_into_registered_weights(
 
     weights = tmp_path / "weights"
     assert main(["federated", "simulate", "--model", "radiology", "--manifest", str(two_centre_mri_manifest),
-                 "--out", str(weights), "--rounds", "2", "--strategy", "fedprox", "--proximal-mu", "0.01",
+                 "--out", str(weights), "--preset", "tiny", "--rounds", "2", "--strategy", "fedprox", "--proximal-mu", "0.01",
                  "--min-centre-events", "3", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     model, entry = load_model(weights)  # the same file, registry entry and sha256 check as 'train radiology'
@@ -168,7 +168,7 @@ def test_server_and_two_clients_train_the_radiology_cnn_over_grpc_on_loopback(tw
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "core"), str(REPO)]),
            "PYTHONWARNINGS": "ignore::DeprecationWarning"}
     cli = [sys.executable, "-m", "sarcoma_risk.cli", "federated"]
-    server = subprocess.Popen([*cli, "server", "--model", "radiology", "--rounds", "2", "--out", str(tmp_path / "w"),
+    server = subprocess.Popen([*cli, "server", "--model", "radiology", "--preset", "tiny", "--rounds", "2", "--out", str(tmp_path / "w"),
                                "--insecure", "--address", "127.0.0.1", "--port", str(fleet), "--control-port",
                                str(control), "--serverappio-port", str(appio), "--min-centres", "2",
                                "--min-centre-events", "3", "--wait-timeout", "120", "--time-limit", "240", "--json"],

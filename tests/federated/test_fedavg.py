@@ -35,6 +35,7 @@ def one_torch_thread():
 def simulate(centres, run_config, on_message=None):
     client = ClientApp()
     add_imaging_handlers(client, lambda context, settings: centres[context.node_config["centre"]])
+    run_config = {"preset": "tiny", **run_config}
     grid = LocalGrid(client, [{"centre": c} for c in centres], run_config)
     result = {}
     try:

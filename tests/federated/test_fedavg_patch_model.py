@@ -36,6 +36,7 @@ def one_torch_thread():
 def simulate(centres, run_config, on_message=None):
     client = ClientApp()
     add_imaging_handlers(client, lambda context, settings: centres[context.node_config["centre"]])
+    run_config = {"preset": "tiny", **run_config}
     grid = LocalGrid(client, [{"centre": c} for c in centres], run_config)
     result = {}
     try:
@@ -102,7 +103,7 @@ def test_every_patch_model_message_holds_only_its_state_dict_counts_and_signatur
 def test_simulate_writes_the_patch_model_as_train_pathology_registers_it(slide_manifest, tmp_path, capsys):
     weights = tmp_path / "weights"
     assert main(["federated", "simulate", "--model", "pathology", "--manifest", str(slide_manifest), "--out",
-                 str(weights), "--rounds", "1", "--min-centre-events", "2", "--dp-clip", "5", "--dp-noise", "0.01",
+                 str(weights), "--preset", "tiny", "--rounds", "1", "--min-centre-events", "2", "--dp-clip", "5", "--dp-noise", "0.01",
                  "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     state, entry = WeightRegistry(weights).load_torch("pathology-patch")  # sha256 checked against the manifest

@@ -31,9 +31,10 @@ def _cnn_options(p: argparse.ArgumentParser) -> None:
                    help="fusion: the Cox fusion from per-centre sums (default); radiology: the CBAM 3D CNN, "
                         "pathology: the patch model (ShuffleNetV2), both with FedAvg/FedProx")
     cnn = p.add_argument_group("CNNs (--model radiology|pathology)")
-    cnn.add_argument("--preset", default="tiny", choices=("standard", "paper", "tiny"),
+    cnn.add_argument("--preset", default="standard", choices=("standard", "paper", "tiny"),
                      help="configuration: as 'train radiology --preset'; for the patch model paper is 'train "
-                          "pathology --preset paper', standard its defaults (default: tiny, seconds on tiny phantoms)")
+                          "pathology --preset paper', standard its defaults, tiny seconds on tiny phantoms "
+                          "(default: standard)")
     cnn.add_argument("--sequences", default="", metavar="LIST",
                      help="comma-separated inputs, t2fs or t2fs,t1ce (default: the preset's, both)")
     cnn.add_argument("--rounds", type=positive_int, default=10, help="rounds of federated averaging (default: 10)")

@@ -70,7 +70,7 @@ class FedAvgSettings:
     """The server's settings of a federated CNN training (Flower run-config keys in parentheses)."""
 
     model: str = "radiology"                  # model
-    preset: str = "tiny"                      # preset
+    preset: str = "standard"                  # preset
     sequences: tuple[str, ...] = ()           # sequences (comma-separated; default: the preset's)
     rounds: int = 2                           # rounds
     local_epochs: int = 1                     # local-epochs

@@ -67,8 +67,8 @@ def start_from(network: torch.nn.Module, state: Mapping[str, np.ndarray], proxim
         add_proximal_term(network, proximal_mu)
 
 
-def release(state: Mapping[str, np.ndarray], new: Mapping[str, np.ndarray], dp_clip: float | None,
-            dp_noise: float) -> dict[str, np.ndarray]:
+def outgoing_state(state: Mapping[str, np.ndarray], new: Mapping[str, np.ndarray], dp_clip: float | None,
+                   dp_noise: float) -> dict[str, np.ndarray]:
     """What a centre sends back: its new weights, or with ``dp_clip`` the server's plus the privatised update."""
     if dp_clip is None:
         return dict(new)
@@ -112,7 +112,7 @@ class RadiologyCentre:
 
         with TORCH_LOCK:
             fitted = RadiologyCoxModel(preprocess, model, config).fit(self.X, self.time, self.event, prepare=prepare)
-        new = release(state, state_arrays(fitted.network_), dp_clip, dp_noise)
+        new = outgoing_state(state, state_arrays(fitted.network_), dp_clip, dp_noise)
         return new, {"num-examples": float(len(self.X)), "train-loss": float(fitted.final_loss_)}
 
     def scores(self, state: Mapping[str, np.ndarray], preprocess: PreprocessConfig, model: ModelConfig,

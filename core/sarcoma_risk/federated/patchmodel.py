@@ -22,7 +22,7 @@ import torch
 
 from sarcoma_risk.cohort import Split, read_manifest
 from sarcoma_risk.errors import InvalidInput
-from sarcoma_risk.federated.imaging import TORCH_LOCK, CentreRefused, release, start_from, state_arrays
+from sarcoma_risk.federated.imaging import TORCH_LOCK, CentreRefused, outgoing_state, start_from, state_arrays
 from sarcoma_risk.federated.signature import SignatureCases, signature_cases
 from sarcoma_risk.pathology.crossfit import score_cases
 from sarcoma_risk.pathology.signature import SlideSignature
@@ -70,7 +70,7 @@ class PathologyCentre:
         with TORCH_LOCK:
             result = PatchTrainer(config).fit(self.cases, self.pool,
                                               prepare=lambda model: start_from(model, state, proximal_mu))
-        new = release(state, state_arrays(result.model), dp_clip, dp_noise)
+        new = outgoing_state(state, state_arrays(result.model), dp_clip, dp_noise)
         return new, {"num-examples": float(result.n_train_cases),
                      "train-loss": float(result.history[result.best_epoch - 1]["train_loss"])}
 
