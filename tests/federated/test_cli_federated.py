@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sarcoma_risk.cli import main
-from sarcoma_risk.release.model_card import _fusion_training
+from sarcoma_risk.release.model_card import _fusion_training, _radiology_training
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,6 +44,36 @@ def test_simulate_writes_registered_weights_that_evaluate_reads(three_centre_man
     evaluated = json.loads((report / "report.json").read_text())
     assert evaluated["model"]["sha256"] == summary["sha256"]  # the federated weights were the ones evaluated
     assert json.loads(capsys.readouterr().out)["n"] > 0
+
+
+@pytest.fixture(scope="module")
+def two_centre_mri_manifest(tmp_path_factory):
+    """18 tiny phantom cases with images over centres A and B, 14 of them development (about 15 s)."""
+    out = tmp_path_factory.mktemp("mri_cohort")
+    assert main(["synth", "--out", str(out), "--cases", "18", "--centres", "A,B", "--split", "random",
+                 "--validation-fraction", "0.1", "--seed", "2"]) == 0
+    return out / "manifest.csv"
+
+
+def test_simulate_trains_the_radiology_cnn_with_fedprox_into_registered_weights(two_centre_mri_manifest, tmp_path,
+                                                                                capsys):
+    from sarcoma_risk.radiology.checkpoint import load_model
+
+    weights = tmp_path / "weights"
+    assert main(["federated", "simulate", "--model", "radiology", "--manifest", str(two_centre_mri_manifest),
+                 "--out", str(weights), "--preset", "tiny", "--rounds", "2", "--strategy", "fedprox", "--proximal-mu", "0.01",
+                 "--min-centre-events", "3", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    model, entry = load_model(weights)  # the same file, registry entry and sha256 check as 'train radiology'
+    assert entry["sha256"] == summary["sha256"] and entry["version"].endswith("+federated")
+    federated = entry["training_data"]["federated"]
+    assert federated["rounds"] == 2 and federated["centres"] == 2 and entry["training_data"]["n"] == 14
+    card = _radiology_training(entry, {"radiology_folds": 5})
+    assert card.startswith("trained federated (flwr 1.32.1) across 2 centres without pooling their images: "
+                           "FedProx (mu 0.01), weighted by each centre's number of cases, 1 local epoch(s) a round, "
+                           "2 rounds")
+    assert len(model.reference_scores_) == 14  # the development distribution, from the centres' histograms
+    assert abs(float(model.reference_scores_.mean())) < 0.05  # centred on the pooled mean (0.02-wide bins)
 
 
 def test_simulate_refuses_a_centre_with_too_few_events_and_says_so(three_centre_manifest, tmp_path, capsys):
@@ -130,6 +160,37 @@ def test_server_and_three_clients_fit_over_grpc_on_loopback(three_centre_manifes
     summary = json.loads(text[text.index("{"):])
     assert summary["training_data"]["federated"]["centres"] == ["A", "B", "C"]
     assert (tmp_path / "w" / "fusion.json").is_file()
+
+
+@pytest.mark.slow
+def test_server_and_two_clients_train_the_radiology_cnn_over_grpc_on_loopback(two_centre_mri_manifest, tmp_path):
+    fleet, control, appio, *client_ports = _free_ports(5)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "core"), str(REPO)]),
+           "PYTHONWARNINGS": "ignore::DeprecationWarning"}
+    cli = [sys.executable, "-m", "sarcoma_risk.cli", "federated"]
+    server = subprocess.Popen([*cli, "server", "--model", "radiology", "--preset", "tiny", "--rounds", "2", "--out", str(tmp_path / "w"),
+                               "--insecure", "--address", "127.0.0.1", "--port", str(fleet), "--control-port",
+                               str(control), "--serverappio-port", str(appio), "--min-centres", "2",
+                               "--min-centre-events", "3", "--wait-timeout", "120", "--time-limit", "240", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    clients = [subprocess.Popen([*cli, "client", "--manifest", str(two_centre_mri_manifest), "--centre", centre,
+                                 "--server", f"127.0.0.1:{fleet}", "--insecure", "--clientappio-port", str(port)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+               for centre, port in zip("AB", client_ports)]
+    try:
+        output, _ = server.communicate(timeout=400)
+    finally:
+        for process in [server, *clients]:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in clients:
+            process.wait(timeout=30)
+    text = output.decode(errors="replace")
+    assert server.returncode == 0, text[-3000:]
+    summary = json.loads(text[text.index("{"):])
+    federated = summary["training_data"]["federated"]
+    assert federated["centres"] == 2 and federated["rounds"] == 2 and federated["dropped_out"] == 0
+    assert (tmp_path / "w" / "radiology.pt").is_file()
 
 
 def test_the_server_refuses_to_start_without_a_transport_choice(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""``sarcoma-risk federated server|client|simulate``: the Cox fusion fitted across centres with Flower."""
+"""``sarcoma-risk federated server|client|simulate``: the Cox fusion or the radiology CNN trained across centres with Flower."""
 
 from __future__ import annotations
 
@@ -26,30 +26,64 @@ def _settings_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-limit", type=float, default=3600.0, help="seconds for the whole fit (default: 3600)")
 
 
+def _cnn_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", choices=("fusion", "radiology", "pathology"), default="fusion",
+                   help="fusion: the Cox fusion from per-centre sums (default); radiology: the CBAM 3D CNN, "
+                        "pathology: the patch model (ShuffleNetV2), both with FedAvg/FedProx")
+    cnn = p.add_argument_group("CNNs (--model radiology|pathology)")
+    cnn.add_argument("--preset", default="standard", choices=("standard", "paper", "tiny"),
+                     help="configuration: as 'train radiology --preset'; for the patch model paper is 'train "
+                          "pathology --preset paper', standard its defaults, tiny seconds on tiny phantoms "
+                          "(default: standard)")
+    cnn.add_argument("--sequences", default="", metavar="LIST",
+                     help="comma-separated inputs, t2fs or t2fs,t1ce (default: the preset's, both)")
+    cnn.add_argument("--rounds", type=positive_int, default=10, help="rounds of federated averaging (default: 10)")
+    cnn.add_argument("--local-epochs", type=positive_int, default=1,
+                     help="epochs each centre trains on its own cases per round (default: 1)")
+    cnn.add_argument("--strategy", choices=("fedavg", "fedprox"), default="fedavg",
+                     help="fedavg, or fedprox (a proximal term for unequal centres) (default: fedavg)")
+    cnn.add_argument("--proximal-mu", type=float, default=0.0, help="FedProx's mu (needs --strategy fedprox)")
+    cnn.add_argument("--seed", type=int, default=-1, help="random seed (default: the preset's)")
+    cnn.add_argument("--dp-clip", type=float, default=0.0, metavar="C",
+                     help="differential privacy: clip each centre's update to L2 norm C before it leaves the centre "
+                          "(default: off); see README")
+    cnn.add_argument("--dp-noise", type=float, default=0.0, metavar="SIGMA",
+                     help="differential privacy: add Gaussian noise of SD SIGMA * C to each clipped update (default: 0)")
+
+
 def _run_config(args: argparse.Namespace) -> dict:
     return {"penalizer": float(args.penalizer), "min-centre-events": int(args.min_centre_events),
             "min-events": int(args.min_events), "min-centres": int(args.min_centres),
             "max-rounds": int(args.max_rounds), "round-timeout": float(args.round_timeout),
-            "time-limit": float(args.time_limit), "wait-timeout": float(getattr(args, "wait_timeout", 60.0))}
+            "time-limit": float(args.time_limit), "wait-timeout": float(getattr(args, "wait_timeout", 60.0)),
+            "model": args.model, "preset": args.preset, "sequences": args.sequences, "rounds": int(args.rounds),
+            "local-epochs": int(args.local_epochs), "strategy": args.strategy,
+            "proximal-mu": float(args.proximal_mu), "seed": int(args.seed), "dp-clip": float(args.dp_clip),
+            "dp-noise": float(args.dp_noise)}
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     fed = commands.add_parser(
-        "federated", help="fit the Cox fusion across centres without pooling their cases (Flower)",
+        "federated", help="fit the Cox fusion or train the radiology CNN across centres without pooling their cases "
+                          "(Flower)",
         description="Federated training with Flower: each centre keeps its cases and answers with sums (model "
-                    "updates and aggregates); the server fits the Cox fusion model from them. The result equals the "
-                    "pooled Cox model stratified by centre. See README, 'Federated training'.")
+                    "updates and aggregates). --model fusion (default): the server fits the Cox fusion model from "
+                    "them; the result equals the pooled Cox model stratified by centre. --model radiology|pathology: "
+                    "the CBAM 3D CNN or the patch model trained with FedAvg or FedProx. See README, 'Federated "
+                    "training'.")
     sub = fed.add_subparsers(dest="federated_command", metavar="COMMAND", required=True)
 
     sim = sub.add_parser("simulate", help="one-command local run: split a manifest by centre, one client per centre",
                          description="Split the development cases of a manifest by its 'centre' column, run one Flower "
                                      "ClientApp per centre and the ServerApp in this process, and write DIR/fusion.json "
-                                     "registered in DIR/manifest.json, as 'train fusion' does.")
+                                     "(DIR/radiology.pt or DIR/pathology-patch.pt with --model radiology|pathology) "
+                                     "registered in DIR/manifest.json, as 'train fusion|radiology|pathology' does.")
     sim.add_argument("--manifest", type=Path, required=True, help="cohort manifest (manifest.csv)")
     sim.add_argument("--scores", type=Path, action="append", default=[], metavar="FILE",
                      help="imaging score table (radiology_scores.csv or pathology_scores.csv); repeat for both")
     sim.add_argument("--out", type=Path, required=True, metavar="DIR", help="weights folder to write into")
     _settings_options(sim)
+    _cnn_options(sim)
     add_json_option(sim)
     sim.set_defaults(handler=cmd_simulate)
 
@@ -72,6 +106,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     tls.add_argument("--ssl-keyfile", type=Path, default=None)
     tls.add_argument("--ssl-ca-certfile", type=Path, default=None)
     _settings_options(srv)
+    _cnn_options(srv)
     add_json_option(srv)
     srv.set_defaults(handler=cmd_server)
 
@@ -95,6 +130,8 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _summary(out: Path, args: argparse.Namespace) -> int:
     import json
 
+    if args.model != "fusion":
+        return _cnn_summary(out, args)
     entry = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["models"]["fusion"]
     data = entry["training_data"]
     if args.json:
@@ -111,12 +148,47 @@ def _summary(out: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cnn_summary(out: Path, args: argparse.Namespace) -> int:
+    import json
+
+    registry_name = {"radiology": "radiology", "pathology": "pathology-patch"}[args.model]
+    entry = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["models"][registry_name]
+    data = entry["training_data"]
+    if args.json:
+        print_json({"model": str(out / entry["file"]), "sha256": entry["sha256"], "training_data": data})
+        return 0
+    fed = data["federated"]
+    n = data.get("n", data.get("n_development_cases"))
+    print(f"federated {args.model} model: {n} development cases in {fed['centres']} centres; "
+          f"{fed['strategy']}; {fed['rounds']} rounds, {fed['bytes_sent']} bytes sent, {fed['bytes_received']} "
+          f"received; written to {out / entry['file']}")
+    return 0
+
+
+def _simulate_cnn(args: argparse.Namespace) -> int:
+    from sarcoma_risk.cohort import Split, read_manifest
+    from sarcoma_risk.federated.fedavg import make_fedavg_server_app, make_imaging_client_app
+    from sarcoma_risk.federated.flower import LocalGrid, server_context
+
+    manifest = read_manifest(args.manifest)
+    centres = sorted({c.centre for c in manifest.cases if c.split is Split.DEVELOPMENT})
+    run_config = {**_run_config(args), "out": str(args.out)}
+    grid = LocalGrid(make_imaging_client_app(), [{"manifest": str(args.manifest), "centre": c} for c in centres], run_config)
+    try:
+        make_fedavg_server_app()(grid, server_context(run_config))
+    finally:
+        grid.close()
+    return _summary(args.out, args)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from sarcoma_risk.cohort import Split, read_manifest
     from sarcoma_risk.federated.flower import LocalGrid, make_client_app, make_server_app, server_context
     from sarcoma_risk.fusion.table import table_from_manifest
     from sarcoma_risk.survival.scores import read_score_tables
 
+    if args.model != "fusion":
+        return _simulate_cnn(args)
     manifest = read_manifest(args.manifest)
     table = table_from_manifest(manifest, read_score_tables(args.scores), split=Split.DEVELOPMENT)
     parts = {str(c): rows for c, rows in table.groupby("centre")}

@@ -27,7 +27,7 @@ import math
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -309,10 +309,12 @@ class PatchTrainer:
         self.progress = progress
         self.runtime = runtime if runtime is not None else TrainRuntime()
 
-    def fit(self, cases: Sequence[TrainingCase], pool: SlidePool,
-            checkpoint: TrainingCheckpoint | None = None) -> TrainingResult:
+    def fit(self, cases: Sequence[TrainingCase], pool: SlidePool, checkpoint: TrainingCheckpoint | None = None,
+            prepare: Callable[[torch.nn.Module], None] | None = None) -> TrainingResult:
         """Train on ``cases`` (slides opened through ``pool``); with ``checkpoint``, save after every epoch
-        and, when it says so, resume from it."""
+        and, when it says so, resume from it. ``prepare`` is called with the new model on its device
+        before training: a federated round loads the server's weights into it and may add FedProx's
+        proximal term (:mod:`sarcoma_risk.federated.imaging`)."""
 
         cfg, runtime = self.config, self.runtime
         device, group = runtime.torch_device, runtime.distributed
@@ -333,6 +335,8 @@ class PatchTrainer:
         prepare_slides(cases, cfg, pool)
         torch.manual_seed(cfg.seed)
         model = make_patch_model(cfg.architecture, cfg.init).to(device, memory_format=torch.channels_last)
+        if prepare is not None:
+            prepare(model)
         generator = torch.Generator().manual_seed(cfg.seed + RANK_SEED_STRIDE * group.rank)
         optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         scaler = grad_scaler(device, runtime.precision)

@@ -69,6 +69,23 @@ def _fusion_training(fusion: Mapping[str, Any]) -> str:
             "cutoff from summed per-centre histograms" + (f"; refused: {refused}" if refused else ""))
 
 
+def _federated_cnn(entry: Mapping[str, Any]) -> str | None:
+    """How a CNN (radiology, patch model) was trained federated, or None when it was trained pooled."""
+    federated = (entry.get("training_data") or {}).get("federated")
+    if not federated:
+        return None
+    dp = federated.get("differential_privacy")
+    return (f"trained federated ({federated['engine']}) across {federated['centres']} centres without pooling their "
+            f"images: {federated['strategy']}, {federated['rounds']} rounds"
+            + (f", updates clipped to L2 norm {dp['clip']:g} with Gaussian noise {dp['noise_multiplier']:g} x clip "
+               "(no epsilon computed)" if dp else ""))
+
+
+def _radiology_training(radiology: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    """How the radiology CNN was trained: pooled with cross-fitting, or federated across centres."""
+    return _federated_cnn(radiology) or f"{config['radiology_folds']}-fold cross-fitting for the development scores"
+
+
 def render_model_card(manifest: Mapping[str, Any]) -> str:
     """The model card of a release manifest (``manifest["release"]`` and ``manifest["models"]``)."""
     release, models = ReleaseRecord.from_dict(manifest.get("release")), manifest["models"]
@@ -131,13 +148,13 @@ def render_model_card(manifest: Mapping[str, Any]) -> str:
         f"{radcfg['model']['widths']}, on {radcfg['preprocess']['patch_size']}^3-voxel patches at "
         f"{radcfg['preprocess']['spacing_mm']:g} mm of the tumor region of "
         f"{' + '.join(radcfg['preprocess']['sequences'])} (preset `{config['radiology_preset']}`), Cox partial "
-        f"likelihood, {config['radiology_folds']}-fold cross-fitting for the development scores.\n"
+        f"likelihood, {_radiology_training(rad, config)}.\n"
         f"- **Pathology patch model** (`{patch['file']}`, {patch['kind']}): "
         f"{patch['config']['architecture']} from {config['pathology_init']} initial weights, "
         f"{patch['config']['patch_px']}-pixel patches at {patch['config']['spacing_um']:g} um/px, label "
         f"\"{patch['config']['label']}\", {config['pathology_epochs']} epochs at most of "
-        f"{config['pathology_patches_per_epoch']} patches with stain jitter, {config['pathology_folds']}-fold "
-        "cross-fitting.\n"
+        f"{config['pathology_patches_per_epoch']} patches with stain jitter, "
+        f"{_federated_cnn(patch) or str(config['pathology_folds']) + '-fold cross-fitting'}.\n"
         f"- **Slide signature** (`{sig['file']}`, {sig['kind']}): histogram ({sig['config']['n_bins']} bins) and "
         f"bag of words ({sig['config']['n_words']} levels, TF-IDF) of patch probabilities into a penalized Cox model "
         f"(penalizer {sig['config']['penalizer']:g}), fit on out-of-fold tile scores.\n"
