@@ -70,7 +70,7 @@ class RenderDifficulty:
 
 RENDER: dict[Difficulty, RenderDifficulty] = {
     Difficulty.STANDARD: RenderDifficulty(),
-    Difficulty.HARD: RenderDifficulty(readout_sd=0.6, regional_sd=0.8, nuisance_sd=0.15),
+    Difficulty.HARD: RenderDifficulty(readout_sd=0.8, regional_sd=0.8, nuisance_sd=0.15),
 }
 
 
