@@ -108,7 +108,7 @@ def baseline_scores(features, table, *, folds: int = 5, seed: int = 0) -> dict[s
 
 def honest_comparison(model, manifest, tables: Mapping[str, Any], truth: Mapping[str, Any] | None, *,
                       split: str = "validation", n_resamples: int = 1000, seed: int = 0, cv_repeats: int = 5,
-                      cv_folds: int = 5, cv_submodels: Sequence[str] = ("clinical+radiology+pathology",),
+                      cv_folds: int | None = None, cv_submodels: Sequence[str] = ("clinical+radiology+pathology",),
                       features=None) -> dict[str, Any]:
     """The whole comparison (module docstring) on ``split`` of ``manifest``; JSON-ready.
 
@@ -121,11 +121,14 @@ def honest_comparison(model, manifest, tables: Mapping[str, Any], truth: Mapping
         The imaging score tables (``read_score_tables``) the fusion was fitted and is evaluated with.
     truth : mapping or None
         A phantom truth.json; without it there is no oracle and no gap share.
+    n_resamples, seed : int
+        Bootstrap resamples (shared by every model) and their seed; ``seed`` also seeds the baselines' folds.
+    cv_repeats, cv_folds, cv_submodels :
+        Repeated cross-validation of these fusion sub-models' penalizer: ``cv_repeats`` x
+        ``cv_folds``-fold (default: the fusion's own folds), seeds from the fusion's seed on.
     features : (radiomics, colour) DataFrames, optional
         Precomputed :func:`case_features` (else computed here).
     """
-    import pandas as pd
-
     from sarcoma_risk.fusion.gap import gap_report
     from sarcoma_risk.fusion.model import CoxFusion
     from sarcoma_risk.fusion.repeated_cv import fusion_penalizer_stability
@@ -182,8 +185,9 @@ def honest_comparison(model, manifest, tables: Mapping[str, Any], truth: Mapping
             "differences": {k: interval(point[a] - point[b], boot[a] - boot[b])
                             for k, (a, b) in DIFFERENCES.items() if a in risks and b in risks},
             "n": int(len(cases)), "events": int(event.sum()), "n_resamples": n_resamples, "seed": seed}
+    folds = int(model.cv_folds) if cv_folds is None else cv_folds
     result["penalizer_cv"] = {sub: fusion_penalizer_stability(model, development, sub, repeats=cv_repeats,
-                                                              folds=cv_folds, seed=seed)
+                                                              folds=folds, seed=int(model.seed))
                               for sub in cv_submodels if sub in model.submodels_}
     result["baselines"] = {
         "radiomics": {"features": list(radiomics.columns), "cases": int(len(radiomics)),
