@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import platform
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Mapping
@@ -76,7 +77,6 @@ class RunState:
 
 def run_stamp() -> str:
     """A UTC time stamp usable as a file name (backups, run metadata), unique to the microsecond."""
-    from datetime import datetime, timezone
 
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
 

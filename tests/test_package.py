@@ -19,7 +19,7 @@ from sarcoma_risk.settings import default_store, default_weights_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "torchvision", "pandas", "matplotlib", "openslide", "paquo", "SimpleITK", "slicer", "lifelines",
-         "sksurv", "h5py", "tifffile", "shapely")
+         "sksurv", "h5py", "tifffile", "shapely", "dask", "distributed")
 
 
 def test_importing_the_foundation_and_building_the_cli_loads_no_heavy_library():

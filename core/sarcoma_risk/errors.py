@@ -109,3 +109,7 @@ class OutputError(SarcomaRiskError, OSError):
 
 class DeviceUnavailable(SarcomaRiskError, RuntimeError):
     """A device (CUDA, MPS) was asked for that this machine or this torch build does not have; says which."""
+
+
+class ClusterError(SarcomaRiskError, ConnectionError):
+    """A Dask cluster that cannot run the work: unreachable, without workers, or with another SarcomaRisk."""

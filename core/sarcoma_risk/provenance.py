@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePath
 from typing import Any, Mapping
 
+from sarcoma_risk import __version__
 from sarcoma_risk.errors import InvalidInput
 
 _CHUNK = 4 * 1024 * 1024
@@ -71,7 +72,6 @@ def current_user() -> str:
 
 def software_version() -> str:
     """The installed SarcomaRisk version."""
-    from sarcoma_risk import __version__
 
     return __version__
 

@@ -56,10 +56,10 @@ def register(commands: argparse._SubParsersAction) -> None:
 def cmd_score_mri(args: argparse.Namespace) -> int:
     from sarcoma_risk.device import check_precision, resolve_device
     from sarcoma_risk.errors import InvalidInput
-    from sarcoma_risk.provenance import Provenance
-    from sarcoma_risk.radiology.checkpoint import MODEL_NAME, load_model
+    from sarcoma_risk.radiology.checkpoint import load_model
     from sarcoma_risk.radiology.infer import check_precision_for, score_case, staged_volume, volume_extension
     from sarcoma_risk.radiology.io import read_case
+    from sarcoma_risk.radiology.record import radiology_section
     from sarcoma_risk.records import open_store, validate_case_id
     from sarcoma_risk.settings import default_weights_dir
 
@@ -78,18 +78,8 @@ def cmd_score_mri(args: argparse.Namespace) -> int:
     if args.image2 is not None and "t1ce" not in model.preprocess.sequences:
         print("note: this radiology model uses the T2 alone; --image2 was not used", file=sys.stderr)
     result = score_case(model, case, gradcam=args.gradcam is not None, precision=precision)
-    provenance = Provenance(
-        MODEL_NAME, entry["version"], entry["sha256"], inputs=case.fingerprints,
-        parameters={"segment": args.segment, "patch_spacing_mm": round(result.patch_spacing_mm, 4),
-                    "sequences": result.sequences, "precision": precision, "device": device.type})
-    section = {
-        "score": result.score,
-        "percentile": result.percentile,
-        "tumor_volume_ml": result.tumor_volume_ml,
-        "sequences": result.sequences,
-        "gradcam_sha256": None,
-        "provenance": provenance.to_dict(),
-    }
+    section = radiology_section(result, case.fingerprints, entry, segment=args.segment, precision=precision,
+                                device=device.type)
     with open_store(args.store, mode="a") as store:
         # The Grad-CAM file appears only once the record is written (moved into place inside the
         # transaction; a failed rename rolls the record back).

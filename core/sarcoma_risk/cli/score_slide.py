@@ -59,11 +59,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 def cmd_score_slide(args: argparse.Namespace) -> int:
     from sarcoma_risk.errors import InvalidInput
     from sarcoma_risk.pathology.classes import check_class_names, describe
-    from sarcoma_risk.pathology.outputs import write_heatmap, write_tile_csv, write_tile_geojson
-    from sarcoma_risk.pathology.pipeline import load_models, score_slide
-    from sarcoma_risk.pathology.slide import open_slide
-    from sarcoma_risk.pathology.record import merge_slide, section_provenance, slide_entry
-    from sarcoma_risk.provenance import fingerprint, sha256_file
+    from sarcoma_risk.pathology.pipeline import load_models
+    from sarcoma_risk.pathology.record import merge_slide
+    from sarcoma_risk.pathology.scoring import score_case_slide
     from sarcoma_risk.records import open_store, validate_case_id
     from sarcoma_risk.settings import default_weights_dir
     from sarcoma_risk.stopwatch import Stopwatch
@@ -76,29 +74,15 @@ def cmd_score_slide(args: argparse.Namespace) -> int:
     classes = check_class_names(args.annotation_classes)
     with watch.stage("load_models"):  # includes importing torch
         models = load_models(args.weights or default_weights_dir(), precision=args.precision, device=args.device)
-    out = args.out
-    result = score_slide(args.slide, models, annotation=args.annotations, annotation_classes=classes, mpp=args.mpp,
-                         cache_dir=args.cache_dir or out / "tile-cache", batch_size=args.batch_size,
-                         workers=args.workers, progress=not args.no_progress, stopwatch=watch)
-    slide_sha = result.run.slide_fingerprint["sha256"]
-    stem = f"{case_id}-{slide_sha[:12]}"
-    with watch.stage("tile_csv"):
-        files = {"tiles_csv": write_tile_csv(out / f"{stem}.tiles.csv", result.tiles)}
-    with watch.stage("tile_geojson"):
-        files["tiles_geojson"] = write_tile_geojson(out / f"{stem}.tiles.geojson", result.tiles)
-    with watch.stage("heatmap"):
-        with open_slide(args.slide, args.mpp) as slide:
-            thumbnail, downsample = slide.thumbnail(1024)
-        files["heatmap_png"] = write_heatmap(out / f"{stem}.heatmap.png", thumbnail, downsample, result.tiles)
+    scored = score_case_slide(case_id, args.slide, models, out_dir=args.out, annotation=args.annotations,
+                              annotation_classes=classes, mpp=args.mpp, cache_dir=args.cache_dir,
+                              batch_size=args.batch_size, workers=args.workers, progress=not args.no_progress,
+                              stopwatch=watch)
+    entry, files, slide_sha = scored.entry, scored.files, scored.entry["slide_sha256"]
     with watch.stage("case_record"):
-        outputs = {f"{key}_sha256": sha256_file(path) for key, path in files.items()}
-        entry = slide_entry(result, models, outputs)
-        provenance = section_provenance(
-            result, models,
-            annotation_fingerprint=fingerprint(args.annotations) if args.annotations is not None else None)
         with open_store(args.store, mode="a") as store:
             revision = store.update_section(case_id, "pathology",
-                                            lambda current: merge_slide(current, entry, models, provenance))
+                                            lambda current: merge_slide(current, entry, models, scored.provenance))
             section = store.get(case_id).pathology
     # timings_s: where this command's time went (seconds per stage; Python's start-up is not in it)
     report = {"case_id": case_id, "revision": revision, "slide": entry, "case_score": section["score"],

@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
+import pandas as pd
+
 from sarcoma_risk.clinical.variables import VARIABLES
 from sarcoma_risk.errors import InvalidClinicalData, InvalidInput, InvalidModel
 
@@ -124,7 +126,6 @@ class ClinicalEncoder:
 
     def transform(self, records: Sequence[Mapping[str, Any]]):
         """Design matrix as a pandas DataFrame with :attr:`columns_`, one row per record."""
-        import pandas as pd
 
         self._check_fitted()
         data: dict[str, list[float]] = {}

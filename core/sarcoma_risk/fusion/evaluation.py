@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from lifelines import KaplanMeierFitter
 
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fusion.bootstrap import Prediction, bootstrap_metrics, interval, resample_counts
@@ -118,7 +119,6 @@ def _km_curves(time: np.ndarray, event: np.ndarray, groups: np.ndarray, step: fl
     The numbers are those lifelines' ``add_at_risk_counts`` prints under the plot: at risk after
     time t (still followed beyond t; everyone at 0) and events up to t.
     """
-    from lifelines import KaplanMeierFitter
 
     curves = {}
     ticks = np.arange(0.0, time.max() + step, step)
@@ -282,8 +282,6 @@ def evaluate(model: CoxFusion, table, *, split: str | None = None, n_resamples: 
 
 
 def _cohort_summary(table, deployed) -> dict[str, Any]:
-    from lifelines import KaplanMeierFitter
-
     y = check_outcome(table[DURATION], table[EVENT], name="evaluated cases")
     # Median follow-up by the reverse Kaplan-Meier method (censoring as the event).
     reverse = KaplanMeierFitter().fit(y.time, ~y.event)

@@ -16,9 +16,11 @@ saves to plain JSON (:meth:`CoxFusion.to_dict`) and :meth:`CoxFusion.from_dict` 
 from __future__ import annotations
 
 import itertools
+from importlib.metadata import version
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from sarcoma_risk.choices import check_choice
 from sarcoma_risk.clinical.encoder import DEFAULT_FEATURES, ClinicalEncoder
@@ -30,6 +32,7 @@ from sarcoma_risk.fusion.modelcheck import FUSION_FORMAT, PERCENTILES, check_fus
 from sarcoma_risk.fusion.selection import DEFAULT_PENALIZERS, CVMetric, select_penalizer
 from sarcoma_risk.fusion.submodel import DevelopmentFit, SubModel
 from sarcoma_risk.fusion.table import CLINICAL, DURATION, EVENT, MODALITY_ORDER, is_missing, submodel_name
+from sarcoma_risk.provenance import software_version
 from sarcoma_risk.survival.concordance import harrell_c
 from sarcoma_risk.survival.outcome import check_outcome
 from sarcoma_risk.survival.scores import score_column
@@ -167,7 +170,6 @@ class CoxFusion:
     def _design(self, clinical: list, scores: Mapping[str, np.ndarray], rows: np.ndarray,
                 modalities: Sequence[str]):
         """Design matrix (DataFrame) of the given rows for a sub-model's modalities."""
-        import pandas as pd
 
         parts = []
         if CLINICAL in modalities:
@@ -321,7 +323,6 @@ class CoxFusion:
             development cases of that sub-model), ``survival_<h>`` for each horizon (NaN beyond the
             development follow-up), ``submodel`` and ``modalities_available``.
         """
-        import pandas as pd
 
         self._check_fitted()
         clinical, scores, available = self._availability(df)
@@ -406,10 +407,6 @@ class CoxFusion:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    from sarcoma_risk.provenance import software_version
-
     out = {"sarcoma_risk": software_version()}
     for package in ("lifelines", "numpy", "pandas"):
         out[package] = version(package)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+import pandas as pd
+
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fusion.model import CoxFusion, survival_key
 from sarcoma_risk.fusion.table import CLINICAL, MODALITY_ORDER, is_missing, row_from_record
@@ -47,7 +49,6 @@ def fusion_section(model: CoxFusion, record: CaseRecord, *, model_version: str,
 
     Raises :class:`InvalidInput` when the record has no modality the model can use.
     """
-    import pandas as pd
 
     row = row_from_record(record)
     missing = _missing_modalities(model, record, row)

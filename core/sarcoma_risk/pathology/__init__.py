@@ -21,7 +21,8 @@ read -> preprocess -> model -> train -> infer, one job per module:
 - :mod:`.cache` keeps tile scores in HDF5 (CLAM/WSInfer layout) so nothing is scored twice;
 - :mod:`.signature` turns patch probabilities into the whole-slide signature and a Cox score;
 - :mod:`.pipeline` scores one slide end to end; :mod:`.outputs` writes the tile table, QuPath tiles
-  and heatmap.
+  and heatmap; :mod:`.scoring` does both for a case's slide and :mod:`.record` merges it into the
+  case record's pathology section (``score-slide``, ``score-cohort`` and the QuPath bridge).
 
-Importing this package is cheap: torch, OpenSlide and h5py are imported inside the functions.
+Importing this package imports none of its modules; each module imports the libraries it uses.
 """

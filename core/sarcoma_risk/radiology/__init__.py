@@ -14,7 +14,8 @@ The pipeline has the suite's one shape, one module per step:
   (:mod:`sarcoma_risk.runtime`), cross-fitting over a cohort manifest (:mod:`.cohort`, its run summary
   in :mod:`.summary`);
 - :mod:`~sarcoma_risk.radiology.infer`: score and Grad-CAM (:mod:`.gradcam`) in the original MRI geometry,
-  and the precision check of reduced-precision scoring.
+  and the precision check of reduced-precision scoring; :mod:`.record` turns a score into the case record's
+  radiology section (``score-mri``, ``score-cohort``).
 
 Importing this package is cheap; torch is imported only by the modules that need it.
 """

@@ -13,6 +13,8 @@ import io
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
+
 from sarcoma_risk.errors import InvalidModel, WeightsNotFound
 from sarcoma_risk.fileio import atomic_write_bytes
 from sarcoma_risk.radiology.train import RadiologyCoxModel
@@ -31,7 +33,6 @@ def train_hint(directory: Path) -> str:
 def save_model(model: RadiologyCoxModel, directory: str | Path, *, version: str,
                training_data: Mapping[str, Any], validation: Mapping[str, Any]) -> dict[str, Any]:
     """Write ``radiology.pt`` atomically into ``directory`` and register it; returns the manifest entry."""
-    import torch
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

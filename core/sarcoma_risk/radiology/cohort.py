@@ -23,12 +23,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import SimpleITK as sitk
+import torch
 
+from sarcoma_risk import __version__
 from sarcoma_risk.cohort import CohortCase, Split, read_manifest
 from sarcoma_risk.errors import InvalidInput, InvalidManifest, SarcomaRiskError
 from sarcoma_risk.fileio import atomic_write_json
 from sarcoma_risk.provenance import sha256_file, utc_now
+from sarcoma_risk.radiology.checkpoint import save_model
 from sarcoma_risk.radiology.config import ModelConfig, PreprocessConfig, TrainConfig
+from sarcoma_risk.radiology.io import read_case
+from sarcoma_risk.radiology.preprocess import prepare_case
 from sarcoma_risk.radiology.summary import (
     CohortCases,
     FoldFigures,
@@ -85,8 +91,6 @@ def _redact(message: str, case: CohortCase) -> str:
 
 def prepare_cohort(cases: Sequence[CohortCase], config: PreprocessConfig) -> CohortPatches:
     """Read and prepare every case with MRI; failures are collected per case, never fatal."""
-    from sarcoma_risk.radiology.io import read_case
-    from sarcoma_risk.radiology.preprocess import prepare_case
 
     out = CohortPatches()
     for case in cases:
@@ -131,11 +135,6 @@ class TrainingReport:
 
 
 def _versions() -> dict[str, str]:
-    import SimpleITK as sitk
-    import torch
-
-    from sarcoma_risk import __version__
-
     return {"sarcoma_risk": __version__, "torch": torch.__version__, "SimpleITK": sitk.Version_VersionString(),
             "numpy": np.__version__}
 
@@ -221,7 +220,6 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
                 for i, s in zip(val_idx, val_scores)}
 
     digest = data_sha256(patches, development)
-    from sarcoma_risk import __version__
 
     figures = RadiologyFigures(
         final.validation_cindex_, final.best_epoch_,
@@ -230,7 +228,6 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
         tuple(fold_figures))
     training_data = RadiologyTrainingData(digest, sha256_file(manifest.path), n_dev, int(event[dev_idx].sum()),
                                           chosen, Split.DEVELOPMENT.value)
-    from sarcoma_risk.radiology.checkpoint import save_model
 
     if not main_rank:  # the other ranks of a distributed run write nothing
         return TrainingReport(None, final)

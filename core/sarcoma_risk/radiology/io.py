@@ -314,10 +314,19 @@ def read_case(t2fs: str | Path, mask: str | Path, t1ce: str | Path | None = None
     reference = read_image(t2fs, series_uid)
     tumor = read_mask(mask, reference, segment)
     images = {"t2fs": reference}
-    fingerprints = {"t2fs": input_fingerprint(t2fs, series_uid), "mask": input_fingerprint(mask)}
     if t1ce is not None:
         t1ce = Path(t1ce)
         images["t1ce"] = align_sequence(read_image(t1ce, series_uid2), reference, tumor, name="T1CE sequence",
                                         path=t1ce)
-        fingerprints["t1ce"] = input_fingerprint(t1ce, series_uid2)
+    fingerprints = case_fingerprints(t2fs, mask, t1ce, series_uid=series_uid, series_uid2=series_uid2)
     return MRICase(images, tumor, fingerprints)
+
+
+def case_fingerprints(t2fs: str | Path, mask: str | Path, t1ce: str | Path | None = None, *,
+                      series_uid: str | None = None, series_uid2: str | None = None) -> dict[str, dict[str, Any]]:
+    """The input fingerprints :func:`read_case` records (roles ``t2fs``, ``mask``, ``t1ce``), without reading
+    the images: a batch compares them with a record's provenance to skip a case scored before."""
+    fingerprints = {"t2fs": input_fingerprint(Path(t2fs), series_uid), "mask": input_fingerprint(Path(mask))}
+    if t1ce is not None:
+        fingerprints["t1ce"] = input_fingerprint(Path(t1ce), series_uid2)
+    return fingerprints

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+from torch.utils.data import DistributedSampler
 
 from sarcoma_risk.device import autocast, grad_scaler, to_device
 from sarcoma_risk.distributed import Distributed
@@ -279,8 +280,6 @@ class RadiologyCoxModel:
         """This epoch's batches of training-case indices (this rank's share in a distributed run)."""
         cfg = self.train
         if group.active:
-            from torch.utils.data import DistributedSampler
-
             sampler = DistributedSampler(range(n), num_replicas=group.world_size, rank=group.rank, shuffle=True,
                                          seed=cfg.seed)
             sampler.set_epoch(epoch)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from sarcoma_risk.release.record import ReleaseRecord
+from sarcoma_risk.synthetic.mri import GRIDS, PhantomSize
+from sarcoma_risk.synthetic.wsi import MPP, SIZES
 
 LABELS = {"clinical": "Clinical only", "radiology": "Radiology score only", "pathology": "Pathology score only",
           "clinical+radiology+pathology": "Combined (clinical + radiology + pathology)"}
@@ -47,8 +49,6 @@ def _clamped_text(cohort: Mapping[str, Any]) -> str:
 
 def _size_text(size: str) -> str:
     """The image sizes of a phantom size preset, from the renderers' own tables."""
-    from sarcoma_risk.synthetic.mri import GRIDS, PhantomSize
-    from sarcoma_risk.synthetic.wsi import MPP, SIZES
 
     (nx, ny, nz), (sx, sy, sz) = GRIDS[PhantomSize(size)]
     width, height = SIZES[size]

@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import math
+import multiprocessing
 import os
 import shutil
 import zlib
@@ -42,9 +43,12 @@ from sarcoma_risk.clinical.variables import VARIABLES
 from sarcoma_risk.cohort import manifest_columns
 from sarcoma_risk.errors import InvalidInput, OutputError
 from sarcoma_risk.fileio import atomic_write_json, atomic_write_text
+from sarcoma_risk.provenance import software_version
 from sarcoma_risk.survival.concordance import harrell_c, undefined_as_none
 from sarcoma_risk.synthetic.difficulty import Difficulty, model_for, render_difficulty
 from sarcoma_risk.synthetic.model import GenerativeModel, SampledCase
+from sarcoma_risk.synthetic.mri import write_phantom_mri
+from sarcoma_risk.synthetic.wsi import write_phantom_slide
 
 logger = logging.getLogger(__name__)
 
@@ -277,8 +281,6 @@ def render_case(plan: CasePlan, root: Path, size: Size) -> dict[str, Any]:
     case_dir = root / CASES_DIR / plan.case_id
     out: dict[str, Any] = {"mri": None, "slides": []}
     if plan.mri_seed is not None:
-        from sarcoma_risk.synthetic.mri import write_phantom_mri
-
         mri = write_phantom_mri(case_dir / "mri", phenotype=plan.sample.z_r,
                                 tumor_size_cm=plan.sample.clinical["tumor_size_cm"], centre=plan.centre,
                                 size=size.value, seed=plan.mri_seed, oblique=plan.oblique, dicom=plan.dicom,
@@ -288,8 +290,6 @@ def render_case(plan: CasePlan, root: Path, size: Size) -> dict[str, Any]:
                       "oblique": plan.oblique, "dicom": plan.dicom, "seed": plan.mri_seed,
                       "stats": _jsonable(mri.stats)}
     if plan.slides:
-        from sarcoma_risk.synthetic.wsi import write_phantom_slide
-
         for slide in plan.slides:
             path = case_dir / "slides" / f"{plan.case_id}-{slide.index}.svs"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -381,8 +381,6 @@ def c_index_table(plans: Sequence[CasePlan], model: GenerativeModel) -> dict[str
 
 def truth_document(plans: Sequence[CasePlan], files: Sequence[dict[str, Any]], model: GenerativeModel,
                    settings: Mapping[str, Any]) -> dict[str, Any]:
-    from sarcoma_risk.provenance import software_version
-
     cases = []
     for plan, rendered in zip(plans, files):
         s = plan.sample
@@ -580,7 +578,6 @@ def _render_all(plans: Sequence[CasePlan], root: Path, size: Size, images: bool,
             if progress:
                 progress(done, total, plan.case_id)
         return results
-    import multiprocessing
 
     # spawn, not fork: the parent may hold threads (OpenSlide, BLAS) that fork would copy half-way.
     context = multiprocessing.get_context("spawn")

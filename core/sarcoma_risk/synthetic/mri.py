@@ -31,9 +31,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
+from scipy.ndimage import gaussian_filter
 
 from sarcoma_risk.choices import check_choice
 from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.radiology.dicom import uid_from_text, write_series
+from sarcoma_risk.radiology.segments import SegmentSpec, write_slicer_segmentation
 from sarcoma_risk.synthetic.difficulty import RenderDifficulty
 
 
@@ -110,7 +114,6 @@ def _sigmoid(x: float) -> float:
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma_mm: float,
                   spacing_zyx: tuple[float, ...]) -> np.ndarray:
     """Gaussian-correlated noise with unit standard deviation (correlation length ``sigma_mm``)."""
-    from scipy.ndimage import gaussian_filter
 
     white = rng.standard_normal(shape).astype(np.float32)
     field_ = gaussian_filter(white, [sigma_mm / s for s in spacing_zyx], mode="reflect")
@@ -303,8 +306,6 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
 
 
 def _to_image(array: np.ndarray, rendered: _Rendered, spacing: tuple[float, float, float], pixel: str):
-    import SimpleITK as sitk
-
     if pixel == "int16":
         array = np.clip(np.rint(array), 0, np.iinfo(np.int16).max).astype(np.int16)
     image = sitk.GetImageFromArray(array)
@@ -353,10 +354,6 @@ def write_phantom_mri(out_dir: Path, *, phenotype: float, tumor_size_cm: float, 
         Readout error, intratumoral heterogeneity and nuisance of the ``hard`` phantom
         (:mod:`sarcoma_risk.synthetic.difficulty`); None renders the standard phantom.
     """
-    import SimpleITK as sitk
-
-    from sarcoma_risk.radiology.dicom import uid_from_text, write_series
-    from sarcoma_risk.radiology.segments import SegmentSpec, write_slicer_segmentation
 
     size_ = check_choice(size, PhantomSize, "size")
     _check_arguments(phenotype, tumor_size_cm, seed)

@@ -31,8 +31,13 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import tifffile
+from PIL import Image, ImageDraw
+from scipy.ndimage import gaussian_filter
+from shapely.geometry import Polygon
 
 from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.pathology.geojson import Classification, QuPathObject, stable_uuid, write_geojson
 from sarcoma_risk.synthetic.difficulty import RenderDifficulty
 
 MPP = 0.5  # um per level-0 pixel (20x)
@@ -169,7 +174,6 @@ def _star(rng: np.random.Generator, cx: float, cy: float, rx: float, ry: float, 
 
 def _raster(shape: tuple[int, int], polygons: list[tuple[np.ndarray, int]], width: int = 0) -> np.ndarray:
     """Draw level-0 polygons (or polylines when width > 0) on a LOWRES canvas; later ones overwrite."""
-    from PIL import Image, ImageDraw
 
     canvas = Image.new("L", (shape[1], shape[0]), 0)
     draw = ImageDraw.Draw(canvas)
@@ -205,8 +209,6 @@ DEBRIS_COLOURS = np.array([[0, 0, 0], [90, 80, 70], [200, 120, 170]], dtype=np.f
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    from scipy.ndimage import gaussian_filter
-
     field_ = gaussian_filter(rng.normal(size=shape).astype(np.float32), sigma, mode="wrap")
     return field_ / max(float(field_.std(dtype=np.float64)), 1e-6)
 
@@ -257,7 +259,6 @@ def _layout(width: int, height: int, rng: np.random.Generator, artefacts: bool) 
 @lru_cache(maxsize=2)
 def _textures(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A fibrous stroma texture and a fine grain texture (BAND x 512, float32), tiled over each band."""
-    from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng([seed, 77])
     fibre = gaussian_filter(rng.normal(size=(BAND, 512)).astype(np.float32), (1.0, 7.0), mode="wrap")
@@ -378,7 +379,6 @@ def _tiles(band: np.ndarray) -> Iterator[np.ndarray]:
 
 def _shrink(image: np.ndarray, factor: int) -> np.ndarray:
     """Block mean by ``factor`` (a partial last block averages what it has)."""
-    from PIL import Image
 
     return np.asarray(Image.fromarray(image).reduce(factor))
 
@@ -422,7 +422,6 @@ def write_phantom_slide(path: Path, *, phenotype: float, centre: str, size: str,
         Paths and ``stats``: tumor nuclear density (per mm^2), mean and CV of nuclear radius (um),
         tumor and tissue area (mm^2), size, mpp, levels, artefacts.
     """
-    import tifffile
 
     path = Path(path)
     if size not in SIZES:
@@ -470,8 +469,6 @@ def write_phantom_slide(path: Path, *, phenotype: float, centre: str, size: str,
 
 
 def _thumbnail(image: np.ndarray, longest: int) -> np.ndarray:
-    from PIL import Image
-
     h, w = image.shape[:2]
     scale = longest / max(h, w)
     if scale >= 1:
@@ -481,10 +478,6 @@ def _thumbnail(image: np.ndarray, longest: int) -> np.ndarray:
 
 
 def _write_annotation(path: Path, renderer: _Renderer, seed: int) -> None:
-    from shapely.geometry import Polygon
-
-    from sarcoma_risk.pathology.geojson import Classification, QuPathObject, stable_uuid, write_geojson
-
     lay = renderer.layout
     clip = lambda p: np.clip(np.round(p), 0, [renderer.width - 1, renderer.height - 1])  # noqa: E731
     polygon = Polygon(clip(lay.tumor_outline), [clip(lay.tumor_hole)])
