@@ -16,6 +16,9 @@ from typing import Sequence
 import numpy as np
 
 from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.pathology.regions import read_tumor_region
+from sarcoma_risk.pathology.slide import open_slide
+from sarcoma_risk.pathology.tissue import tissue_mask
 
 SPACING_UM = 2.0
 #: Ruifrok & Johnston's OD vectors of hematoxylin and eosin; the third completes the basis.
@@ -31,10 +34,6 @@ def _stain_matrix() -> np.ndarray:
 
 def _pixels(slide_path: Path, annotation: Path | None) -> np.ndarray:
     """OD (n, 3) of the tumor tissue pixels of one slide."""
-    from sarcoma_risk.pathology.regions import read_tumor_region
-    from sarcoma_risk.pathology.slide import open_slide
-    from sarcoma_risk.pathology.tissue import tissue_mask
-
     with open_slide(slide_path) as slide:
         downsample = max(1.0, SPACING_UM / slide.mpp)
         rgb = slide.read_downsampled(downsample)

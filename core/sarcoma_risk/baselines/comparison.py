@@ -21,8 +21,19 @@ import logging
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
+from sarcoma_risk.baselines.colour import colour_features
+from sarcoma_risk.baselines.model import BaselineCox, crossfit_risk
+from sarcoma_risk.baselines.radiomics import first_order_features
 from sarcoma_risk.errors import InvalidInput, SarcomaRiskError
+from sarcoma_risk.fusion.bootstrap import interval, resample_counts
+from sarcoma_risk.fusion.gap import gap_report
+from sarcoma_risk.fusion.model import CoxFusion
+from sarcoma_risk.fusion.repeated_cv import fusion_penalizer_stability
+from sarcoma_risk.fusion.table import DURATION, EVENT, table_from_manifest
+from sarcoma_risk.survival.concordance import harrell_c_weighted
+from sarcoma_risk.survival.scores import score_column
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +74,6 @@ def _safe(compute: Callable[[], dict[str, float]], case_id: str, what: str, fail
 
 def case_features(manifest) -> tuple[Any, Any, dict[str, str]]:
     """First-order radiomics and colour features of every case of a manifest (DataFrames by case_id)."""
-    import pandas as pd
-
-    from sarcoma_risk.baselines.colour import colour_features
-    from sarcoma_risk.baselines.radiomics import first_order_features
-
     radiomics, colour, failures = {}, {}, {}
     for case in manifest.cases:
         if case.has_mri:
@@ -89,9 +95,6 @@ def baseline_scores(features, table, *, folds: int = 5, seed: int = 0) -> dict[s
     ``table`` is the fusion table of the whole manifest (``split`` and outcome columns); only
     development cases with features train the model.
     """
-    from sarcoma_risk.baselines.model import BaselineCox, crossfit_risk
-    from sarcoma_risk.fusion.table import DURATION, EVENT
-
     have = [c for c in table.index if c in features.index]
     dev = [c for c in have if table.at[c, "split"] == "development"]
     other = [c for c in have if table.at[c, "split"] != "development"]
@@ -129,12 +132,6 @@ def honest_comparison(model, manifest, tables: Mapping[str, Any], truth: Mapping
     features : (radiomics, colour) DataFrames, optional
         Precomputed :func:`case_features` (else computed here).
     """
-    from sarcoma_risk.fusion.gap import gap_report
-    from sarcoma_risk.fusion.model import CoxFusion
-    from sarcoma_risk.fusion.repeated_cv import fusion_penalizer_stability
-    from sarcoma_risk.fusion.table import DURATION, EVENT, table_from_manifest
-    from sarcoma_risk.survival.scores import score_column
-
     failures: dict[str, str] = {}
     if features is None:
         radiomics, colour, failures = case_features(manifest)
@@ -174,9 +171,6 @@ def honest_comparison(model, manifest, tables: Mapping[str, Any], truth: Mapping
         result["comparison"] = gap_report(time, event, risks, clinical="clinical", oracle=ORACLE,
                                           differences=differences, n_resamples=n_resamples, seed=seed)
     else:
-        from sarcoma_risk.fusion.bootstrap import interval, resample_counts
-        from sarcoma_risk.survival.concordance import harrell_c_weighted
-
         counts = resample_counts(len(cases), n_resamples, seed)
         boot = {n: harrell_c_weighted(time, event, r, counts) for n, r in risks.items()}
         point = {n: float(harrell_c_weighted(time, event, r)[0]) for n, r in risks.items()}
@@ -203,6 +197,4 @@ def honest_comparison(model, manifest, tables: Mapping[str, Any], truth: Mapping
 
 def feature_table(radiomics, colour):
     """One DataFrame of both feature sets (for a CSV beside the report)."""
-    import pandas as pd
-
     return pd.concat([radiomics.add_prefix("mri_"), colour.add_prefix("slide_")], axis=1).sort_index()

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 
 from sarcoma_risk.errors import InvalidInput, InvalidModel
+from sarcoma_risk.fusion.cox import fit_cox
 from sarcoma_risk.fusion.selection import DEFAULT_PENALIZERS, select_penalizer
 from sarcoma_risk.survival.folds import event_strata, stratified_folds
 from sarcoma_risk.survival.outcome import check_outcome
@@ -32,8 +34,6 @@ class BaselineCox:
 
     def fit(self, x, time, event) -> "BaselineCox":
         """Fit on ``x`` (DataFrame, one column per feature, no missing value) and the outcome; returns self."""
-        from sarcoma_risk.fusion.cox import fit_cox
-
         y = check_outcome(time, event, name="baseline development data")
         if x.shape[0] != y.time.size:
             raise InvalidInput(f"baseline: {x.shape[0]} feature rows for {y.time.size} outcomes")
@@ -51,8 +51,6 @@ class BaselineCox:
         return self
 
     def _standardize(self, x):
-        import pandas as pd
-
         missing = [c for c in getattr(self, "columns_", []) if c not in x.columns]
         if missing:
             raise InvalidInput(f"baseline: feature column(s) {missing} are absent")

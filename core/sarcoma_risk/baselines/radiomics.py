@@ -12,15 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 
 from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.radiology.io import read_case
 
 STATISTICS = ("mean", "sd", "median", "skewness", "kurtosis")
 
 
 def _normalised(image, mask_array: np.ndarray, where: str):
-    import SimpleITK as sitk
-
     array = sitk.GetArrayFromImage(image).astype(np.float64)
     foreground = array > 0.25 * np.percentile(array, 99)
     reference = array[foreground & ~mask_array]
@@ -37,10 +37,6 @@ def first_order_features(t2fs: str | Path, mask: str | Path, t1ce: str | Path | 
 
     Statistics: :data:`STATISTICS`, on intensities normalised by the non-tumor foreground median.
     """
-    import SimpleITK as sitk
-
-    from sarcoma_risk.radiology.io import read_case
-
     case = read_case(t2fs, mask, t1ce, segment=segment)
     mask_image = sitk.Cast(case.mask > 0, sitk.sitkUInt8)
     mask_array = sitk.GetArrayViewFromImage(mask_image).astype(bool)

@@ -14,6 +14,7 @@ import numpy as np
 
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fusion.selection import select_penalizer
+from sarcoma_risk.fusion.table import DURATION, EVENT
 from sarcoma_risk.survival.outcome import check_outcome
 
 
@@ -58,8 +59,6 @@ def fusion_penalizer_stability(model, table, submodel: str, *, repeats: int = 5,
     ``table`` holds the development cases the model was fitted on (a fusion table). The design is
     rebuilt exactly as the fit built it (same encoder, score scaling and dropped columns).
     """
-    from sarcoma_risk.fusion.table import DURATION, EVENT
-
     if submodel not in model.submodels_:
         raise InvalidInput(f"submodel: {submodel!r} is not fitted; fitted: {', '.join(model.submodels_)}")
     sub = model.submodels_[submodel]

@@ -12,7 +12,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from sarcoma_risk.choices import check_choice
 from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.synthetic.difficulty import Difficulty
 
 #: The seed of the shipped weights' cohort; the demo and the benchmark use other seeds.
 WEIGHTS_SEED = 2026
@@ -80,9 +82,6 @@ class TrainAllConfig:
                                "cross-fit the imaging models and fit the fusion sub-models")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise InvalidInput(f"seed: {self.seed!r} must be an integer >= 0")
-        from sarcoma_risk.choices import check_choice
-        from sarcoma_risk.synthetic.difficulty import Difficulty
-
         check_choice(self.difficulty, Difficulty, "difficulty")
         for name in ("workers", "bootstrap"):
             value = getattr(self, name)
