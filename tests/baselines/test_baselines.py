@@ -6,6 +6,8 @@ for what it computes, not for who wins; the benchmark (benchmarks/bench_cohort.p
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -103,3 +105,23 @@ def test_the_comparison_needs_enough_evaluated_cases(cohort, stand_in_scores):
     with pytest.raises(InvalidInput, match="have every score"):
         honest_comparison(model, manifest, stand_in_scores, truth, split="validation", n_resamples=10,
                           cv_repeats=1, features=(radiomics.iloc[:15], colour))
+
+
+@pytest.mark.slow
+def test_evaluate_with_baselines_writes_the_comparison_beside_the_report(cohort, stand_in_scores, tmp_path):
+    from sarcoma_risk.cli import main
+    from sarcoma_risk.survival.scores import write_score_table
+
+    manifest, *_ = cohort
+    paths = [write_score_table(tmp_path / f"{m}_scores.csv", table) for m, table in stand_in_scores.items()]
+    scores = [arg for path in paths for arg in ("--scores", str(path))]
+    assert main(["train", "fusion", "--manifest", str(manifest.path), *scores, "--out", str(tmp_path / "w"),
+                 "--penalizers", "0.1,1", "--folds", "2", "--min-events", "2"]) == 0
+    assert main(["evaluate", "--manifest", str(manifest.path), "--weights", str(tmp_path / "w"), *scores,
+                 "--out", str(tmp_path / "report"), "--bootstrap", "50", "--baselines", "--cv-repeats", "2",
+                 "--json"]) == 0
+    written = json.loads((tmp_path / "report" / "baselines.json").read_text(encoding="utf-8"))
+    assert set(written["comparison"]["c_index"]) == {*MODELS, ORACLE}
+    assert len(written["penalizer_cv"]["clinical+radiology+pathology"]["chosen"]) == 2
+    features = (tmp_path / "report" / "baseline_features.csv").read_text(encoding="utf-8").splitlines()
+    assert features[0].startswith("case_id,mri_t2fs_mean") and len(features) == 1 + len(manifest.cases)
