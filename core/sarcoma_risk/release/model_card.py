@@ -56,6 +56,19 @@ def _size_text(size: str) -> str:
             f"{MPP:g} um/px")
 
 
+def _fusion_training(fusion: Mapping[str, Any]) -> str:
+    """How the fusion model was fitted: pooled with cross-validation, or federated across centres."""
+    federated = (fusion.get("training_data") or {}).get("federated")
+    if not federated:
+        return (f"ridge penalizer by {fusion['config']['cv_folds']}-fold cross-validation; fit on the out-of-fold "
+                "imaging scores")
+    refused = "; ".join(federated["refused"].values())
+    return (f"trained federated ({federated['engine']}) across centres {', '.join(federated['centres'])} without "
+            f"pooling their cases: {federated['strategy']}, {federated['rounds']} rounds; ridge penalizer fixed at "
+            f"{fusion['config']['penalizers'][0]:g} (not cross-validated); baseline hazard, risk percentiles and "
+            "cutoff from summed per-centre histograms" + (f"; refused: {refused}" if refused else ""))
+
+
 def render_model_card(manifest: Mapping[str, Any]) -> str:
     """The model card of a release manifest (``manifest["release"]`` and ``manifest["models"]``)."""
     release, models = ReleaseRecord.from_dict(manifest.get("release")), manifest["models"]
@@ -130,8 +143,7 @@ def render_model_card(manifest: Mapping[str, Any]) -> str:
         f"(penalizer {sig['config']['penalizer']:g}), fit on out-of-fold tile scores.\n"
         f"- **Fusion** (`{fusion['file']}`, {fusion['kind']}): Cox regression over the clinical variables "
         f"{', '.join(fusion_params['clinical_features'])}, the radiology score and the pathology score; one "
-        "sub-model per available subset of modalities; ridge penalizer by "
-        f"{fusion_params['cv_folds']}-fold cross-validation; fit on the out-of-fold imaging scores; risk groups "
+        f"sub-model per available subset of modalities; {_fusion_training(fusion)}; risk groups "
         f"split at the development {fusion_params['cutoff']}.\n"
         "- **Why these settings**: the tiny phantom images and the short CPU schedules let `make weights` run in "
         f"about {minutes:.0f} minutes on 2 CPU cores (this run). The published configuration (ShuffleNetV2 x1.0 "
