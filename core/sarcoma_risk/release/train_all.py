@@ -106,10 +106,11 @@ def _train_all(out_dir: Path, work_dir: Path, config: TrainAllConfig, device: st
         return now
 
     t = start
-    _say(1, f"phantom cohort: {config.cases} {config.size} cases, centre A development, centre B validation, "
-            f"seed {config.seed}")
+    _say(1, f"phantom cohort: {config.cases} {config.size} {config.difficulty} cases, centre A development, "
+            f"centre B validation, seed {config.seed}")
     _run(1, ["synth", "--out", str(cohort), "--cases", str(config.cases), "--centres", "A,B", "--seed",
-             str(config.seed), "--size", config.size, "--workers", str(config.workers), "--overwrite"])
+             str(config.seed), "--size", config.size, "--workers", str(config.workers), "--difficulty",
+             config.difficulty, "--overwrite"])
     t = lap("cohort", t)
     if stage.exists():
         shutil.rmtree(stage)  # a fresh registry: no entry from an earlier run can slip into the weights
