@@ -81,3 +81,33 @@ def slide_manifest(tmp_path_factory):
         writer.writeheader()
         writer.writerows(rows)
     return manifest
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The CNN tests train on one thread: results do not depend on the machine's core count."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def simulate(centres, run_config, on_message=None):
+    """Run FedAvg/FedProx of a CNN over ``centres`` (name -> centre data) in one process; the result."""
+    from flwr.clientapp import ClientApp
+
+    from sarcoma_risk.federated.fedavg import add_imaging_handlers, make_fedavg_server_app
+    from sarcoma_risk.federated.flower import LocalGrid, server_context
+
+    client = ClientApp()
+    add_imaging_handlers(client, lambda context, settings: centres[context.node_config["centre"]])
+    run_config = {"preset": "tiny", **run_config}
+    grid = LocalGrid(client, [{"centre": c} for c in centres], run_config)
+    result = {}
+    try:
+        make_fedavg_server_app(on_message, on_done=lambda r: result.update(result=r))(grid, server_context(run_config))
+    finally:
+        grid.close()
+    return result["result"]

@@ -9,40 +9,20 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
-from sarcoma_risk.federated.fedavg import (SCORE_EDGES, FedAvgSettings, add_imaging_handlers, from_record,
-                                           make_fedavg_server_app, to_record)
-from sarcoma_risk.federated.flower import FederatedError, LocalGrid, server_context
+from sarcoma_risk.federated.fedavg import SCORE_EDGES, FedAvgSettings, from_record, to_record
+from sarcoma_risk.federated.flower import FederatedError
 from sarcoma_risk.federated.imaging import initial_network, state_arrays
 from sarcoma_risk.federated.privacy import update_norm
 from sarcoma_risk.radiology.config import preset
 from sarcoma_risk.radiology.train import RadiologyCoxModel
 
 from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict  # noqa: I001
-from flwr.clientapp import ClientApp
 from flwr.serverapp.strategy import FedAvg
 
+from .conftest import simulate
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def simulate(centres, run_config, on_message=None):
-    client = ClientApp()
-    add_imaging_handlers(client, lambda context, settings: centres[context.node_config["centre"]])
-    run_config = {"preset": "tiny", **run_config}
-    grid = LocalGrid(client, [{"centre": c} for c in centres], run_config)
-    result = {}
-    try:
-        make_fedavg_server_app(on_message, on_done=lambda r: result.update(result=r))(grid, server_context(run_config))
-    finally:
-        grid.close()
-    return result["result"]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_one_centre_for_one_round_of_fedavg_trains_exactly_the_local_model_of_the_same_seed(mri_centres):

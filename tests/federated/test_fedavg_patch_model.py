@@ -9,11 +9,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from sarcoma_risk.cli import main
-from sarcoma_risk.federated.fedavg import add_imaging_handlers, from_record, make_fedavg_server_app
-from sarcoma_risk.federated.flower import LocalGrid, server_context
+from sarcoma_risk.federated.fedavg import from_record
 from sarcoma_risk.federated.imaging import state_arrays
 from sarcoma_risk.federated.patchmodel import PRESETS, initial_patch_model, load_pathology_centre
 from sarcoma_risk.pathology.model import make_patch_model
@@ -22,28 +20,9 @@ from sarcoma_risk.pathology.train import PatchTrainer, SlidePool
 from sarcoma_risk.release.model_card import _federated_cnn
 from sarcoma_risk.weights import WeightRegistry
 
-from flwr.clientapp import ClientApp  # noqa: I001
+from .conftest import simulate
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-def simulate(centres, run_config, on_message=None):
-    client = ClientApp()
-    add_imaging_handlers(client, lambda context, settings: centres[context.node_config["centre"]])
-    run_config = {"preset": "tiny", **run_config}
-    grid = LocalGrid(client, [{"centre": c} for c in centres], run_config)
-    result = {}
-    try:
-        make_fedavg_server_app(on_message, on_done=lambda r: result.update(result=r))(grid, server_context(run_config))
-    finally:
-        grid.close()
-    return result["result"]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_one_centre_for_one_round_trains_exactly_the_local_patch_model_of_the_same_seed(slide_manifest):
