@@ -10,9 +10,11 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import platform
 import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePath
 from typing import Any, Mapping
 
@@ -68,6 +70,17 @@ def current_user() -> str:
         return getpass.getuser()
     except (OSError, KeyError, ImportError):  # getpass's ways of saying "no login name here"
         return "unknown"
+
+
+def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
+    """Python's version and the installed version of each distribution in ``names`` (None when absent)."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
 
 
 def software_version() -> str:
