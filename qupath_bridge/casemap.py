@@ -24,6 +24,7 @@ from typing import Iterable, Mapping
 
 from sarcoma_risk.errors import InvalidCaseId, InvalidInput
 from sarcoma_risk.records.schema import validate_case_id
+from sarcoma_risk.tabular import read_csv_table
 
 #: The image metadata key that holds the case id.
 CASE_ID_KEY = "case_id"
@@ -62,7 +63,6 @@ class CaseMap:
 
 def read_case_map(path: str | Path) -> CaseMap:
     """Read a case-map CSV (columns ``case_id`` and ``image`` and/or ``entry_id``)."""
-    from sarcoma_risk.tabular import read_csv_table
 
     table = read_csv_table(path, InvalidInput, what="case map")
     columns = [c for c in _IMAGE_COLUMNS if c in table.header]

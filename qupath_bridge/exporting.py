@@ -15,10 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import h5py
+
 from qupath_bridge.results import tile_objects, tumor_annotations
 from sarcoma_risk.errors import CaseNotFound, InvalidInput
+from sarcoma_risk.pathology.cache import CACHE_FORMAT, read_tile_cache
 from sarcoma_risk.pathology.classes import DEFAULT_TUMOR_CLASSES
 from sarcoma_risk.pathology.geojson import ObjectType, read_geojson, write_geojson
+from sarcoma_risk.pathology.regions import read_tumor_region, region_sha256
+from sarcoma_risk.pathology.slide import open_slide
+from sarcoma_risk.provenance import sha256_file
+from sarcoma_risk.records import open_store
 
 #: Folder, beside the tile caches, that keeps scored tumor annotations by content.
 REGIONS_FOLDER = "regions"
@@ -41,9 +48,6 @@ class CacheEntry:
 
 def find_caches(cache_dirs: Iterable[Path]) -> list[CacheEntry]:
     """Complete SarcomaRisk tile caches in ``cache_dirs`` (damaged or foreign HDF5 files are skipped)."""
-    import h5py
-
-    from sarcoma_risk.pathology.cache import CACHE_FORMAT
 
     found = []
     for folder in cache_dirs:
@@ -92,9 +96,6 @@ def export_slide(out: Path, *, caches: Sequence[Path], case_id: str | None = Non
     score-slide`` (the bridge keeps its own), and ``classes`` the annotation classes it was scored
     with: the file must be that very file and the classes those (same region sha256).
     """
-    from sarcoma_risk.pathology.cache import read_tile_cache
-    from sarcoma_risk.pathology.regions import region_sha256
-    from sarcoma_risk.provenance import sha256_file
 
     entries = find_caches(caches)
     if slide is not None:
@@ -122,8 +123,6 @@ def export_slide(out: Path, *, caches: Sequence[Path], case_id: str | None = Non
 
 
 def _case_cache(entries: Sequence[CacheEntry], case_id: str, store: str | Path | None) -> CacheEntry:
-    from sarcoma_risk.records import open_store
-
     with open_store(store, mode="r") as handle:
         record = handle.get(case_id)
     slides = (record.pathology or {}).get("slides") or []
@@ -162,8 +161,6 @@ def check_annotations(geojson: Path, slide: Path, *, mpp: float | None = None, o
                       classes: Sequence[str] = DEFAULT_TUMOR_CLASSES) -> CheckedAnnotations:
     """Check QuPath-exported annotations as score-slide reads them (annotations of ``classes``); with
     ``out``, write the used ones."""
-    from sarcoma_risk.pathology.regions import read_tumor_region
-    from sarcoma_risk.pathology.slide import open_slide
 
     objects = read_geojson(geojson)
     with open_slide(slide, mpp) as handle:

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 from sarcoma_risk.errors import InvalidAnnotation
 from sarcoma_risk.pathology.classes import DEFAULT_TUMOR_CLASSES, classes_found, describe, matches
 from sarcoma_risk.pathology.geojson import ObjectType, QuPathObject
-from sarcoma_risk.pathology.outputs import MEASUREMENT
+from sarcoma_risk.pathology.outputs import MEASUREMENT, tile_objects as pathology_tiles
 
 #: Name given to every tile SarcomaRisk writes (the marker that identifies them in a later run).
 TILE_NAME = "SarcomaRisk"
@@ -98,7 +98,6 @@ def choose_tumor_annotations(objects: Iterable[QuPathObject], classes: Sequence[
 
 def tile_objects(tiles: Any) -> list[QuPathObject]:
     """SarcomaRisk tiles for a :class:`~sarcoma_risk.pathology.cache.TileScores` (named :data:`TILE_NAME`)."""
-    from sarcoma_risk.pathology.outputs import tile_objects as pathology_tiles
 
     return [dataclasses.replace(obj, name=TILE_NAME) for obj in pathology_tiles(tiles)]
 

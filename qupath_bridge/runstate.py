@@ -13,15 +13,14 @@ Images are named there by QuPath entry id and case id; the image names stay in Q
 from __future__ import annotations
 
 import json
-import platform
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fileio import atomic_write_json
-from sarcoma_risk.provenance import sha256_bytes, utc_now
+from sarcoma_risk.provenance import package_versions, sha256_bytes, utc_now
 
 STATE_FORMAT = "sarcoma-qupath-state/1"
 RUN_FORMAT = "sarcoma-qupath-run/1"
@@ -76,20 +75,8 @@ class RunState:
 
 def run_stamp() -> str:
     """A UTC time stamp usable as a file name (backups, run metadata), unique to the microsecond."""
-    from datetime import datetime, timezone
 
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-
-
-def package_versions() -> dict[str, str | None]:
-    """Installed versions of the packages that shape a result (None when not installed)."""
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 @dataclass
@@ -105,7 +92,7 @@ class RunMetadata:
     images: list[dict[str, Any]] = field(default_factory=list)
     started_utc: str = field(default_factory=utc_now)
     finished_utc: str | None = None
-    versions: dict[str, str | None] = field(default_factory=package_versions)
+    versions: dict[str, str | None] = field(default_factory=lambda: package_versions(PACKAGES))
 
     def add(self, entry_id: str, status: str, *, case_id: str | None = None, message: str | None = None,
             **details: Any) -> None:

@@ -26,14 +26,19 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
-from qupath_bridge.casemap import ImageRef
+from qupath_bridge.casemap import CASE_ID_KEY, ImageRef, assign_cases
+from qupath_bridge.exporting import region_file
+from qupath_bridge.projectfiles import backup_project_files, bridge_folder, open_project_signs, open_project_warning
 from qupath_bridge.results import choose_tumor_annotations, image_metadata, tile_objects
-from qupath_bridge.runstate import RunMetadata, RunState, job_key
+from qupath_bridge.runstate import RunMetadata, RunState, job_key, run_stamp
 from sarcoma_risk.errors import InvalidAnnotation, InvalidInput, InvalidSlide, OutputError, SarcomaRiskError
 from sarcoma_risk.fileio import atomic_write_json
 from sarcoma_risk.pathology.classes import DEFAULT_TUMOR_CLASSES, describe
 from sarcoma_risk.pathology.geojson import QuPathObject, dumps, read_geojson, write_geojson
-from sarcoma_risk.provenance import sha256_bytes, utc_now
+from sarcoma_risk.pathology.pipeline import PATCH_MODEL, SIGNATURE_MODEL, load_models, score_slide
+from sarcoma_risk.pathology.record import merge_slide, section_provenance, slide_entry
+from sarcoma_risk.pathology.regions import region_sha256
+from sarcoma_risk.provenance import sha256_bytes, sha256_file, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +115,10 @@ class SlideScorer:
 
     @cached_property
     def models(self) -> Any:
-        from sarcoma_risk.pathology.pipeline import load_models
-
         return load_models(self.options.weights_dir, precision=self.options.precision, device=self.options.device)
 
     def weights(self) -> dict[str, dict[str, str]]:
         """The sha256 and version of each model used (for run metadata and resume keys)."""
-        from sarcoma_risk.pathology.pipeline import PATCH_MODEL, SIGNATURE_MODEL
 
         m = self.models
         return {PATCH_MODEL: {"sha256": m.model_sha256, "version": m.model_version},
@@ -141,9 +143,6 @@ class SlideScorer:
         """
         if not annotations:
             return None
-        from qupath_bridge.exporting import region_file
-        from sarcoma_risk.pathology.regions import region_sha256
-        from sarcoma_risk.provenance import sha256_file
 
         staged = write_geojson(tmp / "tumor.geojson", annotations)
         if self.cache_dir is None:
@@ -156,7 +155,6 @@ class SlideScorer:
 
     def score(self, ref: ImageRef, case_id: str, slide: Path, annotations: Sequence[QuPathObject]) -> ScoredImage:
         """Score one slide, restricted to ``annotations`` when there are any."""
-        from sarcoma_risk.pathology.pipeline import score_slide
 
         with tempfile.TemporaryDirectory(prefix="sarcoma-qupath-") as tmp:
             annotation = self._annotation_file(annotations, Path(tmp))
@@ -315,9 +313,6 @@ class RecordWriter:
         self._prepared = before_first_write is None
 
     def __call__(self, scored: ScoredImage, source: ImageSource) -> None:
-        from qupath_bridge.casemap import CASE_ID_KEY
-        from sarcoma_risk.pathology.record import merge_slide, section_provenance, slide_entry
-
         models = self.scorer.models
         metadata = dict(scored.metadata)
         if not source.ref.metadata.get(CASE_ID_KEY):  # from a case map: show it in QuPath too
@@ -358,9 +353,6 @@ def score_project(project_dir: Path, images: Sequence[Any], scorer: SlideScorer,
     write; run metadata go to ``<project>/sarcoma-risk/runs/<time>.json``, the resume state to
     ``<project>/sarcoma-risk/state.json``. ``say`` receives the lines meant for people.
     """
-    from qupath_bridge.casemap import assign_cases
-    from qupath_bridge.projectfiles import backup_project_files, bridge_folder, open_project_signs, open_project_warning
-    from qupath_bridge.runstate import run_stamp
 
     folder = bridge_folder(project_dir)
     assignment = assign_cases([i.ref for i in images], case_map)

@@ -11,6 +11,13 @@ extension bundles only ``core/sarcoma_risk`` (SlicerSarcomaRisk/CMakeLists.txt),
 that imports an adapter fails inside Slicer. The one exception is the demo, the composition root
 that runs the product as its users do: its slide goes through the QuPath bridge's scoring path and
 its MRI through the Slicer module's logic (``make demo`` needs the whole source tree).
+
+One import policy (README, "Architecture"): imports at the top of the module, except at the
+boundaries where a lazy import is the point -- the command line (``sarcoma_risk/cli``,
+``qupath_bridge/cli*``: ``--help`` stays fast), a package ``__init__``'s module ``__getattr__``, the
+3D Slicer module (not checked here: Slicer's Python loads it at start-up) and the Slicer and QuPath
+runtimes a core module reaches (``slicer``, ``vtk``, ``paquo``, ``jpype``: they start an application
+or a JVM). Any other import inside a function carries a ``# lazy: <reason>`` comment.
 """
 
 from __future__ import annotations
@@ -36,6 +43,12 @@ DEMO_USES_THE_ADAPTERS = {
     ("sarcoma_risk.demo.pathology", "qupath_bridge"),
     ("sarcoma_risk.demo.radiology", "SarcomaRiskLib"),
 }
+
+#: Folders checked by the import policy, and the modules in them that are command-line boundaries.
+POLICY_ROOTS = (ROOT / "core", ROOT / "qupath_bridge")
+CLI_BOUNDARIES = ("core/sarcoma_risk/cli/*.py", "qupath_bridge/cli*.py")
+#: Libraries that start a runtime (3D Slicer, QuPath's JVM) when imported: imported where used.
+RUNTIME_BOUNDARIES = ("slicer", "vtk", "qt", "ctk", "SarcomaRiskLib", "SarcomaRisk", "paquo", "jpype")
 
 Graph = dict[str, dict[str, int]]  # module -> {imported module: line of its first import}
 
@@ -181,7 +194,48 @@ def core_imports_of_adapters(sources: dict[str, Path]) -> list[tuple[str, str, i
     return sorted(found)
 
 
+def unexplained_local_imports(path: Path, root: Path) -> list[str]:
+    """``file:line: import`` for every import inside a function or class of ``path`` that the policy does not allow."""
+    relative = path.relative_to(root)
+    if any(relative.match(pattern) for pattern in CLI_BOUNDARIES):
+        return []
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines()
+    found = []
+
+    def visit(node: ast.AST, inside: bool) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                if inside and not allowed(child):
+                    found.append(f"{relative}:{child.lineno}: {ast.unparse(child)}")
+            elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                lazy_getattr = path.name == "__init__.py" and node is tree and child.name == "__getattr__"
+                if not lazy_getattr:
+                    visit(child, True)
+            else:
+                visit(child, inside)
+
+    def allowed(node: ast.Import | ast.ImportFrom) -> bool:
+        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [alias.name for alias in node.names]
+        if isinstance(node, ast.ImportFrom) and node.level:
+            names = ["."]
+        if all(name.split(".")[0] in RUNTIME_BOUNDARIES for name in names):
+            return True
+        return any("# lazy:" in line for line in lines[node.lineno - 1:node.end_lineno])
+
+    tree = ast.parse(text, str(path))
+    visit(tree, False)
+    return found
+
+
 # ---- the repository -----------------------------------------------------------------------------
+
+def test_imports_inside_functions_are_at_a_boundary_or_say_why_they_are_lazy():
+    found = [line for folder in POLICY_ROOTS for path in sorted(folder.rglob("*.py"))
+             for line in unexplained_local_imports(path, ROOT)]
+    assert not found, ("import at the top of the module, or add '# lazy: <reason>' (README, Architecture):\n  "
+                       + "\n  ".join(found))
+
 
 def test_the_core_the_qupath_bridge_and_the_slicer_module_import_each_other_without_cycles():
     graph, modules = import_graph(SOURCES)
@@ -246,6 +300,21 @@ def test_a_package_init_importing_its_own_modules_is_not_a_cycle(tmp_path):
 def test_a_core_module_importing_an_adapter_inside_a_function_is_reported(tmp_path):
     core = write_package(tmp_path, {"__init__.py": "", "wsi.py": "def f():\n    from qupath_bridge.x import y\n"})
     assert core_imports_of_adapters({"sarcoma_risk": core}) == [("sarcoma_risk.wsi", "qupath_bridge", 2)]
+
+
+def test_the_import_policy_reports_a_local_import_without_a_reason_and_spares_the_boundaries(tmp_path):
+    write_package(tmp_path, {
+        "__init__.py": "def __getattr__(name):\n    import json\n    return json\n",
+        "heavy.py": ("def f():\n    import json\n    return json\n\n"
+                     "def g():\n    import torch  # lazy: foundation module, see test_package\n"
+                     "    from paquo.projects import QuPathProject\n    return torch, QuPathProject\n"),
+        "cls.py": "class C:\n    def m(self):\n        from . import heavy\n        return heavy\n",
+    })
+    (tmp_path / "qupath_bridge").mkdir()
+    (tmp_path / "qupath_bridge" / "cli_score.py").write_text("def run():\n    import json\n", encoding="utf-8")
+    found = [line for path in sorted(tmp_path.rglob("*.py"))
+             for line in unexplained_local_imports(path, tmp_path)]
+    assert found == ["pkg/cls.py:3: from . import heavy", "pkg/heavy.py:2: import json"]
 
 
 @pytest.mark.parametrize("demo_module, adapter", sorted(DEMO_USES_THE_ADAPTERS))

@@ -34,6 +34,7 @@ from sarcoma_risk.choices import check_choice
 from sarcoma_risk.clinical.variables import VARIABLES, validate_clinical
 from sarcoma_risk.errors import InvalidCaseId, InvalidManifest
 from sarcoma_risk.records.schema import validate_case_id
+from sarcoma_risk.tabular import read_csv_table
 
 
 class Split(str, Enum):
@@ -126,7 +127,6 @@ def read_manifest(path: str | Path, *, require_clinical: bool = False) -> Manife
     clinical data is kept (imaging models can still train on it) and its problems are kept in
     ``CohortCase.clinical_problems``; with ``True`` they are errors.
     """
-    from sarcoma_risk.tabular import read_csv_table
 
     path = Path(path)
     table = read_csv_table(path, InvalidManifest, what="manifest")

@@ -11,21 +11,18 @@ and the loss stay in float32). fp16 training also needs a gradient scaler (:func
 since small gradients underflow in float16; bf16 has float32's range and needs none. Whether
 reduced precision is accurate enough for scoring with given weights is checked by
 :mod:`sarcoma_risk.precision`, not assumed.
-
-Torch is imported where it is used, so importing this module costs nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 from enum import Enum
-from typing import TYPE_CHECKING, Any, ContextManager
+from typing import Any, ContextManager
+
+import torch
 
 from sarcoma_risk.choices import check_choice
 from sarcoma_risk.errors import DeviceUnavailable, InvalidInput
-
-if TYPE_CHECKING:
-    import torch
 
 
 class Device(str, Enum):
@@ -47,7 +44,6 @@ class Precision(str, Enum):
 
 def _cuda_missing() -> str | None:
     """Why CUDA cannot be used here, or None when it can."""
-    import torch
 
     if torch.cuda.is_available():
         return None
@@ -60,7 +56,6 @@ def _cuda_missing() -> str | None:
 
 def _mps_missing() -> str | None:
     """Why Apple's MPS cannot be used here, or None when it can."""
-    import torch
 
     if torch.backends.mps.is_available():
         return None
@@ -88,7 +83,6 @@ def resolve_device(choice: str | Device = Device.AUTO, *, index: int | None = No
         ``cuda`` or ``mps`` was asked for and this machine or this torch build lacks it (the
         message says which).
     """
-    import torch
 
     device = check_choice(choice, Device, "device")
     if device is Device.AUTO:
@@ -119,7 +113,6 @@ def _exact_fp32_on_cuda() -> None:
     GPUs: the shipped radiology model's scores then moved by up to 8e-4 from the CPU's (H200). Faster
     arithmetic is what ``--precision bf16|fp16`` is for, behind its accuracy check.
     """
-    import torch
 
     if hasattr(torch.backends.cudnn, "conv"):  # torch 2.9 and later; mixing in the old flags is an error there
         torch.backends.cudnn.conv.fp32_precision = "ieee"
@@ -131,7 +124,6 @@ def _exact_fp32_on_cuda() -> None:
 
 def check_precision(precision: str | Precision, device: "torch.device") -> Precision:
     """The :class:`Precision` of ``precision``, refused where ``device`` cannot run it."""
-    import torch
 
     chosen = check_choice(precision, Precision, "precision")
     if chosen is Precision.BF16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
@@ -141,14 +133,11 @@ def check_precision(precision: str | Precision, device: "torch.device") -> Preci
 
 
 def torch_dtype(precision: Precision) -> "torch.dtype":
-    import torch
-
     return {Precision.FP32: torch.float32, Precision.BF16: torch.bfloat16, Precision.FP16: torch.float16}[precision]
 
 
 def autocast(device: "torch.device", precision: str | Precision) -> ContextManager[Any]:
     """Mixed precision on ``device``: a no-op for fp32, ``torch.autocast`` for bf16 and fp16."""
-    import torch
 
     chosen = check_choice(precision, Precision, "precision")
     if chosen is Precision.FP32:
@@ -158,7 +147,6 @@ def autocast(device: "torch.device", precision: str | Precision) -> ContextManag
 
 def grad_scaler(device: "torch.device", precision: str | Precision) -> "torch.amp.GradScaler":
     """A gradient scaler that is active for fp16 only (bf16 and fp32 have float32's range)."""
-    import torch
 
     chosen = check_choice(precision, Precision, "precision")
     return torch.amp.GradScaler(device.type, enabled=chosen is Precision.FP16)
@@ -180,7 +168,6 @@ def to_device(batch: "torch.Tensor", device: "torch.device") -> "torch.Tensor":
 
 def describe(device: "torch.device") -> dict[str, Any]:
     """The device for run metadata: its name, and for a GPU its model and memory."""
-    import torch
 
     info: dict[str, Any] = {"device": str(device), "torch": torch.__version__}
     if device.type == "cuda":

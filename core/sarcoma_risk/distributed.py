@@ -25,12 +25,14 @@ import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence, TypeVar
+from typing import Any, Iterator, Sequence, TypeVar
 
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+
+from sarcoma_risk.device import resolve_device
 from sarcoma_risk.errors import InvalidInput, SarcomaRiskError
-
-if TYPE_CHECKING:
-    import torch
 
 T = TypeVar("T")
 
@@ -61,7 +63,6 @@ class Distributed:
         """Rank 0's ``value`` on every rank (a picklable object)."""
         if not self.active:
             return value
-        import torch.distributed as dist
 
         box = [value]
         dist.broadcast_object_list(box, src=0)
@@ -71,7 +72,6 @@ class Distributed:
         """Every rank's ``value``, in rank order, on every rank."""
         if not self.active:
             return [value]
-        import torch.distributed as dist
 
         out: list[Any] = [None] * self.world_size
         dist.all_gather_object(out, value)
@@ -85,7 +85,6 @@ class Distributed:
         """``module`` wrapped in DistributedDataParallel (as it is in one process)."""
         if not self.active:
             return module
-        from torch.nn.parallel import DistributedDataParallel
 
         return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
 
@@ -93,7 +92,6 @@ class Distributed:
         """Rank 0's buffers (e.g. BatchNorm statistics recomputed outside DDP) on every rank."""
         if not self.active:
             return
-        import torch.distributed as dist
 
         for buffer in module.buffers():
             dist.broadcast(buffer, src=0)
@@ -112,7 +110,6 @@ class Distributed:
 
 def weights_sha256(module: "torch.nn.Module") -> str:
     """Hex sha256 of a module's state (names, dtypes, shapes and values), wherever its tensors are."""
-    import torch
 
     digest = hashlib.sha256()
     for name, tensor in module.state_dict().items():
@@ -140,9 +137,6 @@ def start(device_choice: str) -> Iterator[tuple[Distributed, "torch.device"]]:
 
     Yields the group and this process's device (``cuda:LOCAL_RANK`` for a CUDA run).
     """
-    import torch
-
-    from sarcoma_risk.device import resolve_device
 
     world = torchrun_world()
     if world is None:
@@ -155,7 +149,6 @@ def start(device_choice: str) -> Iterator[tuple[Distributed, "torch.device"]]:
                            "group: use --device cpu, or train in one process")
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    import torch.distributed as dist
 
     backend = "nccl" if device.type == "cuda" else "gloo"
     dist.init_process_group(backend, device_id=device if device.type == "cuda" else None)

@@ -10,12 +10,15 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import platform
 import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path, PurePath
 from typing import Any, Mapping
 
+from sarcoma_risk import __version__
 from sarcoma_risk.errors import InvalidInput
 
 _CHUNK = 4 * 1024 * 1024
@@ -69,9 +72,19 @@ def current_user() -> str:
         return "unknown"
 
 
+def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
+    """Python's version and the installed version of each distribution in ``names`` (None when absent)."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
 def software_version() -> str:
     """The installed SarcomaRisk version."""
-    from sarcoma_risk import __version__
 
     return __version__
 

@@ -21,13 +21,12 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
+
+import torch
 
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fileio import atomic_write_bytes
-
-if TYPE_CHECKING:
-    import torch
 
 FORMAT = "sarcoma-risk-training-state/1"
 
@@ -60,7 +59,6 @@ class TrainingCheckpoint:
         """The saved state to continue from, or None (not resuming, or no checkpoint yet)."""
         if not self.resume or not self.path.exists():
             return None
-        import torch
 
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
@@ -82,7 +80,6 @@ class TrainingCheckpoint:
         """Write ``state`` (tensors and plain values) after ``epoch``, atomically; a no-op where ``write`` is off."""
         if not self.write:
             return
-        import torch
 
         buffer = io.BytesIO()
         torch.save({"format": FORMAT, "identity": self._identity_text(), "epoch": epoch, **state}, buffer)
@@ -91,7 +88,6 @@ class TrainingCheckpoint:
 
 def rng_state(generators: Sequence["torch.Generator"]) -> dict[str, Any]:
     """torch's global generators (CPU, and CUDA when initialised) and ``generators``, as tensors."""
-    import torch
 
     return {"torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
@@ -100,7 +96,6 @@ def rng_state(generators: Sequence["torch.Generator"]) -> dict[str, Any]:
 
 def restore_rng(state: Mapping[str, Any], generators: Sequence["torch.Generator"]) -> None:
     """Put back what :func:`rng_state` saved."""
-    import torch
 
     torch.set_rng_state(state["torch"])
     if state["cuda"]:

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-from sarcoma_risk.device import Precision
+import torch
+
+from sarcoma_risk.device import Precision, describe
 from sarcoma_risk.distributed import Distributed
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.resume import TrainingCheckpoint
-
-if TYPE_CHECKING:
-    import torch
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,6 @@ class TrainRuntime:
 
     @property
     def torch_device(self) -> "torch.device":
-        import torch
-
         return self.device if self.device is not None else torch.device("cpu")
 
     def checkpoint(self, name: str, identity: Mapping[str, Any]) -> TrainingCheckpoint | None:
@@ -76,7 +73,6 @@ class TrainRuntime:
 
     def to_dict(self) -> dict[str, Any]:
         """For run metadata."""
-        from sarcoma_risk.device import describe
 
         return {**describe(self.torch_device), "precision": self.precision.value,
                 "distributed": self.distributed.to_dict(), "num_workers": self.num_workers,

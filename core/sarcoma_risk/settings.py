@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from platformdirs import user_data_dir
+
 STORE_ENV = "SARCOMA_RISK_STORE"
 WEIGHTS_ENV = "SARCOMA_RISK_WEIGHTS"
 
@@ -14,7 +16,6 @@ def default_store() -> str | Path:
     env = os.environ.get(STORE_ENV, "").strip()
     if env:
         return env
-    from platformdirs import user_data_dir
 
     return Path(user_data_dir("SarcomaRisk", appauthor=False)) / "cases.sqlite"
 

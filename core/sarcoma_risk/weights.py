@@ -109,7 +109,7 @@ class WeightRegistry:
 
     def load_torch(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """A verified torch checkpoint (``weights_only=True``: tensors and plain containers only)."""
-        import torch
+        import torch  # lazy: foundation module, see test_package
 
         data, entry = self.read_verified(name)
         try:

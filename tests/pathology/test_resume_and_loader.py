@@ -15,6 +15,8 @@ from sarcoma_risk.pathology.loader import PatchDataset, PatchReader
 from sarcoma_risk.pathology.train import PatchTrainer, SlidePool, TrainConfig, prepare_slides
 from sarcoma_risk.provenance import sha256_file
 from sarcoma_risk.resume import TrainingCheckpoint
+
+from checkpointcrash import Crash, crash_after_epoch_of  # noqa: I001
 from sarcoma_risk.runtime import TrainRuntime
 
 SMALL = TrainConfig(architecture="shufflenet_v2_x0_5", init="random", patch_px=64, spacing_um=2.0, epochs=3,
@@ -22,26 +24,10 @@ SMALL = TrainConfig(architecture="shufflenet_v2_x0_5", init="random", patch_px=6
                     learning_rate=0.002)
 
 
-class Crash(Exception):
-    """The process dying right after a checkpoint was written."""
-
-
 @pytest.fixture
 def crash_after_epoch(monkeypatch):
     """``crash_after_epoch(k)``: training dies just after saving its checkpoint of epoch k (once)."""
-    def arm(k: int) -> None:
-        save = TrainingCheckpoint.save
-        fired = []
-
-        def save_then_die(self, epoch, state):
-            save(self, epoch, state)
-            if epoch == k and not fired:
-                fired.append(epoch)
-                raise Crash(f"killed after epoch {epoch}")
-
-        monkeypatch.setattr(TrainingCheckpoint, "save", save_then_die)
-
-    return arm
+    return lambda k: crash_after_epoch_of(monkeypatch, k)
 
 
 @pytest.fixture(scope="module")

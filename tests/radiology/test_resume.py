@@ -16,30 +16,16 @@ from sarcoma_risk.radiology.config import preset
 from sarcoma_risk.radiology.train import RadiologyCoxModel
 from sarcoma_risk.resume import TrainingCheckpoint
 
+from checkpointcrash import Crash, crash_after_epoch_of  # noqa: I001
+
 #: Four short epochs with early stopping possible from the second one.
 SHORT = {"epochs": 4, "min_epochs": 2, "patience": 2}
-
-
-class Crash(Exception):
-    """The process dying right after a checkpoint was written."""
 
 
 @pytest.fixture
 def crash_after_epoch(monkeypatch):
     """``crash_after_epoch(k)``: every fit dies just after saving its checkpoint of epoch k (once)."""
-    def arm(k: int) -> None:
-        save = TrainingCheckpoint.save
-        fired = []
-
-        def save_then_die(self, epoch, state):
-            save(self, epoch, state)
-            if epoch == k and not fired:
-                fired.append(epoch)
-                raise Crash(f"killed after epoch {epoch}")
-
-        monkeypatch.setattr(TrainingCheckpoint, "save", save_then_die)
-
-    return arm
+    return lambda k: crash_after_epoch_of(monkeypatch, k)
 
 
 def fit(phantom_set, checkpoint, **train):

@@ -13,7 +13,7 @@ from typing import Sequence
 
 
 #: Modules of sarcoma_risk.cli that add commands, in the order they appear in --help.
-COMMAND_MODULES = ("cases", "clinical", "demo", "synth", "cohort", "train_fusion", "evaluate", "fuse", "score_mri", "train_radiology", "score_slide", "score_cohort", "train_pathology", "train_all", "serve", "users")
+COMMAND_MODULES = ("cases", "clinical", "demo", "synth", "cohort", "train_fusion", "evaluate", "fuse", "score_mri", "train_radiology", "score_slide", "score_cohort", "train_pathology", "train_all", "federated", "serve", "users")
 
 
 def build_parser() -> argparse.ArgumentParser:

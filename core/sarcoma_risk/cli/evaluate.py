@@ -37,6 +37,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     p.add_argument("--truth", type=Path, default=None, metavar="FILE",
                    help="phantom truth.json (default: truth.json beside the manifest, when present)")
+    p.add_argument("--baselines", action="store_true",
+                   help="also fit the negative-control baselines on the development cases (first-order MRI "
+                        "intensity statistics in the tumor mask; slide optical density and H&E stain intensities "
+                        "over tumor tissue), compare each CNN with its baseline, give each model's share of the "
+                        "clinical-to-oracle gap (with truth.json) with paired bootstrap CIs, and repeat the "
+                        "fusion's penalizer cross-validation; writes baselines.json and baseline_features.csv")
+    p.add_argument("--cv-repeats", type=positive_int, default=5, metavar="R",
+                   help="repeats of the penalizer cross-validation with --baselines (default: 5)")
     add_json_option(p)
     p.set_defaults(handler=cmd_evaluate)
 
@@ -56,6 +64,39 @@ def _truth(args: argparse.Namespace) -> dict[str, Any] | None:
     if not isinstance(truth, dict) or "oracle_c_index" not in truth:
         raise InvalidInput(f"{path}: not a phantom cohort truth file (no 'oracle_c_index')")
     return truth
+
+
+def _baselines(args: argparse.Namespace, model, manifest, tables, split: str) -> dict[str, Any]:
+    from sarcoma_risk.baselines.comparison import case_features, feature_table, honest_comparison
+    from sarcoma_risk.fileio import atomic_write_json, atomic_write_text
+
+    radiomics, colour, failures = case_features(manifest)
+    result = honest_comparison(model, manifest, tables, _truth(args), split=split, n_resamples=args.bootstrap,
+                               seed=args.seed, cv_repeats=args.cv_repeats, features=(radiomics, colour))
+    result["baselines"]["failures"] = failures
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(args.out / "baselines.json", result, indent=1)
+    atomic_write_text(args.out / "baseline_features.csv", feature_table(radiomics, colour).to_csv(index_label="case_id"))
+    comparison = result["comparison"]
+    return {"json": str(args.out / "baselines.json"), "c_index": comparison["c_index"],
+            "gap_share": comparison.get("gap_share"), "differences": comparison["differences"],
+            "penalizer_cv": {sub: {k: cv[k] for k in ("chosen", "most_chosen", "fitted_penalizer")}
+                             for sub, cv in result["penalizer_cv"].items()}}
+
+
+def _print_baselines(summary: dict[str, Any]) -> None:
+    shares = summary.get("gap_share") or {}
+    print("models against their baselines (Harrell's C, 95% CI; share of the clinical-to-oracle gap):")
+    for name, iv in summary["c_index"].items():
+        share = shares.get(name)
+        gap = "" if share is None or share["estimate"] is None else f"  gap share {share['estimate']:.2f}"
+        print(f"  {name:36s} {iv['estimate']:.3f} ({iv['low']:.3f}-{iv['high']:.3f}){gap}")
+    for name, iv in summary["differences"].items():
+        print(f"  {name:60s} {iv['estimate']:+.3f} ({iv['low']:+.3f} to {iv['high']:+.3f})")
+    for sub, cv in summary["penalizer_cv"].items():
+        print(f"  penalizer of {sub}: fitted {cv['fitted_penalizer']:g}, repeats chose "
+              f"{', '.join(f'{p:g}' for p in cv['chosen'])}")
+    print(f"baselines: {summary['json']}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -101,9 +142,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                               for name, m in result.sequence_sets["metrics"]["models"].items()}
     if result.oracle and "combined_to_oracle_ratio" in result.oracle:
         summary["combined_to_oracle_ratio"] = result.oracle["combined_to_oracle_ratio"]
+    if args.baselines:
+        summary["baselines"] = _baselines(args, model, manifest, tables, split.value)
     if args.json:
         print_json(summary)
         return 0
+    if args.baselines:
+        _print_baselines(summary["baselines"])
     print(f"evaluated {summary['n']} {split.value} cases ({summary['events']} events)")
     def ci(iv: dict[str, Any]) -> str:
         return "n/a" if iv["estimate"] is None else f"{iv['estimate']:.3f} ({iv['low']:.3f}-{iv['high']:.3f})"

@@ -36,6 +36,11 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "missing-modality fusion (default: 0)")
     p.add_argument("--dicom-rate", type=float, default=None, metavar="P",
                    help="share of MRI written as DICOM series (default: 0 for tiny, 0.15 otherwise)")
+    p.add_argument("--difficulty", default="standard", metavar="standard|hard",
+                   help="standard: the original phantom (same bytes by seed); hard: weak (0.35 per SD of log "
+                        "hazard), noisy and intratumorally heterogeneous imaging phenotypes tied to the FNCLCC "
+                        "necrosis and mitotic scores, and centres that differ in case mix and baseline hazard "
+                        "(default: standard)")
     p.add_argument("--table-only", action="store_true",
                    help="write only manifest.csv (no image paths) and truth.json, without images")
     p.add_argument("--workers", type=int, default=1, metavar="W", help="processes rendering cases (default: 1)")
@@ -66,7 +71,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         args.out, args.cases, args.centres, args.seed, args.size, images=not args.table_only,
         overwrite=args.overwrite, workers=args.workers, split=args.split,
         validation_fraction=args.validation_fraction, missing_rate=args.missing_rate,
-        dicom_rate=args.dicom_rate, progress=_Progress())
+        dicom_rate=args.dicom_rate, progress=_Progress(), difficulty=args.difficulty)
     truth = cohort.load_truth()
     groups = truth["c_index"]["groups"]
     summary = {"out": str(cohort.root), "manifest": str(cohort.manifest), "truth": str(cohort.truth),

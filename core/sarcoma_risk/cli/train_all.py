@@ -30,6 +30,8 @@ def register_train(train: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=WEIGHTS_SEED, help="phantom cohort seed (default: %(default)s)")
     p.add_argument("--size", default=defaults.size, metavar="tiny|small|medium",
                    help="phantom image size preset (default: %(default)s)")
+    p.add_argument("--difficulty", default=defaults.difficulty, metavar="standard|hard",
+                   help="phantom difficulty, see `sarcoma-risk synth --help` (default: %(default)s)")
     p.add_argument("--workers", type=positive_int, default=defaults.workers,
                    help="processes rendering the cohort (default: %(default)s)")
     p.add_argument("--bootstrap", type=positive_int, default=defaults.bootstrap, metavar="B",
@@ -53,7 +55,7 @@ def cmd_train_all(args: argparse.Namespace) -> int:
                            "launch `train radiology` and `train pathology` with torchrun instead")
     resolve_device(args.device)  # an unknown or missing device is refused before the cohort is rendered
     config = TrainAllConfig(cases=args.cases, seed=args.seed, size=args.size, workers=args.workers,
-                            bootstrap=args.bootstrap)
+                            bootstrap=args.bootstrap, difficulty=args.difficulty)
     import sys
 
     # With --json, stdout holds the summary alone; the steps' progress goes to stderr.

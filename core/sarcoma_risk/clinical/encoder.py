@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Sequence
 
+import pandas as pd
+
 from sarcoma_risk.clinical.variables import VARIABLES
 from sarcoma_risk.errors import InvalidClinicalData, InvalidInput, InvalidModel
 
@@ -94,17 +96,62 @@ class ClinicalEncoder:
                 counts: dict[str, int] = {}
                 for v in values:
                     counts[v] = counts.get(v, 0) + 1
-                ref = REFERENCE_LEVELS.get(name)
-                if counts.get(ref, 0) < self.min_level_count:
-                    ref = max(counts, key=lambda k: (counts[k], k))
-                reference[name] = ref
-                levels[name] = sorted(k for k, c in counts.items() if k != ref and c >= self.min_level_count)
+                reference[name], levels[name] = self._choose_levels(name, counts)
             else:
                 mean = sum(values) / len(values)
                 sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
                 numeric[name] = (mean, sd if sd > 0 else 1.0)  # a constant column stays 0, not NaN
         self.numeric_, self.levels_, self.reference_ = numeric, levels, reference
         return self
+
+    def _choose_levels(self, name: str, counts: Mapping[str, int]) -> tuple[str, list[str]]:
+        """Reference level and the levels with their own column, from the development level counts."""
+        ref = REFERENCE_LEVELS.get(name)
+        if counts.get(ref, 0) < self.min_level_count:
+            ref = max(counts, key=lambda k: (counts[k], k))
+        return ref, sorted(k for k, c in counts.items() if k != ref and c >= self.min_level_count)
+
+    def sufficient_statistics(self, records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        """What :meth:`from_statistics` needs, as sums that add up across centres.
+
+        ``{"levels": {feature: {level: count}}, "numeric": {feature: (n, sum, sum of squares)}}``.
+        """
+        self._check_params()
+        levels: dict[str, dict[str, int]] = {}
+        numeric: dict[str, tuple[int, float, float]] = {}
+        for name in self.features:
+            values = self._values(records, name)
+            if self._is_categorical(name):
+                levels[name] = {v: values.count(v) for v in sorted(set(values))}
+            else:
+                arr = [float(v) for v in values]
+                numeric[name] = (len(arr), math.fsum(arr), math.fsum(v * v for v in arr))
+        return {"levels": levels, "numeric": numeric}
+
+    @classmethod
+    def from_statistics(cls, features: Sequence[str], min_level_count: int,
+                        statistics: Mapping[str, Mapping[str, Any]]) -> "ClinicalEncoder":
+        """A fitted encoder from summed :meth:`sufficient_statistics` (the same rule as :meth:`fit`)."""
+        enc = cls(features, min_level_count)
+        enc._check_params()
+        numeric: dict[str, tuple[float, float]] = {}
+        levels: dict[str, list[str]] = {}
+        reference: dict[str, str] = {}
+        for name in enc.features:
+            if cls._is_categorical(name):
+                counts = {str(k): int(v) for k, v in statistics["levels"][name].items() if int(v) > 0}
+                if sum(counts.values()) < 2:
+                    raise InvalidClinicalData(f"{name}: {sum(counts.values())} development record(s); need at least 2")
+                reference[name], levels[name] = enc._choose_levels(name, counts)
+            else:
+                n, total, squares = statistics["numeric"][name]
+                if n < 2:
+                    raise InvalidClinicalData(f"{name}: {n} development record(s); need at least 2")
+                mean = total / n
+                sd = math.sqrt(max(squares - n * mean * mean, 0.0) / (n - 1))
+                numeric[name] = (mean, sd if sd > 0 else 1.0)
+        enc.numeric_, enc.levels_, enc.reference_ = numeric, levels, reference
+        return enc
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "numeric_"):
@@ -124,7 +171,6 @@ class ClinicalEncoder:
 
     def transform(self, records: Sequence[Mapping[str, Any]]):
         """Design matrix as a pandas DataFrame with :attr:`columns_`, one row per record."""
-        import pandas as pd
 
         self._check_fitted()
         data: dict[str, list[float]] = {}

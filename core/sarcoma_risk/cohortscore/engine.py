@@ -23,9 +23,12 @@ import uuid
 from dataclasses import replace
 from typing import Any, Iterator, Sequence
 
+import torch
+
 from sarcoma_risk.cohortscore.jobs import Job, JobOutcome, Status
 from sarcoma_risk.cohortscore.worker import RunSettings, run_job
 from sarcoma_risk.errors import ClusterError, MissingDependency
+from sarcoma_risk.provenance import software_version
 
 #: How long to wait for a scheduler without workers to get one.
 WORKER_WAIT_S = 60.0
@@ -54,7 +57,7 @@ class DaskCluster:
 
     def __init__(self, address: str) -> None:
         try:
-            from distributed import Client
+            from distributed import Client  # lazy: Dask is the optional `cluster` extra
         except ImportError:
             raise MissingDependency("--cluster needs Dask distributed: pip install 'sarcoma-risk[cluster]' (on the "
                                     "workers too)") from None
@@ -71,8 +74,6 @@ class DaskCluster:
             raise
 
     def _check_workers(self) -> dict[str, str]:
-        from sarcoma_risk.provenance import software_version
-
         try:
             self.client.wait_for_workers(1, timeout=WORKER_WAIT_S)
         except TimeoutError:
@@ -95,7 +96,7 @@ class DaskCluster:
         return {"engine": "dask", "scheduler": self.address, "workers": sorted(self.versions)}
 
     def run(self, jobs: Sequence[Job], settings: RunSettings) -> Iterator[JobOutcome]:
-        from distributed import as_completed
+        from distributed import as_completed  # lazy: Dask is the optional `cluster` extra
 
         run_id = uuid.uuid4().hex[:8]
         # Readable task keys: the Dask dashboard then names the case and the job it is running.
@@ -126,8 +127,7 @@ def _run_on_worker(job: Job, settings: RunSettings) -> JobOutcome:
     Dask starts worker processes with one OpenMP thread (``OMP_NUM_THREADS=1``), meant for many
     small tasks in parallel; here a process runs one job at a time, so its threads go to that job.
     """
-    import torch
-    from distributed import get_worker
+    from distributed import get_worker  # lazy: Dask is the optional `cluster` extra
 
     worker = get_worker()
     torch.set_num_threads(max(1, worker.state.nthreads))

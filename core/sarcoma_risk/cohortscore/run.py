@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from sarcoma_risk.choices import check_choice
+from sarcoma_risk.cohort import read_manifest
 from sarcoma_risk.cohortscore.engine import connect
 from sarcoma_risk.cohortscore.jobs import JobOutcome, Modality, Status, plan_jobs
 from sarcoma_risk.cohortscore.runlog import RunLog, run_metadata_path
 from sarcoma_risk.cohortscore.worker import RunSettings
 from sarcoma_risk.cohortscore.writer import RecordWriter
-from sarcoma_risk.device import Device, Precision
+from sarcoma_risk.device import Device, Precision, check_precision, resolve_device
 from sarcoma_risk.errors import (AuthenticationRequired, PermissionDenied, SarcomaRiskError, StoreError,
                                   WeightsError)
+from sarcoma_risk.pathology.pipeline import PATCH_MODEL, SIGNATURE_MODEL, load_models
+from sarcoma_risk.radiology.checkpoint import available_sets, load_model, model_name
 
 ALL_MODALITIES = (Modality.RADIOLOGY, Modality.PATHOLOGY)
 
@@ -117,14 +120,12 @@ def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str 
         the store refuses for a reason not of the case (StoreError, AuthenticationRequired,
         PermissionDenied) stops the run, keeping what was written.
     """
-    from sarcoma_risk.cohort import read_manifest
 
     cohort = read_manifest(manifest)
     chosen = [check_choice(m, Modality, "modality") for m in modalities]
     device = check_choice(device, Device, "device").value  # a typo is refused here, before any work
     precision = check_choice(precision, Precision, "precision").value
     if cluster is None:  # the jobs run here: a device this machine lacks is refused once, not case by case
-        from sarcoma_risk.device import check_precision, resolve_device
 
         check_precision(precision, resolve_device(device))
     weights_dir, out_dir = Path(weights_dir).absolute(), Path(out_dir).absolute()
@@ -175,14 +176,10 @@ def _load_models(weights_dir: Path, modalities: set[Modality]) -> _ClientModels:
     for modality in sorted(modalities, key=lambda m: m.value):
         try:
             if modality is Modality.RADIOLOGY:
-                from sarcoma_risk.radiology.checkpoint import available_sets, load_model, model_name
-
                 for sequence_set in available_sets(weights_dir):  # a case is scored by the model of its sequences
                     _, entry = load_model(weights_dir, sequence_set)
                     weights[model_name(sequence_set)] = {"sha256": entry["sha256"], "version": entry["version"]}
             else:
-                from sarcoma_risk.pathology.pipeline import PATCH_MODEL, SIGNATURE_MODEL, load_models
-
                 pathology = load_models(weights_dir, device="cpu")  # here only to check and to pool
                 weights[PATCH_MODEL] = {"sha256": pathology.model_sha256, "version": pathology.model_version}
                 weights[SIGNATURE_MODEL] = {"sha256": pathology.signature_sha256,

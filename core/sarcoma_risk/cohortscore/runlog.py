@@ -10,31 +10,18 @@ is ``running`` until the run ends as ``finished`` or ``interrupted``.
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Mapping
 
 from sarcoma_risk.fileio import atomic_write_json
-from sarcoma_risk.provenance import utc_now
+from sarcoma_risk.provenance import package_versions, utc_now
 
 RUN_FORMAT = "sarcoma-risk-score-cohort-run/1"
 #: Distributions whose versions shape a result or the run (None when not installed).
 PACKAGES = ("sarcoma-risk", "torch", "torchvision", "numpy", "SimpleITK", "openslide-python", "openslide-bin",
             "h5py", "shapely", "dask", "distributed")
-
-
-def package_versions() -> dict[str, str | None]:
-    """Python's version and the installed versions of :data:`PACKAGES`."""
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def run_metadata_path(out_dir: str | Path) -> Path:
@@ -56,7 +43,7 @@ class RunLog:
     status: str = "running"
     started_utc: str = field(default_factory=utc_now)
     finished_utc: str | None = None
-    versions: dict[str, str | None] = field(default_factory=package_versions)
+    versions: dict[str, str | None] = field(default_factory=lambda: package_versions(PACKAGES))
 
     def add(self, unit: Mapping[str, Any]) -> None:
         self.units.append(dict(unit))

@@ -27,7 +27,18 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from sarcoma_risk.cohortscore.jobs import Job, JobOutcome, MRIJob, Modality, SlideJob, Status
-from sarcoma_risk.errors import InvalidModel, SarcomaRiskError
+from sarcoma_risk.device import check_precision, resolve_device
+from sarcoma_risk.errors import InvalidInput, InvalidModel, SarcomaRiskError
+from sarcoma_risk.pathology.pipeline import PATCH_MODEL, SIGNATURE_MODEL, load_models
+from sarcoma_risk.pathology.record import holds_slide
+from sarcoma_risk.pathology.scoring import score_case_slide
+from sarcoma_risk.pathology.slide import slide_fingerprint
+from sarcoma_risk.provenance import fingerprint as file_fingerprint
+from sarcoma_risk.radiology.checkpoint import load_model, model_name
+from sarcoma_risk.radiology.infer import check_precision_for, score_case
+from sarcoma_risk.radiology.io import case_fingerprints, read_case
+from sarcoma_risk.radiology.record import radiology_section, section_is_current
+from sarcoma_risk.sequences import SEQUENCE_SETS, choose_set, set_sequences
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +105,6 @@ def _check_sha(settings: RunSettings, name: str, found: str | None) -> None:
 
 
 def _score_mri(job: MRIJob, settings: RunSettings) -> JobOutcome:
-    from sarcoma_risk.errors import InvalidInput
-    from sarcoma_risk.radiology.checkpoint import model_name
-    from sarcoma_risk.radiology.infer import score_case
-    from sarcoma_risk.radiology.io import case_fingerprints, read_case
-    from sarcoma_risk.radiology.record import radiology_section, section_is_current
-    from sarcoma_risk.sequences import SEQUENCE_SETS, choose_set, set_sequences
-
     # As score-mri: the model of the largest sequence set the case has (the client checked the weights
     # of every set it has), and only that set's sequences are read and part of the inputs.
     given = [name for name, path in (("t2fs", job.t2fs), ("t1ce", job.t1ce)) if path is not None]
@@ -128,10 +132,6 @@ def _score_mri(job: MRIJob, settings: RunSettings) -> JobOutcome:
 def _load_radiology(settings: RunSettings, sequence_set: str) -> tuple[Any, dict[str, Any], Any, Any]:
     """A sequence set's radiology model on this worker's device, its weights entry, the device and the
     precision to score in."""
-    from sarcoma_risk.device import check_precision, resolve_device
-    from sarcoma_risk.radiology.checkpoint import load_model
-    from sarcoma_risk.radiology.infer import check_precision_for
-
     device = resolve_device(settings.device)
     check_precision(settings.precision, device)
     model, entry = load_model(settings.weights_dir, sequence_set)
@@ -139,12 +139,6 @@ def _load_radiology(settings: RunSettings, sequence_set: str) -> tuple[Any, dict
 
 
 def _score_slide(job: SlideJob, settings: RunSettings) -> JobOutcome:
-    from sarcoma_risk.pathology.pipeline import PATCH_MODEL, SIGNATURE_MODEL, load_models
-    from sarcoma_risk.pathology.record import holds_slide
-    from sarcoma_risk.pathology.scoring import score_case_slide
-    from sarcoma_risk.pathology.slide import slide_fingerprint
-    from sarcoma_risk.provenance import fingerprint as file_fingerprint
-
     key = (str(settings.weights_dir), str(settings.weights.get(PATCH_MODEL)),
            str(settings.weights.get(SIGNATURE_MODEL)), settings.device, settings.precision)
     models = _models(Modality.PATHOLOGY, key, lambda: load_models(settings.weights_dir, precision=settings.precision,

@@ -16,15 +16,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from sarcoma_risk.errors import CaseNotFound
+from sarcoma_risk.errors import CaseNotFound, PermissionDenied
+from sarcoma_risk.pathology.record import merge_slide
+from sarcoma_risk.records import open_store
+from sarcoma_risk.records.accounts import may_write
 
 
 class RecordWriter:
     """The case store opened for a run (``location``: a path or a store URL; None: the default store)."""
 
     def __init__(self, location: str | Path | None) -> None:
-        from sarcoma_risk.records import open_store
-
         self._store = open_store(location, mode="a")
 
     def check_may_write(self, sections: Iterable[str]) -> None:
@@ -34,8 +35,6 @@ class RecordWriter:
         roles. Without this check a radiologist's run would score every slide and then have each
         pathology write refused.
         """
-        from sarcoma_risk.errors import PermissionDenied
-        from sarcoma_risk.records.accounts import may_write
 
         user = getattr(self._store, "user", None)
         if user is None:
@@ -75,7 +74,6 @@ class RecordWriter:
         One transaction for all of them; slides already there and not given stay, as with
         ``score-slide``. Returns the new revision and the pooled case score.
         """
-        from sarcoma_risk.pathology.record import merge_slide
 
         def merge(current: dict[str, Any] | None) -> dict[str, Any] | None:
             for entry, provenance in slides:

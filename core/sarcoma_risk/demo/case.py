@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sarcoma_risk.clinical.variables import VARIABLES
+from sarcoma_risk.synthetic import plan_cohort
+from sarcoma_risk.synthetic.cohort import Size, render_case
+
 #: The demo case's seed: not the seed of the shipped weights' cohort nor of the benchmark's.
 DEMO_SEED = 9_2026
 DEMO_CASE_ID = "DEMO-PHANTOM"
@@ -44,7 +48,6 @@ def _cell(value: Any) -> str:
 
 def write_clinical_csv(path: Path, case_id: str, clinical: dict[str, Any]) -> Path:
     """The case's clinical table as a coordinator would export it: case_id and the clinical variables."""
-    from sarcoma_risk.clinical.variables import VARIABLES
 
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -55,8 +58,6 @@ def write_clinical_csv(path: Path, case_id: str, clinical: dict[str, Any]) -> Pa
 
 def make_demo_case(folder: str | Path, seed: int = DEMO_SEED) -> DemoCase:
     """Render the demo case into ``folder`` (replacing an earlier one there) and write its clinical CSV."""
-    from sarcoma_risk.synthetic import plan_cohort
-    from sarcoma_risk.synthetic.cohort import Size, render_case
 
     folder = Path(folder)
     if folder.exists():

@@ -17,10 +17,13 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from sarcoma_risk.fusion.groups import compare_groups
+from sarcoma_risk.fusion.nomogram import case_points, nomogram
+from sarcoma_risk.fusion.plots import new_figure, plot_kaplan_meier, plot_nomogram, to_png
+
 
 def mri_figure(view: Any) -> bytes:
     """PNG of :func:`mri_plot`."""
-    from sarcoma_risk.fusion.plots import to_png
 
     return to_png(mri_plot(view))
 
@@ -33,7 +36,6 @@ def mri_plot(view: Any) -> Any:
     tumor region raised the risk, blue where it lowered it, near-zero values left out), and a colour
     bar whose ends say which is which. A map that is zero on this slice says so in its title.
     """
-    from sarcoma_risk.fusion.plots import new_figure
 
     k = int(np.argmax(view.tumor.reshape(view.tumor.shape[0], -1).sum(axis=1)))
     t2, cam, tumor = view.t2[k].astype(float), view.gradcam[k].astype(float), view.tumor[k]
@@ -63,8 +65,6 @@ def mri_plot(view: Any) -> Any:
 
 def nomogram_figure(model: Any, submodel: str, row: Mapping[str, Any]) -> tuple[bytes, dict[str, Any]]:
     """PNG of the sub-model's nomogram with the case marked, and the case's points (see ``case_points``)."""
-    from sarcoma_risk.fusion.nomogram import case_points, nomogram
-    from sarcoma_risk.fusion.plots import plot_nomogram, to_png
 
     nomo = nomogram(model, submodel)
     points = case_points(model, nomo, dict(row))
@@ -73,8 +73,6 @@ def nomogram_figure(model: Any, submodel: str, row: Mapping[str, Any]) -> tuple[
 
 def km_figure(cohort: Any, survival: Mapping[str, float | None], group: str) -> bytes:
     """PNG of the validation cohort's Kaplan-Meier curves by risk group and the case's predicted probabilities."""
-    from sarcoma_risk.fusion.groups import compare_groups
-    from sarcoma_risk.fusion.plots import plot_kaplan_meier, to_png
 
     ticks = list(np.arange(0.0, float(cohort.time_months.max()) + 12.0, 12.0))
     comparison = compare_groups(cohort.time_months, cohort.event, cohort.group)

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qupath_bridge.scoring import FileImage, RecordWriter, ScoringOptions, SlideScorer, run_batch
 from sarcoma_risk.errors import SarcomaRiskError
+from sarcoma_risk.pathology.outputs import write_heatmap
+from sarcoma_risk.pathology.slide import open_slide
+from sarcoma_risk.records import open_store
 
 
 @dataclass(frozen=True)
@@ -28,10 +32,6 @@ class SlideView:
 
 def score_slide_with_bridge(case: Any, *, store: str | Path, weights: Path, out_dir: Path) -> SlideView:
     """Score the slide of ``case`` (a :class:`~sarcoma_risk.demo.case.DemoCase`) through the QuPath bridge."""
-    from qupath_bridge.scoring import FileImage, RecordWriter, ScoringOptions, SlideScorer, run_batch
-    from sarcoma_risk.pathology.outputs import write_heatmap
-    from sarcoma_risk.pathology.slide import open_slide
-    from sarcoma_risk.records import open_store
 
     source = FileImage(case.slide, out_dir / "qupath", annotations=case.annotation, case_id=case.case_id)
     scorer = SlideScorer(ScoringOptions(weights, progress=False), cache_dir=out_dir / "tile-cache")

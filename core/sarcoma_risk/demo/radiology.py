@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from sarcoma_risk.errors import MissingDependency
+from sarcoma_risk.errors import InvalidImage, MissingDependency
 
 TUMOR_SEGMENT = "Tumor"
 MODULE_DIR = Path(__file__).resolve().parents[3] / "SlicerSarcomaRisk"
@@ -67,8 +67,6 @@ def _load(scene: Any, node_class: str, storage_class: str, path: Path, name: str
     storage.SetFileName(str(path))
     node.SetAndObserveStorageNodeID(storage.GetID())
     if not storage.ReadData(node):
-        from sarcoma_risk.errors import InvalidImage
-
         raise InvalidImage(f"{path}: 3D Slicer's {storage_class} could not read it")
     return node
 
@@ -78,7 +76,6 @@ def _segment_id(segmentation: Any, name: str) -> str:
     for i in range(content.GetNumberOfSegments()):
         if content.GetNthSegment(i).GetName() == name:
             return content.GetNthSegmentID(i)
-    from sarcoma_risk.errors import InvalidImage
 
     raise InvalidImage(f"the segmentation has no segment named {name!r}")
 
@@ -95,8 +92,6 @@ def _tumor_on(scene: Any, segmentation: Any, segment: str, reference: Any) -> np
     logic.SetMRMLScene(scene)
     try:
         if not logic.ExportSegmentsToLabelmapNode(segmentation, ids, labelmap, reference):
-            from sarcoma_risk.errors import InvalidImage
-
             raise InvalidImage("the tumor segment could not be converted to a labelmap on the T2 grid")
         return slicer.util.arrayFromVolume(labelmap) > 0
     finally:

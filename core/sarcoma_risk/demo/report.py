@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from sarcoma_risk.fileio import atomic_write_text
+from sarcoma_risk.fusion.plots import variable_label
+from sarcoma_risk.fusion.report import STYLE, figure_html, html_table
 
 #: Figure ids, headings and alt texts (also what the tests look for).
 MRI_FIGURE = ("mri-gradcam", "MRI slice with Grad-CAM overlay")
@@ -39,9 +41,6 @@ class ReportContent:
 
 
 def _points_table(points: Mapping[str, Any]) -> str:
-    from sarcoma_risk.fusion.plots import variable_label
-    from sarcoma_risk.fusion.report import html_table
-
     rows = [[html.escape(variable_label(name)), html.escape(f"{value:.3f}" if name.endswith("_score") else
                                                        f"{value:g}" if isinstance(value, float) else str(value)),
              f"{points['points'][name]:.0f}"] for name, value in points["values"].items()]
@@ -51,7 +50,6 @@ def _points_table(points: Mapping[str, Any]) -> str:
 
 def render_report(content: ReportContent) -> str:
     """The report page as one HTML string."""
-    from sarcoma_risk.fusion.report import STYLE, figure_html, html_table
 
     def section(heading: str, body: str) -> str:
         return f"<h2>{html.escape(heading)}</h2>\n{body}"

@@ -17,6 +17,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sarcoma_risk.cli import main
+from sarcoma_risk.demo.case import DEMO_SEED, make_demo_case
+from sarcoma_risk.demo.figures import km_figure, mri_figure, nomogram_figure
+from sarcoma_risk.demo.pathology import score_slide_with_bridge
+from sarcoma_risk.demo.radiology import score_mri_in_slicer
+from sarcoma_risk.demo.report import ReportContent, write_report
+from sarcoma_risk.demo.summary import fusion_notes, summary_rows, summary_text
+from sarcoma_risk.errors import SarcomaRiskError
+from sarcoma_risk.fusion.loading import load_fusion
+from sarcoma_risk.fusion.table import row_from_record
+from sarcoma_risk.provenance import software_version
+from sarcoma_risk.records import open_store
+from sarcoma_risk.release.validation_cohort import load_validation_cohort
+from sarcoma_risk.settings import default_weights_dir
+from sarcoma_risk.weights import WeightRegistry
+
 STEPS = 7
 #: Clinical data of a few demo cases, imported first so that the store has cases to browse.
 DEMO_TABLE = Path(__file__).resolve().parents[1] / "data" / "demo_clinical.csv"
@@ -42,8 +58,6 @@ def _say(step: int, text: str) -> None:
 
 def _cli(argv: list[str]) -> None:
     """A ``sarcoma-risk`` command in this process; its error (already printed) stops the demo."""
-    from sarcoma_risk.cli import main
-    from sarcoma_risk.errors import SarcomaRiskError
 
     status = main(argv)
     if status:
@@ -58,19 +72,6 @@ def run_demo(out_dir: str | Path, *, weights: str | Path | None = None, seed: in
     seed : int, optional
         Seed of the phantom case (default :data:`sarcoma_risk.demo.case.DEMO_SEED`).
     """
-    from sarcoma_risk.demo.case import DEMO_SEED, make_demo_case
-    from sarcoma_risk.demo.figures import km_figure, mri_figure, nomogram_figure
-    from sarcoma_risk.demo.pathology import score_slide_with_bridge
-    from sarcoma_risk.demo.radiology import score_mri_in_slicer
-    from sarcoma_risk.demo.report import ReportContent, write_report
-    from sarcoma_risk.demo.summary import fusion_notes, summary_rows, summary_text
-    from sarcoma_risk.fusion.loading import load_fusion
-    from sarcoma_risk.fusion.table import row_from_record
-    from sarcoma_risk.provenance import software_version
-    from sarcoma_risk.records import open_store
-    from sarcoma_risk.release.validation_cohort import load_validation_cohort
-    from sarcoma_risk.settings import default_weights_dir
-    from sarcoma_risk.weights import WeightRegistry
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from sarcoma_risk.fusion.plots import variable_label
 from sarcoma_risk.records.schema import CaseRecord
 
 #: Labels of derived values (the clinical variables have their own, see ``variable_label``).
@@ -27,7 +28,6 @@ def _years(months: str) -> str:
 
 def summary_rows(record: CaseRecord, *, slide_region: str) -> list[tuple[str, str]]:
     """(label, text) lines describing the record's clinical, radiology, pathology and fusion sections."""
-    from sarcoma_risk.fusion.plots import variable_label
 
     clinical = (record.clinical or {}).get("values", {})
     radiology, pathology, fusion = record.radiology or {}, record.pathology or {}, record.fusion or {}

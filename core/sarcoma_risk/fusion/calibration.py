@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from lifelines import KaplanMeierFitter
 
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.survival.concordance import check_scores, check_weights
@@ -43,7 +44,6 @@ def default_groups(n: int) -> int:
 
 def _km_at(time: np.ndarray, event: np.ndarray, horizon: float) -> tuple[float | None, float | None, float | None]:
     """KM survival and 95% CI at ``horizon``; None when follow-up ends before it."""
-    from lifelines import KaplanMeierFitter
 
     if time.max() < horizon:
         return None, None, None

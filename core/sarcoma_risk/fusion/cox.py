@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from lifelines import CoxPHFitter
 
 from sarcoma_risk.errors import InvalidModel
 
@@ -128,7 +129,6 @@ class CoxParameters:
 
 def fit_cox(x, time: np.ndarray, event: np.ndarray, penalizer: float):
     """Fit lifelines' CoxPHFitter on design ``x`` (a DataFrame); returns ``(CoxParameters, fitter)``."""
-    from lifelines import CoxPHFitter
 
     frame = x.copy()
     frame["__time"] = time

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from lifelines import KaplanMeierFitter
 
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fusion.bootstrap import Prediction, bootstrap_metrics, interval, resample_counts
@@ -124,7 +125,6 @@ def _km_curves(time: np.ndarray, event: np.ndarray, groups: np.ndarray, step: fl
     The numbers are those lifelines' ``add_at_risk_counts`` prints under the plot: at risk after
     time t (still followed beyond t; everyone at 0) and events up to t.
     """
-    from lifelines import KaplanMeierFitter
 
     curves = {}
     ticks = np.arange(0.0, time.max() + step, step)
@@ -334,8 +334,6 @@ def _sequence_sets(model: CoxFusion, table, inputs: list[list[str]], radiology: 
 
 
 def _cohort_summary(table, deployed) -> dict[str, Any]:
-    from lifelines import KaplanMeierFitter
-
     y = check_outcome(table[DURATION], table[EVENT], name="evaluated cases")
     # Median follow-up by the reverse Kaplan-Meier method (censoring as the event).
     reverse = KaplanMeierFitter().fit(y.time, ~y.event)

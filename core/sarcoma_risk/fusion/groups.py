@@ -19,6 +19,9 @@ from enum import Enum
 from typing import Any, Mapping
 
 import numpy as np
+import pandas as pd
+from lifelines import CoxPHFitter
+from lifelines.statistics import logrank_test
 
 from sarcoma_risk.choices import check_choice
 from sarcoma_risk.errors import InvalidInput, InvalidModel
@@ -167,9 +170,6 @@ def compare_groups(time, event, groups) -> dict[str, Any]:
     "note"}``; figures that cannot be estimated (an empty group, a group without events) are None
     and ``note`` says why.
     """
-    from lifelines import CoxPHFitter
-    from lifelines.statistics import logrank_test
-    import pandas as pd
 
     y = check_outcome(time, event, name="risk groups", require_events=False)
     g = np.asarray(groups)

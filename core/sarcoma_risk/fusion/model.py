@@ -24,9 +24,11 @@ saves to plain JSON (:meth:`CoxFusion.to_dict`) and :meth:`CoxFusion.from_dict` 
 from __future__ import annotations
 
 import itertools
+from importlib.metadata import version
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 
 from sarcoma_risk.choices import check_choice
 from sarcoma_risk.clinical.encoder import DEFAULT_FEATURES, ClinicalEncoder
@@ -50,6 +52,7 @@ from sarcoma_risk.fusion.table import (
     modality_of,
     submodel_name,
 )
+from sarcoma_risk.provenance import software_version
 from sarcoma_risk.survival.concordance import harrell_c
 from sarcoma_risk.survival.outcome import check_outcome
 
@@ -199,8 +202,6 @@ class CoxFusion:
     def _design(self, clinical: list, scores: Mapping[str, np.ndarray], rows: np.ndarray,
                 inputs: Sequence[str]):
         """Design matrix (DataFrame) of the given rows for a sub-model's inputs."""
-        import pandas as pd
-
         parts = []
         if CLINICAL in inputs:
             parts.append(self.encoder_.transform([clinical[i] for i in rows]).reset_index(drop=True))
@@ -363,7 +364,6 @@ class CoxFusion:
             development follow-up), ``submodel`` and ``modalities_available`` (e.g.
             ``clinical+radiology+pathology``).
         """
-        import pandas as pd
 
         self._check_fitted()
         clinical, scores, available = self._availability(df)
@@ -448,10 +448,6 @@ class CoxFusion:
 
 
 def _versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    from sarcoma_risk.provenance import software_version
-
     out = {"sarcoma_risk": software_version()}
     for package in ("lifelines", "numpy", "pandas"):
         out[package] = version(package)

@@ -3,7 +3,6 @@
 Every function takes the figure's data (the dicts of :mod:`sarcoma_risk.fusion.evaluation`, which
 also go into the report's JSON) and returns a :class:`matplotlib.figure.Figure` built without
 pyplot, so no GUI backend is touched and nothing global changes; :func:`to_png` renders it.
-matplotlib is imported inside the functions (this module is only imported by reporting code).
 """
 
 from __future__ import annotations
@@ -12,6 +11,12 @@ import io
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from lifelines import KaplanMeierFitter
+from lifelines.plotting import add_at_risk_counts
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from sarcoma_risk.clinical.variables import VARIABLES
 
 #: Display names and colours of the models, in the order they are drawn.
 LABELS = {"clinical": "Clinical", "radiology": "Radiology", "pathology": "Pathology",
@@ -26,7 +31,6 @@ METRIC_LABELS = {"harrell_c": "Harrell's C", "uno_c": "Uno's C", "mean_auc": "Me
 
 def variable_label(name: str) -> str:
     """A nomogram row title: the clinical variable's description and unit, or the score's name."""
-    from sarcoma_risk.clinical.variables import VARIABLES
 
     if name in VARIABLES:
         v = VARIABLES[name]
@@ -59,8 +63,6 @@ def colour(name: str) -> str:
 
 def new_figure(width: float, height: float):
     """A Figure attached to an Agg canvas (no pyplot)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width, height), dpi=100)
     FigureCanvasAgg(fig)
@@ -130,8 +132,6 @@ def plot_time_auc(metrics: Mapping[str, Any]):
 def plot_kaplan_meier(time: np.ndarray, event: np.ndarray, groups: np.ndarray, comparison: Mapping[str, Any],
                       title: str, ticks: Sequence[float]):
     """Kaplan-Meier curves of the low/high risk groups with numbers at risk (lifelines)."""
-    from lifelines import KaplanMeierFitter
-    from lifelines.plotting import add_at_risk_counts
 
     fig = new_figure(6.0, 4.8)
     ax = fig.add_subplot(1, 1, 1)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+import pandas as pd
+
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fusion.model import CoxFusion, survival_key
 from sarcoma_risk.fusion.table import (
@@ -66,7 +68,6 @@ def fusion_section(model: CoxFusion, record: CaseRecord, *, model_version: str,
 
     Raises :class:`InvalidInput` when the record has no modality the model can use.
     """
-    import pandas as pd
 
     row = row_from_record(record)
     missing = _missing_modalities(model, record, row)

@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from sarcoma_risk.errors import OutputError
 from sarcoma_risk.fileio import atomic_write_json
+from sarcoma_risk.fusion import plots
 from sarcoma_risk.fusion.evaluation import DEPLOYED, Evaluation, EvaluationBlock
+from sarcoma_risk.fusion.plots import label, to_png
 from sarcoma_risk.provenance import sha256_bytes, utc_now
 
 REPORT_HTML, REPORT_JSON, FIGURES_DIR = "report.html", "report.json", "figures"
@@ -30,9 +35,6 @@ REPORT_HTML, REPORT_JSON, FIGURES_DIR = "report.html", "report.json", "figures"
 
 def jsonable(value: Any) -> Any:
     """Plain JSON values: numpy scalars to Python, NaN/inf to None (JSON has no NaN)."""
-    import math
-
-    import numpy as np
 
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
@@ -88,8 +90,6 @@ def _p_value(p: float | None) -> str:
 
 
 def _metric_rows(metrics: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    from sarcoma_risk.fusion.plots import label
-
     names = list(metrics["models"])
     keys = list(metrics["models"][names[0]])
     header = ["Metric", *[label(n) for n in names]]
@@ -100,7 +100,6 @@ def _metric_rows(metrics: Mapping[str, Any]) -> tuple[list[str], list[list[str]]
 
 def _difference_rows(metrics: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Combined minus each single-modality model (paired bootstrap)."""
-    from sarcoma_risk.fusion.plots import label
 
     diffs = metrics.get("differences") or {}
     names = list(diffs)
@@ -125,8 +124,6 @@ class _Figures:
         self.items: list[dict[str, Any]] = []
 
     def add(self, fig_id: str, title: str, fig, pointer: str) -> str:
-        from sarcoma_risk.fusion.plots import to_png
-
         png = to_png(fig)
         self.items.append({"id": fig_id, "title": title, "png": png, "data": pointer})
         return figure_html(fig_id, title, png, f'<span class="ptr">(data: report.json {html.escape(pointer)})</span>')
@@ -143,7 +140,6 @@ def figure_html(fig_id: str, title: str, png: bytes, note: str = "") -> str:
 def _block_html(block: EvaluationBlock, prefix: str, figures: _Figures, km_inputs, heading: str,
                 combined: str | None) -> str:
     """Metrics, risk groups, calibration and decision curves of one view (comparison or deployed)."""
-    from sarcoma_risk.fusion import plots
 
     parts = [f"<h2>{heading}</h2><p>{html.escape(block.cases)}: n = {block.n}, "
              f"{block.events} recurrences.</p>"]
@@ -229,8 +225,6 @@ def _scores_statement(honest: bool | None) -> str:
 
 
 def _model_html(model: Mapping[str, Any], honest: bool | None) -> str:
-    from sarcoma_risk.fusion.plots import label
-
     available = ", ".join(f"{html.escape(k)} {v}" for k, v in model["development"].get("available", {}).items())
     parts = ["<h2>Model development</h2>",
              f"<p>Development cases: {model['development']['n']} ({model['development']['events']} recurrences; "
@@ -286,7 +280,6 @@ def render_html(evaluation: Evaluation, figures: _Figures, *, title: str, model_
                              "Every case, as deployed", evaluation.combined))
     parts.append(_sequence_sets_html(evaluation.sequence_sets))
     parts.append("<h2>Presentation of the model</h2>")
-    from sarcoma_risk.fusion import plots
 
     parts.append(figures.add("nomogram", f"Nomogram of the {plots.label(evaluation.nomogram['submodel'])} model",
                              plots.plot_nomogram(evaluation.nomogram), "/data/nomogram"))

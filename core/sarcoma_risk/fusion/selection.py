@@ -21,6 +21,8 @@ from enum import Enum
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+from lifelines import CoxPHFitter
+from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 
 from sarcoma_risk.choices import check_choice
 from sarcoma_risk.errors import InvalidInput, InvalidModel
@@ -96,8 +98,6 @@ def select_penalizer(x, time: np.ndarray, event: np.ndarray, *, penalizers: Sequ
         The chosen value, the grid with its cross-validated scores (None where the fit failed), and
         why fits failed. Ties go to the larger penalizer (the simpler model).
     """
-    from lifelines import CoxPHFitter
-    from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 
     metric = check_choice(metric, CVMetric, "cv_metric")
     grid = sorted({float(p) for p in penalizers})

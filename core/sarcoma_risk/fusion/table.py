@@ -20,6 +20,9 @@ import math
 import re
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+import pandas as pd
+
 from sarcoma_risk.clinical.variables import VARIABLES
 from sarcoma_risk.cohort import Manifest, Split
 from sarcoma_risk.errors import InvalidInput
@@ -80,8 +83,6 @@ def table_from_manifest(manifest: Manifest, tables: Mapping[str, ScoreTable], *,
     :func:`sarcoma_risk.survival.scores.check_splits`); score rows of cases absent from the manifest
     are ignored.
     """
-    import numpy as np
-    import pandas as pd
 
     check_splits(tables, {c.case_id: c.split.value for c in manifest.cases})
     cases = manifest.cases if split is None else manifest.split(split)

@@ -24,5 +24,5 @@ read -> preprocess -> model -> train -> infer, one job per module:
   and heatmap; :mod:`.scoring` does both for a case's slide and :mod:`.record` merges it into the
   case record's pathology section (``score-slide``, ``score-cohort`` and the QuPath bridge).
 
-Importing this package is cheap: torch, OpenSlide and h5py are imported inside the functions.
+Importing this package imports none of its modules; each module imports the libraries it uses.
 """

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 #: Ruifrok & Johnston's stain OD vectors (rows: hematoxylin, eosin, DAB).
 RGB_FROM_HED = ((0.65, 0.70, 0.29), (0.07, 0.99, 0.11), (0.27, 0.57, 0.78))
 _MIN_TRANSMISSION = 1.0 / 255.0  # the darkest an 8-bit pixel can be; keeps log finite
@@ -32,8 +34,6 @@ class AugmentConfig:
 
 
 def _matrices(device: Any) -> tuple[Any, Any]:
-    import torch
-
     rgb_from_hed = torch.tensor(RGB_FROM_HED, dtype=torch.float32, device=device)
     rgb_from_hed = rgb_from_hed / rgb_from_hed.norm(dim=1, keepdim=True)
     return rgb_from_hed, torch.linalg.inv(rgb_from_hed)
@@ -46,7 +46,6 @@ def hed_jitter(x: Any, sigma: float, bias: float, generator: Any, vector_sigma: 
     component by ``N(0, vector_sigma)``, then renormalised: a few degrees), as another laboratory's
     dyes or another scanner's colour response would shift them.
     """
-    import torch
 
     n = x.shape[0]
     rgb_from_hed, hed_from_rgb = _matrices(x.device)
@@ -66,7 +65,6 @@ def hed_jitter(x: Any, sigma: float, bias: float, generator: Any, vector_sigma: 
 
 def augment_batch(x: Any, config: AugmentConfig, generator: Any) -> Any:
     """The full training augmentation of a batch (N, 3, H, W) in [0, 1], on the batch's device."""
-    import torch
 
     n = x.shape[0]
     if config.hed_sigma or config.hed_bias or config.stain_vector_sigma:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from sarcoma_risk.errors import InvalidInput
@@ -72,8 +73,6 @@ class CacheWriter:
     def __init__(self, path: str | Path, coords: np.ndarray, geometry: PatchGeometry, *, mpp: float,
                  slide_sha256: str, model_sha256: str, precision: str, region_sha256: str | None,
                  tissue_area_mm2: float, key: str) -> None:
-        import h5py
-
         self.path = Path(path)
         # Filled batch by batch over a whole slide's scoring: published by commit() once complete.
         self._tmp = temporary_beside(self.path)
@@ -114,7 +113,6 @@ class CacheWriter:
 
 def read_tile_cache(path: str | Path, *, model_sha256: str | None = None) -> TileScores:
     """Read a tile cache; refuses an incomplete one or one from other weights (``model_sha256``)."""
-    import h5py
 
     path = Path(path)
     try:

@@ -37,16 +37,21 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import shutil
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
+from sarcoma_risk.cohort import Split, read_manifest
 from sarcoma_risk.errors import InvalidManifest, InvalidOutcome
 from sarcoma_risk.fileio import atomic_write_bytes, atomic_write_json
+from sarcoma_risk.pathology.model import PatchRunner, make_patch_model, resolve_init, state_bytes
 from sarcoma_risk.pathology.pipeline import PATCH_KIND, PATCH_MODEL, SIGNATURE_KIND, SIGNATURE_MODEL, compute_tile_scores
 from sarcoma_risk.pathology.signature import ScaleMap, SlideSignature, pool_counts
+from sarcoma_risk.pathology.slide import slide_fingerprint
 from sarcoma_risk.pathology.summary import PathologyRun, PatchModelRun, SignatureRun
 from sarcoma_risk.pathology.train import (
     PatchTrainer,
@@ -63,6 +68,7 @@ from sarcoma_risk.runtime import TrainRuntime
 from sarcoma_risk.survival.crossfit import Fold, cross_fit
 from sarcoma_risk.survival.folds import stratified_folds
 from sarcoma_risk.survival.scores import ScoreEntry, ScoreSource, ScoreTable, write_score_file
+from sarcoma_risk.weights import WeightRegistry
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +103,6 @@ class Cohort:
 
 def load_cohort(manifest_path: str | Path) -> Cohort:
     """The cases of a manifest that have slides, with slide fingerprints and a hash of the rows used."""
-    from sarcoma_risk.cohort import Split, read_manifest
-    from sarcoma_risk.pathology.slide import slide_fingerprint
 
     manifest = read_manifest(manifest_path)
     missing = [f"{c.case_id}: {p}" for c in manifest.cases for p in c.slides if not p.exists()]
@@ -130,7 +134,6 @@ def score_cases(cases: Sequence[TrainingCase], model: Any, model_sha256: str, co
     In a distributed run (``runtime``) each rank scores its share of the cases (writing their tile
     caches) and every rank gets all the results, in the order of ``cases``.
     """
-    from sarcoma_risk.pathology.model import PatchRunner
 
     runtime = runtime if runtime is not None else TrainRuntime()
     group = runtime.distributed
@@ -189,10 +192,6 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
     share of the slides; rank 0 alone fits the signature and writes the outputs, and the other ranks
     return None.
     """
-    import torch
-
-    from sarcoma_risk.pathology.model import resolve_init, state_bytes
-    from sarcoma_risk.weights import WeightRegistry
 
     config.check()
     if folds == 1 or folds < 0:
@@ -337,10 +336,6 @@ def fit_signature(manifest_path: str | Path, weights_dir: str | Path, out_dir: s
     fits it on out-of-fold scores instead. The signature, and a copy of the patch model when
     ``out_dir`` is another folder, are registered in ``out_dir``.
     """
-    import shutil
-
-    from sarcoma_risk.pathology.model import make_patch_model
-    from sarcoma_risk.weights import WeightRegistry
 
     source = WeightRegistry(weights_dir)
     state, entry = source.load_torch(PATCH_MODEL)

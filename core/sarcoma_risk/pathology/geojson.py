@@ -38,6 +38,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
+import shapely
+from shapely.geometry import mapping, shape
+
 from sarcoma_risk.errors import InvalidAnnotation
 from sarcoma_risk.fileio import atomic_write_text
 
@@ -208,7 +212,6 @@ def _check_geometry(geometry: Any, where: str) -> None:
 
 def geometry_from_geojson(geometry: Mapping[str, Any], where: str = "geometry") -> Any:
     """A shapely geometry from a GeoJSON geometry object, after checking it against RFC 7946."""
-    from shapely.geometry import shape
 
     _check_geometry(geometry, where)
     return shape(geometry)
@@ -222,9 +225,6 @@ def _listify(value: Any) -> Any:
 
 def geometry_to_geojson(geometry: Any) -> dict[str, Any]:
     """A GeoJSON geometry object (lists, integral coordinates as ints) from a shapely geometry."""
-    import numpy as np
-    import shapely
-    from shapely.geometry import mapping
 
     if geometry is None or geometry.is_empty:
         raise InvalidAnnotation("geometry: empty; QuPath objects need a non-empty region")

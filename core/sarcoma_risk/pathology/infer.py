@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator, Sequence, TypeVar
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from sarcoma_risk.pathology.slide import PatchGeometry, Slide
 from sarcoma_risk.stopwatch import Stopwatch, timed
@@ -115,7 +117,6 @@ def model_threads(readers: int) -> Iterator[int]:
     model with 2 threads ran 5-8x slower per patch than with 1 (and the readers slower too), so the
     model runs on ``cores - readers`` threads (never more than torch was set to use).
     """
-    import torch
 
     previous = torch.get_num_threads()
     threads = max(1, min(previous, available_cores() - max(1, readers)))
@@ -137,7 +138,6 @@ def score_patches(slide: Slide, coords: np.ndarray, geometry: PatchGeometry, run
     (``runner``), ``waiting_for_patches`` (reading had not kept up) and ``tile_cache_write``
     (``on_batch``).
     """
-    from tqdm import tqdm
 
     probabilities = np.empty(len(coords), dtype=np.float32)
     # disable=None: no bar when stderr is not a terminal (batch jobs, logs, the Slicer process)

@@ -18,14 +18,14 @@ asynchronous.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader
 
-from sarcoma_risk.pathology.slide import PatchGeometry
-
-if TYPE_CHECKING:
-    import torch
+from sarcoma_risk.pathology.infer import read_batches
+from sarcoma_risk.pathology.slide import PatchGeometry, open_slide, shared_cache
 
 #: OpenSlide tile cache of each worker process, in megabytes.
 WORKER_CACHE_MB = 64
@@ -51,8 +51,6 @@ class PatchDataset:
         return len(self.slides)
 
     def _slide(self, index: int) -> Any:
-        from sarcoma_risk.pathology.slide import open_slide, shared_cache
-
         if index not in self._open:
             if self._cache is None:
                 self._cache = shared_cache(WORKER_CACHE_MB)
@@ -64,8 +62,6 @@ class PatchDataset:
         return self._slide(index).read_patch(x, y, self.slides[index][1])
 
     def __getitems__(self, keys: Sequence[tuple[int, int, int]]) -> "torch.Tensor":
-        import torch
-
         px = self.slides[keys[0][0]][1].patch_px if keys else 0
         batch = torch.empty((len(keys), px, px, 3), dtype=torch.uint8)
         for i, key in enumerate(keys):
@@ -120,9 +116,6 @@ class PatchReader:
         self._loader: Any = None
         self._sampler = _BatchList()
         if num_workers:
-            import torch
-            from torch.utils.data import DataLoader
-
             dataset = PatchDataset([(ref.path, ref.geometry) for ref in refs])
             self._loader = DataLoader(dataset, batch_sampler=self._sampler, num_workers=num_workers,
                                       collate_fn=_whole_batch, pin_memory=pin_memory, persistent_workers=True,
@@ -133,11 +126,8 @@ class PatchReader:
 
     def batches(self, items: Sequence[tuple[Any, int, int]], batch_size: int) -> Iterator[tuple[int, "torch.Tensor"]]:
         """``(start, uint8 tensor (b, px, px, 3))`` for consecutive ``batch_size`` runs of ``items``, in order."""
-        import torch
 
         if self._loader is None:
-            from sarcoma_risk.pathology.infer import read_batches
-
             slides = {id(ref): self.pool.get(ref) for ref, _, _ in items}  # opened here, read from threads
 
             def read(item: tuple[Any, int, int]) -> np.ndarray:

@@ -19,6 +19,7 @@ takes tens of seconds to compile on CPU, so neither is used.
 
 from __future__ import annotations
 
+import copy
 import io
 import os
 from enum import Enum
@@ -28,10 +29,14 @@ from typing import Any, Mapping
 from urllib.parse import urlparse
 
 import numpy as np
+import torch
+from scipy.ndimage import gaussian_filter
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from sarcoma_risk.choices import check_choice
-from sarcoma_risk.device import Precision
+from sarcoma_risk.device import Precision, autocast, check_precision, to_device
 from sarcoma_risk.errors import InvalidModel, WeightsNotFound
+from sarcoma_risk.pathology.shufflenet import shufflenet_v2
 from sarcoma_risk.provenance import sha256_bytes
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -45,14 +50,13 @@ class Architecture(str, Enum):
 
 def build_network(architecture: Architecture | str = Architecture.X1_0) -> Any:
     """A ShuffleNetV2 (torchvision's, see :mod:`.shufflenet`) whose classifier has one output."""
-    from sarcoma_risk.pathology.shufflenet import shufflenet_v2
 
     arch = check_choice(architecture, Architecture, "architecture")
     return shufflenet_v2(arch.value, num_classes=1)
 
 
 def _imagenet_weights(architecture: Architecture | str) -> Any:
-    import torchvision
+    import torchvision  # lazy: about 1 s at import (torch._dynamo), see shufflenet.py; only ImageNet init needs it
 
     arch = check_choice(architecture, Architecture, "architecture")
     enum_name = {"shufflenet_v2_x1_0": "ShuffleNet_V2_X1_0_Weights", "shufflenet_v2_x0_5": "ShuffleNet_V2_X0_5_Weights"}
@@ -61,7 +65,6 @@ def _imagenet_weights(architecture: Architecture | str) -> Any:
 
 def imagenet_file(architecture: Architecture | str) -> Path:
     """Where torchvision keeps (or would download) its ImageNet weights: the torch hub cache."""
-    import torch
 
     name = os.path.basename(urlparse(_imagenet_weights(architecture).url).path)
     return Path(torch.hub.get_dir()) / "checkpoints" / name
@@ -100,7 +103,6 @@ def imagenet_state(architecture: Architecture | str) -> dict[str, Any]:
 
 def load_state_file(path: str | Path) -> dict[str, Any]:
     """A user-supplied initial state dict (``weights_only=True``); a ``fc`` head of another shape is dropped."""
-    import torch
 
     path = Path(path)
     if not path.is_file():
@@ -133,8 +135,7 @@ def _load_into(network: Any, state: Mapping[str, Any], source: str, *, strict: b
 
 @lru_cache(maxsize=1)
 def _patch_model_class() -> type:
-    """The nn.Module class, defined on first use so importing this module does not import torch."""
-    import torch
+    """The nn.Module class (built once and cached)."""
 
     class PatchModel(torch.nn.Module):
         """ShuffleNetV2 with one logit over [0, 1]-scaled RGB patches; ImageNet normalisation inside."""
@@ -175,7 +176,6 @@ def make_patch_model(architecture: Architecture | str = Architecture.X1_0, init:
 
 def state_bytes(model: Any) -> bytes:
     """The checkpoint bytes of a model's network (deterministic for equal weights)."""
-    import torch
 
     buffer = io.BytesIO()
     torch.save({k: v.detach().clone() for k, v in model.net.state_dict().items()}, buffer)
@@ -194,8 +194,6 @@ def fold_batch_norm(module: Any) -> Any:
     the same up to float rounding and each folded pair is one operation instead of two passes over
     the activations. Changes ``module`` in place and returns it; call it on a copy.
     """
-    import torch
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
 
     for name, child in module.named_children():
         if isinstance(child, torch.nn.Sequential):
@@ -228,22 +226,12 @@ class PatchRunner:
     """
 
     def __init__(self, model: Any, precision: Precision | str = Precision.FP32, device: Any = None) -> None:
-        import copy
-
-        import torch
-
-        from sarcoma_risk.device import check_precision
-
         self.device = device if device is not None else torch.device("cpu")
         self.precision = check_precision(precision, self.device)
         self.model = model.eval().to(self.device, memory_format=torch.channels_last)
         self._network = fold_batch_norm(copy.deepcopy(self.model)).to(memory_format=torch.channels_last)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        import torch
-
-        from sarcoma_risk.device import autocast, to_device
-
         with torch.inference_mode():
             # (N, H, W, 3) uint8 permuted to (N, 3, H, W) is already channels-last in memory: no copy
             x = to_device(torch.from_numpy(batch), self.device).permute(0, 3, 1, 2).float().div_(255.0)
@@ -260,7 +248,6 @@ def probe_patches(patch_px: int, n: int = 32, seed: int = 0) -> np.ndarray:
     tissue, but on the shipped weights its fp32-to-bf16 and fp32-to-fp16 differences match those
     of real phantom patches (tests/pathology/test_precision.py), which is all the guard needs.
     """
-    from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(seed)
     glass = np.array([242, 240, 244], np.float32)

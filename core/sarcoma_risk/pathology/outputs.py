@@ -17,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from shapely.geometry import box
 
 from sarcoma_risk.fileio import atomic_write_bytes
 from sarcoma_risk.pathology.cache import TileScores
+from sarcoma_risk.pathology.geojson import ObjectType, QuPathObject, dumps, stable_uuid
 
 MEASUREMENT = "recurrence_probability"
 #: Opacity of the tile colours over the thumbnail: the tissue stays visible under them.
@@ -40,9 +43,6 @@ def write_tile_csv(path: str | Path, tiles: TileScores) -> Path:
 
 def tile_objects(tiles: TileScores) -> list[Any]:
     """QuPath tile objects for the patches (see the module docstring)."""
-    from shapely.geometry import box
-
-    from sarcoma_risk.pathology.geojson import ObjectType, QuPathObject, stable_uuid
 
     size = tiles.geometry.size0
     return [QuPathObject(box(x, y, x + size, y + size), object_type=ObjectType.TILE, is_locked=True,
@@ -52,7 +52,6 @@ def tile_objects(tiles: TileScores) -> list[Any]:
 
 def write_tile_geojson(path: str | Path, tiles: TileScores) -> Path:
     """QuPath GeoJSON tiles for File > Import objects."""
-    from sarcoma_risk.pathology.geojson import dumps
 
     return atomic_write_bytes(Path(path), (dumps(tile_objects(tiles)) + "\n").encode("utf-8"))
 
@@ -70,7 +69,7 @@ def probability_map(tiles: TileScores, shape: tuple[int, int], downsample: float
 
 def inferno_lut() -> np.ndarray:
     """matplotlib's inferno colour map as a (256, 3) uint8 table (matplotlib.colormaps, not its figure machinery)."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # lazy: keeps matplotlib off the tile-scoring path (a test checks)
 
     return np.round(colormaps["inferno"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).astype(np.uint8)
 
@@ -83,7 +82,6 @@ def heatmap_image(thumbnail: np.ndarray, downsample: float, tiles: TileScores,
     Drawn with Pillow rather than a matplotlib figure: the figure machinery's import and rendering
     cost about 0.8 s of CPU per slide, more than scoring a few hundred patches.
     """
-    from PIL import Image, ImageDraw, ImageFont
 
     h, w = thumbnail.shape[:2]
     probability = probability_map(tiles, (h, w), downsample)

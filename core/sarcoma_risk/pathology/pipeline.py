@@ -14,12 +14,20 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from sarcoma_risk.device import resolve_device
 from sarcoma_risk.errors import InvalidModel
 from sarcoma_risk.pathology.cache import CacheWriter, TileScores, cache_key, cache_path, load_cached
 from sarcoma_risk.pathology.classes import DEFAULT_TUMOR_CLASSES
+from sarcoma_risk.pathology.infer import score_patches
+from sarcoma_risk.pathology.model import PatchRunner, make_patch_model, probe_patches
+from sarcoma_risk.pathology.regions import read_tumor_region
 from sarcoma_risk.pathology.signature import SlideSignature
+from sarcoma_risk.pathology.slide import open_slide, slide_fingerprint as fingerprint_slide
+from sarcoma_risk.pathology.tiling import plan_patches
+from sarcoma_risk.pathology.tissue import tissue_mask
 from sarcoma_risk.precision import PATCH_PROBABILITY_TOLERANCE, PrecisionCheck, guard_precision
 from sarcoma_risk.stopwatch import Stopwatch, timed
+from sarcoma_risk.weights import WeightRegistry
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +62,6 @@ def load_models(weights_dir: str | Path, *, precision: str = "fp32", device: str
     ``precision`` is first compared with fp32 on a fixed probe batch (:mod:`sarcoma_risk.precision`);
     beyond the tolerance the models run in fp32 and ``precision`` says so.
     """
-    from sarcoma_risk.device import resolve_device
-    from sarcoma_risk.pathology.model import PatchRunner, make_patch_model, probe_patches
-    from sarcoma_risk.weights import WeightRegistry
 
     registry = WeightRegistry(weights_dir)
     state, entry = registry.load_torch(PATCH_MODEL)
@@ -117,12 +122,6 @@ def compute_tile_scores(slide_path: str | Path, runner: Callable[[np.ndarray], n
     (opening, annotation, fingerprint, cache lookup, tissue detection, tiling, streaming and its
     parts, see :func:`~sarcoma_risk.pathology.infer.score_patches`, cache commit) are timed into it.
     """
-    from sarcoma_risk.pathology.infer import score_patches
-    from sarcoma_risk.pathology.regions import read_tumor_region
-    from sarcoma_risk.pathology.slide import open_slide
-    from sarcoma_risk.pathology.slide import slide_fingerprint as fingerprint_slide
-    from sarcoma_risk.pathology.tiling import plan_patches
-    from sarcoma_risk.pathology.tissue import tissue_mask
 
     with timed(stopwatch, "open_slide"):
         slide = open_slide(slide_path, mpp)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from sarcoma_risk.pathology.signature import pool_counts
+from sarcoma_risk.provenance import Provenance, utc_now
+
 POOLING = "patch-level: tile counts of all slides scored by the same models are summed, then scored"
 
 
@@ -18,7 +21,6 @@ def slide_entry(result: Any, models: Any, outputs: Mapping[str, str] | None = No
 
     ``outputs`` maps an output kind (e.g. ``tiles_csv_sha256``) to the sha256 of the file written.
     """
-    from sarcoma_risk.provenance import utc_now
 
     tiles = result.tiles
     return {
@@ -43,7 +45,6 @@ def slide_entry(result: Any, models: Any, outputs: Mapping[str, str] | None = No
 def section_provenance(result: Any, models: Any, *, annotation_fingerprint: Mapping[str, Any] | None = None,
                        written_by: str = "sarcoma-risk score-slide") -> dict[str, Any]:
     """The provenance block of the section for the slide just scored."""
-    from sarcoma_risk.provenance import Provenance
 
     inputs: dict[str, Any] = {"slide": dict(result.run.slide_fingerprint)}
     if annotation_fingerprint is not None:
@@ -71,7 +72,6 @@ def merge_slide(current: Mapping[str, Any] | None, entry: Mapping[str, Any], mod
     Only slides scored with the current patch model and signature are pooled; others stay listed
     (with their own scores) and are named in ``not_pooled`` so nobody mixes models unknowingly.
     """
-    from sarcoma_risk.pathology.signature import pool_counts
 
     slides = [s for s in (current or {}).get("slides", []) if s.get("slide_sha256") != entry["slide_sha256"]]
     slides.append(dict(entry))

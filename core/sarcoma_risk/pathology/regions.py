@@ -21,8 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import shapely
+from shapely.geometry import box
+from shapely.ops import unary_union
+
 from sarcoma_risk.errors import InvalidAnnotation
 from sarcoma_risk.pathology.classes import DEFAULT_TUMOR_CLASSES, check_class_names, classes_found, describe, matches
+from sarcoma_risk.pathology.geojson import ObjectType, read_geojson
 from sarcoma_risk.provenance import sha256_bytes, sha256_file
 
 log = logging.getLogger(__name__)
@@ -40,7 +45,6 @@ class TumorRegion:
 
     def contains(self, x, y):
         """Whether level-0 points lie inside the region (holes excluded)."""
-        import shapely
 
         return shapely.contains_xy(self.geometry, x, y)
 
@@ -59,11 +63,6 @@ def read_tumor_region(path: str | Path, slide_size: tuple[int, int], *,
 
     ``classes`` are the wanted QuPath class names (see :mod:`sarcoma_risk.pathology.classes`).
     """
-    import shapely
-    from shapely.geometry import box
-    from shapely.ops import unary_union
-
-    from sarcoma_risk.pathology.geojson import ObjectType, read_geojson
 
     path, classes = Path(path), check_class_names(classes)
     objects = read_geojson(path)

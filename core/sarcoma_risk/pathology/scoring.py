@@ -13,6 +13,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sarcoma_risk.pathology.classes import DEFAULT_TUMOR_CLASSES
+from sarcoma_risk.pathology.outputs import write_heatmap, write_tile_csv, write_tile_geojson
+from sarcoma_risk.pathology.pipeline import score_slide
+from sarcoma_risk.pathology.record import section_provenance, slide_entry
+from sarcoma_risk.pathology.slide import open_slide
+from sarcoma_risk.provenance import fingerprint, sha256_file
 from sarcoma_risk.stopwatch import Stopwatch, timed
 
 
@@ -41,11 +46,6 @@ def score_case_slide(case_id: str, slide: str | Path, models: Any, *, out_dir: s
     the stages of :func:`~.pipeline.score_slide`, then ``tile_csv``, ``tile_geojson``, ``heatmap`` and
     ``case_record`` (the outputs' sha256, the entry and the provenance).
     """
-    from sarcoma_risk.pathology.outputs import write_heatmap, write_tile_csv, write_tile_geojson
-    from sarcoma_risk.pathology.pipeline import score_slide
-    from sarcoma_risk.pathology.record import section_provenance, slide_entry
-    from sarcoma_risk.pathology.slide import open_slide
-    from sarcoma_risk.provenance import fingerprint, sha256_file
 
     out = Path(out_dir)
     result = score_slide(slide, models, annotation=annotation, annotation_classes=annotation_classes, mpp=mpp,

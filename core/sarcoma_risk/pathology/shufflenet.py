@@ -8,14 +8,15 @@ and torchvision's ImageNet weights load unchanged) and, seeded alike, its random
 are the same; ``tests/pathology/test_patch_model_and_streaming.py`` checks both and equal outputs
 against ``torchvision.models.shufflenet_v2_x*`` (torchvision stays a dependency: it supplies the
 ImageNet weights and is the reference).
-
-Defined in a function so that importing this module does not import torch.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any
+
+import torch
+from torch import nn
 
 #: Blocks per stage (2, 3, 4) and output channels of conv1, stages 2-4 and conv5, per width.
 STAGE_REPEATS = (4, 8, 4)
@@ -27,9 +28,6 @@ STAGE_CHANNELS = {
 
 @lru_cache(maxsize=1)
 def _classes() -> tuple[type, type]:
-    import torch
-    from torch import nn
-
     def conv_bn(inp: int, out: int, kernel: int, stride: int, *, groups: int = 1, relu: bool = True) -> list:
         layers = [nn.Conv2d(inp, out, kernel, stride, kernel // 2, bias=False, groups=groups), nn.BatchNorm2d(out)]
         return layers + [nn.ReLU(inplace=True)] if relu else layers

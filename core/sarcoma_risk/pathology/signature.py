@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
+from lifelines import CoxPHFitter
 
 from sarcoma_risk.errors import InvalidModel, InvalidOutcome
 from sarcoma_risk.survival.outcome import check_outcome
@@ -139,8 +141,6 @@ class SlideSignature:
     def fit(self, counts: Sequence[Mapping[str, Sequence[int]]], time: Sequence[float],
             event: Sequence[bool]) -> "SlideSignature":
         """Fit on development cases: one (pooled) counts mapping per case, with its outcome."""
-        import pandas as pd
-        from lifelines import CoxPHFitter
 
         self._check_params()
         outcome = check_outcome(time, event, name="slide signature outcome")

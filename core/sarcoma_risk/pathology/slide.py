@@ -11,6 +11,7 @@ resized, so a 0.25 um/px scan and a 0.5 um/px scan give patches of the same phys
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from dataclasses import dataclass
@@ -18,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
+from PIL import Image
 
 from sarcoma_risk.errors import InvalidSlide, MissingDependency
+from sarcoma_risk.provenance import fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +36,7 @@ FORMATS = "SVS, NDPI, MRXS, SCN, generic tiled TIFF, DICOM WSI and the other for
 
 def _openslide() -> Any:
     try:
-        import openslide
+        import openslide  # lazy: optional extra; without it the caller gets MissingDependency, not an ImportError
     except ImportError as exc:  # the pathology extra is optional
         raise MissingDependency(
             "OpenSlide is not installed; install the pathology extra: pip install 'sarcoma-risk[pathology]' "
@@ -57,8 +61,6 @@ def _diagnose(path: Path) -> str:
 
 
 def _diagnose_tiff(path: Path, size: int) -> str:
-    import tifffile
-
     tiff_log = logging.getLogger("tifffile")
     level = tiff_log.level
     tiff_log.setLevel(logging.CRITICAL)  # tifffile logs each bad offset; one message below says it all
@@ -99,9 +101,6 @@ def slide_fingerprint(path: str | Path) -> dict[str, Any]:
     folder of the same name that holds its pixels (the ``.mrxs`` alone is a small index); any other
     slide as its file.
     """
-    import hashlib
-
-    from sarcoma_risk.provenance import fingerprint
 
     path = Path(path)
     if not path.exists():
@@ -226,7 +225,6 @@ class Slide:
         Pillow does the conversion: OpenSlide's RGBA image never goes through numpy unless some of
         it is transparent (a numpy round trip costs more than the conversion itself).
         """
-        from PIL import Image
 
         openslide = _openslide()
         try:
@@ -250,7 +248,6 @@ class Slide:
 
     def read_patch(self, x: int, y: int, geometry: PatchGeometry) -> np.ndarray:
         """One patch as RGB uint8 (patch_px, patch_px, 3); (x, y) is its level-0 top-left corner."""
-        from PIL import Image
 
         image = self._region_rgb((x, y), geometry.level, (geometry.level_size, geometry.level_size))
         if geometry.level_size != geometry.patch_px:
@@ -262,7 +259,6 @@ class Slide:
 
         Memory is the output plus one block, whatever the slide's size and pyramid.
         """
-        from PIL import Image
 
         width, height = self.dimensions
         out_w, out_h = max(1, math.ceil(width / downsample)), max(1, math.ceil(height / downsample))

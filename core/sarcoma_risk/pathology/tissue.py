@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
+from scipy import ndimage
 
 #: Defaults (0-255 scales, as in CLAM's ``sthresh``): glass has saturation under ~10, H&E over ~30.
 SATURATION_THRESHOLD = 15
@@ -93,8 +95,6 @@ def detect_tissue(rgb: np.ndarray, spacing_um: float, *, saturation_threshold: i
     closing with a disk of ``closing_um``; holes smaller than ``min_object_um2`` filled; objects
     smaller than ``min_object_um2`` removed.
     """
-    from PIL import Image
-    from scipy import ndimage
 
     hsv = np.asarray(Image.fromarray(rgb).convert("HSV"))
     ink = ink_mask(hsv, saturation_threshold)

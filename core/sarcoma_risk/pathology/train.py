@@ -27,14 +27,22 @@ import math
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
+import torch
+from torch.utils.data import DistributedSampler
+from tqdm import tqdm
 
-from sarcoma_risk.device import to_device
+from sarcoma_risk.device import autocast, grad_scaler, pin_memory, to_device
 from sarcoma_risk.errors import InvalidInput, InvalidOutcome, SarcomaRiskError
 from sarcoma_risk.pathology.augment import AugmentConfig, augment_batch
-from sarcoma_risk.pathology.slide import PatchGeometry, Slide
+from sarcoma_risk.pathology.loader import PatchReader
+from sarcoma_risk.pathology.model import PatchRunner, make_patch_model
+from sarcoma_risk.pathology.regions import read_tumor_region
+from sarcoma_risk.pathology.slide import PatchGeometry, Slide, open_slide, shared_cache
+from sarcoma_risk.pathology.tiling import plan_patches
+from sarcoma_risk.pathology.tissue import tissue_mask
 from sarcoma_risk.resume import TrainingCheckpoint, restore_rng, rng_state
 from sarcoma_risk.runtime import TrainRuntime
 from sarcoma_risk.survival.concordance import harrell_c, undefined_as_none
@@ -134,8 +142,6 @@ class SlidePool:
         self._open: dict[Path, Slide] = {}
 
     def get(self, ref: SlideRef) -> Slide:
-        from sarcoma_risk.pathology.slide import open_slide, shared_cache
-
         if ref.path not in self._open:
             if self._cache is None:
                 self._cache = shared_cache(self.cache_mb)
@@ -149,9 +155,6 @@ class SlidePool:
 
 def prepare_slides(cases: Sequence[TrainingCase], config: TrainConfig, pool: SlidePool) -> None:
     """Find tissue and lay the patch grid of every slide (once per run)."""
-    from sarcoma_risk.pathology.regions import read_tumor_region
-    from sarcoma_risk.pathology.tiling import plan_patches
-    from sarcoma_risk.pathology.tissue import tissue_mask
 
     for case in cases:
         for ref in case.slides:
@@ -229,7 +232,6 @@ def recalibrate_batchnorm(model: Any, batches: Iterable[tuple[int, Any]]) -> Non
     weights, and the model then scores every patch alike in eval mode; averaging the statistics of
     the final weights over real patches fixes that (as SWA's ``update_bn`` does).
     """
-    import torch
 
     norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
@@ -308,15 +310,12 @@ class PatchTrainer:
         self.progress = progress
         self.runtime = runtime if runtime is not None else TrainRuntime()
 
-    def fit(self, cases: Sequence[TrainingCase], pool: SlidePool,
-            checkpoint: TrainingCheckpoint | None = None) -> TrainingResult:
+    def fit(self, cases: Sequence[TrainingCase], pool: SlidePool, checkpoint: TrainingCheckpoint | None = None,
+            prepare: Callable[[torch.nn.Module], None] | None = None) -> TrainingResult:
         """Train on ``cases`` (slides opened through ``pool``); with ``checkpoint``, save after every epoch
-        and, when it says so, resume from it."""
-        import torch
-
-        from sarcoma_risk.device import grad_scaler, pin_memory
-        from sarcoma_risk.pathology.loader import PatchReader
-        from sarcoma_risk.pathology.model import make_patch_model
+        and, when it says so, resume from it. ``prepare`` is called with the new model on its device
+        before training: a federated round loads the server's weights into it and may add FedProx's
+        proximal term (:mod:`sarcoma_risk.federated.imaging`)."""
 
         cfg, runtime = self.config, self.runtime
         device, group = runtime.torch_device, runtime.distributed
@@ -337,6 +336,8 @@ class PatchTrainer:
         prepare_slides(cases, cfg, pool)
         torch.manual_seed(cfg.seed)
         model = make_patch_model(cfg.architecture, cfg.init).to(device, memory_format=torch.channels_last)
+        if prepare is not None:
+            prepare(model)
         generator = torch.Generator().manual_seed(cfg.seed + RANK_SEED_STRIDE * group.rank)
         optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         scaler = grad_scaler(device, runtime.precision)
@@ -402,7 +403,6 @@ class PatchTrainer:
         group = self.runtime.distributed
         if not group.active:
             return sample
-        from torch.utils.data import DistributedSampler
 
         # the sample is drawn at random already: each rank takes every world_size-th patch
         sampler = DistributedSampler(range(len(sample)), num_replicas=group.world_size, rank=group.rank,
@@ -413,10 +413,6 @@ class PatchTrainer:
     def _train_epoch(self, model: Any, optimiser: Any, scaler: Any, sample: list, reader: Any, generator: Any,
                      epoch: int) -> float:
         """One pass over this rank's patch sample; returns the mean training loss over every rank's patches."""
-        import torch
-        from tqdm import tqdm
-
-        from sarcoma_risk.device import autocast, to_device
 
         cfg, runtime = self.config, self.runtime
         device = runtime.torch_device
@@ -448,7 +444,6 @@ class PatchTrainer:
         """Harrell's C of the mean patch probability per validation case, and the patch loss of labelled cases."""
         if not items:
             return None, None
-        from sarcoma_risk.pathology.model import PatchRunner
 
         runner = PatchRunner(model, device=self.runtime.torch_device)
         probs = np.empty(len(items), dtype=np.float64)

@@ -16,6 +16,8 @@ import io
 from pathlib import Path
 from typing import Any, Mapping
 
+import torch
+
 from sarcoma_risk.errors import InvalidModel, WeightsNotFound
 from sarcoma_risk.fileio import atomic_write_bytes
 from sarcoma_risk.radiology.ensemble import RadiologyEnsemble
@@ -45,7 +47,6 @@ def train_hint(directory: Path) -> str:
 def save_model(model: RadiologyEnsemble, directory: str | Path, *, version: str,
                training_data: Mapping[str, Any], validation: Mapping[str, Any]) -> dict[str, Any]:
     """Write ``radiology-<set>.pt`` atomically into ``directory`` and register it; returns the manifest entry."""
-    import torch
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

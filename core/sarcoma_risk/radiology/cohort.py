@@ -34,13 +34,19 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import SimpleITK as sitk
+import torch
 
+from sarcoma_risk import __version__
 from sarcoma_risk.cohort import CohortCase, Split, read_manifest
 from sarcoma_risk.errors import InvalidInput, InvalidManifest, SarcomaRiskError
 from sarcoma_risk.fileio import atomic_write_json
 from sarcoma_risk.provenance import sha256_file, utc_now
+from sarcoma_risk.radiology.checkpoint import save_model
 from sarcoma_risk.radiology.config import ModelConfig, PreprocessConfig, TrainConfig
 from sarcoma_risk.radiology.ensemble import RadiologyEnsemble, ReferenceSource
+from sarcoma_risk.radiology.io import read_case
+from sarcoma_risk.radiology.preprocess import prepare_case
 from sarcoma_risk.radiology.summary import (
     CohortCases,
     MemberFigures,
@@ -104,9 +110,6 @@ def _redact(message: str, case: CohortCase) -> str:
 
 
 def _read_prepared(case: CohortCase, sequences: tuple[str, ...], config: PreprocessConfig):
-    from sarcoma_risk.radiology.io import read_case
-    from sarcoma_risk.radiology.preprocess import prepare_case
-
     mri = read_case(case.mri_t2fs if "t2fs" in sequences else None, case.tumor_seg,
                     case.mri_t1ce if "t1ce" in sequences else None, segment=case.tumor_segment)
     return mri, prepare_case(mri, replace(config, sequences=sequences))
@@ -169,11 +172,6 @@ class TrainingReport:
 
 
 def _versions() -> dict[str, str]:
-    import SimpleITK as sitk
-    import torch
-
-    from sarcoma_risk import __version__
-
     return {"sarcoma_risk": __version__, "torch": torch.__version__, "SimpleITK": sitk.Version_VersionString(),
             "numpy": np.__version__}
 
@@ -285,8 +283,6 @@ def train_from_manifest(manifest_path: str | Path, out_dir: str | Path, *, prepr
     wanted = tuple(s for s in SEQUENCE_ORDER if any(s in set_sequences(name) for name in sets))
     patches = prepare_cohort(manifest.cases, preprocess, wanted)
     needed = max(MIN_DEVELOPMENT_CASES, 2 * folds)
-    from sarcoma_risk import __version__
-    from sarcoma_risk.radiology.checkpoint import save_model
 
     runs: dict[str, SequenceSetRun] = {}
     tables: list[ScoreTable] = []

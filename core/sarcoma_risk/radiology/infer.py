@@ -19,6 +19,7 @@ from typing import Iterator
 
 import numpy as np
 import SimpleITK as sitk
+from scipy.ndimage import gaussian_filter
 
 from sarcoma_risk.device import Precision, autocast
 from sarcoma_risk.errors import InvalidInput
@@ -89,7 +90,6 @@ def probe_volumes(config: PreprocessConfig, n: int = 8, seed: int = 0) -> np.nda
     shipped weights its fp32-to-bf16 differences match those of prepared phantom cases
     (tests/radiology/test_precision.py).
     """
-    from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(seed)
     p = config.patch_size

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+from scipy.ndimage import distance_transform_edt
 
 from sarcoma_risk.errors import InvalidImage, InvalidInput
 from sarcoma_risk.radiology.config import PreprocessConfig
@@ -140,7 +141,6 @@ def inside_image(image: sitk.Image, patch: PatchGeometry) -> np.ndarray:
 
 def tumor_region(mask_patch: np.ndarray, spacing: float, dilation_mm: float) -> np.ndarray:
     """The tumor (mask >= 0.5) dilated by ``dilation_mm`` (Euclidean distance in the patch)."""
-    from scipy.ndimage import distance_transform_edt
 
     tumor = mask_patch >= 0.5
     if not tumor.any():  # a tumor thinner than one patch voxel: keep what the resampling saw

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from sarcoma_risk.provenance import Provenance
+from sarcoma_risk.radiology.checkpoint import model_name
+
 
 def radiology_section(result: Any, fingerprints: Mapping[str, Mapping[str, Any]], entry: Mapping[str, Any], *,
                       segment: str | None, precision: str, device: str) -> dict[str, Any]:
@@ -22,8 +25,6 @@ def radiology_section(result: Any, fingerprints: Mapping[str, Mapping[str, Any]]
     it (``radiology-t2fs``; :mod:`sarcoma_risk.sequences`). ``gradcam_sha256`` is None until the caller
     writes a Grad-CAM.
     """
-    from sarcoma_risk.provenance import Provenance
-    from sarcoma_risk.radiology.checkpoint import model_name
 
     name = model_name(result.sequence_set)
     provenance = Provenance(

@@ -18,10 +18,11 @@ import copy
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
+from torch.utils.data import DistributedSampler
 
 from sarcoma_risk.device import autocast, grad_scaler, to_device
 from sarcoma_risk.distributed import Distributed
@@ -152,7 +153,8 @@ class RadiologyCoxModel:
     # ---- estimator API -----------------------------------------------------------------------
 
     def fit(self, X: np.ndarray, time: np.ndarray, event: np.ndarray, *, runtime: TrainRuntime | None = None,
-            checkpoint: TrainingCheckpoint | None = None) -> "RadiologyCoxModel":
+            checkpoint: TrainingCheckpoint | None = None,
+            prepare: Callable[[torch.nn.Module], None] | None = None) -> "RadiologyCoxModel":
         """Fit on prepared patches ``X`` (n, channels, p, p, p) and outcomes; returns self.
 
         Parameters
@@ -164,6 +166,10 @@ class RadiologyCoxModel:
             cases of one rank's batch; validation and early stopping are rank 0's, broadcast.
         checkpoint : TrainingCheckpoint, optional
             Written after every epoch; with ``resume`` the fit continues from it.
+        prepare : callable, optional
+            Called with the new network on its device before training: a federated round loads the
+            server's weights into it and may add FedProx's proximal term
+            (:mod:`sarcoma_risk.federated.imaging`).
         """
         outcome = check_outcome(time, event, name="radiology training outcome")
         Xt = self._check_x(X)
@@ -186,6 +192,8 @@ class RadiologyCoxModel:
 
         with seeded(cfg.seed, device):
             network = self._new_network().to(device)
+            if prepare is not None:
+                prepare(network)
             # every rank starts from the same weights; augmentation and dropout differ between ranks
             rank_seed = cfg.seed + RANK_SEED_STRIDE * group.rank
             if group.rank:
@@ -279,8 +287,6 @@ class RadiologyCoxModel:
         """This epoch's batches of training-case indices (this rank's share in a distributed run)."""
         cfg = self.train
         if group.active:
-            from torch.utils.data import DistributedSampler
-
             sampler = DistributedSampler(range(n), num_replicas=group.world_size, rank=group.rank, shuffle=True,
                                          seed=cfg.seed)
             sampler.set_epoch(epoch)

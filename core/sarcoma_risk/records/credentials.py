@@ -12,6 +12,8 @@ import os
 import stat
 from pathlib import Path
 
+from platformdirs import user_config_dir
+
 from sarcoma_risk.errors import AuthenticationRequired, InvalidInput
 from sarcoma_risk.fileio import atomic_path
 from sarcoma_risk.records.accounts import TOKEN_PREFIX
@@ -25,7 +27,6 @@ def default_token_file() -> Path:
     env = os.environ.get(TOKEN_FILE_ENV, "").strip()
     if env:
         return Path(env).expanduser()
-    from platformdirs import user_config_dir
 
     return Path(user_config_dir("SarcomaRisk", appauthor=False)) / "token"
 

@@ -101,7 +101,7 @@ def open_store(location: "str | Path | StoreLocation | None" = None, mode: str =
     if where.kind is StoreKind.SQLITE:
         return SqliteStore(where.target, mode, timeout=timeout).open()
     if where.kind is StoreKind.POSTGRESQL:
-        from sarcoma_risk.records.postgres import PostgresStore
+        from sarcoma_risk.records.postgres import PostgresStore  # lazy: psycopg (server extra) only where PostgreSQL is used
 
         return PostgresStore(where.target, mode, timeout=timeout).open()
     return HttpStore(where.target, mode, timeout=timeout).open()

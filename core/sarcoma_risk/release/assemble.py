@@ -15,11 +15,17 @@ import shutil
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
+
 from sarcoma_risk.errors import InvalidInput, OutputError
 from sarcoma_risk.fileio import atomic_write_json
 from sarcoma_risk.fusion.evaluation import Evaluation, EvaluationBlock
+from sarcoma_risk.provenance import software_version, utc_now
 from sarcoma_risk.release.config import TrainAllConfig
+from sarcoma_risk.release.model_card import render_model_card
 from sarcoma_risk.release.record import CARD_NAME, ReleaseRecord
+from sarcoma_risk.release.validation_cohort import FILE_NAME, KIND, REGISTRY_NAME, build_validation_cohort
+from sarcoma_risk.survival.scores import read_score_tables
 from sarcoma_risk.weights import MANIFEST_NAME, WeightRegistry
 
 #: Shipped models besides the radiology models (one per sequence set, registered first), in the order they
@@ -124,10 +130,6 @@ def score_distributions(score_files: list[Path]) -> dict[str, Any]:
     centre A's scores, then misplaces centre B's cases on the survival scale even when it ranks
     them well. These numbers show whether that happened in this run.
     """
-    import numpy as np
-
-    from sarcoma_risk.fusion.table import input_of_column
-    from sarcoma_risk.survival.scores import read_score_tables
 
     out: dict[str, Any] = {}
     for column, table in read_score_tables(score_files).items():
@@ -148,11 +150,6 @@ def _read_json(path: Path) -> dict[str, Any]:
 def assemble(out_dir: Path, *, stage: Path, cohort: Path, report: Path, config: TrainAllConfig,
              seconds: Mapping[str, float]) -> Path:
     """Build the release in ``stage/../assembled`` and move it into ``out_dir``; returns its manifest path."""
-    from sarcoma_risk.fusion.table import radiology_input
-    from sarcoma_risk.provenance import software_version, utc_now
-    from sarcoma_risk.radiology.checkpoint import available_sets, model_name
-    from sarcoma_risk.release.model_card import render_model_card
-    from sarcoma_risk.release.validation_cohort import FILE_NAME, KIND, REGISTRY_NAME, build_validation_cohort
 
     figures = Evaluation.from_dict(_read_json(report / "report.json")["data"], str(report / "report.json"))
     truth = _read_json(cohort / "truth.json")

@@ -12,7 +12,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from sarcoma_risk.choices import check_choice
 from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.synthetic.difficulty import Difficulty
 
 #: The seed of the shipped weights' cohort; the demo and the benchmark use other seeds.
 WEIGHTS_SEED = 2026
@@ -30,6 +32,8 @@ class TrainAllConfig:
         Seed of the phantom cohort (the training seeds are fixed in the configurations).
     size : str
         Image size preset of the phantom renderers ("tiny", "small" or "medium").
+    difficulty : str
+        Phantom difficulty ("standard" or "hard", see :mod:`sarcoma_risk.synthetic.difficulty`).
     workers : int
         Processes rendering the cohort.
     radiology_preset, radiology_folds : str, int
@@ -53,6 +57,7 @@ class TrainAllConfig:
     cases: int = 800
     seed: int = WEIGHTS_SEED
     size: str = "tiny"
+    difficulty: str = "standard"
     workers: int = 2
     radiology_preset: str = "tiny"
     radiology_folds: int = 5
@@ -77,6 +82,7 @@ class TrainAllConfig:
                                "cross-fit the imaging models and fit the fusion sub-models")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise InvalidInput(f"seed: {self.seed!r} must be an integer >= 0")
+        check_choice(self.difficulty, Difficulty, "difficulty")
         for name in ("workers", "bootstrap"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

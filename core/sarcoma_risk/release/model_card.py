@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from sarcoma_risk.fusion.table import input_sequences, modality_of, submodel_inputs
 from sarcoma_risk.release.record import ReleaseRecord
+from sarcoma_risk.sequences import SEQUENCE_SETS, SET_LABELS
+from sarcoma_risk.synthetic.mri import GRIDS, PhantomSize
+from sarcoma_risk.synthetic.wsi import MPP, SIZES
 
 LABELS = {"clinical": "Clinical only", "radiology": "Radiology score only", "pathology": "Pathology score only",
           "clinical+radiology+pathology": "Combined (clinical + radiology + pathology)"}
@@ -21,9 +25,6 @@ CALIBRATION = (("calibration_slope", "Calibration slope"), ("observed_expected",
 
 def label(name: str) -> str:
     """A model's name in the card: the set of a radiology score in brackets, e.g. "Radiology score only (T2FS only)"."""
-    from sarcoma_risk.fusion.table import input_sequences, modality_of, submodel_inputs
-    from sarcoma_risk.sequences import SET_LABELS
-
     inputs = submodel_inputs(name)
     base = "+".join(modality_of(i) for i in inputs)
     sequences = next((input_sequences(i) for i in inputs if input_sequences(i)), None)
@@ -61,8 +62,6 @@ def _clamped_text(cohort: Mapping[str, Any]) -> str:
 
 def _size_text(size: str) -> str:
     """The image sizes of a phantom size preset, from the renderers' own tables."""
-    from sarcoma_risk.synthetic.mri import GRIDS, PhantomSize
-    from sarcoma_risk.synthetic.wsi import MPP, SIZES
 
     (nx, ny, nz), (sx, sy, sz) = GRIDS[PhantomSize(size)]
     width, height = SIZES[size]
@@ -70,10 +69,33 @@ def _size_text(size: str) -> str:
             f"{MPP:g} um/px")
 
 
+def _fusion_training(fusion: Mapping[str, Any]) -> str:
+    """How the fusion model was fitted: pooled with cross-validation, or federated across centres."""
+    federated = (fusion.get("training_data") or {}).get("federated")
+    if not federated:
+        return (f"ridge penalizer by {fusion['config']['cv_folds']}-fold cross-validation; fit on the out-of-fold "
+                "imaging scores")
+    refused = "; ".join(federated["refused"].values())
+    return (f"trained federated ({federated['engine']}) across centres {', '.join(federated['centres'])} without "
+            f"pooling their cases: {federated['strategy']}, {federated['rounds']} rounds; ridge penalizer fixed at "
+            f"{fusion['config']['penalizers'][0]:g} (not cross-validated); baseline hazard, risk percentiles and "
+            "cutoff from summed per-centre histograms" + (f"; refused: {refused}" if refused else ""))
+
+
+def _federated_cnn(entry: Mapping[str, Any]) -> str | None:
+    """How a CNN (radiology, patch model) was trained federated, or None when it was trained pooled."""
+    federated = (entry.get("training_data") or {}).get("federated")
+    if not federated:
+        return None
+    dp = federated.get("differential_privacy")
+    return (f"trained federated ({federated['engine']}) across {federated['centres']} centres without pooling their "
+            f"images: {federated['strategy']}, {federated['rounds']} rounds"
+            + (f", updates clipped to L2 norm {dp['clip']:g} with Gaussian noise {dp['noise_multiplier']:g} x clip "
+               "(no epsilon computed)" if dp else ""))
+
+
 def render_model_card(manifest: Mapping[str, Any]) -> str:
     """The model card of a release manifest (``manifest["release"]`` and ``manifest["models"]``)."""
-    from sarcoma_risk.sequences import SEQUENCE_SETS, SET_LABELS
-
     release, models = ReleaseRecord.from_dict(manifest.get("release")), manifest["models"]
     config, cohort, val = release.config, release.cohort, release.validation
     radiology = {s: models[f"radiology-{s}"] for s in SEQUENCE_SETS if f"radiology-{s}" in models}
@@ -145,16 +167,18 @@ def render_model_card(manifest: Mapping[str, Any]) -> str:
         "and the record says which), each a CBAM 3D CNN, widths "
         f"{radcfg['model']['widths']}, on {radcfg['preprocess']['patch_size']}^3-voxel patches at "
         f"{radcfg['preprocess']['spacing_mm']:g} mm of the tumor region (preset `{config['radiology_preset']}`), "
-        f"Cox partial likelihood, {config['radiology_folds']}-fold cross-fitting for the development scores. The "
-        f"deployed model of a set is the mean of its {members} fold models: each scores a new case as it scored "
-        "its held-out fold, so new cases get scores on the scale of the out-of-fold scores the fusion was fitted "
-        "on (a model refitted on every development case spreads its scores on a scale of its own).\n"
-        f"- **Pathology patch model** (`{patch['file']}`, {patch['kind']}): "
+        "Cox partial likelihood, "
+        + (f"{_federated_cnn(rad)}.\n" if _federated_cnn(rad) else
+           f"{config['radiology_folds']}-fold cross-fitting for the development scores. The deployed model of a set "
+           f"is the mean of its {members} fold models: each scores a new case as it scored its held-out fold, so new "
+           "cases get scores on the scale of the out-of-fold scores the fusion was fitted on (a model refitted on "
+           "every development case spreads its scores on a scale of its own).\n")
+        + f"- **Pathology patch model** (`{patch['file']}`, {patch['kind']}): "
         f"{patch['config']['architecture']} from {config['pathology_init']} initial weights, "
         f"{patch['config']['patch_px']}-pixel patches at {patch['config']['spacing_um']:g} um/px, label "
         f"\"{patch['config']['label']}\", {config['pathology_epochs']} epochs at most of "
-        f"{config['pathology_patches_per_epoch']} patches with stain jitter, {config['pathology_folds']}-fold "
-        "cross-fitting.\n"
+        f"{config['pathology_patches_per_epoch']} patches with stain jitter, "
+        f"{_federated_cnn(patch) or str(config['pathology_folds']) + '-fold cross-fitting'}.\n"
         f"- **Slide signature** (`{sig['file']}`, {sig['kind']}): histogram ({sig['config']['n_bins']} bins) and "
         f"bag of words ({sig['config']['n_words']} levels, TF-IDF) of patch probabilities into a penalized Cox model "
         f"(penalizer {sig['config']['penalizer']:g}), fit on out-of-fold tile scores. "
@@ -167,8 +191,7 @@ def render_model_card(manifest: Mapping[str, Any]) -> str:
         + f"- **Fusion** (`{fusion['file']}`, {fusion['kind']}): Cox regression over the clinical variables "
         f"{', '.join(fusion_params['clinical_features'])}, the radiology score and the pathology score; one "
         "sub-model per available subset of modalities, and for radiology per sequence set (fit on that set's "
-        "out-of-fold scores, never used for another set's score); ridge penalizer by "
-        f"{fusion_params['cv_folds']}-fold cross-validation; fit on the out-of-fold imaging scores; risk groups "
+        f"out-of-fold scores, never used for another set's score); {_fusion_training(fusion)}; risk groups "
         f"split at the development {fusion_params['cutoff']}.\n"
         "- **Why these settings**: the tiny phantom images and the short CPU schedules let `make weights` run in "
         f"about {minutes:.0f} minutes on 2 CPU cores (this run). The published configuration (ShuffleNetV2 x1.0 "

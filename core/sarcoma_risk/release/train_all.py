@@ -28,8 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, TextIO
 
+from sarcoma_risk.cli import main
 from sarcoma_risk.errors import SarcomaRiskError
 from sarcoma_risk.fusion.evaluation import Evaluation
+from sarcoma_risk.release.assemble import assemble, check_out_dir
 from sarcoma_risk.release.config import TrainAllConfig
 
 COHORT_DIR, STAGE_DIR, REPORT_DIR, CACHE_DIR = "cohort", "stage", "report", "tile-cache"
@@ -59,7 +61,6 @@ def _say(step: int, text: str) -> None:
 
 def _run(step: int, argv: Sequence[str]) -> None:
     """One ``sarcoma-risk`` command in this process; a non-zero status stops the run."""
-    from sarcoma_risk.cli import main
 
     status = main(list(argv))
     sys.stdout.flush()
@@ -94,8 +95,6 @@ def train_all(out_dir: str | Path, work_dir: str | Path, config: TrainAllConfig 
 
 
 def _train_all(out_dir: Path, work_dir: Path, config: TrainAllConfig, device: str) -> TrainAllResult:
-    from sarcoma_risk.release.assemble import assemble, check_out_dir
-
     check_out_dir(out_dir, work_dir)
     cohort, stage, report = work_dir / COHORT_DIR, work_dir / STAGE_DIR, work_dir / REPORT_DIR
     manifest = cohort / "manifest.csv"
@@ -108,10 +107,11 @@ def _train_all(out_dir: Path, work_dir: Path, config: TrainAllConfig, device: st
         return now
 
     t = start
-    _say(1, f"phantom cohort: {config.cases} {config.size} cases, centre A development, centre B validation, "
-            f"seed {config.seed}")
+    _say(1, f"phantom cohort: {config.cases} {config.size} {config.difficulty} cases, centre A development, "
+            f"centre B validation, seed {config.seed}")
     _run(1, ["synth", "--out", str(cohort), "--cases", str(config.cases), "--centres", "A,B", "--seed",
-             str(config.seed), "--size", config.size, "--workers", str(config.workers), "--overwrite"])
+             str(config.seed), "--size", config.size, "--workers", str(config.workers), "--difficulty",
+             config.difficulty, "--overwrite"])
     t = lap("cohort", t)
     if stage.exists():
         shutil.rmtree(stage)  # a fresh registry: no entry from an earlier run can slip into the weights

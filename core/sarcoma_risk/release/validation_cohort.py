@@ -16,7 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from sarcoma_risk.cohort import Split, read_manifest
 from sarcoma_risk.errors import InvalidModel
+from sarcoma_risk.fusion.loading import load_fusion
+from sarcoma_risk.fusion.table import DURATION, EVENT, table_from_manifest
+from sarcoma_risk.survival.scores import read_score_tables
+from sarcoma_risk.weights import WeightRegistry
 
 REGISTRY_NAME = "validation-cohort"
 KIND = "validation-cohort"
@@ -70,10 +75,6 @@ class ValidationCohort:
 def build_validation_cohort(weights_dir: Path, manifest: Path, score_files: list[Path],
                             description: str) -> ValidationCohort:
     """Score the manifest's validation cases with the fusion model of ``weights_dir`` as ``fuse`` would."""
-    from sarcoma_risk.cohort import Split, read_manifest
-    from sarcoma_risk.fusion.loading import load_fusion
-    from sarcoma_risk.survival.scores import read_score_tables
-    from sarcoma_risk.fusion.table import DURATION, EVENT, table_from_manifest
 
     model, _ = load_fusion(weights=weights_dir)
     table = table_from_manifest(read_manifest(manifest), read_score_tables(score_files), split=Split.VALIDATION)
@@ -87,7 +88,6 @@ def build_validation_cohort(weights_dir: Path, manifest: Path, score_files: list
 
 def load_validation_cohort(weights_dir: str | Path) -> tuple[ValidationCohort, dict[str, Any]]:
     """The verified validation cohort of a weights folder and its manifest entry."""
-    from sarcoma_risk.weights import WeightRegistry
 
     registry = WeightRegistry(weights_dir)
     data, entry = registry.load_json(REGISTRY_NAME)

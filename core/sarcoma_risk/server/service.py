@@ -83,7 +83,7 @@ class ServerConfig:
         """An unopened store of the served database (``"r+"`` for the pool, ``"a"`` to create it)."""
         where = self.location()
         if where.kind is StoreKind.POSTGRESQL:
-            from sarcoma_risk.records.postgres import PostgresStore  # psycopg only where PostgreSQL is served
+            from sarcoma_risk.records.postgres import PostgresStore  # lazy: psycopg only where PostgreSQL is served
 
             return PostgresStore(where.target, mode, timeout=self.db_timeout_s)
         return SqliteStore(where.target, mode, timeout=self.db_timeout_s)

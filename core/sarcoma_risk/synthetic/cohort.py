@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import math
+import multiprocessing
 import os
 import shutil
 import zlib
@@ -42,8 +43,12 @@ from sarcoma_risk.clinical.variables import VARIABLES
 from sarcoma_risk.cohort import manifest_columns
 from sarcoma_risk.errors import InvalidInput, OutputError
 from sarcoma_risk.fileio import atomic_write_json, atomic_write_text
+from sarcoma_risk.provenance import software_version
 from sarcoma_risk.survival.concordance import harrell_c, undefined_as_none
+from sarcoma_risk.synthetic.difficulty import Difficulty, model_for, render_difficulty
 from sarcoma_risk.synthetic.model import GenerativeModel, SampledCase
+from sarcoma_risk.synthetic.mri import write_phantom_mri
+from sarcoma_risk.synthetic.wsi import write_phantom_slide
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +126,7 @@ class CasePlan:
     dicom: bool
     use_labelmap: bool
     slides: tuple[SlidePlan, ...]
+    difficulty: str = "standard"  # a Difficulty value: how the renderers show the phenotypes
 
 
 @dataclass(frozen=True)
@@ -183,11 +189,11 @@ def _renderer_seed(seq: np.random.SeedSequence) -> int:
 
 def plan_case(centre: str, index: int, seed: int, *, model: GenerativeModel, development_centre: str,
               split_rule: SplitRule, validation_fraction: float, missing_rate: float,
-              options: CaseOptions, id_width: int = 4) -> CasePlan:
+              options: CaseOptions, id_width: int = 4, difficulty: str = "standard") -> CasePlan:
     """Plan case ``index`` (0-based) of ``centre``; depends only on these arguments."""
     root = np.random.SeedSequence(seed, spawn_key=(zlib.crc32(centre.encode("ascii")), index))
     clinical_seq, option_seq, mri_seq, slides_seq = root.spawn(4)
-    sample = model.sample_case(np.random.default_rng(clinical_seq))
+    sample = model.for_centre(centre).sample_case(np.random.default_rng(clinical_seq))
     u = np.random.default_rng(option_seq).random(_N_OPTION_DRAWS)
     if split_rule is SplitRule.CENTRE:
         split = "development" if centre == development_centre else "validation"
@@ -209,17 +215,19 @@ def plan_case(centre: str, index: int, seed: int, *, model: GenerativeModel, dev
         oblique=bool(has_mri and u[_U_OBLIQUE] < options.oblique_rate),
         dicom=bool(has_mri and u[_U_DICOM] < options.dicom_rate),
         use_labelmap=bool(has_mri and u[_U_LABELMAP] < options.labelmap_rate),
-        slides=slides)
+        slides=slides, difficulty=difficulty)
 
 
 def plan_cohort(n_cases: int, centres: str | Sequence[str] = ("A", "B"), seed: int = 0, *,
                 model: GenerativeModel | None = None, size: Size | str = Size.TINY,
                 split: SplitRule | str = SplitRule.CENTRE, validation_fraction: float = 0.3,
-                missing_rate: float = 0.0, dicom_rate: float | None = None) -> list[CasePlan]:
+                missing_rate: float = 0.0, dicom_rate: float | None = None,
+                difficulty: Difficulty | str = Difficulty.STANDARD) -> list[CasePlan]:
     """Plan a cohort (clinical data, latents, outcomes, file options) without writing anything.
 
     Cases are spread evenly over the centres (the first centres get one more when ``n_cases`` does
-    not divide) and listed centre by centre.
+    not divide) and listed centre by centre. ``difficulty`` picks the renderers' settings and, when
+    ``model`` is None, the generative model (:mod:`sarcoma_risk.synthetic.difficulty`).
     """
     n_cases = _check_count(n_cases, "cases")
     centres = check_centres(centres)
@@ -233,12 +241,13 @@ def plan_cohort(n_cases: int, centres: str | Sequence[str] = ("A", "B"), seed: i
     options = SIZE_OPTIONS[size]
     if dicom_rate is not None:
         options = CaseOptions(**{**options.__dict__, "dicom_rate": _check_rate(dicom_rate, "dicom_rate")})
-    model = model or GenerativeModel()
+    difficulty = check_choice(difficulty, Difficulty, "difficulty")
+    model = model or model_for(difficulty)
     counts = _cases_per_centre(n_cases, centres)
     width = max(4, len(str(max(counts))))
     return [plan_case(centre, j, seed, model=model, development_centre=centres[0], split_rule=split_rule,
                       validation_fraction=validation_fraction, missing_rate=missing_rate, options=options,
-                      id_width=width)
+                      id_width=width, difficulty=difficulty.value)
             for centre, count in zip(centres, counts) for j in range(count)]
 
 
@@ -272,23 +281,21 @@ def render_case(plan: CasePlan, root: Path, size: Size) -> dict[str, Any]:
     case_dir = root / CASES_DIR / plan.case_id
     out: dict[str, Any] = {"mri": None, "slides": []}
     if plan.mri_seed is not None:
-        from sarcoma_risk.synthetic.mri import write_phantom_mri
-
         mri = write_phantom_mri(case_dir / "mri", phenotype=plan.sample.z_r,
                                 tumor_size_cm=plan.sample.clinical["tumor_size_cm"], centre=plan.centre,
-                                size=size.value, seed=plan.mri_seed, oblique=plan.oblique, dicom=plan.dicom)
+                                size=size.value, seed=plan.mri_seed, oblique=plan.oblique, dicom=plan.dicom,
+                                difficulty=render_difficulty(plan.difficulty))
         out["mri"] = {"t2fs": _relative(mri.t2fs, root), "t1ce": _relative(mri.t1ce, root),
                       "seg": _relative(mri.seg, root), "labelmap": _relative(mri.labelmap, root),
                       "oblique": plan.oblique, "dicom": plan.dicom, "seed": plan.mri_seed,
                       "stats": _jsonable(mri.stats)}
     if plan.slides:
-        from sarcoma_risk.synthetic.wsi import write_phantom_slide
-
         for slide in plan.slides:
             path = case_dir / "slides" / f"{plan.case_id}-{slide.index}.svs"
             path.parent.mkdir(parents=True, exist_ok=True)
             rendered = write_phantom_slide(path, phenotype=plan.sample.z_p, centre=plan.centre, size=size.value,
-                                           seed=slide.seed, artefacts=slide.artefacts, annotate=slide.annotate)
+                                           seed=slide.seed, artefacts=slide.artefacts, annotate=slide.annotate,
+                                           difficulty=render_difficulty(plan.difficulty))
             out["slides"].append({"slide": _relative(rendered.slide, root),
                                   "annotation": _relative(rendered.annotation, root),
                                   "artefacts": slide.artefacts, "seed": slide.seed,
@@ -374,8 +381,6 @@ def c_index_table(plans: Sequence[CasePlan], model: GenerativeModel) -> dict[str
 
 def truth_document(plans: Sequence[CasePlan], files: Sequence[dict[str, Any]], model: GenerativeModel,
                    settings: Mapping[str, Any]) -> dict[str, Any]:
-    from sarcoma_risk.provenance import software_version
-
     cases = []
     for plan, rendered in zip(plans, files):
         s = plan.sample
@@ -475,7 +480,8 @@ def generate_cohort(out_dir: str | Path, n_cases: int, centres: str | Sequence[s
                     size: Size | str = Size.TINY, *, images: bool = True, overwrite: bool = False,
                     workers: int = 1, split: SplitRule | str = SplitRule.CENTRE, validation_fraction: float = 0.3,
                     missing_rate: float = 0.0, dicom_rate: float | None = None,
-                    model: GenerativeModel | None = None, progress: ProgressCallback | None = None) -> PhantomCohort:
+                    model: GenerativeModel | None = None, progress: ProgressCallback | None = None,
+                    difficulty: Difficulty | str = Difficulty.STANDARD) -> PhantomCohort:
     """Generate a phantom cohort in ``out_dir``: images, ``manifest.csv`` and ``truth.json``.
 
     Parameters
@@ -503,9 +509,13 @@ def generate_cohort(out_dir: str | Path, n_cases: int, centres: str | Sequence[s
     dicom_rate : float or None
         Fraction of MRI written as DICOM series; default: 0 for tiny, 0.15 otherwise.
     model : GenerativeModel or None
-        The generative model (default parameters when None).
+        The generative model (None: the default model of ``difficulty``).
     progress : callable(done, total, case_id) or None
         Called after each case is written.
+    difficulty : {"standard", "hard"}
+        ``standard``: the original phantom (same bytes by seed as before difficulties existed);
+        ``hard``: weaker, noisier, heterogeneous imaging effects and centres that differ in case mix
+        and baseline hazard (:mod:`sarcoma_risk.synthetic.difficulty`).
 
     Returns
     -------
@@ -513,9 +523,11 @@ def generate_cohort(out_dir: str | Path, n_cases: int, centres: str | Sequence[s
     """
     size = check_choice(size, Size, "size")
     workers = _check_count(workers, "workers")
-    model = model or GenerativeModel()
+    difficulty = check_choice(difficulty, Difficulty, "difficulty")
+    model = model or model_for(difficulty)
     plans = plan_cohort(n_cases, centres, seed, model=model, size=size, split=split,
-                        validation_fraction=validation_fraction, missing_rate=missing_rate, dicom_rate=dicom_rate)
+                        validation_fraction=validation_fraction, missing_rate=missing_rate, dicom_rate=dicom_rate,
+                        difficulty=difficulty)
     root = Path(out_dir).expanduser()
     try:
         created = _prepare_output(root, overwrite)
@@ -528,6 +540,10 @@ def generate_cohort(out_dir: str | Path, n_cases: int, centres: str | Sequence[s
                 "validation_fraction": validation_fraction, "missing_rate": missing_rate,
                 "options": {**SIZE_OPTIONS[size].__dict__,
                             **({"dicom_rate": dicom_rate} if dicom_rate is not None else {})}}
+    if difficulty is not Difficulty.STANDARD:
+        # Only a non-standard cohort says so: the standard truth.json keeps its bytes.
+        settings["difficulty"] = difficulty.value
+        settings["render_difficulty"] = render_difficulty(difficulty).to_dict()
     try:
         (root / INCOMPLETE_MARKER).write_text(
             "This folder holds a phantom cohort that is being generated, or whose generation failed.\n"
@@ -562,7 +578,6 @@ def _render_all(plans: Sequence[CasePlan], root: Path, size: Size, images: bool,
             if progress:
                 progress(done, total, plan.case_id)
         return results
-    import multiprocessing
 
     # spawn, not fork: the parent may hold threads (OpenSlide, BLAS) that fork would copy half-way.
     context = multiprocessing.get_context("spawn")

@@ -181,13 +181,13 @@ class GenerativeModel:
     def sample_clinical(self, rng: np.random.Generator) -> dict[str, Any]:
         """One validated clinical record (canonical values, as :func:`check_clinical` returns them)."""
         names = list(SUBTYPES)
-        subtype = names[rng.choice(len(names), p=[SUBTYPES[s][0] for s in names])]
+        subtype = names[rng.choice(len(names), p=self.subtype_weights())]
         grade = int(rng.choice(3, p=SUBTYPES[subtype][1])) + 1
         triples = FNCLCC_TRIPLES[grade]
         differentiation, mitotic_score, necrosis_score = triples[rng.integers(len(triples))]
         low, high = _MITOTIC_RANGES[mitotic_score]
         mitotic_count = int(rng.integers(low, high + 1))
-        size = float(np.clip(SIZE_MEDIAN_CM[grade] * math.exp(SIZE_LOG_SD * rng.standard_normal()), *SIZE_RANGE_CM))
+        size = float(np.clip(SIZE_MEDIAN_CM[grade] * self.size_factor() * math.exp(SIZE_LOG_SD * rng.standard_normal()), *SIZE_RANGE_CM))
         size = round(size, 1)
         # Larger tumors are more often deep (about 70 % overall).
         p_deep = 1.0 / (1.0 + math.exp(-(0.85 + 1.2 * (math.log(size) - math.log(8.0)))))
@@ -221,6 +221,22 @@ class GenerativeModel:
             "metastasis": "M0",
         }
         return check_clinical(record)
+
+    def subtype_weights(self) -> list[float]:
+        """Probability of each subtype of :data:`SUBTYPES`, in its order (the case mix)."""
+        return [SUBTYPES[s][0] for s in SUBTYPES]
+
+    def size_factor(self) -> float:
+        """Multiplier of the median tumor size (1: :data:`SIZE_MEDIAN_CM` as it is)."""
+        return 1.0
+
+    def for_centre(self, centre: str) -> "GenerativeModel":
+        """The model a case of ``centre`` is drawn from; every centre shares this one.
+
+        A subclass may give centres their own case mix and baseline hazard
+        (:class:`sarcoma_risk.synthetic.difficulty.HardGenerativeModel`).
+        """
+        return self
 
     def covariates(self, clinical: Mapping[str, Any]) -> dict[str, float]:
         """The model's covariates of a clinical record, named like the coefficients."""
@@ -258,6 +274,10 @@ class GenerativeModel:
         scale = math.sqrt(1.0 - r * r)
         return float(shared + scale * noise[0]), float(shared + scale * noise[1])
 
+    def case_phenotypes(self, rng: np.random.Generator, clinical: Mapping[str, Any]) -> tuple[float, float]:
+        """``(z_r, z_p)`` of a case with this clinical record (here: through its grade only)."""
+        return self.sample_phenotypes(rng, clinical["fnclcc_grade"])
+
     def sample_times(self, rng: np.random.Generator, lp: float) -> tuple[float, float]:
         """``(event_time, censor_time)`` in months for a case with linear predictor ``lp``."""
         u = 1.0 - rng.random()  # in (0, 1]: log(u) is finite
@@ -273,7 +293,7 @@ class GenerativeModel:
     def sample_case(self, rng: np.random.Generator) -> SampledCase:
         """One case: clinical record, latent phenotypes, linear predictor, observed outcome."""
         clinical = self.sample_clinical(rng)
-        z_r, z_p = self.sample_phenotypes(rng, clinical["fnclcc_grade"])
+        z_r, z_p = self.case_phenotypes(rng, clinical)
         covariates = self.covariates(clinical)
         lp_clinical = self.clinical_lp(covariates)
         lp = lp_clinical + self.b_mri * z_r + self.b_pathology * z_p

@@ -31,9 +31,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import SimpleITK as sitk
+from scipy.ndimage import gaussian_filter
 
 from sarcoma_risk.choices import check_choice
 from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.radiology.dicom import uid_from_text, write_series
+from sarcoma_risk.radiology.segments import SegmentSpec, write_slicer_segmentation
+from sarcoma_risk.synthetic.difficulty import RenderDifficulty
 
 
 class PhantomSize(str, Enum):
@@ -109,7 +114,6 @@ def _sigmoid(x: float) -> float:
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma_mm: float,
                   spacing_zyx: tuple[float, ...]) -> np.ndarray:
     """Gaussian-correlated noise with unit standard deviation (correlation length ``sigma_mm``)."""
-    from scipy.ndimage import gaussian_filter
 
     white = rng.standard_normal(shape).astype(np.float32)
     field_ = gaussian_filter(white, [sigma_mm / s for s in spacing_zyx], mode="reflect")
@@ -138,7 +142,7 @@ class _Rendered:
 
 
 def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size: PhantomSize, seed: int,
-            oblique: bool) -> _Rendered:
+            oblique: bool, difficulty: RenderDifficulty | None = None) -> _Rendered:
     (nx, ny, nz), (sx, sy, sz) = GRIDS[size]
     rng = np.random.default_rng(seed)
     # Scalar draws first, in a fixed order, so every array below is the same for the same seed
@@ -150,6 +154,15 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
     axis = rng.normal(size=3) * np.array([1.0, 1.0, 0.3])
     tilt = rng.uniform(10.0, 20.0)
     table = rng.uniform([-20, -20, -400], [20, 20, -200])
+    # A harder phantom draws from its own stream, so the standard one keeps its bytes.
+    hard = difficulty is not None and difficulty.active
+    hard_rng = np.random.default_rng([seed, 1515]) if hard else None
+    shown = phenotype
+    if hard:
+        shown = phenotype + difficulty.readout_sd * float(hard_rng.standard_normal())
+        nuisance = float(np.exp(difficulty.nuisance_sd * hard_rng.standard_normal()))
+    phenotype_rendered = phenotype
+    phenotype = shown
 
     target_necrosis = 0.55 * _sigmoid(1.3 * phenotype - 0.4 + 0.35 * eps[0])
     heterogeneity = 0.06 + 0.22 * _sigmoid(1.2 * phenotype + 0.3 * eps[1])
@@ -216,10 +229,15 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
     n_t2 = _smooth_noise(rng, shape, 2.5, spacing_zyx)
     n_t1 = _smooth_noise(rng, shape, 2.5, spacing_zyx)
     n_edema = _smooth_noise(rng, shape, 0.3 * mean_r, spacing_zyx)
+    if hard:
+        # Intratumoral heterogeneity: the phenotype shown varies by region; necrosis and texture follow it.
+        local = phenotype + difficulty.regional_sd * _smooth_noise(hard_rng, shape, 0.3 * mean_r, spacing_zyx)
+        necrosis_radius_map = (0.55 / (1.0 + np.exp(-(1.3 * local - 0.4 + 0.35 * eps[0])))) ** (1 / 3)
+        heterogeneity_map = (0.06 + 0.22 / (1.0 + np.exp(-(1.2 * local + 0.3 * eps[1])))).astype(np.float32)
 
     margin = (0.06 + 0.10 * infiltration) * n_margin_low + 0.45 * infiltration * n_margin_high
     tumor = rho < 1 + np.clip(margin, -_MAX_MARGIN, _MAX_MARGIN)
-    necrosis_radius = target_necrosis ** (1 / 3)
+    necrosis_radius = necrosis_radius_map if hard else target_necrosis ** (1 / 3)
     necrosis = tumor & (rho < necrosis_radius * (1 + 0.18 * n_necrosis))
     viable = tumor & ~necrosis
     edema = ~tumor & muscle[box] & (rho < 1 + (edema_mm / mean_r) * (1 + 0.3 * n_edema))
@@ -231,8 +249,10 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
     t2_box, t1_box = t2[box], t1[box]
     t2_box[edema] = _T2["edema"] * (1 + 0.08 * n_edema[edema])
     t1_box[edema] = _T1["edema"] * (1 + 0.05 * n_edema[edema])
-    t2_box[viable] = _T2["viable"] * (1 + heterogeneity * n_t2[viable])
-    t1_box[viable] = _T1["viable"] * (1 + heterogeneity * n_t1[viable]) * (1 + 0.35 * rim[viable])
+    het = heterogeneity_map[viable] if hard else heterogeneity
+    viable_t2, viable_t1 = (_T2["viable"] * nuisance, _T1["viable"] * nuisance) if hard else (_T2["viable"], _T1["viable"])
+    t2_box[viable] = viable_t2 * (1 + het * n_t2[viable])
+    t1_box[viable] = viable_t1 * (1 + het * n_t1[viable]) * (1 + 0.35 * rim[viable])
     t2_box[necrosis] = _T2["necrosis"] * (1 + 0.04 * n_margin_high[necrosis])
     t1_box[necrosis] = _T1["necrosis"] * (1 + 0.04 * n_margin_high[necrosis])
     labels = np.zeros((nz, ny, nx), dtype=np.uint8)
@@ -258,7 +278,7 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
     voxel_ml = sx * sy * sz / 1000.0
     n_tumor = int(tumor.sum())
     stats = {
-        "phenotype": float(phenotype),
+        "phenotype": float(phenotype_rendered),
         "centre": centre.name,
         "size": size.value,
         "seed": int(seed),
@@ -279,12 +299,13 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
         "centre_offset": float(centre.offset),
         "bias_amplitude": float(centre.bias_amplitude),
     }
+    if hard:
+        stats.update({"phenotype_shown": float(shown), "intensity_nuisance": nuisance,
+                      "difficulty": difficulty.to_dict()})
     return _Rendered(out["t2fs"], out["t1ce"], labels, direction, origin, stats)
 
 
 def _to_image(array: np.ndarray, rendered: _Rendered, spacing: tuple[float, float, float], pixel: str):
-    import SimpleITK as sitk
-
     if pixel == "int16":
         array = np.clip(np.rint(array), 0, np.iinfo(np.int16).max).astype(np.int16)
     image = sitk.GetImageFromArray(array)
@@ -304,7 +325,8 @@ def _check_arguments(phenotype: float, tumor_size_cm: float, seed: int) -> None:
 
 
 def write_phantom_mri(out_dir: Path, *, phenotype: float, tumor_size_cm: float, centre: str, size: str,
-                      seed: int, oblique: bool = False, dicom: bool = False) -> PhantomMRI:
+                      seed: int, oblique: bool = False, dicom: bool = False,
+                      difficulty: RenderDifficulty | None = None) -> PhantomMRI:
     """Render one phantom case into ``out_dir`` (created if needed).
 
     Parameters
@@ -328,16 +350,15 @@ def write_phantom_mri(out_dir: Path, *, phenotype: float, tumor_size_cm: float, 
         Give the volume a direction cosine matrix rotated 10-20 degrees from the scanner axes.
     dicom : bool
         Write the two sequences as DICOM MR series (one study) instead of NIfTI.
+    difficulty : RenderDifficulty, optional
+        Readout error, intratumoral heterogeneity and nuisance of the ``hard`` phantom
+        (:mod:`sarcoma_risk.synthetic.difficulty`); None renders the standard phantom.
     """
-    import SimpleITK as sitk
-
-    from sarcoma_risk.radiology.dicom import uid_from_text, write_series
-    from sarcoma_risk.radiology.segments import SegmentSpec, write_slicer_segmentation
 
     size_ = check_choice(size, PhantomSize, "size")
     _check_arguments(phenotype, tumor_size_cm, seed)
     profile = centre_profile(centre)
-    rendered = _render(float(phenotype), float(tumor_size_cm), profile, size_, int(seed), bool(oblique))
+    rendered = _render(float(phenotype), float(tumor_size_cm), profile, size_, int(seed), bool(oblique), difficulty)
     spacing = GRIDS[size_][1]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

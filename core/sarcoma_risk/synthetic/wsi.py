@@ -31,8 +31,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import tifffile
+from PIL import Image, ImageDraw
+from scipy.ndimage import gaussian_filter
+from shapely.geometry import Polygon
 
 from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.pathology.geojson import Classification, QuPathObject, stable_uuid, write_geojson
+from sarcoma_risk.synthetic.difficulty import RenderDifficulty
 
 MPP = 0.5  # um per level-0 pixel (20x)
 APP_MAG = 20
@@ -132,6 +138,17 @@ def _stamp_index(radius: np.ndarray, aspect: np.ndarray, angle: np.ndarray, offs
 
 # ---- the phenotype -> nuclei relation ---------------------------------------------------------
 
+def tumor_nuclei_map(phenotype: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`tumor_nuclei` for a phenotype that varies cell by cell (the hard phantom's regions)."""
+    return {
+        "occupancy_logit": -0.4 + 0.55 * phenotype,
+        "radius_px": 6.5 * np.exp(0.12 * phenotype),
+        "radius_log_sd": 0.12 * np.exp(0.3 * phenotype),
+        "elongation": 0.15 + 0.06 * (phenotype + 3.0),
+        "darkness": 0.85 * np.exp(0.10 * phenotype),
+    }
+
+
 def tumor_nuclei(phenotype: float) -> dict[str, float]:
     """Expected tumor-nucleus features for a phenotype (each monotone increasing in it)."""
     return {
@@ -157,7 +174,6 @@ def _star(rng: np.random.Generator, cx: float, cy: float, rx: float, ry: float, 
 
 def _raster(shape: tuple[int, int], polygons: list[tuple[np.ndarray, int]], width: int = 0) -> np.ndarray:
     """Draw level-0 polygons (or polylines when width > 0) on a LOWRES canvas; later ones overwrite."""
-    from PIL import Image, ImageDraw
 
     canvas = Image.new("L", (shape[1], shape[0]), 0)
     draw = ImageDraw.Draw(canvas)
@@ -193,8 +209,6 @@ DEBRIS_COLOURS = np.array([[0, 0, 0], [90, 80, 70], [200, 120, 170]], dtype=np.f
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
-    from scipy.ndimage import gaussian_filter
-
     field_ = gaussian_filter(rng.normal(size=shape).astype(np.float32), sigma, mode="wrap")
     return field_ / max(float(field_.std(dtype=np.float64)), 1e-6)
 
@@ -245,7 +259,6 @@ def _layout(width: int, height: int, rng: np.random.Generator, artefacts: bool) 
 @lru_cache(maxsize=2)
 def _textures(seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A fibrous stroma texture and a fine grain texture (BAND x 512, float32), tiled over each band."""
-    from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng([seed, 77])
     fibre = gaussian_filter(rng.normal(size=(BAND, 512)).astype(np.float32), (1.0, 7.0), mode="wrap")
@@ -262,13 +275,26 @@ def _upsample(lowres: np.ndarray, rows: slice, width: int, factor: int) -> np.nd
 
 
 class _Renderer:
-    def __init__(self, width: int, height: int, phenotype: float, centre: str, seed: int, artefacts: bool):
+    def __init__(self, width: int, height: int, phenotype: float, centre: str, seed: int, artefacts: bool,
+                 difficulty: RenderDifficulty | None = None):
         self.width, self.height = width, height
         self.phenotype = phenotype
         self.seed = seed
         self.profile = stain_profile(centre)
-        self.lut = _stain_lut(self.profile)
         self.layout = _layout(width, height, np.random.default_rng([seed, 1]), artefacts)
+        # A harder phantom draws from its own stream, so the standard one keeps its bytes.
+        self.difficulty = difficulty if difficulty is not None and difficulty.active else None
+        self.shown = phenotype
+        self.regional: np.ndarray | None = None
+        if self.difficulty is not None:
+            rng = np.random.default_rng([seed, 1515])
+            self.shown = phenotype + self.difficulty.readout_sd * float(rng.standard_normal())
+            strength = float(np.exp(self.difficulty.nuisance_sd * rng.standard_normal()))
+            self.profile = StainProfile(self.profile.hematoxylin, self.profile.eosin,
+                                        self.profile.strength * strength, self.profile.background)
+            # Regions of about 0.2 mm (sigma 25 low-resolution pixels of 4 um) with their own phenotype.
+            self.regional = self.difficulty.regional_sd * _smooth_noise(rng, self.layout.tissue.shape, 25)
+        self.lut = _stain_lut(self.profile)
         self.fibre, self.grain = _textures(seed)
         self.counts = {"tumor_nuclei": 0, "tumor_cells": 0, "radius_sum": 0.0, "radius_sq": 0.0}
 
@@ -287,7 +313,10 @@ class _Renderer:
         u_occ, z_r, z_a, u_t, z_h = (rng.random((ch, cw)), rng.normal(size=(ch, cw)), rng.normal(size=(ch, cw)),
                                      rng.random((ch, cw)), rng.normal(size=(ch, cw)))
         offset = rng.integers(0, len(OFFSETS) ** 2, size=(ch, cw))
-        t = tumor_nuclei(self.phenotype)
+        if self.regional is None:
+            t = tumor_nuclei(self.phenotype)
+        else:
+            t = tumor_nuclei_map(self.shown + pad(pick(self.regional)))
         logit = np.where(tumor, t["occupancy_logit"] + 0.45 * dnoise, -1.7 + 0.2 * dnoise)
         occupied = tissue & (u_occ < 1.0 / (1.0 + np.exp(-logit)))
         radius = np.where(tumor, t["radius_px"] * np.exp(t["radius_log_sd"] * z_r + 0.08 * snoise),
@@ -350,7 +379,6 @@ def _tiles(band: np.ndarray) -> Iterator[np.ndarray]:
 
 def _shrink(image: np.ndarray, factor: int) -> np.ndarray:
     """Block mean by ``factor`` (a partial last block averages what it has)."""
-    from PIL import Image
 
     return np.asarray(Image.fromarray(image).reduce(factor))
 
@@ -362,7 +390,8 @@ def _description(width: int, height: int, extra: str) -> str:
 
 def write_phantom_slide(path: Path, *, phenotype: float, centre: str, size: str, seed: int,
                         artefacts: bool = False, annotate: bool = True,
-                        dimensions: tuple[int, int] | None = None) -> PhantomSlide:
+                        dimensions: tuple[int, int] | None = None,
+                        difficulty: RenderDifficulty | None = None) -> PhantomSlide:
     """Render a phantom H&E slide to ``path`` (.svs) and its tumor annotation beside it (.geojson).
 
     Parameters
@@ -383,6 +412,9 @@ def write_phantom_slide(path: Path, *, phenotype: float, centre: str, size: str,
         Write the QuPath GeoJSON tumor annotation.
     dimensions : (width, height), optional
         Level-0 size instead of the preset's (benchmarks use it for slides between presets).
+    difficulty : RenderDifficulty, optional
+        Readout error, regional heterogeneity and stain-strength nuisance of the ``hard`` phantom
+        (:mod:`sarcoma_risk.synthetic.difficulty`); None renders the standard phantom.
 
     Returns
     -------
@@ -390,7 +422,6 @@ def write_phantom_slide(path: Path, *, phenotype: float, centre: str, size: str,
         Paths and ``stats``: tumor nuclear density (per mm^2), mean and CV of nuclear radius (um),
         tumor and tissue area (mm^2), size, mpp, levels, artefacts.
     """
-    import tifffile
 
     path = Path(path)
     if size not in SIZES:
@@ -402,7 +433,7 @@ def write_phantom_slide(path: Path, *, phenotype: float, centre: str, size: str,
     width, height = SIZES[size] if dimensions is None else (int(dimensions[0]), int(dimensions[1]))
     if min(width, height) < 1024:
         raise InvalidInput(f"dimensions: {width} x {height}; a phantom slide needs at least 1024 pixels a side")
-    renderer = _Renderer(width, height, float(phenotype), centre, int(seed), artefacts)
+    renderer = _Renderer(width, height, float(phenotype), centre, int(seed), artefacts, difficulty)
     levels = [(width, height)]
     while max(levels[-1]) > 2048:  # every preset has at least one reduced level
         levels.append((math.ceil(levels[-1][0] / LEVEL_FACTOR), math.ceil(levels[-1][1] / LEVEL_FACTOR)))
@@ -438,8 +469,6 @@ def write_phantom_slide(path: Path, *, phenotype: float, centre: str, size: str,
 
 
 def _thumbnail(image: np.ndarray, longest: int) -> np.ndarray:
-    from PIL import Image
-
     h, w = image.shape[:2]
     scale = longest / max(h, w)
     if scale >= 1:
@@ -449,10 +478,6 @@ def _thumbnail(image: np.ndarray, longest: int) -> np.ndarray:
 
 
 def _write_annotation(path: Path, renderer: _Renderer, seed: int) -> None:
-    from shapely.geometry import Polygon
-
-    from sarcoma_risk.pathology.geojson import Classification, QuPathObject, stable_uuid, write_geojson
-
     lay = renderer.layout
     clip = lambda p: np.clip(np.round(p), 0, [renderer.width - 1, renderer.height - 1])  # noqa: E731
     polygon = Polygon(clip(lay.tumor_outline), [clip(lay.tumor_hole)])
@@ -469,6 +494,9 @@ def _stats(renderer: _Renderer, levels: list[tuple[int, int]], artefacts: bool, 
     n = max(c["tumor_nuclei"], 1)
     mean_r = c["radius_sum"] / n
     sd_r = math.sqrt(max(c["radius_sq"] / n - mean_r ** 2, 0.0))
+    extra = {} if renderer.difficulty is None else {
+        "phenotype_shown": renderer.shown, "stain_strength": renderer.profile.strength,
+        "difficulty": renderer.difficulty.to_dict()}
     return {
         "phenotype": renderer.phenotype, "centre": centre, "seed": seed,
         "nuclear_density_per_mm2": c["tumor_nuclei"] / tumor_mm2 if tumor_mm2 else 0.0,
@@ -476,5 +504,5 @@ def _stats(renderer: _Renderer, levels: list[tuple[int, int]], artefacts: bool, 
         "tumor_area_mm2": tumor_mm2, "tissue_area_mm2": float(lay.tissue.sum()) * px_mm2,
         "width": renderer.width, "height": renderer.height, "mpp": MPP, "objective_power": APP_MAG,
         "level_downsamples": [round(levels[0][0] / w, 4) for w, _ in levels],
-        "artefacts": artefacts, "pen_area_mm2": float((lay.pen > 0).sum()) * px_mm2,
+        "artefacts": artefacts, "pen_area_mm2": float((lay.pen > 0).sum()) * px_mm2, **extra,
     }

@@ -1,0 +1,114 @@
+"""Federated Cox fusion on the phantom: validation C-index on a held-out centre, rounds and bytes.
+
+Three training centres (A, B, C) and a held-out validation centre (D) of the phantom generator
+(``plan_cohort`` with centres A,B,C,D; no images are rendered: imaging scores are the latent MRI
+and pathology phenotypes plus Gaussian noise of SD ``--score-noise``, see
+``sarcoma_risk.synthetic.tables``). For each seed, the combined sub-model
+(clinical + radiology + pathology) is fitted
+
+* on each training centre alone,
+* federated over A, B and C (Flower, in one process through Flower's wire format:
+  :class:`sarcoma_risk.federated.flower.LocalGrid`),
+* pooled (the rows of A, B and C together in one Cox model, unstratified),
+
+all with the same ridge penalizer and the same encoding (the pooled and single-centre fits are the
+federated code with one "centre", i.e. an ordinary penalised Cox fit of those rows), and Harrell's C is computed on centre D. Figures are means over
+``--seeds`` seeds (each seed draws new cohorts), plus the rounds of the federated fit and the bytes
+per round on the wire (server to centres, centres to server).
+
+Run: ``.venv/bin/python benchmarks/bench_federated.py [--cases-per-centre 60] [--validation 400] [--seeds 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from common import emit, machine
+
+from sarcoma_risk.federated.flower import LocalGrid, make_client_app, make_server_app, server_context
+from sarcoma_risk.federated.fusion import FederatedFusionSettings, fit_federated_fusion
+from sarcoma_risk.federated import centre as centre_ops
+from sarcoma_risk.survival.concordance import harrell_c
+from sarcoma_risk.synthetic.tables import phantom_fusion_table
+
+BENCH = "federated"
+COMBINED = "clinical+radiology+pathology"
+TRAINING = ("A", "B", "C")
+
+
+def c_index(model, validation) -> float:
+    risk = model.predict(validation, submodel=COMBINED)["risk"].to_numpy()
+    return harrell_c(validation["time_months"].to_numpy(), validation["event"].to_numpy() > 0, risk)
+
+
+def federated(parts, penalizer: float):
+    client = make_client_app(lambda context: (context.node_config["centre"], parts[context.node_config["centre"]]))
+    run_config = {"min-centres": len(parts), "penalizer": penalizer, "min-centre-events": 5}
+    grid = LocalGrid(client, [{"centre": c} for c in parts], run_config)
+    out = {}
+    try:
+        make_server_app(on_done=lambda model, log, rounds: out.update(model=model, rounds=rounds))(
+            grid, server_context(run_config))
+    finally:
+        grid.close()
+    return out["model"], out["rounds"]
+
+
+def alone(rows, penalizer: float):
+    query = lambda op, request: {"X": centre_ops.answer(rows, request)}  # noqa: E731
+    model, _ = fit_federated_fusion(query, FederatedFusionSettings(penalizer=penalizer, min_centres=1,
+                                                                   min_centre_events=1))
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases-per-centre", type=int, default=60)
+    parser.add_argument("--validation", type=int, default=400, help="cases of the held-out centre D")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--penalizer", type=float, default=0.1)
+    parser.add_argument("--score-noise", type=float, default=0.7)
+    args = parser.parse_args()
+    figures: dict[str, list[float]] = {}
+    rounds_seen, sent, received, seconds = [], [], [], []
+    for seed in range(args.seeds):
+        n_train = args.cases_per_centre * len(TRAINING)
+        # plan_cohort spreads cases evenly: draw D apart so it can be larger than the training centres
+        training = phantom_fusion_table(n_train, TRAINING, seed, score_noise=args.score_noise)
+        validation = phantom_fusion_table(args.validation, ("D",), seed, score_noise=args.score_noise)
+        parts = {str(c): rows for c, rows in training.groupby("centre")}
+        for name, rows in parts.items():
+            figures.setdefault(f"c_index_alone_{name}", []).append(c_index(alone(rows, args.penalizer), validation))
+        start = time.perf_counter()
+        model, rounds = federated(parts, args.penalizer)
+        seconds.append(time.perf_counter() - start)
+        figures.setdefault("c_index_federated", []).append(c_index(model, validation))
+        pooled = alone(training, args.penalizer)  # all rows of A, B, C as one centre: the unstratified pooled fit
+        figures.setdefault("c_index_pooled", []).append(c_index(pooled, validation))
+        rounds_seen.append(len(rounds))
+        sent += [r["bytes_sent"] for r in rounds]
+        received += [r["bytes_received"] for r in rounds]
+    context = {"seeds": args.seeds, "cases_per_centre": args.cases_per_centre, "validation_cases": args.validation,
+               "penalizer": args.penalizer, "score_noise": args.score_noise, "submodel": COMBINED, **machine()}
+    for figure, values in figures.items():
+        emit(BENCH, figure, round(statistics.mean(values), 4), "harrell_c",
+             min=round(min(values), 4), max=round(max(values), 4), **context)
+    gap = [f - p for f, p in zip(figures["c_index_federated"], figures["c_index_pooled"])]
+    emit(BENCH, "c_index_federated_minus_pooled", round(statistics.mean(gap), 4), "harrell_c",
+         min=round(min(gap), 4), max=round(max(gap), 4), **context)
+    best_alone = [max(figures[f"c_index_alone_{c}"][k] for c in TRAINING) for k in range(args.seeds)]
+    above = sum(f > b for f, b in zip(figures["c_index_federated"], best_alone))
+    emit(BENCH, "federated_above_best_single_centre", above, "seeds", of=args.seeds, **context)
+    emit(BENCH, "rounds", round(statistics.mean(rounds_seen), 1), "rounds",
+         note="all 7 sub-models: summary, then per sub-model moments, Newton iterations, describe", **context)
+    emit(BENCH, "bytes_sent_per_round", round(statistics.mean(sent)), "bytes", max=max(sent),
+         note="server to all 3 centres, Flower protobuf wire size", **context)
+    emit(BENCH, "bytes_received_per_round", round(statistics.mean(received)), "bytes", max=max(received),
+         note="all 3 centres to server", **context)
+    emit(BENCH, "federated_fit_seconds", round(statistics.mean(seconds), 2), "s", **context)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""The hard phantom: weaker and noisier imaging phenotypes, tied to FNCLCC components, and a referral centre B.
+
+The standard phantom must not change: a cohort generated with the default difficulty has the same
+bytes as the phantom before difficulties existed (the digest below was computed with that code,
+commit 13464f8 of main; truth.json is compared without its software version). Compressed NIfTI and
+JPEG bytes also depend on the installed zlib/libjpeg, so a dependency update may require a new digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.synthetic import GenerativeModel, HardGenerativeModel, generate_cohort, plan_cohort
+from sarcoma_risk.synthetic.model import SUBTYPES
+from sarcoma_risk.synthetic.difficulty import NECROSIS_SCORES, RenderDifficulty, mitotic_score, render_difficulty
+
+STANDARD_DIGEST_SEED3_2CASES = "91a0d365652c640b8ba076ef9607110ef2df3c7ef4c4cffc7a45d2395a410fa0"
+
+
+def _cohort_digest(root: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel == "truth.json":
+            truth = json.loads(path.read_text(encoding="utf-8"))
+            truth.pop("software_version")
+            data = json.dumps(truth, sort_keys=True).encode()
+        else:
+            data = path.read_bytes()
+        digest.update(rel.encode() + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()
+
+
+def test_standard_difficulty_writes_the_same_bytes_as_the_phantom_before_difficulties(tmp_path):
+    generate_cohort(tmp_path / "default", 2, seed=3, size="tiny")
+    generate_cohort(tmp_path / "standard", 2, seed=3, size="tiny", difficulty="standard")
+    assert _cohort_digest(tmp_path / "default") == STANDARD_DIGEST_SEED3_2CASES
+    assert _cohort_digest(tmp_path / "standard") == STANDARD_DIGEST_SEED3_2CASES
+
+
+def test_an_unknown_difficulty_is_refused_with_the_valid_choices(tmp_path):
+    with pytest.raises(InvalidInput, match="hard"):
+        plan_cohort(4, difficulty="extreme")
+
+
+def _plans(difficulty: str, n: int = 3000):
+    return plan_cohort(n, ("A", "B"), seed=11, difficulty=difficulty)
+
+
+@pytest.fixture(scope="module")
+def plans():
+    return {d: _plans(d) for d in ("standard", "hard")}
+
+
+def _corr(a, b) -> float:
+    return float(np.corrcoef(np.asarray(a, float), np.asarray(b, float))[0, 1])
+
+
+def test_hard_phenotypes_follow_the_recorded_necrosis_and_mitotic_scores(plans):
+    r = {}
+    for difficulty, cohort in plans.items():
+        a = [p for p in cohort if p.centre == "A"]
+        necrosis = [NECROSIS_SCORES[p.sample.clinical["necrosis"]] for p in a]
+        mitoses = [mitotic_score(p.sample.clinical["mitotic_count"]) for p in a]
+        r[difficulty] = (_corr([p.sample.z_r for p in a], necrosis), _corr([p.sample.z_p for p in a], mitoses))
+    # the hard model sets 0.45 for each; the standard one only shares the grade with them
+    assert r["hard"][0] == pytest.approx(0.45, abs=0.06) and r["hard"][1] == pytest.approx(0.45, abs=0.06)
+    assert r["hard"][0] > r["standard"][0] + 0.1 and r["hard"][1] > r["standard"][1] + 0.1
+
+
+def test_hard_phenotypes_keep_unit_variance_and_weak_effects(plans):
+    a = [p for p in plans["hard"] if p.centre == "A"]
+    assert np.std([p.sample.z_r for p in a]) == pytest.approx(1.0, abs=0.06)
+    assert np.std([p.sample.z_p for p in a]) == pytest.approx(1.0, abs=0.06)
+    model = HardGenerativeModel()
+    assert 0.3 <= model.b_mri <= 0.4 and 0.3 <= model.b_pathology <= 0.4
+
+
+def test_hard_centre_b_has_a_higher_grade_larger_case_mix(plans):
+    def mix(cohort, centre):
+        cases = [p.sample.clinical for p in cohort if p.centre == centre]
+        return np.mean([c["fnclcc_grade"] == 3 for c in cases]), np.median([c["tumor_size_cm"] for c in cases])
+
+    def expected_g3(model) -> float:
+        return float(sum(w * SUBTYPES[s][1][2] for w, s in zip(model.subtype_weights(), SUBTYPES)))
+
+    hard = HardGenerativeModel()
+    expected_a, expected_b = expected_g3(hard.for_centre("A")), expected_g3(hard.for_centre("B"))
+    assert expected_b > expected_a + 0.03
+    (g3_a, size_a), (g3_b, size_b) = mix(plans["hard"], "A"), mix(plans["hard"], "B")
+    assert g3_a == pytest.approx(expected_a, abs=0.04) and g3_b == pytest.approx(expected_b, abs=0.04)
+    assert size_b > size_a * 1.1
+    (g3_a, size_a), (g3_b, size_b) = mix(plans["standard"], "A"), mix(plans["standard"], "B")
+    assert abs(g3_b - g3_a) < 0.04 and abs(size_b / size_a - 1) < 0.06
+
+
+def _centre_log_hazard_ratio(cohort) -> float:
+    """Cox coefficient of centre B with the true linear predictor as an offset-like covariate."""
+    import pandas as pd
+    from lifelines import CoxPHFitter
+
+    frame = pd.DataFrame({"lp": [p.sample.lp for p in cohort], "centre_b": [float(p.centre == "B") for p in cohort],
+                          "time": [p.sample.time_months for p in cohort], "event": [int(p.sample.event) for p in cohort]})
+    return float(CoxPHFitter().fit(frame, "time", "event").params_["centre_b"])
+
+
+def test_hard_centre_b_has_a_higher_baseline_hazard_and_standard_does_not(plans):
+    assert _centre_log_hazard_ratio(plans["hard"]) == pytest.approx(math.log(1.6), abs=0.15)
+    assert abs(_centre_log_hazard_ratio(plans["standard"])) < 0.15
+
+
+def test_the_hard_model_saves_and_reads_back():
+    model = HardGenerativeModel(necrosis_correlation=0.3)
+    again = HardGenerativeModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert again == model
+    assert model.to_dict()["difficulty"] == "hard"
+
+
+def test_a_standard_model_draws_every_centre_from_itself():
+    model = GenerativeModel()
+    assert model.for_centre("B") is model
+
+
+def test_zero_render_difficulty_renders_the_standard_mri_and_slide(tmp_path):
+    from sarcoma_risk.synthetic.mri import write_phantom_mri
+    from sarcoma_risk.synthetic.wsi import write_phantom_slide
+
+    kwargs = {"phenotype": 0.4, "tumor_size_cm": 7.0, "centre": "B", "size": "tiny", "seed": 5}
+    plain = write_phantom_mri(tmp_path / "plain", **kwargs)
+    zero = write_phantom_mri(tmp_path / "zero", **kwargs, difficulty=RenderDifficulty())
+    hard = write_phantom_mri(tmp_path / "hard", **kwargs, difficulty=render_difficulty("hard"))
+    assert plain.t2fs.read_bytes() == zero.t2fs.read_bytes()
+    assert plain.t2fs.read_bytes() != hard.t2fs.read_bytes()
+    (tmp_path / "s").mkdir()
+    args = {"phenotype": 0.4, "centre": "B", "size": "tiny", "seed": 5, "dimensions": (1024, 1024)}
+    a = write_phantom_slide(tmp_path / "s" / "a.svs", **args)
+    b = write_phantom_slide(tmp_path / "s" / "b.svs", **args, difficulty=RenderDifficulty())
+    c = write_phantom_slide(tmp_path / "s" / "c.svs", **args, difficulty=render_difficulty("hard"))
+    assert a.slide.read_bytes() == b.slide.read_bytes() != c.slide.read_bytes()
+    assert "phenotype_shown" in c.stats and "phenotype_shown" not in a.stats
+
+
+def _first_order_r(tmp_path: Path, difficulty: RenderDifficulty | None, phenotypes) -> float:
+    """Largest |Pearson r| between a first-order feature in the tumor mask and the phenotype."""
+    from sarcoma_risk.baselines.radiomics import first_order_features
+    from sarcoma_risk.synthetic.mri import write_phantom_mri
+
+    rows = []
+    for k, z in enumerate(phenotypes):
+        mri = write_phantom_mri(tmp_path / f"{k}", phenotype=float(z), tumor_size_cm=8.0, centre="A", size="tiny",
+                                seed=100 + k, difficulty=difficulty)
+        rows.append(first_order_features(mri.t2fs, mri.labelmap, mri.t1ce))
+    return max(abs(_corr([r[name] for r in rows], phenotypes)) for name in rows[0])
+
+
+@pytest.mark.slow
+def test_first_order_statistics_read_the_hard_phenotype_clearly_worse_than_the_standard_one(tmp_path):
+    # The hard readout alone caps r at 1 / sqrt(1 + 0.8 ** 2) = 0.78 for any feature; the best of ten
+    # features on 32 cases lands near it, the standard phantom's near 0.95.
+    phenotypes = np.random.default_rng(4).standard_normal(32)
+    standard = _first_order_r(tmp_path / "standard", None, phenotypes)
+    hard = _first_order_r(tmp_path / "hard", render_difficulty("hard"), phenotypes)
+    assert standard > 0.9
+    assert hard < 0.88 and hard < standard - 0.1, (standard, hard)
