@@ -17,6 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from sarcoma_risk.clinical.variables import VARIABLES
+from sarcoma_risk.fusion.table import input_sequences, modality_of, submodel_inputs
+from sarcoma_risk.sequences import SET_LABELS
 
 #: Display names and colours of the models, in the order they are drawn.
 LABELS = {"clinical": "Clinical", "radiology": "Radiology", "pathology": "Pathology",
@@ -41,9 +43,6 @@ def variable_label(name: str) -> str:
 
 def label(name: str) -> str:
     """The display name of a model: ``Radiology (T2FS only)``, ``Combined (T2FS + T1CE)``, ..."""
-    from sarcoma_risk.fusion.table import input_sequences, modality_of, submodel_inputs
-    from sarcoma_risk.sequences import SET_LABELS
-
     if name in LABELS:
         return LABELS[name]
     inputs = submodel_inputs(name)
@@ -56,8 +55,6 @@ def label(name: str) -> str:
 
 def colour(name: str) -> str:
     """A model's colour: the colour of its modalities (every radiology sequence set alike)."""
-    from sarcoma_risk.fusion.table import modality_of, submodel_inputs
-
     return COLOURS.get(name, COLOURS.get("+".join(modality_of(i) for i in submodel_inputs(name)), "#666666"))
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import numpy as np
+import torch
 
 from sarcoma_risk.errors import InvalidModel
 from sarcoma_risk.radiology.config import ModelConfig, PreprocessConfig
@@ -118,8 +119,6 @@ class RadiologyEnsemble:
 
     def to_checkpoint(self) -> dict[str, Any]:
         """A ``torch.save``-able dict of tensors, strings and lists (loadable with ``weights_only=True``)."""
-        import torch
-
         return {"format": ENSEMBLE_FORMAT, "members": [m.to_checkpoint() for m in self.members],
                 "reference_scores": torch.from_numpy(self.reference_scores.astype(np.float64)),
                 "reference_source": self.reference_source}
