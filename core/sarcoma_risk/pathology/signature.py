@@ -105,6 +105,7 @@ class SlideSignature:
         self.n_words = n_words
         self.penalizer = penalizer
         self.l1_ratio = l1_ratio
+        self.to_out_of_fold_: ScaleMap | None = None  # set on the deployed signature by train pathology
 
     # ---- features ----------------------------------------------------------------------------
 
@@ -171,7 +172,7 @@ class SlideSignature:
         self.n_cases_ = len(counts)
         self.n_events_ = int(outcome.event.sum())
         self.concordance_ = float(cph.concordance_index_)
-        self.to_out_of_fold_: ScaleMap | None = None
+        self.to_out_of_fold_ = None
         return self
 
     def _check_fitted(self) -> None:

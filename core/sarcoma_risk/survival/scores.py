@@ -1,7 +1,8 @@
 """Imaging score tables: what the radiology and pathology ``train`` commands hand to fusion.
 
-:func:`write_score_table` writes one, :func:`read_score_table` reads and checks it. Each table is a CSV ``<modality>_scores.csv`` with columns ``case_id, split, <modality>_score,
-source`` (modality ``radiology`` or ``pathology``). Development cases carry out-of-fold scores
+:func:`write_score_file` writes them, :func:`read_score_table` reads and checks them. Each file is a
+CSV ``<modality>_scores.csv`` with columns ``case_id, split, <modality>_score, source`` (modality
+``radiology`` or ``pathology``). Development cases carry out-of-fold scores
 (``source`` = ``out_of_fold``, from cross-fitting), validation cases the final model's scores
 (``final_model``). A case absent from a table, or with an empty score, lacks that modality.
 
