@@ -192,7 +192,7 @@ def test_server_and_two_clients_train_the_radiology_cnn_over_grpc_on_loopback(tw
     summary = json.loads(text[text.index("{"):])
     federated = summary["training_data"]["federated"]
     assert federated["centres"] == 2 and federated["rounds"] == 2 and federated["dropped_out"] == 0
-    assert (tmp_path / "w" / "radiology.pt").is_file()
+    assert (tmp_path / "w" / "radiology-t2fs+t1ce.pt").is_file()  # the model of the run's sequence set
 
 
 def test_the_server_refuses_to_start_without_a_transport_choice(tmp_path, capsys):

@@ -170,11 +170,13 @@ def manifest_centre_loader(context, settings: FedAvgSettings) -> RadiologyCentre
     cases = [c for c in manifest.cases if c.centre == name and c.split is Split.DEVELOPMENT]
     if not cases:
         raise CentreRefused(f"centre {name}: no development case in its manifest")
-    patches = prepare_cohort(cases, preprocess)
-    if not patches.arrays:
-        raise CentreRefused(f"centre {name}: no development case with readable MRI")
-    return RadiologyCentre(name, np.stack(patches.arrays).astype(np.float32), np.asarray(patches.time, dtype=float),
-                           np.asarray(patches.event, dtype=bool))
+    sequences = preprocess.sequences
+    patches = prepare_cohort(cases, preprocess, sequences)
+    usable = patches.select(Split.DEVELOPMENT, sequences)  # the cases with every sequence of the run's set
+    if not usable.size:
+        raise CentreRefused(f"centre {name}: no development case with readable MRI of {' and '.join(sequences)}")
+    return RadiologyCentre(name, patches.stack(usable, sequences, preprocess.mask_channel),
+                           np.asarray(patches.time, dtype=float)[usable], np.asarray(patches.event, dtype=bool)[usable])
 
 
 def make_imaging_client_app(load_centre: CentreLoader = manifest_centre_loader):
