@@ -1,9 +1,10 @@
 """SarcomaRisk: the radiologist's side of SarcomaRisk inside 3D Slicer.
 
-Pick the case, the T2 (and optionally the T1CE) MRI and the tumor segment, press Compute: the MRI
-is scored by the radiology model in a separate ``PythonSlicer`` process, the result is saved in the
-case record and the Grad-CAM appears over the MRI. When the record also holds the clinical data
-and the pathology score, the fused risk is shown too.
+Pick the case, the T2 MRI, the T1CE MRI or both, and the tumor segment, press Compute: the MRI is
+scored by the radiology model of the sequences given in a separate ``PythonSlicer`` process, the
+result is saved in the case record (which names that model) and the Grad-CAM appears over the MRI
+it was computed on (the T2 when one is selected, else the T1CE). When the record also holds the
+clinical data and the pathology score, the fused risk is shown too.
 
 This file is the Qt layer only. The logic lives in ``SarcomaRiskLib`` (no Qt, no Slicer
 singletons): what the controls and result labels show (``panel_controls``, ``result_labels``), and
@@ -60,9 +61,11 @@ class SarcomaRisk(ScriptedLoadableModule):
         self.parent.contributors = ["SarcomaRisk developers"]
         self.parent.helpText = _(
             "Recurrence risk of soft tissue sarcoma from the preoperative MRI: select the case, the T2 "
-            "fat-suppressed volume (and optionally the contrast-enhanced T1) and the tumor segment, then "
-            "press Compute. The radiology score, its percentile and the tumor volume are saved in the case "
-            "record and the Grad-CAM is shown over the MRI. Research software, not for clinical decisions."
+            "fat-suppressed volume, the contrast-enhanced T1 volume or both, and the tumor segment, then "
+            "press Compute. The case is scored by the radiology model of the volumes selected; the radiology "
+            "score, its percentile, the tumor volume and the model are saved in the case record and the "
+            "Grad-CAM is shown over the MRI (the T2 when selected, else the T1CE). Research software, not for "
+            "clinical decisions."
         )
         self.parent.helpText += self.getDefaultModuleDocumentationLink()
         self.parent.acknowledgementText = _(
@@ -80,8 +83,9 @@ class SarcomaRisk(ScriptedLoadableModule):
 class SarcomaRiskParameterNode:
     """
     caseId - pseudonymous case id of the record the result is saved in.
-    t2Volume - fat-suppressed T2 MRI (the reference grid).
-    t1ceVolume - contrast-enhanced T1 MRI, optional.
+    t2Volume - fat-suppressed T2 MRI (the reference grid when selected).
+    t1ceVolume - contrast-enhanced T1 MRI (the reference grid when no T2 is selected); one of the two
+        volumes, or both.
     segmentation, segmentId - the tumor segment.
     score, percentile, tumorVolumeMl - the last result (log relative hazard, 0-100, ml).
     gradcamVolume, gradcamSha256 - the Grad-CAM overlay of the last result and its file's sha256.
@@ -190,8 +194,8 @@ class SarcomaRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         parameterNode = self._parameterNode
-        if not parameterNode.t2Volume:
-            parameterNode.t2Volume = self.logic.guessT2Volume()
+        if not parameterNode.t2Volume and not parameterNode.t1ceVolume:
+            parameterNode.t2Volume, parameterNode.t1ceVolume = self.logic.guessVolumes()
         if not parameterNode.segmentation:
             segmentation = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLSegmentationNode")
             if segmentation:
@@ -235,13 +239,15 @@ class SarcomaRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         controls = SarcomaRiskLib.panel_controls(
             case_id=parameterNode.caseId if parameterNode else "",
             t2=parameterNode.t2Volume if parameterNode else None,
+            t1ce=parameterNode.t1ceVolume if parameterNode else None,
             segmentation=parameterNode.segmentation if parameterNode else None,
             segment_id=parameterNode.segmentId if parameterNode else "",
             running=self._workflow is not None and self._workflow.running)
         self.ui.computeButton.enabled = controls.compute_enabled
         self.ui.computeButton.toolTip = (
             _("Score the tumor, save the result in the case record and show the Grad-CAM over the MRI.")
-            if controls.ready else _("Enter the case id and select the T2 volume and the tumor segment."))
+            if controls.ready else _("Enter the case id and select the T2 volume, the T1CE volume or both, and the "
+                                     "tumor segment."))
         self.ui.cancelButton.enabled = controls.cancel_enabled
         self.ui.inputsCollapsibleButton.enabled = controls.inputs_enabled
 
@@ -351,7 +357,7 @@ class SarcomaRiskWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def scored(self, result) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to show the radiology result."), waitCursor=True):
             self.logic.applyResult(self._parameterNode, result)
-            slicer.util.setSliceViewerLayers(background=self._parameterNode.t2Volume,
+            slicer.util.setSliceViewerLayers(background=result.reference_node,
                                              foreground=result.gradcam_node,
                                              foregroundOpacity=self.ui.opacitySlider.value, fit=True)
 
@@ -479,14 +485,13 @@ class SarcomaRiskLogic(ScriptedLoadableModuleLogic):
     # ---- scoring -----------------------------------------------------------------------------
 
     @staticmethod
-    def guessT2Volume():
-        """The scalar volume whose name mentions T2, else the first one."""
+    def guessVolumes():
+        """The (T2, T1CE) volumes to preselect among the scene's MRI volumes (SarcomaRiskLib.guess_volumes)."""
+        import SarcomaRiskLib
+
         volumes = [node for node in slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")
                    if not node.IsA("vtkMRMLLabelMapVolumeNode") and not node.GetAttribute("SarcomaRisk.Role")]
-        for node in volumes:
-            if "t2" in node.GetName().lower():
-                return node
-        return volumes[0] if volumes else None
+        return SarcomaRiskLib.guess_volumes(volumes)
 
     @staticmethod
     def guessTumorSegmentId(segmentationNode) -> str:
@@ -614,9 +619,9 @@ class SarcomaRiskTest(ScriptedLoadableModuleTest):
             try:
                 logic.startScoring(parameterNode, storePath=store)
             except ValueError as exc:
-                self.assertIn("T2 volume", str(exc))
+                self.assertIn("T2 volume and T1CE volume", str(exc))
             else:
-                self.fail("scoring without a T2 volume was not refused")
+                self.fail("scoring without an MRI volume was not refused")
             t2, _t1ce, segmentation = self._phantomCase(folder)
             parameterNode.t2Volume = t2
             parameterNode.segmentation = segmentation

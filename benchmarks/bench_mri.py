@@ -3,9 +3,10 @@
 The case is a "medium" phantom (T2FS + T1CE NIfTI, Slicer .seg.nrrd). Timed, as ``score-mri`` runs
 them: reading the two volumes and the segment, preprocessing, the network with Grad-CAM (forward and
 backward to the last stage), mapping the Grad-CAM onto the 10-million-voxel MRI grid and writing it
-as a compressed NRRD. The model is the registered radiology model of the default weights folder
-when there is one with the standard input size; otherwise an untrained network of the standard
-configuration (same size and cost; the JSON says which). Also: phantom rendering time per size.
+as a compressed NRRD. The model is the registered T2FS + T1CE radiology model of the default weights
+folder (the mean of its fold models: one Grad-CAM pass per member) when there is one with the
+standard input size; otherwise one untrained network of the standard configuration (the cost of
+one member; the JSON says which). Also: phantom rendering time per size.
 
 Target: under 3 s per case on 2 cores. Run: ``.venv/bin/python benchmarks/bench_mri.py``.
 """
@@ -32,21 +33,23 @@ def load_or_build_model():
     from sarcoma_risk.errors import SarcomaRiskError
     from sarcoma_risk.radiology.checkpoint import load_model
     from sarcoma_risk.radiology.config import preset
+    from sarcoma_risk.radiology.ensemble import ReferenceSource, RadiologyEnsemble
     from sarcoma_risk.radiology.model import CBAMNet3d
     from sarcoma_risk.radiology.train import RadiologyCoxModel
     from sarcoma_risk.settings import default_weights_dir
 
     standard = preset("standard")
     try:
-        model, entry = load_model(default_weights_dir())
+        model, entry = load_model(default_weights_dir(), "t2fs+t1ce")
         if model.preprocess.patch_size == standard[0].patch_size and model.model == standard[1]:
-            return model, f"trained weights {entry['version']} ({entry['sha256'][:12]})"
+            return model, f"trained weights {entry['version']} ({entry['sha256'][:12]}), {len(model.members)} members"
         note = "registered weights have a non-standard size"
     except SarcomaRiskError as exc:
         note = f"no trained weights ({type(exc).__name__})"
-    model = RadiologyCoxModel(*standard)
-    model.network_ = CBAMNet3d(standard[0].in_channels, standard[1]).eval()
-    model.reference_scores_ = np.linspace(-1, 1, 101)
+    member = RadiologyCoxModel(*standard)
+    member.network_ = CBAMNet3d(standard[0].in_channels, standard[1]).eval()
+    member.reference_scores_ = np.linspace(-1, 1, 101)
+    model = RadiologyEnsemble([member], member.reference_scores_, ReferenceSource.IN_SAMPLE)
     return model, f"untrained network of the standard configuration; {note}"
 
 
@@ -72,8 +75,8 @@ def time_command(model, case, root: Path) -> None:
 
     weights = root / "weights"
     save_model(model, weights, version="bench", training_data={}, validation={})
-    command = [sys.executable, "-m", "sarcoma_risk.cli", "score-mri", "--case", "BENCH-1", "--image", str(case.t2fs),
-               "--image2", str(case.t1ce), "--mask", str(case.seg), "--weights", str(weights),
+    command = [sys.executable, "-m", "sarcoma_risk.cli", "score-mri", "--case", "BENCH-1", "--t2fs", str(case.t2fs),
+               "--t1ce", str(case.t1ce), "--mask", str(case.seg), "--weights", str(weights),
                "--gradcam", str(root / "cli-gradcam.nrrd"), "--store", str(root / "cases.sqlite"), "--json"]
     times = []
     for _ in range(2):
@@ -85,6 +88,7 @@ def time_command(model, case, root: Path) -> None:
 
 
 def main() -> int:
+    import numpy as np
     import torch
 
     from sarcoma_risk.radiology.gradcam import cam_to_original, grad_cam
@@ -109,11 +113,12 @@ def main() -> int:
             prepared = prepare_case(mri, model.preprocess)
             stages["preprocess"] = time.perf_counter() - t
             t = time.perf_counter()
-            result = grad_cam(model.network_, prepared.array)
+            results = [grad_cam(member.network_, prepared.array) for member in model.members]
             stages["network"] = time.perf_counter() - t
             t = time.perf_counter()
-            cam = cam_to_original(result.shares, prepared.geometry, model.model.feature_stride, mri.reference)
-            model.percentile(result.score)
+            shares = np.mean([r.shares for r in results], axis=0)
+            cam = cam_to_original(shares, prepared.geometry, model.model.feature_stride, mri.reference)
+            model.percentile(float(np.mean([r.score for r in results])))
             stages["gradcam_to_mri"] = time.perf_counter() - t
             t = time.perf_counter()
             write_volume(cam, root / f"gradcam-{i}.nrrd")

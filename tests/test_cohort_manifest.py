@@ -64,7 +64,7 @@ def test_every_kind_of_bad_row_is_reported_at_once(tmp_path):
         f"STS-0009,{ok},,,,,a.svs|b.svs,a.geojson",                             # 9 annotations misaligned
         f"STS-0010,{ok},,,,,a.svs||b.svs,",                                     # 10 empty slide item
         f"STS-0011,{ok},t2.nii,,,,,",                                           # 11 MRI without segmentation
-        f"STS-0012,{ok},,t1.nii,seg.nrrd,,,",                                   # 12 T1CE without T2FS
+        f"STS-0012,{ok},,t1.nii,seg.nrrd,,,",                                   # 12 fine: a T1CE-only case
         f"STS-0013,{ok},,,,,,,surplus",                                         # 13 a cell beyond the header
         f"STS-0014,A,development,12,1,{CLINICAL.replace('lower_extremity', 'leg-ish')},,,,,,",  # 14 clinical
     ]
@@ -73,9 +73,9 @@ def test_every_kind_of_bad_row_is_reported_at_once(tmp_path):
     found = {(p.row, p.column) for p in info.value.problems}
     assert found == {(1, "case_id"), (3, "case_id"), (4, "centre"), (5, "split"), (6, "time_months"),
                      (7, "time_months"), (8, "event"), (9, "annotations"), (10, "slides"), (11, "tumor_seg"),
-                     (12, "mri_t2fs"), (13, "(beyond the header)"), (14, "site")}
+                     (13, "(beyond the header)"), (14, "site")}
     message = str(info.value)
-    assert message.startswith(f"{tmp_path / 'manifest.csv'}: 13 problem(s):")
+    assert message.startswith(f"{tmp_path / 'manifest.csv'}: 12 problem(s):")
     assert "row 3, column 'case_id': 'STS-0002' -> expected a unique id (also on row 2)" in message
     assert "row 5, column 'split': 'training' -> expected development or validation" in message
     assert "row 9, column 'annotations': 'a.geojson' -> expected 2 item(s) separated by '|'" in message

@@ -126,7 +126,7 @@ def test_the_shipped_models_score_on_a_gpu_as_on_the_cpu():
     from sarcoma_risk.radiology.infer import probe_volumes
 
     weights = Path(__file__).resolve().parents[1] / "weights"
-    radiology = load_model(weights)[0]
+    radiology = load_model(weights, "t2fs+t1ce")[0]
     volumes = probe_volumes(radiology.preprocess)
     on_cpu = radiology.predict(volumes)
     assert np.allclose(radiology.to(resolve_device("cuda")).predict(volumes), on_cpu, atol=1e-4)
@@ -148,4 +148,4 @@ def test_radiology_training_runs_on_a_gpu_and_its_run_log_names_the_gpu(phantom_
     assert status == 0, err
     runtime = json.loads(out)["runtime"]
     assert runtime["device"].startswith("cuda") and runtime["name"] == torch.cuda.get_device_name()
-    assert (tmp_path / "radiology.pt").is_file() and (tmp_path / "radiology_scores.csv").is_file()
+    assert (tmp_path / "radiology-t2fs+t1ce.pt").is_file() and (tmp_path / "radiology_scores.csv").is_file()

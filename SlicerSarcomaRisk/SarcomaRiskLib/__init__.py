@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # what static tools read; at run time __getattr__ below loads
     from .errors import ScoringCancelled, ScoringFailed, ScoringTimeout
     from .export import ExportedInputs, export_inputs
     from .overlay import diverging_color_table, find_gradcam_node, load_gradcam, show_overlay
-    from .panel import Controls, ResultLabels, panel_controls, result_labels
+    from .panel import Controls, ResultLabels, guess_volumes, panel_controls, result_labels
     from .runner import CliProcess, default_python_executable
     from .status import CaseStatus, describe_fusion, list_case_ids, read_case_status
     from .validation import ScoringInputs, check_inputs
@@ -31,7 +31,7 @@ _MODULE_OF = {
     **dict.fromkeys(("ScoringCancelled", "ScoringFailed", "ScoringTimeout"), "errors"),
     **dict.fromkeys(("ExportedInputs", "export_inputs"), "export"),
     **dict.fromkeys(("diverging_color_table", "find_gradcam_node", "load_gradcam", "show_overlay"), "overlay"),
-    **dict.fromkeys(("Controls", "ResultLabels", "panel_controls", "result_labels"), "panel"),
+    **dict.fromkeys(("Controls", "ResultLabels", "guess_volumes", "panel_controls", "result_labels"), "panel"),
     **dict.fromkeys(("CliProcess", "default_python_executable"), "runner"),
     **dict.fromkeys(("CaseStatus", "describe_fusion", "list_case_ids", "read_case_status"), "status"),
     **dict.fromkeys(("ScoringInputs", "check_inputs"), "validation"),

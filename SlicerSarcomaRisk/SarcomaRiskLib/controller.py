@@ -151,7 +151,8 @@ class WorkflowController:
         self.view.scored(result)
         for warning in result.warnings:
             self.view.log(f"warning: {warning}")
-        self.view.log(f"Saved the radiology score of case {result.case_id} in the case record.")
+        self.view.log(f"Saved the radiology score of case {result.case_id} in the case record (scored by the "
+                      f"{result.model_label} model, {result.model}).")
         self.view.record_changed()
         self._start_fusion_if_ready(result.case_id)
 

@@ -1,10 +1,12 @@
 """Write the selected MRI and tumor segment to files the scorer reads, with their geometry.
 
-Everything is written in the T2 volume's own frame (its IJK-to-RAS, ignoring a parent transform
-the T2 may sit under): the tumor segment is exported onto the T2 grid by the segmentations logic,
-which applies the segmentation's and the T2's transforms; the T1CE volume gets the linear
-transform between its frame and the T2's folded into its geometry. The scorer returns the
-Grad-CAM on the T2 grid, so putting it under the T2's transform makes it line up in the views.
+Everything is written in the reference volume's own frame (its IJK-to-RAS, ignoring a parent
+transform it may sit under). The reference is the T2 when one is selected, else the T1CE
+(:attr:`ScoringInputs.reference`): the tumor segment is exported onto its grid by the segmentations
+logic, which applies the segmentation's and the reference's transforms; with both volumes, the
+T1CE gets the linear transform between its frame and the T2's folded into its geometry. The
+scorer returns the Grad-CAM on the reference grid, so putting it under the reference's transform
+makes it line up in the views.
 
 Storage nodes write NRRD in LPS as the format expects; MRML stays in RAS. The user's nodes are not
 changed: temporary nodes share their voxels and are removed from the scene afterwards.
@@ -20,34 +22,41 @@ from sarcoma_risk.errors import InvalidImage, OutputError
 
 from .validation import ScoringInputs
 
-#: Share of a segment that may lie outside the T2 field of view before the log warns about it.
+#: Share of a segment that may lie outside the reference volume before the log warns about it.
 OUTSIDE_WARNING = 0.05
 
 
 @dataclass(frozen=True)
 class ExportedInputs:
-    """Files written for one scoring run, and what the export found about the segment."""
+    """Files written for one scoring run, and what the export found about the segment.
 
-    t2: Path
+    ``t2`` and ``t1ce`` are None for a volume that was not selected; ``mask`` lies on the grid of
+    the volume that ``reference_role`` names ("T2 volume", else "T1CE volume").
+    """
+
+    t2: Path | None
     mask: Path
     t1ce: Path | None
     segment_volume_ml: float
     outside_fraction: float
+    reference_role: str
 
     def warnings(self) -> list[str]:
         if self.outside_fraction > OUTSIDE_WARNING:
-            return [f"{100 * self.outside_fraction:.0f}% of the tumor segment lies outside the T2 volume and "
-                    "is left out of the score"]
+            return [f"{100 * self.outside_fraction:.0f}% of the tumor segment lies outside the {self.reference_role} "
+                    "and is left out of the score"]
         return []
 
 
 def export_inputs(scene: Any, inputs: ScoringInputs, folder: Path) -> ExportedInputs:
-    """Write ``t2.nrrd``, ``mask.nrrd`` and (when given) ``t1ce.nrrd`` into ``folder``.
+    """Write ``mask.nrrd`` into ``folder``, and ``t2.nrrd`` and/or ``t1ce.nrrd`` for the volumes selected.
 
-    Raises :class:`InvalidImage` when the segment is empty or does not overlap the T2 volume.
+    Raises :class:`InvalidImage` when the segment is empty or does not overlap the reference volume
+    (the T2, else the T1CE).
     """
     import vtk
 
+    reference, role = inputs.reference, inputs.reference_role
     folder = Path(folder)
     if not folder.is_dir():
         raise OutputError(f"{folder}: export folder does not exist")
@@ -57,25 +66,27 @@ def export_inputs(scene: Any, inputs: ScoringInputs, folder: Path) -> ExportedIn
         if own_voxels == 0:
             raise InvalidImage(f"Tumor segment {_segment_name(inputs)!r} is empty; paint the tumor in Segment "
                                "Editor (or pick the segment that holds it)")
-        labelmap, inside_voxels = _export_segment_node(scene, inputs, reference=inputs.t2)
+        labelmap, inside_voxels = _export_segment_node(scene, inputs, reference=reference)
         if inside_voxels == 0:
             raise InvalidImage(
-                f"Tumor segment {_segment_name(inputs)!r} does not overlap the T2 volume "
-                f"{inputs.t2.GetName()!r}: they lie in different places (a segmentation drawn on another "
+                f"Tumor segment {_segment_name(inputs)!r} does not overlap the {role} "
+                f"{reference.GetName()!r}: they lie in different places (a segmentation drawn on another "
                 "series or patient?); pick the matching volume and segmentation")
         inside_ml = inside_voxels * _voxel_ml(labelmap)
         mask_path = folder / "mask.nrrd"
         _write_volume(labelmap, mask_path)
 
-        t2_path = folder / "t2.nrrd"
+        t2_path = t1ce_path = None
         ijk_to_ras = vtk.vtkMatrix4x4()
-        inputs.t2.GetIJKToRASMatrix(ijk_to_ras)
-        _write_volume(_shallow_copy(inputs.t2, ijk_to_ras), t2_path)
-
-        t1ce_path = None
+        reference.GetIJKToRASMatrix(ijk_to_ras)
+        if inputs.t2 is not None:
+            t2_path = folder / "t2.nrrd"
+            _write_volume(_shallow_copy(inputs.t2, ijk_to_ras), t2_path)
         if inputs.t1ce is not None:
+            # Alone, the T1CE is the reference (its own frame); beside a T2 it is expressed in the T2's frame.
+            geometry = ijk_to_ras if inputs.t2 is None else _ijk_to_frame_of(inputs.t1ce, inputs.t2)
             t1ce_path = folder / "t1ce.nrrd"
-            _write_volume(_shallow_copy(inputs.t1ce, _ijk_to_frame_of(inputs.t1ce, inputs.t2)), t1ce_path)
+            _write_volume(_shallow_copy(inputs.t1ce, geometry), t1ce_path)
     finally:
         for node_id in _node_ids(scene) - ids_before:
             node = scene.GetNodeByID(node_id)
@@ -83,7 +94,7 @@ def export_inputs(scene: Any, inputs: ScoringInputs, folder: Path) -> ExportedIn
                 scene.RemoveNode(node)
     outside = max(0.0, 1.0 - inside_ml / own_ml) if own_ml > 0 else 0.0
     return ExportedInputs(t2=t2_path, mask=mask_path, t1ce=t1ce_path, segment_volume_ml=own_ml,
-                          outside_fraction=outside)
+                          outside_fraction=outside, reference_role=role)
 
 
 def _node_ids(scene: Any) -> set[str]:

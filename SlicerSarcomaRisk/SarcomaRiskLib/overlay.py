@@ -1,7 +1,8 @@
 """Bring the scorer's signed Grad-CAM file back as a coloured overlay over the MRI.
 
-The Grad-CAM arrives on the T2 grid in the T2's own frame (see :mod:`SarcomaRiskLib.export`); the
-node is placed under the T2's parent transform so the two line up in every view. Its values lie in
+The Grad-CAM arrives on the reference volume's grid in its own frame (the T2 when one was
+selected, else the T1CE; see :mod:`SarcomaRiskLib.export`); the node is placed under that volume's
+parent transform so the two line up in every view. Its values lie in
 [-1, 1]: positive where the tumor region raised the risk above the development average, negative
 where it lowered it. It is shown as the foreground layer of each slice view through a diverging
 colour table centred on zero (blue lowers, white neutral, red raises; the entries near zero are

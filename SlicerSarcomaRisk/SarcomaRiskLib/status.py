@@ -64,7 +64,9 @@ class CaseStatus:
         out = []
         for modality in MODALITIES:
             if modality in self.present:
-                out.append(f"{modality.capitalize()}: present (revision {self.revisions.get(modality, 0)})")
+                scored_by = (self.radiology or {}).get("model") if modality == "radiology" else None
+                out.append(f"{modality.capitalize()}: present (revision {self.revisions.get(modality, 0)}"
+                           + (f"; scored by the {scored_by} model)" if scored_by else ")"))
             else:
                 out.append(f"{modality.capitalize()}: missing; {HOW_TO_ADD[modality]}")
         if self.fusion is None:

@@ -13,6 +13,10 @@ from typing import Any
 from sarcoma_risk.errors import InvalidImage, InvalidInput
 from sarcoma_risk.records.schema import validate_case_id
 
+#: The volume controls as messages name them.
+T2_ROLE = "T2 volume"
+T1CE_ROLE = "T1CE volume"
+
 
 @dataclass(frozen=True)
 class ScoringInputs:
@@ -22,14 +26,18 @@ class ScoringInputs:
     ----------
     case_id : str
         The pseudonymous case id (e.g. ``STS-0001``).
-    t2 : vtkMRMLScalarVolumeNode
-        The T2 fat-suppressed MRI; the Grad-CAM is returned on its grid.
+    t2 : vtkMRMLScalarVolumeNode or None
+        The T2 fat-suppressed MRI; optional when ``t1ce`` is given.
     segmentation : vtkMRMLSegmentationNode
         The segmentation holding the tumor segment.
     segment_id : str
         The id (not the name) of the tumor segment in ``segmentation``.
     t1ce : vtkMRMLScalarVolumeNode or None
-        The contrast-enhanced T1 MRI, optional.
+        The contrast-enhanced T1 MRI; optional when ``t2`` is given.
+
+    The case is scored by the radiology model of the volumes given (:mod:`sarcoma_risk.sequences`).
+    The :attr:`reference` volume (the T2 when given, else the T1CE) is the grid the segment is
+    exported onto and the Grad-CAM is returned on.
     """
 
     case_id: str
@@ -38,13 +46,28 @@ class ScoringInputs:
     segment_id: str
     t1ce: Any = None
 
+    @property
+    def reference(self) -> Any:
+        """The volume whose grid and frame the export and the Grad-CAM use: the T2, else the T1CE."""
+        return self.t2 if self.t2 is not None else self.t1ce
+
+    @property
+    def reference_role(self) -> str:
+        """The control that holds :attr:`reference`, as messages name it ("T2 volume", "T1CE volume")."""
+        return T2_ROLE if self.t2 is not None else T1CE_ROLE
+
 
 def check_inputs(inputs: ScoringInputs) -> None:
     """Raise :class:`InvalidInput` (or a subclass) naming the first problem with ``inputs``."""
     validate_case_id(inputs.case_id.strip() if isinstance(inputs.case_id, str) else inputs.case_id)
-    check_volume(inputs.t2, "T2 volume", required=True)
-    if inputs.t1ce is not None:
-        check_volume(inputs.t1ce, "T1CE volume", required=False)
+    if inputs.t2 is None and inputs.t1ce is None:
+        raise InvalidInput(f"{T2_ROLE} and {T1CE_ROLE}: no volume selected; load the MRI (File > Add Data or "
+                           f"DICOM) and select the fat-suppressed T2 as {T2_ROLE}, the contrast-enhanced T1 as "
+                           f"{T1CE_ROLE}, or both")
+    for volume, role in ((inputs.t2, T2_ROLE), (inputs.t1ce, T1CE_ROLE)):
+        if volume is not None:
+            check_volume(volume, role)
+    if inputs.t2 is not None and inputs.t1ce is not None:
         if inputs.t1ce is inputs.t2:
             raise InvalidInput("T1CE volume: the same volume is selected as T2; pick the contrast-enhanced "
                                "T1 series, or leave T1CE empty")
@@ -52,13 +75,8 @@ def check_inputs(inputs: ScoringInputs) -> None:
     check_segment(inputs.segmentation, inputs.segment_id)
 
 
-def check_volume(volume: Any, role: str, *, required: bool) -> None:
+def check_volume(volume: Any, role: str) -> None:
     """A scalar 3D MRI with voxels: not a labelmap, not a vector/RGB volume, not a single slice."""
-    if volume is None:
-        if required:
-            raise InvalidInput(f"{role}: no volume selected; load the MRI (File > Add Data or DICOM) and "
-                               f"select it as {role}")
-        return
     if volume.IsA("vtkMRMLLabelMapVolumeNode"):
         raise InvalidImage(f"{role}: {volume.GetName()!r} is a labelmap (a segmentation), not an MRI image; "
                            "select the MRI series")

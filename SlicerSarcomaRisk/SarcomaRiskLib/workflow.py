@@ -2,9 +2,10 @@
 
 One :class:`RadiologyScoring` is one run: check the inputs, export them to a temporary folder,
 run ``sarcoma-risk score-mri`` in a separate process (which writes the radiology section of the
-case record), then load the Grad-CAM back as a volume node shown over the MRI. It can be driven
-without blocking (``start``, ``poll``, ``finish``: what the Slicer widget does from a timer) or in
-one call (``run``: scripts and tests). Bad input is refused before anything is written.
+case record), then load the Grad-CAM back as a volume node shown over the MRI it lies on (the T2
+when one is selected, else the T1CE). It can be driven without blocking (``start``, ``poll``,
+``finish``: what the Slicer widget does from a timer) or in one call (``run``: scripts and tests).
+Bad input is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .validation import ScoringInputs, check_inputs
 #: Seconds a scoring run may take; the first run in a fresh process also imports torch.
 DEFAULT_TIMEOUT_S = 600.0
 #: The scorer's options as the module's controls, for its error messages.
-CONTROL_NAMES = {"--image2": "the T1CE volume", "--weights": "the weights folder (Advanced)",
+CONTROL_NAMES = {"--t2fs": "the T2 volume", "--t1ce": "the T1CE volume", "--weights": "the weights folder (Advanced)",
                  "--store": "the case store (Advanced)",
                  "use --device cpu (or auto)": "set Device (Advanced) to cpu or auto"}
 #: The ``--device`` choices of the scorer, as the module offers them.
@@ -39,7 +40,11 @@ class RadiologyResult:
     """The outcome of one scoring run.
 
     ``score`` is the log relative hazard (higher = riskier); ``percentile`` places it in the
-    development cohort (0-100); ``section`` is the radiology section as the scorer reported it.
+    development cohort (0-100); ``model`` names the radiology model that scored the case, the one
+    of the sequences given (``radiology-t2fs+t1ce``, ``radiology-t2fs``, ``radiology-t1ce``;
+    :mod:`sarcoma_risk.sequences`), and ``model_label`` says it for people ("T2FS + T1CE"); ``section``
+    is the radiology section as the scorer reported it. ``reference_node`` is the volume the
+    Grad-CAM lies on and is shown over: the T2 when one was selected, else the T1CE.
     """
 
     case_id: str
@@ -47,8 +52,11 @@ class RadiologyResult:
     percentile: float | None
     tumor_volume_ml: float | None
     sequences: tuple[str, ...]
+    model: str
+    model_label: str
     gradcam_sha256: str
     gradcam_node: Any
+    reference_node: Any
     section: Mapping[str, Any]
     warnings: tuple[str, ...] = field(default=())
 
@@ -61,7 +69,7 @@ class RadiologyScoring:
     scene : vtkMRMLScene
         The scene holding the selected nodes; the Grad-CAM node is added to it.
     inputs : ScoringInputs
-        The case id, T2 (and optional T1CE) volume, segmentation and segment.
+        The case id, the T2 and/or T1CE volume, segmentation and segment.
     python_executable : str or None
         The Python that runs the scorer (default: ``PythonSlicer`` when present, else this Python).
     store_path : path or store URL, or None
@@ -116,17 +124,20 @@ class RadiologyScoring:
         except BaseException:
             self.close()
             raise
+        volumes = " and ".join(name for name, path in (("T2", self._exported.t2), ("T1CE", self._exported.t1ce))
+                               if path is not None)
         return [f"warning: {w}" for w in self._exported.warnings()] + [
-            f"Exported the T2{' and T1CE' if self._exported.t1ce else ''} volume and the tumor segment "
+            f"Exported the {volumes} volume and the tumor segment "
             f"({self._exported.segment_volume_ml:.1f} ml); scoring case {self.inputs.case_id}..."]
 
     def _arguments(self) -> list[str]:
         exported = self._exported
-        args = ["score-mri", "--case", self.inputs.case_id, "--image", str(exported.t2),
-                "--mask", str(exported.mask), "--gradcam", str(self._folder / "gradcam.nrrd"), "--device", self.device,
-                "--json"]
+        args = ["score-mri", "--case", self.inputs.case_id, "--mask", str(exported.mask),
+                "--gradcam", str(self._folder / "gradcam.nrrd"), "--device", self.device, "--json"]
+        if exported.t2 is not None:
+            args += ["--t2fs", str(exported.t2)]
         if exported.t1ce is not None:
-            args += ["--image2", str(exported.t1ce)]
+            args += ["--t1ce", str(exported.t1ce)]
         if self.store_path is not None:
             args += ["--store", str(self.store_path)]
         if self.weights_dir is not None:
@@ -146,7 +157,7 @@ class RadiologyScoring:
             self._process.cancel()
 
     def finish(self) -> RadiologyResult:
-        """Read the scorer's result, load the Grad-CAM and show it over the T2; cleans up.
+        """Read the scorer's result, load the Grad-CAM and show it over the reference volume; cleans up.
 
         Raises :class:`ScoringFailed` (or :class:`ScoringCancelled`, :class:`ScoringTimeout`)
         with the scorer's own error message when it did not succeed.
@@ -177,27 +188,31 @@ class RadiologyScoring:
             if expected and expected != sha256:
                 raise ScoringFailed(saved + f"the file's sha256 {sha256[:12]}... differs from the one in the record "
                                     f"({str(expected)[:12]}...)", self._process.log)
+            reference = self.inputs.reference
             try:
-                node = load_gradcam(self.scene, gradcam, reference=self.inputs.t2, case_id=self.inputs.case_id,
+                node = load_gradcam(self.scene, gradcam, reference=reference, case_id=self.inputs.case_id,
                                     sha256=sha256)
             except InvalidImage as exc:
                 raise ScoringFailed(saved + str(exc), self._process.log) from None
-            show_overlay(self.scene, self.inputs.t2, node)
+            show_overlay(self.scene, reference, node)
             return RadiologyResult(
                 case_id=self.inputs.case_id, score=float(section["score"]),
                 percentile=_optional_float(section.get("percentile")),
                 tumor_volume_ml=_optional_float(section.get("tumor_volume_ml")),
-                sequences=tuple(section.get("sequences") or ()), gradcam_sha256=sha256, gradcam_node=node,
-                section=section, warnings=tuple(self._exported.warnings()) + _gradcam_note(output))
+                sequences=tuple(section.get("sequences") or ()), model=str(section.get("model")),
+                model_label=_set_label(section.get("sequences")), gradcam_sha256=sha256, gradcam_node=node,
+                reference_node=reference, section=section,
+                warnings=tuple(self._exported.warnings()) + _gradcam_note(output))
         finally:
             self.close()
 
     def _name_exported_files(self, message: str) -> str:
         """Name the module's controls where the scorer's message names temporary files or its options."""
         exported = self._exported
-        names = {str(exported.t2): "the T2 volume", str(exported.mask): "the tumor segment (exported on the T2 grid)"}
-        if exported.t1ce is not None:
-            names[str(exported.t1ce)] = "the T1CE volume"
+        names = {str(exported.mask): f"the tumor segment (exported on the grid of the {exported.reference_role})"}
+        for path, name in ((exported.t2, "the T2 volume"), (exported.t1ce, "the T1CE volume")):
+            if path is not None:
+                names[str(path)] = name
         names.update(CONTROL_NAMES)
         for text, name in names.items():
             message = message.replace(text, name)
@@ -251,6 +266,17 @@ def start_fusion(case_id: str, *, python_executable: str | None = None, store_pa
         args += ["--weights", str(weights_dir)]
     return CliProcess(python_executable or default_python_executable(), args, title="Fusion",
                       timeout_s=timeout_s, python_path=python_path).start()
+
+
+def _set_label(sequences: Any) -> str:
+    """How people call the sequence set of the model that scored ("T2FS + T1CE"), from the section's sequences."""
+    from sarcoma_risk.errors import InvalidInput
+    from sarcoma_risk.sequences import SET_LABELS, set_name
+
+    try:
+        return SET_LABELS[set_name(sequences or ())]
+    except InvalidInput:  # a section of an earlier release: its sequences as given
+        return " + ".join(str(s).upper() for s in sequences or ()) or "unknown sequences"
 
 
 def _optional_float(value: Any) -> float | None:

@@ -10,7 +10,7 @@ time_months         months from surgery to recurrence or last follow-up (> 0)
 event               1 = recurrence observed, 0 = censored
 <clinical>          the clinical variables of :mod:`sarcoma_risk.clinical.variables` (same names)
 mri_t2fs            fat-suppressed T2 MRI: NIfTI/NRRD/MHA file or DICOM series folder (optional)
-mri_t1ce            contrast-enhanced T1 MRI (optional)
+mri_t1ce            contrast-enhanced T1 MRI (optional; a case may have either sequence or both)
 tumor_seg           tumor segmentation: 3D Slicer ``.seg.nrrd`` or labelmap (needed with MRI)
 tumor_segment       segment name inside ``tumor_seg`` (optional; default: the first segment)
 slides              whole-slide image path(s), several separated by ``|`` (optional)
@@ -79,7 +79,14 @@ class CohortCase:
 
     @property
     def has_mri(self) -> bool:
-        return self.mri_t2fs is not None and self.tumor_seg is not None
+        return (self.mri_t2fs is not None or self.mri_t1ce is not None) and self.tumor_seg is not None
+
+    @property
+    def mri_sequences(self) -> tuple[str, ...]:
+        """The MRI sequences the row gives, in channel order (empty without a tumor segmentation)."""
+        if not self.has_mri:
+            return ()
+        return tuple(name for name, path in (("t2fs", self.mri_t2fs), ("t1ce", self.mri_t1ce)) if path is not None)
 
     @property
     def has_slides(self) -> bool:
@@ -187,10 +194,8 @@ def read_manifest(path: str | Path, *, require_clinical: bool = False) -> Manife
             bad("annotations", f"{len(slides)} item(s) separated by '|', one per slide (empty for whole tissue)")
         if any(not s for s in slides):
             bad("slides", "paths separated by '|' with no empty item")
-        if row.get("mri_t2fs") and not row.get("tumor_seg"):
+        if (row.get("mri_t2fs") or row.get("mri_t1ce")) and not row.get("tumor_seg"):
             bad("tumor_seg", "a tumor segmentation for the MRI")
-        if row.get("mri_t1ce") and not row.get("mri_t2fs"):
-            bad("mri_t2fs", "the T2 fat-suppressed MRI (mri_t1ce is the optional second sequence)")
         if len(problems) > before:
             continue
         opt = lambda column: _resolve(root, row[column]) if row.get(column) else None  # noqa: E731

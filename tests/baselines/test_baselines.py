@@ -29,9 +29,11 @@ def cohort(phantom_cohort_tiny):
     return manifest, phantom_cohort_tiny.load_truth(), radiomics, colour, failures
 
 
-@pytest.fixture(scope="module")
-def stand_in_scores(cohort):
-    """Truth phenotype + noise as the imaging scores, labelled like cross-fitted ones."""
+@pytest.fixture(scope="module", params=["t2fs+t1ce", None], ids=["radiology-of-a-sequence-set", "radiology-of-an-unnamed-set"])
+def stand_in_scores(cohort, request):
+    """Truth phenotype + noise as the imaging scores, labelled like cross-fitted ones, keyed by fusion
+    column; the radiology scores name their sequence set as train radiology writes them, or (earlier
+    releases) do not."""
     _, truth, *_ = cohort
     rng = np.random.default_rng(0)
     tables = {}
@@ -39,7 +41,8 @@ def stand_in_scores(cohort):
         entries = {c["case_id"]: ScoreEntry(c["split"], float(c[latent] + 0.6 * rng.standard_normal()),
                                             "out_of_fold" if c["split"] == "development" else "final_model")
                    for c in truth["cases"]}
-        tables[modality] = ScoreTable(modality, entries)
+        table = ScoreTable(modality, entries, sequences=request.param if modality == "radiology" else None)
+        tables[table.column] = table
     return tables
 
 
@@ -95,6 +98,8 @@ def test_the_comparison_puts_every_model_baseline_and_the_oracle_on_the_same_cas
     c = {name: iv["estimate"] for name, iv in comparison["c_index"].items()}
     share = comparison["gap_share"]["combined"]["estimate"]
     assert share == pytest.approx((c["combined"] - c["clinical"]) / (c[ORACLE] - c["clinical"]))
+    radiology = "radiology[t2fs+t1ce]" if "radiology_score[t2fs+t1ce]" in stand_in_scores else "radiology"
+    assert result["radiology_input"] == radiology  # the CNN compared is the one the scores came from
     cv = result["penalizer_cv"]["clinical+radiology+pathology"]
     assert len(cv["chosen"]) == 2 and cv["fitted_penalizer"] in (0.1, 1.0)
 
@@ -110,10 +115,10 @@ def test_the_comparison_needs_enough_evaluated_cases(cohort, stand_in_scores):
 @pytest.mark.slow
 def test_evaluate_with_baselines_writes_the_comparison_beside_the_report(cohort, stand_in_scores, tmp_path):
     from sarcoma_risk.cli import main
-    from sarcoma_risk.survival.scores import write_score_table
+    from sarcoma_risk.survival.scores import write_score_file
 
     manifest, *_ = cohort
-    paths = [write_score_table(tmp_path / f"{m}_scores.csv", table) for m, table in stand_in_scores.items()]
+    paths = [write_score_file(tmp_path / f"{t.modality}_scores.csv", [t]) for t in stand_in_scores.values()]
     scores = [arg for path in paths for arg in ("--scores", str(path))]
     assert main(["train", "fusion", "--manifest", str(manifest.path), *scores, "--out", str(tmp_path / "w"),
                  "--penalizers", "0.1,1", "--folds", "2", "--min-events", "2"]) == 0

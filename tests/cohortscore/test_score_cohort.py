@@ -75,7 +75,8 @@ def test_the_run_metadata_hold_versions_arguments_weights_and_every_case(first_r
     assert {"python", "sarcoma-risk", "torch", "dask", "distributed"} <= set(data["versions"])
     shipped = json.loads((WEIGHTS / "manifest.json").read_text())["models"]
     assert {name: w["sha256"] for name, w in data["weights"].items()} == {
-        name: shipped[name]["sha256"] for name in ("radiology", "pathology-patch", "pathology-signature")}
+        name: shipped[name]["sha256"] for name in ("radiology-t2fs+t1ce", "radiology-t2fs", "radiology-t1ce",
+                                                   "pathology-patch", "pathology-signature")}
     assert data["engine"] == {"engine": "in-process"} and data["store"] == str(first_run.store)
     assert data["counts"] == {"scored": 6, "failed": 2}
     units = first_run.units()
@@ -197,7 +198,7 @@ def test_a_worker_that_finds_other_weights_than_the_run_checked_fails_the_job_in
     from sarcoma_risk.cohortscore.worker import RunSettings, run_job
 
     job = plan_jobs(read_manifest(small_cohort.manifest), [Modality.RADIOLOGY])[0]
-    outcome = run_job(job, RunSettings(WEIGHTS, {"radiology": "0" * 64}, tmp_path))
+    outcome = run_job(job, RunSettings(WEIGHTS, {"radiology-t2fs+t1ce": "0" * 64}, tmp_path))
     assert outcome.status is Status.FAILED and outcome.section is None
     assert "the run started with 000000000000" in outcome.message and "changed during the run" in outcome.message
 

@@ -98,7 +98,8 @@ def test_the_demo_writes_a_complete_case_record_and_a_second_run_adds_revisions(
     assert math.isfinite(record.radiology["score"]) and record.radiology["gradcam_sha256"]
     assert record.pathology["slides"][0]["restricted_to_annotation"] is True
     fusion = record.fusion
-    assert fusion["model"] == "clinical+radiology+pathology"
+    assert fusion["model"] == "clinical+radiology[t2fs+t1ce]+pathology" and fusion["radiology_sequences"] == "t2fs+t1ce"
+    assert record.radiology["model"] == "radiology-t2fs+t1ce"
     assert fusion["modalities_used"] == ["clinical", "radiology", "pathology"]
     assert fusion["group"] in ("low", "high") and set(fusion["survival"]) == {"12", "36", "60"}
     assert record.revision("clinical") == 1  # the same clinical table imported again changes nothing

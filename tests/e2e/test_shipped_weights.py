@@ -15,15 +15,18 @@ from sarcoma_risk.errors import TamperedWeights
 from sarcoma_risk.weights import WeightRegistry
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
-SHIPPED = ("fusion", "pathology-patch", "pathology-signature", "radiology", "validation-cohort")
+RADIOLOGY = ("radiology-t2fs+t1ce", "radiology-t2fs", "radiology-t1ce")  # one model per MRI sequence set
+SHIPPED = ("radiology-t2fs+t1ce", "radiology-t2fs", "radiology-t1ce", "pathology-patch", "pathology-signature",
+           "fusion", "validation-cohort")
+COMBINED = "clinical+radiology[t2fs+t1ce]+pathology"
 
 
 def load_through_its_loader(directory: Path, name: str):
     """Load one shipped model with the loader the product uses for it (each verifies the sha256 first)."""
-    if name == "radiology":
+    if name in RADIOLOGY:
         from sarcoma_risk.radiology.checkpoint import load_model
 
-        return load_model(directory)[0]
+        return load_model(directory, name.removeprefix("radiology-"))[0]
     if name == "pathology-patch":
         from sarcoma_risk.pathology.pipeline import load_models
 
@@ -43,7 +46,7 @@ def load_through_its_loader(directory: Path, name: str):
 
 def test_the_manifest_lists_every_shipped_model_and_nothing_else_is_in_the_folder():
     registry = WeightRegistry(WEIGHTS)
-    assert tuple(registry.names()) == SHIPPED
+    assert sorted(registry.names()) == sorted(SHIPPED)
     files = {registry.entry(name)["file"] for name in SHIPPED}
     assert {p.name for p in WEIGHTS.iterdir()} == files | {"manifest.json", "MODEL_CARD.md"}
     total = sum(p.stat().st_size for p in WEIGHTS.iterdir())
@@ -82,12 +85,20 @@ def test_every_manifest_entry_records_sha256_version_config_training_data_and_va
         assert re.fullmatch(r"[0-9a-f]{64}", entry["sha256"]), name
         assert entry["version"] and entry["kind"] and isinstance(entry["config"], dict), name
         assert entry["training_data"]["cohort"]["source"].startswith("phantom cohort"), name
-    for name in ("radiology", "pathology-patch", "pathology-signature"):
+    for name in (*RADIOLOGY, "pathology-patch", "pathology-signature"):
         figures = manifest["models"][name]["validation"]["centre_B"]
         c = figures["harrell_c"]
         assert c["low"] <= c["estimate"] <= c["high"] and figures["n"] > 100, name
     validation = manifest["release"]["validation"]
-    assert set(validation["models"]) == {"clinical", "radiology", "pathology", "clinical+radiology+pathology"}
+    assert set(validation["models"]) == {"clinical", "radiology[t2fs+t1ce]", "pathology", COMBINED}
+    assert validation["combined"] == COMBINED
+    assert set(validation["sequence_sets"]["models"]) == {
+        f"{prefix}radiology[{s}]{suffix}" for s in ("t2fs+t1ce", "t2fs", "t1ce")
+        for prefix, suffix in (("", ""), ("clinical+", "+pathology"))}
+    for name, figures in validation["models"].items():
+        slope = figures["calibration_slope"]
+        if slope["estimate"] is not None or name == COMBINED:  # undefined (n/a) when the likelihood has no maximum
+            assert slope["low"] <= slope["estimate"] <= slope["high"], name
     ratio = validation["oracle"]["combined_to_oracle_ratio"]
     assert ratio["low"] <= ratio["estimate"] <= ratio["high"]
     assert manifest["release"]["phantom"] is True and manifest["release"]["clinical_validity"] == "none"
@@ -148,7 +159,7 @@ def test_the_validation_cohorts_risk_groups_follow_the_shipped_fusion_cutoff_and
     centre_b = manifest["models"]["fusion"]["validation"]["centre_B"]
     assert centre_b["modalities_available"] == {"clinical+radiology+pathology": 400}  # one sub-model scored all
     fusion, _ = WeightRegistry(WEIGHTS).load_json("fusion")
-    cutoff = fusion["submodels"]["clinical+radiology+pathology"]["cutoff"]["value"]
+    cutoff = fusion["submodels"][COMBINED]["cutoff"]["value"]
     cohort, _ = load_validation_cohort(WEIGHTS)
     high = cohort.group == "high"
     np.testing.assert_array_equal(high, cohort.risk > cutoff)
@@ -158,3 +169,21 @@ def test_the_validation_cohorts_risk_groups_follow_the_shipped_fusion_cutoff_and
     assert groups["events"] == {"high": int(cohort.event[high].sum()), "low": int(cohort.event[~high].sum())}
     test = logrank_test(cohort.time_months[high], cohort.time_months[~high], cohort.event[high], cohort.event[~high])
     assert test.test_statistic == pytest.approx(groups["logrank_chi2"], rel=1e-3)
+
+
+def test_the_manifests_calibration_slope_is_recomputed_from_the_shipped_validation_cohort():
+    """The deployed fusion's calibration slope on centre B: the Cox coefficient of the fused risk refitted
+    on validation-cohort.json's cases, by lifelines (independently of the suite's own Newton iteration)."""
+    import pandas as pd
+    from lifelines import CoxPHFitter
+
+    from sarcoma_risk.release.validation_cohort import load_validation_cohort
+
+    manifest = json.loads((WEIGHTS / "manifest.json").read_text(encoding="utf-8"))
+    slope = manifest["models"]["fusion"]["validation"]["centre_B"]["deployed"]["calibration_slope"]
+    cohort, _ = load_validation_cohort(WEIGHTS)
+    frame = pd.DataFrame({"risk": cohort.risk, "time": cohort.time_months, "event": cohort.event.astype(int)})
+    refitted = CoxPHFitter().fit(frame, "time", "event").params_["risk"]
+    assert refitted == pytest.approx(slope["estimate"], abs=2e-3)  # Efron (lifelines) vs Breslow on tied times
+    assert slope["low"] <= slope["estimate"] <= slope["high"]
+    assert manifest["release"]["validation"]["deployed"]["calibration_slope"] == slope

@@ -47,7 +47,8 @@ def test_train_all_runs_the_six_steps_with_progress(release):
 def test_the_weights_folder_holds_the_release_and_nothing_of_the_work_folder(release):
     result, _ = release
     names = {p.name for p in result.out_dir.iterdir()}
-    assert names == {"manifest.json", "MODEL_CARD.md", "radiology.pt", "pathology-patch.pt",
+    assert names == {"manifest.json", "MODEL_CARD.md", "radiology-t2fs+t1ce.pt", "radiology-t2fs.pt", "radiology-t1ce.pt",
+                     "pathology-patch.pt",
                      "pathology-signature.json", "fusion.json", "validation-cohort.json"}
     assert sorted(release_files(result.out_dir)) == sorted(names)
     assert (result.work_dir / "cohort" / "manifest.csv").is_file()
@@ -62,7 +63,8 @@ def test_every_model_of_the_release_loads_and_carries_its_centre_b_figures(relea
 
     result, _ = release
     out = result.out_dir
-    load_model(out)
+    for sequence_set in ("t2fs+t1ce", "t2fs", "t1ce"):
+        assert load_model(out, sequence_set)[0].sequence_set == sequence_set
     load_models(out)
     model, info = load_fusion(weights=out)
     assert info.get("honest_out_of_fold") is True
@@ -72,7 +74,7 @@ def test_every_model_of_the_release_loads_and_carries_its_centre_b_figures(relea
     assert manifest["release"]["config"] == SMALL.to_dict()
     assert manifest["release"]["cohort"]["seed"] == 2 and manifest["release"]["cohort"]["validation"]["n"] == 24
     registry = WeightRegistry(out)
-    for name in ("radiology", "pathology-patch", "pathology-signature"):
+    for name in ("radiology-t2fs+t1ce", "radiology-t2fs", "radiology-t1ce", "pathology-patch", "pathology-signature"):
         figures = registry.entry(name)["validation"]["centre_B"]
         assert figures["n"] == 24 and "harrell_c" in figures and "mean_auc" in figures
     assert "combined_to_oracle_ratio" in registry.entry("fusion")["validation"]["centre_B"]["oracle"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sarcoma_risk.cli import main
-from sarcoma_risk.release.model_card import _fusion_training, _radiology_training
+from sarcoma_risk.release.model_card import _federated_cnn, _fusion_training
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,16 +64,18 @@ def test_simulate_trains_the_radiology_cnn_with_fedprox_into_registered_weights(
                  "--out", str(weights), "--preset", "tiny", "--rounds", "2", "--strategy", "fedprox", "--proximal-mu", "0.01",
                  "--min-centre-events", "3", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    model, entry = load_model(weights)  # the same file, registry entry and sha256 check as 'train radiology'
+    # The same file, registry entry and sha256 check as 'train radiology', as the model of its sequence set
+    model, entry = load_model(weights, "t2fs+t1ce")
     assert entry["sha256"] == summary["sha256"] and entry["version"].endswith("+federated")
     federated = entry["training_data"]["federated"]
     assert federated["rounds"] == 2 and federated["centres"] == 2 and entry["training_data"]["n"] == 14
-    card = _radiology_training(entry, {"radiology_folds": 5})
+    card = _federated_cnn(entry)
     assert card.startswith("trained federated (flwr 1.32.1) across 2 centres without pooling their images: "
                            "FedProx (mu 0.01), weighted by each centre's number of cases, 1 local epoch(s) a round, "
                            "2 rounds")
-    assert len(model.reference_scores_) == 14  # the development distribution, from the centres' histograms
-    assert abs(float(model.reference_scores_.mean())) < 0.05  # centred on the pooled mean (0.02-wide bins)
+    assert len(model.members) == 1 and model.reference_source == "in_sample"  # one model, not a mean of folds
+    assert len(model.reference_scores) == 14  # the development distribution, from the centres' histograms
+    assert abs(float(model.reference_scores.mean())) < 0.05  # centred on the pooled mean (0.02-wide bins)
 
 
 def test_simulate_refuses_a_centre_with_too_few_events_and_says_so(three_centre_manifest, tmp_path, capsys):
@@ -190,7 +192,7 @@ def test_server_and_two_clients_train_the_radiology_cnn_over_grpc_on_loopback(tw
     summary = json.loads(text[text.index("{"):])
     federated = summary["training_data"]["federated"]
     assert federated["centres"] == 2 and federated["rounds"] == 2 and federated["dropped_out"] == 0
-    assert (tmp_path / "w" / "radiology.pt").is_file()
+    assert (tmp_path / "w" / "radiology-t2fs+t1ce.pt").is_file()  # the model of the run's sequence set
 
 
 def test_the_server_refuses_to_start_without_a_transport_choice(tmp_path, capsys):

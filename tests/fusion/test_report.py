@@ -11,11 +11,13 @@ import pytest
 from lifelines import KaplanMeierFitter
 
 from sarcoma_risk.errors import InvalidInput
-from sarcoma_risk.fusion.evaluation import COMBINED, Evaluation, evaluate
+from sarcoma_risk.fusion.evaluation import Evaluation, evaluate
 from sarcoma_risk.fusion.model import CoxFusion
 from sarcoma_risk.fusion.report import write_report
 from sarcoma_risk.provenance import sha256_bytes
 from sarcoma_risk.survival.concordance import harrell_c
+
+COMBINED = "clinical+radiology+pathology"
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,9 @@ def test_evaluation_compares_the_four_models_on_the_same_cases(evaluation, valid
     expected = harrell_c(sub["time_months"], sub["event"], model.predict(sub, submodel="clinical")["risk"])
     assert models["clinical"]["harrell_c"]["estimate"] == pytest.approx(expected)
     for name in models:
-        assert set(models[name]) == {"harrell_c", "uno_c", "auc_12", "auc_36", "auc_60", "mean_auc", "integrated_brier"}
+        assert set(models[name]) == {"harrell_c", "uno_c", "auc_12", "auc_36", "auc_60", "mean_auc", "integrated_brier",
+                                     "calibration_slope", "observed_expected", "calibration_intercept"}
+    assert result.combined == COMBINED and result.sequence_sets is None
     assert set(comparison.metrics["differences"]) == {"clinical", "radiology", "pathology"}
     assert result.deployed.n == len(validation)
     assert sum(result.deployed.submodel_counts.values()) == len(validation)
@@ -94,6 +98,7 @@ def test_report_is_self_contained_and_its_json_points_at_every_figure(evaluation
             node = node[key]  # every pointer resolves to the figure's numbers
         assert node
     assert "Combined / oracle" in page and "NaN" not in paths["json"].read_text(encoding="utf-8")
+    assert "Calibration slope (Cox coefficient of the risk" in page and "observed / expected recurrences up to" in page
     assert "NOT all out-of-fold" in page  # weights fitted on in-sample scores are flagged in the report
 
 

@@ -77,3 +77,24 @@ def test_unusable_inputs_are_refused():
         SlideSignature().fit([tile_counts(np.array([0.5]), 10, 20)] * 3, [1, 2, 3], [1, 1, 0])
     with pytest.raises(InvalidModel, match="penalizer"):
         SlideSignature(penalizer=0).fit([tile_counts(np.array([0.5]), 10, 20)] * 5, [1, 2, 3, 4, 5], [1] * 5)
+
+
+def test_the_map_onto_the_out_of_fold_scale_gives_the_deployed_scores_its_mean_and_sd_and_survives_json():
+    from sarcoma_risk.pathology.crossfit import match_scale
+    from sarcoma_risk.pathology.signature import ScaleMap
+
+    probabilities, time, event = synthetic_cases()
+    model = SlideSignature().fit([tile_counts(p, 10, 20) for p in probabilities], time, event)
+    deployed = model.predict_probabilities(probabilities[:30])
+    out_of_fold = 0.4 * deployed + 0.2 + np.random.default_rng(1).normal(0, 0.05, 30)  # another spread and centre
+    model.to_out_of_fold_ = match_scale(deployed, out_of_fold, "test")
+    mapped = model.predict_probabilities(probabilities[:30])
+    assert mapped.mean() == pytest.approx(out_of_fold.mean()) and mapped.std() == pytest.approx(out_of_fold.std())
+    np.testing.assert_allclose(mapped, model.to_out_of_fold_.offset + model.to_out_of_fold_.slope * deployed)
+    again = SlideSignature.from_dict(json.loads(json.dumps(model.to_dict(), allow_nan=False)))
+    assert again.to_out_of_fold_ == model.to_out_of_fold_
+    np.testing.assert_array_equal(again.predict_probabilities(probabilities[:30]), mapped)
+    assert match_scale(deployed[:9], out_of_fold[:9], "test") is None  # too few cases to fit the map
+    assert match_scale(deployed, np.zeros(30), "test") is None
+    with pytest.raises(InvalidModel, match="slope > 0"):
+        ScaleMap.from_dict({"offset": 0.0, "slope": -1.0, "n_cases": 30, "method": "test"})

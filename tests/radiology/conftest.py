@@ -7,7 +7,7 @@ and one training run of the "tiny" preset (a few seconds with one torch thread).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -83,17 +83,25 @@ def phantom_set(tmp_path_factory) -> PhantomSet:
 
 @pytest.fixture(scope="session")
 def trained(phantom_set, tmp_path_factory):
-    """(model, weights folder): the tiny preset fitted on the training phantoms and registered."""
+    """(model, weights folder): the tiny preset fitted on the training phantoms (T2FS + T1CE + mask) and
+    registered as the T2FS + T1CE model (an ensemble of this one model), beside a T2FS-only model
+    fitted on the same cases' T2FS and mask channels. No T1CE-only model: scoring a T1CE alone fails."""
     from sarcoma_risk.radiology.checkpoint import save_model
     from sarcoma_risk.radiology.config import preset
+    from sarcoma_risk.radiology.ensemble import RadiologyEnsemble, ReferenceSource
     from sarcoma_risk.radiology.train import RadiologyCoxModel
 
+    pre, net, train = preset("tiny")
+    rows = phantom_set.train
     with one_thread():
-        model = RadiologyCoxModel(*preset("tiny")).fit(phantom_set.X[phantom_set.train],
-                                                       phantom_set.time[phantom_set.train],
-                                                       phantom_set.event[phantom_set.train])
+        model = RadiologyCoxModel(pre, net, train).fit(phantom_set.X[rows], phantom_set.time[rows],
+                                                      phantom_set.event[rows])
+        t2_only = RadiologyCoxModel(replace(pre, sequences=("t2fs",)), net, train).fit(
+            phantom_set.X[rows][:, [0, 2]], phantom_set.time[rows], phantom_set.event[rows])
     weights = tmp_path_factory.mktemp("radiology_weights")
-    save_model(model, weights, version="test+tiny", training_data={"n_cases": N_TRAIN}, validation={})
+    for member in (model, t2_only):
+        ensemble = RadiologyEnsemble([member], member.reference_scores_, ReferenceSource.IN_SAMPLE)
+        save_model(ensemble, weights, version="test+tiny", training_data={"n_cases": N_TRAIN}, validation={})
     return model, weights
 
 
@@ -160,3 +168,10 @@ def slicer_segmentation():
             raise RuntimeError(f"slicer-core could not write {path}")
 
     return write
+
+
+def as_deployed(member):
+    """A fitted RadiologyCoxModel as a deployable model of its sequence set (an ensemble of it alone)."""
+    from sarcoma_risk.radiology.ensemble import RadiologyEnsemble, ReferenceSource
+
+    return RadiologyEnsemble([member], member.reference_scores_, ReferenceSource.IN_SAMPLE)

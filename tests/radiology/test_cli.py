@@ -54,10 +54,11 @@ def test_score_mri_writes_the_radiology_section_and_the_gradcam(tmp_path, capsys
     section = printed["radiology"]
     assert printed["case_id"] == CASE and printed["revision"] == 1 and printed["gradcam_note"] is None
     assert section["sequences"] == ["t2fs", "t1ce"] and 0 <= section["percentile"] <= 100
+    assert section["model"] == "radiology-t2fs+t1ce" and printed["sequence_set"] == "t2fs+t1ce"
     assert section["gradcam_sha256"] == sha256_file(cam_path)
     assert section["tumor_volume_ml"] == pytest.approx(high_risk_case.stats["tumor_volume_ml"])
     provenance = section["provenance"]
-    assert provenance["model_name"] == "radiology" and provenance["weights_sha256"]
+    assert provenance["model_name"] == "radiology-t2fs+t1ce" and provenance["weights_sha256"]
     assert set(provenance["inputs"]) == {"t2fs", "t1ce", "mask"}
     assert provenance["inputs"]["t2fs"]["sha256"] == sha256_file(high_risk_case.t2fs)
     assert str(high_risk_case.t2fs.parent) not in json.dumps(section)  # no input paths in the record
@@ -105,12 +106,15 @@ def _bad_inputs(case, tmp_path):
         "unknown segment": ({"extra": ["--segment", "Necrosis"]}, "no segment 'Necrosis'"),
         "bad case id": ({"case": "John Smith"}, "case_id: 'John Smith' contains ' '"),
         "gradcam format": ({"gradcam": tmp_path / "cam.png"}, "cannot tell the volume format"),
-        "T1CE missing": ({"no_image2": True}, r"needs the sequence\(s\) t1ce"),
+        "T1CE alone, no model for it": ({"no_image": True}, r"no radiology model for the sequence\(s\) given "
+                                                            r"\(t1ce\): the weights in .* have models for "
+                                                            r"T2FS \+ T1CE, T2FS only"),
+        "no MRI": ({"no_image": True, "no_image2": True}, "no MRI given: pass --t2fs"),
     }
 
 
 BAD_INPUTS = ["empty mask", "mask outside the image", "other grid, no overlap", "NaN voxels", "2D image",
-              "unknown segment", "bad case id", "gradcam format", "T1CE missing"]
+              "unknown segment", "bad case id", "gradcam format", "T1CE alone, no model for it", "no MRI"]
 
 
 @pytest.mark.parametrize("name", BAD_INPUTS)
@@ -119,9 +123,10 @@ def test_bad_input_gets_a_clear_error_and_leaves_the_record_untouched(tmp_path, 
     change, message = _bad_inputs(high_risk_case, tmp_path)[name]
     before = snapshot(scored_store)
     gradcam = change.get("gradcam", tmp_path / "new.nrrd")
-    argv = ["score-mri", "--case", change.get("case", CASE), "--image", change.get("image", high_risk_case.t2fs),
-            "--mask", change.get("mask", high_risk_case.seg), "--weights", trained[1], "--store", scored_store,
-            "--gradcam", gradcam, *change.get("extra", [])]
+    argv = ["score-mri", "--case", change.get("case", CASE), "--mask", change.get("mask", high_risk_case.seg),
+            "--weights", trained[1], "--store", scored_store, "--gradcam", gradcam, *change.get("extra", [])]
+    if not change.get("no_image"):
+        argv += ["--image", change.get("image", high_risk_case.t2fs)]
     if not change.get("no_image2"):
         argv += ["--image2", high_risk_case.t1ce]
     status, out, err = run(capsys, *argv)
@@ -146,9 +151,9 @@ def test_a_dicom_series_with_a_missing_slice_is_refused_and_changes_nothing(tmp_
 def test_tampered_weights_are_refused_and_change_nothing(tmp_path, capsys, trained, high_risk_case, scored_store):
     weights = tmp_path / "weights"
     shutil.copytree(trained[1], weights)
-    data = bytearray((weights / "radiology.pt").read_bytes())
+    data = bytearray((weights / "radiology-t2fs+t1ce.pt").read_bytes())
     data[-100] ^= 0x01
-    (weights / "radiology.pt").write_bytes(bytes(data))
+    (weights / "radiology-t2fs+t1ce.pt").write_bytes(bytes(data))
     before = snapshot(scored_store)
     status, _, err = score(capsys, high_risk_case, weights, scored_store, "--gradcam", tmp_path / "new.nrrd")
     assert status == 1 and "does not match" in err and "Restore it or retrain" in err
@@ -158,7 +163,7 @@ def test_tampered_weights_are_refused_and_change_nothing(tmp_path, capsys, train
 def test_without_a_radiology_model_the_error_says_how_to_train_one(tmp_path, capsys, high_risk_case):
     status, _, err = score(capsys, high_risk_case, tmp_path, tmp_path / "cases.sqlite")
     assert status == 1
-    assert "holds no radiology model yet" in err and "sarcoma-risk train radiology --manifest" in err
+    assert "holds no radiology model per sequence set" in err and "sarcoma-risk train radiology --manifest" in err
     assert not (tmp_path / "cases.sqlite").exists()
 
 
@@ -171,7 +176,7 @@ def _manifest(path, rows):
     return path
 
 
-def test_train_radiology_cross_fits_and_reports_a_broken_case(tmp_path, capsys, phantom_set):
+def test_train_radiology_cross_fits_each_sequence_set_and_reports_a_broken_case(tmp_path, capsys, phantom_set):
     rows = []
     for i in range(16):
         case = phantom_set.cases[i]
@@ -179,28 +184,60 @@ def test_train_radiology_cross_fits_and_reports_a_broken_case(tmp_path, capsys, 
                      "time_months": f"{phantom_set.time[i]:.3f}", "event": int(phantom_set.event[i]),
                      "mri_t2fs": case.t2fs, "mri_t1ce": case.t1ce, "tumor_seg": case.seg})
     rows[3]["tumor_seg"] = tmp_path / "missing.seg.nrrd"
+    rows[5]["mri_t2fs"] = ""  # a development case with the T1CE alone
     manifest = _manifest(tmp_path / "manifest.csv", rows)
     out = tmp_path / "weights"
     status, printed, err = run(capsys, "train", "radiology", "--manifest", manifest, "--out", out, "--preset", "tiny",
                                "--folds", "2", "--epochs", "2", "--json")
     assert status == 0, err
     summary = json.loads(printed)
-    assert summary["cases"]["development"] == 11 and summary["cases"]["validation"] == 4
-    assert [f["case_id"] for f in summary["cases"]["failed"]] == ["STS-0003"]
-    assert "<tumor_seg>" in summary["cases"]["failed"][0]["error"]
+    assert sorted(summary["models"]) == ["t1ce", "t2fs", "t2fs+t1ce"] and summary["skipped"] == {}
+    counts = {name: (m["cases"]["development"], m["cases"]["validation"]) for name, m in summary["models"].items()}
+    assert counts == {"t2fs+t1ce": (10, 4), "t2fs": (10, 4), "t1ce": (11, 4)}
+    for name, run_ in summary["models"].items():
+        assert [f["case_id"] for f in run_["cases"]["failed"]] == ["STS-0003"]
+        assert "<tumor_seg>" in run_["cases"]["failed"][0]["error"]
+        assert len(run_["validation"]["members"]) == 2 and run_["training_data"]["sequences"] == name.split("+")
+    assert summary["models"]["t2fs"]["cases"]["without_sequences"] == ["STS-0005"]
     run_text = (out / "radiology_training.json").read_text()
     assert str(tmp_path) not in run_text and str(phantom_set.cases[0].t2fs.parent) not in run_text
     with open(out / "radiology_scores.csv", newline="") as handle:
         scores = list(csv.DictReader(handle))
-    assert list(scores[0]) == ["case_id", "split", "radiology_score", "source"]
-    sources = {(r["split"], r["source"]) for r in scores}
-    assert sources == {("development", "out_of_fold"), ("validation", "final_model")}
-    assert len(scores) == 15 and "STS-0003" not in {r["case_id"] for r in scores}
+    assert list(scores[0]) == ["case_id", "split", "sequences", "radiology_score", "source"]
+    sources = {(r["sequences"], r["split"], r["source"]) for r in scores}
+    assert sources == {(s, split, source) for s in ("t2fs+t1ce", "t2fs", "t1ce")
+                       for split, source in (("development", "out_of_fold"), ("validation", "final_model"))}
+    assert len(scores) == 14 + 14 + 15 and "STS-0003" not in {r["case_id"] for r in scores}
     assert all(np.isfinite(float(r["radiology_score"])) for r in scores)
-    entry = json.loads((out / "manifest.json").read_text())["models"]["radiology"]
-    assert entry["kind"] == "radiology-cbam3d" and entry["sha256"] == sha256_file(out / "radiology.pt")
-    assert entry["training_data"]["n_cases"] == 11 and len(entry["training_data"]["data_sha256"]) == 64
-    assert len(entry["validation"]["folds"]) == 2
+    manifest_models = json.loads((out / "manifest.json").read_text())["models"]
+    for name in ("t2fs+t1ce", "t2fs", "t1ce"):
+        entry = manifest_models[f"radiology-{name}"]
+        assert entry["kind"] == "radiology-cbam3d" and entry["sha256"] == sha256_file(out / f"radiology-{name}.pt")
+        assert len(entry["training_data"]["data_sha256"]) == 64 and len(entry["config"]["member_seeds"]) == 2
+        assert entry["config"]["reference_scores"] == "out_of_fold"
+    # The deployed model is the mean of the fold models; validation scores are its scores.
+    from sarcoma_risk.radiology.checkpoint import load_model
+
+    ensemble, _ = load_model(out, "t2fs")
+    assert len(ensemble.members) == 2 and ensemble.reference_scores.size == 10
+
+
+def test_train_radiology_can_train_one_sequence_set_and_says_why_it_cannot(tmp_path, capsys, phantom_set):
+    rows = [{"case_id": f"STS-{i:04d}", "centre": "A", "split": "development", "time_months": f"{phantom_set.time[i]:.3f}",
+             "event": int(phantom_set.event[i]), "mri_t2fs": phantom_set.cases[i].t2fs, "mri_t1ce": "",
+             "tumor_seg": phantom_set.cases[i].seg} for i in range(10)]
+    manifest = _manifest(tmp_path / "manifest.csv", rows)
+    status, printed, err = run(capsys, "train", "radiology", "--manifest", manifest, "--out", tmp_path / "w",
+                               "--preset", "tiny", "--folds", "2", "--epochs", "1")
+    assert status == 0, err
+    assert "T2FS only" in printed and "T1CE only    not trained: 0 usable development case(s) with t1ce" in printed
+    assert sorted(p.name for p in (tmp_path / "w").glob("*.pt")) == ["radiology-t2fs.pt"]
+    status, _, err = run(capsys, "train", "radiology", "--manifest", manifest, "--out", tmp_path / "w2",
+                         "--preset", "tiny", "--folds", "2", "--epochs", "1", "--sequence-sets", "t2fs,t1ce")
+    assert status == 1 and "sequence set t1ce: 0 usable development case(s) with t1ce" in err
+    status, _, err = run(capsys, "train", "radiology", "--manifest", manifest, "--out", tmp_path / "w3",
+                         "--sequence-sets", "t2,t1")
+    assert status == 1 and "sequence set 't2'; expected one of t2fs+t1ce, t2fs, t1ce" in err
 
 
 def test_train_radiology_runs_on_the_shared_phantom_cohort(tmp_path, capsys, phantom_cohort_tiny):

@@ -1,4 +1,4 @@
-"""`train radiology` under torchrun: two CPU processes (gloo) train one model; rank 0 alone writes."""
+"""`train radiology` under torchrun: two CPU processes (gloo) train each model together; rank 0 alone writes."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def ddp_run(phantom_cohort_tiny, tmp_path_factory):
     out = root / "out"
     result = torchrun(out, root / "audit", ["train", "radiology", "--manifest", phantom_cohort_tiny.manifest,
                                             "--out", out, "--preset", "tiny", "--folds", "2", "--epochs", "2",
-                                            "--json"])
+                                            "--sequence-sets", "t2fs+t1ce", "--json"])
     assert result.status == 0, result.stderr[-3000:]
     return result, out
 
@@ -30,21 +30,22 @@ def test_two_processes_complete_the_training_and_rank_0_prints_the_one_summary(d
     summary = json.loads(result.stdout)  # one JSON document: the other rank printed nothing
     distributed = summary["runtime"]["distributed"]
     assert (distributed["world_size"], distributed["backend"]) == (2, "gloo")
-    assert summary["cases"]["development"] == 12 and len(summary["validation"]["folds"]) == 2
-    assert result.stderr.count("final model: training on all 12 development cases") == 1  # rank 1 logs warnings only
+    both = summary["models"]["t2fs+t1ce"]
+    assert both["cases"]["development"] == 12 and len(both["validation"]["members"]) == 2
+    assert result.stderr.count("sequence set t2fs+t1ce: 12 development cases") == 1  # rank 1 logs warnings only
 
 
 def test_only_rank_0_writes_checkpoints_weights_scores_and_the_run_log(ddp_run):
     result, out = ddp_run
     assert result.written_by(1, out) == set()
     written = result.written_by(0, out)
-    assert {"radiology.pt", "manifest.json", "radiology_scores.csv", "radiology_training.json",
-            "checkpoints/radiology-fold-1.pt", "checkpoints/radiology-fold-2.pt",
-            "checkpoints/radiology-final.pt"} <= written
+    assert {"radiology-t2fs+t1ce.pt", "manifest.json", "radiology_scores.csv", "radiology_training.json",
+            "checkpoints/radiology-t2fs+t1ce-fold-1.pt", "checkpoints/radiology-t2fs+t1ce-fold-2.pt"} <= written
 
 
 def test_both_ranks_end_with_identical_weights_and_those_are_the_saved_ones(ddp_run):
     result, out = ddp_run
-    ranks = json.loads((out / "radiology_training.json").read_text())["runtime"]["distributed"]["final_model_rank_sha256"]
-    model, _ = load_model(out)
-    assert len(ranks) == 2 and ranks[0] == ranks[1] == weights_sha256(model.network_)
+    members = json.loads((out / "radiology_training.json").read_text())["runtime"]["distributed"]["member_rank_sha256"]
+    model, _ = load_model(out, "t2fs+t1ce")
+    for ranks, member in zip(members["t2fs+t1ce"], model.members, strict=True):
+        assert len(ranks) == 2 and ranks[0] == ranks[1] == weights_sha256(member.network_)

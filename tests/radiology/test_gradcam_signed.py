@@ -21,6 +21,8 @@ from sarcoma_risk.radiology.infer import score_case
 from sarcoma_risk.radiology.io import read_case
 from sarcoma_risk.radiology.preprocess import prepare_case
 
+from .conftest import as_deployed
+
 SHAPE = (16, 96, 96)  # z, y, x
 SPACING = (2.0, 2.0, 5.0)
 
@@ -65,7 +67,7 @@ def below_average(model, case, margin: float = 0.5):
     then scores below the average, as every low-risk tumor does.
     """
     low = copy.deepcopy(model)
-    raw = score_case(low, case, gradcam=False).score
+    raw = score_case(as_deployed(low), case, gradcam=False).score
     with torch.no_grad():
         low.network_.offset += raw + margin
     return low
@@ -77,7 +79,7 @@ def test_a_case_scored_below_the_average_gets_a_signed_map_that_shows_what_lower
     low = below_average(model, case)
     prepared = prepare_case(case, low.preprocess)
     shares = grad_cam(low.network_, prepared.array).shares
-    result = score_case(low, case)
+    result = score_case(as_deployed(low), case)
     assert result.score == pytest.approx(-0.5, abs=1e-4)
     # What lowered the risk outweighs what raised it, and the shares add up to the score.
     assert shares.sum() == pytest.approx(result.score, abs=1e-4)

@@ -15,12 +15,21 @@ from sarcoma_risk.radiology.io import read_case
 from sarcoma_risk.radiology.preprocess import prepare_case
 from sarcoma_risk.radiology.infer import score_case, write_volume
 
+from .conftest import as_deployed
+
 
 @pytest.fixture(scope="module")
-def high_risk(high_risk_case, trained):
-    model, _ = trained
+def deployed(trained):
+    """The registered T2FS + T1CE model (an ensemble of the trained model alone)."""
+    from sarcoma_risk.radiology.checkpoint import load_model
+
+    return load_model(trained[1], "t2fs+t1ce")[0]
+
+
+@pytest.fixture(scope="module")
+def high_risk(high_risk_case, deployed):
     case = read_case(high_risk_case.t2fs, high_risk_case.seg, high_risk_case.t1ce)
-    return case, score_case(model, case)
+    return case, score_case(deployed, case)
 
 
 def test_gradcam_of_an_oblique_case_has_exactly_the_inputs_geometry(high_risk):
@@ -63,7 +72,7 @@ def test_a_low_risk_case_gets_a_signed_map_that_shows_where_the_risk_was_lowered
     held = np.arange(phantom_set.held_out.start, phantom_set.held_out.stop)
     lowest = phantom_set.cases[held[int(np.argmin(model.predict(phantom_set.X[held])))]]
     case = read_case(lowest.t2fs, lowest.seg, lowest.t1ce)
-    result = score_case(model, case)
+    result = score_case(as_deployed(model), case)
     assert result.score < 0 and result.gradcam_note is None
     values = sitk.GetArrayViewFromImage(result.gradcam)
     assert values.min() < 0 and np.abs(values).max() == pytest.approx(1.0, abs=0.05)
@@ -79,13 +88,35 @@ def test_a_map_that_is_zero_everywhere_comes_with_the_reason(high_risk_case, tra
     with torch.no_grad():
         silent.network_.head.weight.zero_()
         silent.network_.offset.zero_()
-    result = score_case(silent, read_case(high_risk_case.t2fs, high_risk_case.seg, high_risk_case.t1ce))
+    result = score_case(as_deployed(silent), read_case(high_risk_case.t2fs, high_risk_case.seg, high_risk_case.t1ce))
     assert result.score == 0 and not np.any(sitk.GetArrayViewFromImage(result.gradcam))
     assert "0 everywhere" in result.gradcam_note and "no region raised or lowered the risk" in result.gradcam_note
 
 
-def test_scores_are_deterministic_for_fixed_weights(high_risk_case, trained):
+def test_an_ensembles_gradcam_shares_are_the_mean_of_its_members_and_sum_to_its_score(phantom_set, high_risk_case,
+                                                                                       trained):
+    from dataclasses import replace
+
+    from sarcoma_risk.radiology.config import preset
+    from sarcoma_risk.radiology.ensemble import RadiologyEnsemble
+    from sarcoma_risk.radiology.train import RadiologyCoxModel
+
     model, _ = trained
+    pre, net, train = preset("tiny")
+    other = RadiologyCoxModel(pre, net, replace(train, epochs=2, min_epochs=1, seed=3)).fit(
+        phantom_set.X[:14], phantom_set.time[:14], phantom_set.event[:14])
+    ensemble = RadiologyEnsemble([model, other], np.linspace(-1, 1, 11))
+    case = read_case(high_risk_case.t2fs, high_risk_case.seg, high_risk_case.t1ce)
+    patch = prepare_case(case, pre).array
+    shares = np.mean([grad_cam(m.network_, patch).shares for m in (model, other)], axis=0)
+    result = score_case(ensemble, case)
+    assert result.score == pytest.approx(float(shares.sum()), abs=1e-4)
+    assert result.score == pytest.approx(float(ensemble.predict(patch[None])[0]), abs=1e-5)
+    assert result.sequence_set == "t2fs+t1ce" and result.sequences == ["t2fs", "t1ce"]
+
+
+def test_scores_are_deterministic_for_fixed_weights(high_risk_case, deployed):
+    model = deployed
     case = read_case(high_risk_case.t2fs, high_risk_case.seg, high_risk_case.t1ce)
     first, second = score_case(model, case), score_case(model, case)
     assert first.score == second.score and first.percentile == second.percentile
@@ -159,7 +190,7 @@ def test_a_handmade_mri_gets_a_signed_map_on_its_tumor(tmp_path, trained):
     model, _ = trained
     paths = write_handmade_mri(tmp_path)
     case = read_case(paths["t2.nrrd"], paths["tumor.nrrd"], paths["t1ce.nrrd"])
-    result = score_case(model, case)
+    result = score_case(as_deployed(model), case)
     values = sitk.GetArrayViewFromImage(result.gradcam)
     assert result.gradcam_note is None and np.abs(values).max() == pytest.approx(1.0, abs=0.05)
     tumor = sitk.GetArrayViewFromImage(case.mask) > 0

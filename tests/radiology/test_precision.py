@@ -21,7 +21,7 @@ CASE = "STS-0042"
 
 @pytest.fixture(scope="module")
 def shipped():
-    return load_model(SHIPPED)[0]
+    return load_model(SHIPPED, "t2fs+t1ce")[0]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def shipped_inputs(shipped, phantom_set):
 
 
 def scores(model, X, precision):
-    with autocast(model.network_.offset.device, precision):
+    with autocast(model.device, precision):
         return model.predict(X)
 
 

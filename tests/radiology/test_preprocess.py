@@ -65,7 +65,7 @@ def test_voxels_outside_the_dilated_tumor_are_empty_and_inside_normalised(case):
 
 def test_a_model_that_needs_t1ce_says_so_when_it_is_missing(case):
     only_t2 = MRICase({"t2fs": case.images["t2fs"]}, case.mask)
-    with pytest.raises(InvalidInput, match=r"needs the sequence\(s\) t1ce.*--image2"):
+    with pytest.raises(InvalidInput, match=r"needs the sequence\(s\) t1ce.*--t1ce"):
         prepare_case(only_t2, TINY)
     assert prepare_case(only_t2, replace(TINY, sequences=("t2fs",))).array.shape[0] == 2
 

@@ -75,7 +75,7 @@ def test_a_damaged_checkpoint_is_refused_with_what_to_do(phantom_set, tmp_path):
 
 def train(manifest: Path, out: Path, *extra: str) -> int:
     return main(["train", "radiology", "--manifest", str(manifest), "--out", str(out), "--preset", "tiny",
-                 "--folds", "0", "--epochs", "3", "--threads", "1", *extra])
+                 "--folds", "0", "--epochs", "3", "--threads", "1", "--sequence-sets", "t2fs+t1ce", *extra])
 
 
 def test_train_radiology_resume_after_a_crash_writes_the_same_weights(phantom_cohort_tiny, tmp_path, capsys,
@@ -84,11 +84,12 @@ def test_train_radiology_resume_after_a_crash_writes_the_same_weights(phantom_co
     crash_after_epoch(2)
     with pytest.raises(Crash):
         train(phantom_cohort_tiny.manifest, tmp_path / "split")
-    assert not (tmp_path / "split" / "radiology.pt").exists()
-    assert (tmp_path / "split" / "checkpoints" / "radiology-final.pt").is_file()
+    assert not (tmp_path / "split" / "radiology-t2fs+t1ce.pt").exists()
+    assert (tmp_path / "split" / "checkpoints" / "radiology-t2fs+t1ce.pt").is_file()
     assert train(phantom_cohort_tiny.manifest, tmp_path / "split", "--resume") == 0
     assert "resuming after epoch 2" in capsys.readouterr().err
-    assert sha256_file(tmp_path / "split" / "radiology.pt") == sha256_file(tmp_path / "whole" / "radiology.pt")
+    assert sha256_file(tmp_path / "split" / "radiology-t2fs+t1ce.pt") == \
+        sha256_file(tmp_path / "whole" / "radiology-t2fs+t1ce.pt")
     run = json.loads((tmp_path / "split" / "radiology_training.json").read_text())
     assert run["runtime"]["resumed"] is True and run["runtime"]["device"] == "cpu"
 
@@ -98,4 +99,4 @@ def test_train_radiology_refuses_to_resume_with_other_options(phantom_cohort_tin
     capsys.readouterr()
     assert train(phantom_cohort_tiny.manifest, tmp_path / "out", "--resume", "--seed", "5") == 1
     err = capsys.readouterr().err
-    assert "radiology-final.pt: written by another run (it differs in train)" in err and "leave out --resume" in err
+    assert "radiology-t2fs+t1ce.pt: written by another run (it differs in train)" in err and "leave out --resume" in err

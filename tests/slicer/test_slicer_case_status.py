@@ -49,6 +49,16 @@ def test_missing_modalities_are_listed_with_what_to_do(store):
     assert lines[3] == "Fused risk: not computed (missing: pathology)"
 
 
+def test_the_radiology_line_names_the_model_that_scored_the_case(store):
+    from SarcomaRiskLib import read_case_status
+
+    with open_store(store, mode="a") as s:
+        s.put_section("STS-0001", "radiology", {"score": 0.4, "sequences": ["t2fs"], "model": "radiology-t2fs",
+                                                "provenance": provenance("2026-01-02T11:00:00Z")})
+    assert read_case_status(store, "STS-0001").lines()[1] == ("Radiology: present (revision 2; scored by the "
+                                                              "radiology-t2fs model)")
+
+
 def test_a_current_fusion_shows_risk_group_and_survival(store):
     from SarcomaRiskLib import read_case_status
 

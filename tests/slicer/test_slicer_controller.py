@@ -24,7 +24,8 @@ SHIPPED_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 #: Seconds between two ticks: the widget's timer interval (POLL_INTERVAL_MS in SarcomaRisk.py).
 TICK_S = 0.2
 #: What a finished scoring run logs last.
-SAVED = f"Saved the radiology score of case {CASE} in the case record."
+SAVED = (f"Saved the radiology score of case {CASE} in the case record (scored by the T2FS + T1CE model, "
+         "radiology-t2fs+t1ce).")
 #: Lines the launcher of the ordering test writes before the scorer starts.
 LAUNCHER_LINES = 500
 
@@ -172,6 +173,27 @@ def test_a_scored_case_without_a_pathology_score_shows_its_result_and_starts_no_
     assert saved["radiology"]["score"] == result.score and saved["fusion"] is None
 
 
+def test_a_t1ce_alone_is_scored_and_the_log_names_the_t1ce_model(controller, loaded_case, segment_id,
+                                                                 radiology_weights, tmp_path):
+    from SarcomaRiskLib import ScoringInputs, panel_controls
+
+    _, t1ce, segmentation = loaded_case
+    inputs = ScoringInputs(CASE, None, segmentation, segment_id(segmentation, "Tumor"), t1ce)
+    assert panel_controls(case_id=CASE, t2=None, t1ce=t1ce, segmentation=segmentation, segment_id=inputs.segment_id,
+                          running=False).compute_enabled
+    store = tmp_path / "cases.sqlite"
+    controller.compute(inputs, store_path=store, weights_dir=radiology_weights, timeout_s=300)
+    tick_until_idle(controller)
+
+    view = controller.view
+    assert view.events == ["running=True", "running=False", "scored", "record_changed"]
+    assert view.lines[0].startswith("Exported the T1CE volume and the tumor segment")
+    assert view.lines[-1] == (f"Saved the radiology score of case {CASE} in the case record (scored by the T1CE only "
+                              "model, radiology-t1ce).")
+    result = next(call[1] for call in view.calls if call[0] == "scored")
+    assert result.reference_node is t1ce and sections(store)["radiology"]["model"] == "radiology-t1ce"
+
+
 def test_scoring_is_followed_by_fusion_when_the_record_holds_clinical_data_and_the_pathology_score(
         controller, inputs, weights_with_fusion, tmp_path):
     from SarcomaRiskLib import read_case_status
@@ -215,7 +237,7 @@ def test_a_failing_scorer_reports_its_error_with_its_log_in_order_and_compute_is
 
     tampered = tmp_path / "tampered"
     shutil.copytree(radiology_weights, tampered)
-    with open(tampered / "radiology.pt", "r+b") as handle:
+    with open(tampered / "radiology-t2fs+t1ce.pt", "r+b") as handle:
         handle.seek(100)
         byte = handle.read(1)
         handle.seek(100)
@@ -279,7 +301,7 @@ def test_bad_input_is_refused_before_anything_runs_or_is_reported(controller, lo
     from SarcomaRiskLib import ScoringInputs
 
     _, _, segmentation = loaded_case
-    with pytest.raises(InvalidInput, match="T2 volume"):
+    with pytest.raises(InvalidInput, match="T2 volume and T1CE volume: no volume selected"):
         controller.compute(ScoringInputs(CASE, None, segmentation, "Tumor"), store_path=tmp_path / "c.sqlite")
     assert not controller.running and controller.view.calls == []
     assert not (tmp_path / "c.sqlite").exists()

@@ -79,13 +79,15 @@ def refused(scene, inputs, store, error, match, private_tempdir):
 # ---- refused inputs ------------------------------------------------------------------------------
 
 
-def test_no_t2_volume_is_refused_with_the_control_to_fix(scene, loaded_case, segment_id, store_with_a_record,
-                                                         private_tempdir):
+def test_no_mri_volume_is_refused_naming_both_volume_controls(scene, loaded_case, segment_id, store_with_a_record,
+                                                               private_tempdir):
     from SarcomaRiskLib import ScoringInputs
 
     _, _, segmentation = loaded_case
     inputs = ScoringInputs("STS-0001", None, segmentation, segment_id(segmentation, "Tumor"))
-    refused(scene, inputs, store_with_a_record, InvalidInput, r"T2 volume: no volume selected", private_tempdir)
+    refused(scene, inputs, store_with_a_record, InvalidInput,
+            r"^T2 volume and T1CE volume: no volume selected; .* select the fat-suppressed T2 as T2 volume, the "
+            r"contrast-enhanced T1 as T1CE volume, or both$", private_tempdir)
 
 
 @pytest.mark.parametrize("case_id", ["", "Jane Doe", "STS/0001", "x" * 40, "-STS"])
@@ -117,14 +119,19 @@ def test_an_empty_segment_is_refused(scene, loaded_case, store_with_a_record, pr
     refused(scene, inputs, store_with_a_record, InvalidImage, r"'Tumor \(not drawn yet\)' is empty", private_tempdir)
 
 
-def test_a_segment_on_a_grid_that_does_not_overlap_the_mri_is_refused(scene, loaded_case, store_with_a_record,
-                                                                       private_tempdir):
+@pytest.mark.parametrize("reference", ["T2 volume", "T1CE volume"])
+def test_a_segment_on_a_grid_that_does_not_overlap_the_mri_is_refused_naming_the_volume_used(
+        scene, loaded_case, store_with_a_record, private_tempdir, reference):
     from SarcomaRiskLib import ScoringInputs
 
-    t2, _, _ = loaded_case
+    t2, t1ce, _ = loaded_case
     far = shifted_segmentation(scene, t2, (0.0, 0.0, 400.0))
-    inputs = ScoringInputs("STS-0001", t2, far, far.GetSegmentation().GetNthSegmentID(0))
-    refused(scene, inputs, store_with_a_record, InvalidImage, r"does not overlap the T2 volume 'T2 FS AX'",
+    far_id = far.GetSegmentation().GetNthSegmentID(0)
+    if reference == "T2 volume":
+        inputs, name = ScoringInputs("STS-0001", t2, far, far_id, t1ce), "T2 FS AX"
+    else:
+        inputs, name = ScoringInputs("STS-0001", None, far, far_id, t1ce), "T1 FS AX POST GD"
+    refused(scene, inputs, store_with_a_record, InvalidImage, rf"does not overlap the {reference} '{name}'",
             private_tempdir)
 
 
@@ -236,18 +243,70 @@ def test_a_transform_shared_by_t2_and_segmentation_leaves_the_mask_on_the_t2_vox
                                   sitk.GetArrayFromImage(sitk.ReadImage(str(phantom_mri.labelmap))))
 
 
-def test_a_segment_partly_outside_the_mri_is_exported_with_a_warning(scene, loaded_case, tmp_path):
+@pytest.mark.parametrize("reference", ["T2 volume", "T1CE volume"])
+def test_a_segment_partly_outside_the_mri_is_exported_with_a_warning_naming_the_volume_used(scene, loaded_case,
+                                                                                           tmp_path, reference):
     import vtk
     from SarcomaRiskLib import ScoringInputs, export_inputs
 
-    t2, _, _ = loaded_case
+    t2, t1ce, _ = loaded_case
     # A box over slices 4-11, moved 9 slices along the slice axis: slices 13-15 of 16 stay inside.
+    # The phantom's T1CE lies on the T2's grid, so the same share is outside either.
     matrix = vtk.vtkMatrix4x4()
     t2.GetIJKToRASMatrix(matrix)
     slice_step = [matrix.GetElement(row, 2) for row in range(3)]
     half_out = shifted_segmentation(scene, t2, [9 * v for v in slice_step], name="Half out")
-    exported = export_inputs(scene, ScoringInputs("STS-0001", t2, half_out,
-                                                  half_out.GetSegmentation().GetNthSegmentID(0)), tmp_path)
+    volumes = (t2, None) if reference == "T2 volume" else (None, t1ce)
+    exported = export_inputs(scene, ScoringInputs("STS-0001", volumes[0], half_out,
+                                                  half_out.GetSegmentation().GetNthSegmentID(0), volumes[1]), tmp_path)
     assert exported.outside_fraction == pytest.approx(5 / 8, abs=0.02)
-    assert re.fullmatch(r"6[23]% of the tumor segment lies outside the T2 volume and is left out of the score",
+    assert re.fullmatch(rf"6[23]% of the tumor segment lies outside the {reference} and is left out of the score",
                         exported.warnings()[0])
+
+
+def test_a_t1ce_alone_is_exported_in_its_own_frame_with_the_mask_on_its_grid_and_no_t2_file(
+        scene, loaded_case, phantom_mri, segment_id, tmp_path):
+    """The T1CE sits under a registration shift of 3 columns, so its grid is not where the T2's is.
+
+    The mask must then be the tumor (which stays where the segmentation puts it) seen from the
+    T1CE's own voxels: the phantom's labelmap moved back by those 3 columns.
+    """
+    import vtk
+    from SarcomaRiskLib import ScoringInputs, export_inputs
+
+    _, t1ce, segmentation = loaded_case
+    columns = 3
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    t1ce.GetIJKToRASMatrix(ijk_to_ras)
+    shift = vtk.vtkMatrix4x4()
+    for row in range(3):
+        shift.SetElement(row, 3, columns * ijk_to_ras.GetElement(row, 0))  # along the voxel columns (I)
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "T1CE registration")
+    transform.SetMatrixTransformToParent(shift)
+    t1ce.SetAndObserveTransformNodeID(transform.GetID())
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    nodes_before = scene.GetNumberOfNodes()
+    exported = export_inputs(scene, ScoringInputs("STS-0001", None, segmentation, segment_id(segmentation, "Tumor"),
+                                                  t1ce), folder)
+    assert scene.GetNumberOfNodes() == nodes_before
+    assert exported.t2 is None and exported.reference_role == "T1CE volume"
+    assert sorted(path.name for path in folder.iterdir()) == ["mask.nrrd", "t1ce.nrrd"]
+
+    truth_t1ce = sitk.ReadImage(str(phantom_mri.t1ce))
+    for path in (exported.t1ce, exported.mask):  # both on the T1CE's own grid, its transform left out
+        written = sitk.ReadImage(str(path))
+        assert written.GetSize() == truth_t1ce.GetSize()
+        np.testing.assert_allclose(written.GetOrigin(), truth_t1ce.GetOrigin(), atol=1e-4)
+        np.testing.assert_allclose(written.GetSpacing(), truth_t1ce.GetSpacing(), atol=1e-6)
+        np.testing.assert_allclose(written.GetDirection(), truth_t1ce.GetDirection(), atol=1e-6)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(exported.t1ce))),
+                                  sitk.GetArrayFromImage(truth_t1ce))
+    tumor = sitk.GetArrayFromImage(sitk.ReadImage(str(phantom_mri.labelmap)))
+    assert tumor[:, :, :columns].sum() == 0  # nothing falls off the grid
+    expected = np.zeros_like(tumor)
+    expected[:, :, :-columns] = tumor[:, :, columns:]
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(exported.mask))), expected)
+    assert exported.segment_volume_ml == pytest.approx(phantom_mri.stats["tumor_volume_ml"], rel=1e-6)
+    assert exported.warnings() == []

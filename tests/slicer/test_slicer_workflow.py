@@ -83,9 +83,10 @@ def test_a_phantom_case_is_scored_and_its_gradcam_lines_up_with_the_tumor(scene,
     assert 0 <= result.percentile <= 100
     assert result.tumor_volume_ml == pytest.approx(phantom_mri.stats["tumor_volume_ml"], rel=0.02)
     assert result.sequences == ("t2fs", "t1ce")
+    assert result.model == radiology["model"] == "radiology-t2fs+t1ce" and result.model_label == "T2FS + T1CE"
     provenance = Provenance.from_dict(radiology["provenance"])
-    manifest_entry = json.loads((radiology_weights / "manifest.json").read_text())["models"]["radiology"]
-    assert provenance.model_name == "radiology" and provenance.weights_sha256 == manifest_entry["sha256"]
+    manifest_entry = json.loads((radiology_weights / "manifest.json").read_text())["models"]["radiology-t2fs+t1ce"]
+    assert provenance.model_name == "radiology-t2fs+t1ce" and provenance.weights_sha256 == manifest_entry["sha256"]
     assert set(provenance.inputs) == {"t2fs", "t1ce", "mask"}
     assert radiology["gradcam_sha256"] == result.gradcam_sha256
     assert log[0].startswith("Exported the T2 and T1CE volume and the tumor segment")
@@ -206,6 +207,74 @@ def test_a_t2_under_a_transform_gets_its_gradcam_under_the_same_transform(scene,
     np.testing.assert_allclose(ijk_to_ras(result.gradcam_node), ijk_to_ras(t2), atol=1e-6)
 
 
+def test_a_t2_alone_is_scored_by_the_t2fs_model_and_the_result_and_the_record_say_so(scene, loaded_case, segment_id,
+                                                                                    radiology_weights, tmp_path):
+    t2, _, segmentation = loaded_case
+    store = tmp_path / "cases.sqlite"
+    log = []
+    result = scoring(scene, t2, segmentation, segment_id(segmentation, "Tumor"), store, radiology_weights).run(
+        log=log.append)
+    assert result.sequences == ("t2fs",) and result.model == "radiology-t2fs" and result.model_label == "T2FS only"
+    saved, _ = records(store)
+    assert saved[CASE].radiology["model"] == "radiology-t2fs" and saved[CASE].radiology["sequences"] == ["t2fs"]
+    assert log[0].startswith("Exported the T2 volume and the tumor segment")
+
+
+def test_a_t1ce_alone_is_scored_by_the_t1ce_model_and_its_gradcam_lies_on_the_t1ce(scene, loaded_case, segment_id,
+                                                                                    radiology_weights, phantom_mri,
+                                                                                    tmp_path, private_tempdir):
+    """No T2 selected: the T1CE is the reference. It sits under a registration shift that the T2 does
+    not share, so a Grad-CAM put on the T2's grid or frame would not line up with it."""
+    import slicer
+    import vtk
+
+    _, t1ce, segmentation = loaded_case
+    matrix = vtk.vtkMatrix4x4()
+    t1ce.GetIJKToRASMatrix(matrix)
+    shift = vtk.vtkMatrix4x4()
+    for row in range(3):
+        shift.SetElement(row, 3, 3 * matrix.GetElement(row, 0))  # 3 voxel columns
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "T1CE registration")
+    transform.SetMatrixTransformToParent(shift)
+    t1ce.SetAndObserveTransformNodeID(transform.GetID())
+    store = tmp_path / "cases.sqlite"
+    log = []
+    result = scoring(scene, None, segmentation, segment_id(segmentation, "Tumor"), store, radiology_weights,
+                     t1ce).run(log=log.append)
+
+    assert log[0].startswith("Exported the T1CE volume and the tumor segment")
+    assert result.sequences == ("t1ce",) and result.model == "radiology-t1ce" and result.model_label == "T1CE only"
+    radiology = records(store)[0][CASE].radiology
+    assert radiology["model"] == "radiology-t1ce" and radiology["sequences"] == ["t1ce"]
+    assert radiology["score"] == result.score and np.isfinite(result.score)
+    assert result.tumor_volume_ml == pytest.approx(phantom_mri.stats["tumor_volume_ml"], rel=0.02)
+    provenance = Provenance.from_dict(radiology["provenance"])
+    manifest_entry = json.loads((radiology_weights / "manifest.json").read_text())["models"]["radiology-t1ce"]
+    assert provenance.model_name == "radiology-t1ce" and provenance.weights_sha256 == manifest_entry["sha256"]
+    assert set(provenance.inputs) == {"t1ce", "mask"}
+
+    # The Grad-CAM: on the T1CE's grid, under its transform, shown over it.
+    cam = result.gradcam_node
+    assert result.reference_node is t1ce
+    np.testing.assert_allclose(ijk_to_ras(cam), ijk_to_ras(t1ce), atol=1e-6)
+    assert cam.GetImageData().GetDimensions() == t1ce.GetImageData().GetDimensions()
+    assert cam.GetTransformNodeID() == transform.GetID()
+    for i in range(scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode")):
+        composite = scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
+        assert (composite.GetBackgroundVolumeID(), composite.GetForegroundVolumeID()) == (t1ce.GetID(), cam.GetID())
+    assert list(private_tempdir.iterdir()) == []
+
+    # In the world (the T1CE's frame moved by its transform), the Grad-CAM lies around the tumor,
+    # which stays where the segmentation (on the T2's grid, untransformed) puts it.
+    values = np.abs(slicer.util.arrayFromVolume(cam))
+    cam_ras, weight = weighted_ras(cam, values)
+    cam_ras = cam_ras + np.array([shift.GetElement(row, 3) for row in range(3)])
+    tumor_ras, _ = weighted_ras(loaded_case[0], sitk.GetArrayFromImage(sitk.ReadImage(str(phantom_mri.labelmap))))
+    low, high = tumor_ras.min(0), tumor_ras.max(0)
+    near = np.all((cam_ras >= low - 10) & (cam_ras <= high + 10), axis=1)
+    assert weight[near].sum() / weight.sum() > 0.7
+
+
 def test_a_scorer_error_is_reported_and_nothing_is_written(scene, loaded_case, segment_id, radiology_weights,
                                                            tmp_path, private_tempdir):
     import shutil
@@ -219,7 +288,7 @@ def test_a_scorer_error_is_reported_and_nothing_is_written(scene, loaded_case, s
     before = records(store)
     tampered = tmp_path / "tampered"
     shutil.copytree(radiology_weights, tampered)
-    with open(tampered / "radiology.pt", "r+b") as handle:
+    with open(tampered / "radiology-t2fs+t1ce.pt", "r+b") as handle:
         handle.seek(100)
         byte = handle.read(1)
         handle.seek(100)
@@ -228,16 +297,25 @@ def test_a_scorer_error_is_reported_and_nothing_is_written(scene, loaded_case, s
     run = scoring(scene, t2, segmentation, segment_id(segmentation, "Tumor"), store, tampered, t1ce)
     with pytest.raises(ScoringFailed, match=r"^Radiology scoring failed: .*sha256") as info:
         run.run()
-    # A model trained with the T1CE, run without it: the message names the module's control.
-    run = scoring(scene, t2, segmentation, segment_id(segmentation, "Tumor"), store, radiology_weights)
-    with pytest.raises(ScoringFailed, match=r"needs the sequence\(s\) t1ce .*the T1CE volume"):
+    # Weights with only the model of both sequences, run with one of them: the message says which models there are.
+    only_both = tmp_path / "only_both"
+    shutil.copytree(radiology_weights, only_both)
+    manifest = json.loads((only_both / "manifest.json").read_text())
+    del manifest["models"]["radiology-t2fs"], manifest["models"]["radiology-t1ce"]
+    (only_both / "manifest.json").write_text(json.dumps(manifest))
+    run = scoring(scene, t2, segmentation, segment_id(segmentation, "Tumor"), store, only_both)
+    with pytest.raises(ScoringFailed, match=r"no radiology model for the sequence\(s\) given \(t2fs\).*T2FS \+ T1CE"):
+        run.run()
+    # The same for a T1CE alone.
+    run = scoring(scene, None, segmentation, segment_id(segmentation, "Tumor"), store, only_both, t1ce)
+    with pytest.raises(ScoringFailed, match=r"no radiology model for the sequence\(s\) given \(t1ce\).*T2FS \+ T1CE"):
         run.run()
     assert any(line.startswith("error: ") for line in info.value.log)
     assert records(store)[0][CASE].revisions == before[0][CASE].revisions
     assert records(store)[1] == before[1]
     assert scene.GetNumberOfNodes() == nodes_before
     assert list(private_tempdir.iterdir()) == []
-    assert sha256_file(radiology_weights / "radiology.pt") != sha256_file(tampered / "radiology.pt")
+    assert sha256_file(radiology_weights / "radiology-t2fs+t1ce.pt") != sha256_file(tampered / "radiology-t2fs+t1ce.pt")
 
 
 def test_the_chosen_device_reaches_the_scorer_and_its_record(scene, loaded_case, segment_id, radiology_weights,

@@ -31,9 +31,17 @@ from sarcoma_risk.fusion.bootstrap import interval, resample_counts
 from sarcoma_risk.fusion.gap import gap_report
 from sarcoma_risk.fusion.model import CoxFusion
 from sarcoma_risk.fusion.repeated_cv import fusion_penalizer_stability
-from sarcoma_risk.fusion.table import DURATION, EVENT, table_from_manifest
+from sarcoma_risk.fusion.table import (
+    CLINICAL,
+    DURATION,
+    EVENT,
+    PATHOLOGY,
+    RADIOLOGY,
+    RADIOLOGY_INPUTS,
+    input_column,
+    table_from_manifest,
+)
 from sarcoma_risk.survival.concordance import harrell_c_weighted
-from sarcoma_risk.survival.scores import score_column
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +117,20 @@ def baseline_scores(features, table, *, folds: int = 5, seed: int = 0) -> dict[s
     return {k: float(v) for k, v in out.items()}
 
 
+def compared_radiology_input(model) -> str:
+    """The radiology input the CNNs are compared on: the first of the fusion's radiology inputs (largest
+    sequence set first) that has a radiology-only sub-model."""
+    name = next((n for n in RADIOLOGY_INPUTS if n in model.submodels_), None)
+    if name is None:
+        raise InvalidInput("honest comparison: the fusion model has no radiology-only sub-model to compare")
+    return name
+
+
+def with_radiology(submodel: str, radiology: str) -> str:
+    """A sub-model name of :data:`MODELS` with the compared radiology input: ``clinical+radiology[t2fs]``."""
+    return "+".join(radiology if part == RADIOLOGY else part for part in submodel.split("+"))
+
+
 def honest_comparison(model, manifest, tables: Mapping[str, Any], truth: Mapping[str, Any] | None, *,
                       split: str = "validation", n_resamples: int = 1000, seed: int = 0, cv_repeats: int = 5,
                       cv_folds: int | None = None, cv_submodels: Sequence[str] = ("clinical+radiology+pathology",),
@@ -138,11 +160,14 @@ def honest_comparison(model, manifest, tables: Mapping[str, Any], truth: Mapping
     else:
         radiomics, colour = features
     table = table_from_manifest(manifest, tables)
+    radiology = compared_radiology_input(model)
     baseline_table = table.copy()
-    scores = {"radiology": baseline_scores(radiomics, table, seed=seed),
-              "pathology": baseline_scores(colour, table, seed=seed)}
-    for modality, values in scores.items():
-        baseline_table[score_column(modality)] = [values.get(c, np.nan) for c in table.index]
+    for name in RADIOLOGY_INPUTS:  # the radiomics score stands in the place of the compared CNN score only
+        baseline_table[input_column(name)] = np.nan
+    scores = {radiology: baseline_scores(radiomics, table, seed=seed),
+              PATHOLOGY: baseline_scores(colour, table, seed=seed)}
+    for name, values in scores.items():
+        baseline_table[input_column(name)] = [values.get(c, np.nan) for c in table.index]
     development = table[table["split"] == "development"]
     baseline_fusion = CoxFusion(**model.get_params()).fit(baseline_table.loc[development.index])
 
@@ -150,20 +175,19 @@ def honest_comparison(model, manifest, tables: Mapping[str, Any], truth: Mapping
     fusions = {"cnn": (model, evaluated), "baseline": (baseline_fusion, baseline_table.loc[evaluated.index])}
     complete = np.ones(len(evaluated), dtype=bool)
     for fusion, frame in fusions.values():
-        complete &= np.array([set(m) >= {"clinical", "radiology", "pathology"}
-                              for m in fusion.available_modalities(frame)])
+        complete &= np.array([set(m) >= {CLINICAL, radiology, PATHOLOGY} for m in fusion.available_inputs(frame)])
     lp = {c["case_id"]: c["lp"] for c in (truth or {}).get("cases", []) if "case_id" in c and "lp" in c}
     if truth is not None:
         complete &= np.array([c in lp for c in evaluated.index])
     cases = evaluated.index[complete]
     if len(cases) < 10:
         raise InvalidInput(f"honest comparison: {len(cases)} {split} case(s) have every score; need at least 10")
+    submodels = {name: (which, with_radiology(sub, radiology)) for name, (which, sub) in MODELS.items()}
     risks = {name: fusions[which][0].predict(fusions[which][1].loc[cases], submodel=sub)["risk"].to_numpy(float)
-             for name, (which, sub) in MODELS.items()
-             if sub in fusions[which][0].submodels_}
+             for name, (which, sub) in submodels.items() if sub in fusions[which][0].submodels_}
     time = evaluated.loc[cases, DURATION].to_numpy(float)
     event = evaluated.loc[cases, EVENT].to_numpy(float).astype(bool)
-    result: dict[str, Any] = {"split": split, "cases": "evaluated cases with clinical data, both CNN scores and both "
+    result: dict[str, Any] = {"split": split, "radiology_input": radiology, "cases": "evaluated cases with clinical data, both CNN scores and both "
                               "baseline scores" + (" and a true linear predictor" if truth is not None else "")}
     if truth is not None:
         risks[ORACLE] = np.array([lp[c] for c in cases], dtype=float)
@@ -180,9 +204,11 @@ def honest_comparison(model, manifest, tables: Mapping[str, Any], truth: Mapping
                             for k, (a, b) in DIFFERENCES.items() if a in risks and b in risks},
             "n": int(len(cases)), "events": int(event.sum()), "n_resamples": n_resamples, "seed": seed}
     folds = int(model.cv_folds) if cv_folds is None else cv_folds
-    result["penalizer_cv"] = {sub: fusion_penalizer_stability(model, development, sub, repeats=cv_repeats,
-                                                              folds=folds, seed=int(model.seed))
-                              for sub in cv_submodels if sub in model.submodels_}
+    # Keyed as asked ("clinical+radiology+pathology"); computed on the compared radiology input's sub-model.
+    result["penalizer_cv"] = {name: fusion_penalizer_stability(model, development, sub, repeats=cv_repeats,
+                                                               folds=folds, seed=int(model.seed))
+                              for name, sub in ((n, with_radiology(n, radiology)) for n in cv_submodels)
+                              if sub in model.submodels_}
     result["baselines"] = {
         "radiomics": {"features": list(radiomics.columns), "cases": int(len(radiomics)),
                       "method": "SimpleITK LabelIntensityStatisticsImageFilter inside the tumor mask "

@@ -172,15 +172,17 @@ def _check_mri(check: _RowChecker, values: dict[str, str]) -> None:
 
     t2, t1, seg = values.get("mri_t2fs", ""), values.get("mri_t1ce", ""), values.get("tumor_seg", "")
     segment = values.get("tumor_segment") or None
-    reference = check.run("mri_t2fs", t2, lambda: io.read_image(check.resolve(t2))) if t2 else None
+    t2_image = check.run("mri_t2fs", t2, lambda: io.read_image(check.resolve(t2))) if t2 else None
     t1_image = check.run("mri_t1ce", t1, lambda: io.read_image(check.resolve(t1))) if t1 else None
+    # The mask lies on the first sequence's grid (the T2's, or the T1CE's when the case has no T2).
+    reference = t2_image if t2 else t1_image
     mask = None
     if seg and reference is not None:
         mask = check.run("tumor_seg", seg, lambda: io.read_mask(check.resolve(seg), reference, segment))
-    elif seg:  # without a readable T2 there is no grid to check the mask against; it must exist at least
+    elif seg:  # without a readable MRI there is no grid to check the mask against; it must exist at least
         check.exists("tumor_seg", seg, "tumor segmentation")
-    if t1_image is not None and mask is not None:
-        check.run("mri_t1ce", t1, lambda: io.align_sequence(t1_image, reference, mask, name="T1CE sequence",
+    if t2_image is not None and t1_image is not None and mask is not None:
+        check.run("mri_t1ce", t1, lambda: io.align_sequence(t1_image, t2_image, mask, name="T1CE sequence",
                                                             path=check.resolve(t1)))
 
 

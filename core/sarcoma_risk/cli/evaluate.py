@@ -102,7 +102,7 @@ def _print_baselines(summary: dict[str, Any]) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from sarcoma_risk.cohort import Split, read_manifest
     from sarcoma_risk.errors import InvalidInput
-    from sarcoma_risk.fusion.evaluation import COMBINED, evaluate
+    from sarcoma_risk.fusion.evaluation import evaluate
     from sarcoma_risk.fusion.loading import load_fusion
     from sarcoma_risk.fusion.report import write_report
     from sarcoma_risk.survival.scores import read_score_tables
@@ -135,6 +135,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                "events": result.cohort["events"]}
     if result.comparison and result.comparison.metrics:
         summary["harrell_c"] = {name: m["harrell_c"] for name, m in result.comparison.metrics["models"].items()}
+        summary["calibration_slope"] = {name: m["calibration_slope"]
+                                        for name, m in result.comparison.metrics["models"].items()}
+    if result.sequence_sets:
+        summary["sequence_sets_harrell_c"] = {name: m["harrell_c"]
+                                              for name, m in result.sequence_sets["metrics"]["models"].items()}
     if result.oracle and "combined_to_oracle_ratio" in result.oracle:
         summary["combined_to_oracle_ratio"] = result.oracle["combined_to_oracle_ratio"]
     if args.baselines:
@@ -145,9 +150,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.baselines:
         _print_baselines(summary["baselines"])
     print(f"evaluated {summary['n']} {split.value} cases ({summary['events']} events)")
+    def ci(iv: dict[str, Any]) -> str:
+        return "n/a" if iv["estimate"] is None else f"{iv['estimate']:.3f} ({iv['low']:.3f}-{iv['high']:.3f})"
+
     for name, iv in summary.get("harrell_c", {}).items():
-        star = " (combined)" if name == COMBINED else ""
-        print(f"  Harrell's C {name:30s} {iv['estimate']:.3f} ({iv['low']:.3f}-{iv['high']:.3f}){star}")
+        star = " (combined)" if name == result.combined else ""
+        print(f"  Harrell's C {name:40s} {ci(iv)}, calibration slope {ci(summary['calibration_slope'][name])}{star}")
+    for name, iv in summary.get("sequence_sets_harrell_c", {}).items():
+        print(f"  Harrell's C {name:40s} {ci(iv)} (on the cases with every sequence set's score)")
     if "combined_to_oracle_ratio" in summary:
         r = summary["combined_to_oracle_ratio"]
         print(f"  combined / oracle C-index: {r['estimate']:.3f} ({r['low']:.3f}-{r['high']:.3f})")

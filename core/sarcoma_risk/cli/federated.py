@@ -76,7 +76,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     sim = sub.add_parser("simulate", help="one-command local run: split a manifest by centre, one client per centre",
                          description="Split the development cases of a manifest by its 'centre' column, run one Flower "
                                      "ClientApp per centre and the ServerApp in this process, and write DIR/fusion.json "
-                                     "(DIR/radiology.pt or DIR/pathology-patch.pt with --model radiology|pathology) "
+                                     "(DIR/radiology-<sequences>.pt or DIR/pathology-patch.pt with --model radiology|pathology) "
                                      "registered in DIR/manifest.json, as 'train fusion|radiology|pathology' does.")
     sim.add_argument("--manifest", type=Path, required=True, help="cohort manifest (manifest.csv)")
     sim.add_argument("--scores", type=Path, action="append", default=[], metavar="FILE",
@@ -151,8 +151,10 @@ def _summary(out: Path, args: argparse.Namespace) -> int:
 def _cnn_summary(out: Path, args: argparse.Namespace) -> int:
     import json
 
-    registry_name = {"radiology": "radiology", "pathology": "pathology-patch"}[args.model]
-    entry = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["models"][registry_name]
+    # The entry of the weights this run wrote (a radiology model is registered under its sequence set's name).
+    written = json.loads((out / f"federated_{args.model}_run.json").read_text(encoding="utf-8"))["weights_sha256"]
+    models = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["models"]
+    entry = next(e for e in models.values() if e["sha256"] == written)
     data = entry["training_data"]
     if args.json:
         print_json({"model": str(out / entry["file"]), "sha256": entry["sha256"], "training_data": data})

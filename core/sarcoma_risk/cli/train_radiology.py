@@ -18,13 +18,16 @@ from sarcoma_risk.cli.common import (
 
 def register_train(train: argparse._SubParsersAction) -> None:
     p = train.add_parser(
-        "radiology", help="the CBAM 3D CNN on the MRI of a cohort manifest",
-        description="Train the radiology model on the development cases of a cohort manifest and register it in "
-                    "--out (radiology.pt + manifest.json). With --folds K (K >= 2) every development case also "
-                    "gets an out-of-fold score; validation cases get the final model's score; both go to "
-                    "OUT/radiology_scores.csv for fusion. A case whose MRI cannot be read is reported and left out. "
-                    "Under torchrun (e.g. `torchrun --nproc-per-node 2 -m sarcoma_risk.cli train radiology ...`) "
-                    "the processes train one model together (DistributedDataParallel); rank 0 writes the outputs.")
+        "radiology", help="the CBAM 3D CNN on the MRI of a cohort manifest, one model per sequence set",
+        description="Train the radiology models on the development cases of a cohort manifest, one per sequence set "
+                    "(T2FS + T1CE, T2FS alone, T1CE alone) on the cases that have its sequences, and register them "
+                    "in --out (radiology-<set>.pt + manifest.json). With --folds K (K >= 2) every development case "
+                    "also gets an out-of-fold score and the deployed model is the mean of the K fold models (on the "
+                    "scale of the out-of-fold scores the fusion is fitted on); validation cases get the deployed "
+                    "model's score; all go to OUT/radiology_scores.csv for fusion. A case whose MRI cannot be read "
+                    "is reported and left out. Under torchrun (e.g. `torchrun --nproc-per-node 2 -m sarcoma_risk.cli "
+                    "train radiology ...`) the processes train each model together (DistributedDataParallel); rank 0 "
+                    "writes the outputs.")
     p.add_argument("--manifest", type=Path, required=True, help="cohort manifest CSV")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="weights folder to write into")
     p.add_argument("--folds", type=int, default=5, metavar="K",
@@ -32,8 +35,9 @@ def register_train(train: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="standard", choices=("standard", "paper", "tiny"),
                    help="configuration: standard, also called paper (64^3 patches at 2 mm, the published network "
                         "size) or tiny (seconds on tiny phantoms)")
-    p.add_argument("--sequences", default=None, metavar="LIST",
-                   help="comma-separated inputs, t2fs or t2fs,t1ce (default: both when every development case has T1CE)")
+    p.add_argument("--sequence-sets", default=None, metavar="LIST",
+                   help="comma-separated sequence sets to train: t2fs+t1ce, t2fs, t1ce (default: every set that "
+                        "enough development cases have)")
     p.add_argument("--epochs", type=int, default=None, help="most epochs (default: from the preset)")
     p.add_argument("--batch-size", type=int, default=None, help="cases per step (default: from the preset)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: from the preset)")
@@ -52,12 +56,13 @@ def cmd_train_radiology(args: argparse.Namespace) -> int:
     from sarcoma_risk.errors import InvalidInput
     from sarcoma_risk.radiology.cohort import train_from_manifest
     from sarcoma_risk.radiology.config import preset
+    from sarcoma_risk.sequences import SET_LABELS
 
     preprocess, model, train = preset(args.preset)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed))
                  if v is not None}
     train = replace(train, **overrides)
-    sequences = [s.strip() for s in args.sequences.split(",") if s.strip()] if args.sequences else None
+    sets = [s.strip() for s in args.sequence_sets.split(",") if s.strip()] if args.sequence_sets else None
     if args.threads is not None:
         if args.threads < 1:
             raise InvalidInput(f"--threads: {args.threads} must be at least 1")
@@ -67,23 +72,28 @@ def cmd_train_radiology(args: argparse.Namespace) -> int:
     with start(args.device) as (group, device):
         runtime = training_runtime(args, group, device)
         report = train_from_manifest(args.manifest, args.out, preprocess=preprocess, model=model, train=train,
-                                     folds=args.folds, sequences=sequences, runtime=runtime)
+                                     folds=args.folds, sequence_sets=sets, runtime=runtime)
     if not group.is_main:
         return 0
     summary = report.summary
     if args.json:
         print_json(summary.to_dict())
         return 0
-    figures, cases = summary.validation, summary.cases
-    print(f"radiology model {summary.model_version} trained on {cases.development} development case(s) "
-          f"({', '.join(summary.training_data.sequences)}); registered in {args.out}")
 
     def fmt(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
-    print(f"  C-index: early stopping {fmt(figures.early_stopping_cindex)}, out-of-fold "
-          f"{fmt(figures.out_of_fold_cindex)}, validation split {fmt(figures.validation_split_cindex)}")
+    print(f"radiology models registered in {args.out}:")
+    for name, run in summary.models.items():
+        figures, cases = run.validation, run.cases
+        deployed = f"mean of {len(figures.members)} fold models" if args.folds else "one model"
+        print(f"  {SET_LABELS[name]:12s} ({run.model_version}, {deployed}): {cases.development} development case(s), "
+              f"C-index out-of-fold {fmt(figures.out_of_fold_cindex)}, validation split "
+              f"{fmt(figures.validation_split_cindex)}")
+    for name, why in summary.skipped.items():
+        print(f"  {SET_LABELS[name]:12s} not trained: {why}")
     print(f"  scores for fusion: {args.out / summary.scores_file}")
-    for failure in cases.failed:
-        print(f"  left out {failure['case_id']}: {failure['error']}", file=sys.stderr)
+    failures = {f["case_id"]: f["error"] for run in summary.models.values() for f in run.cases.failed}
+    for case_id, error in failures.items():
+        print(f"  left out {case_id}: {error}", file=sys.stderr)
     return 0

@@ -40,7 +40,7 @@ class MRIJob:
     """One case's MRI (the radiology unit has this one job)."""
 
     case_id: str
-    t2fs: Path
+    t2fs: Path | None
     mask: Path
     t1ce: Path | None
     segment: str | None

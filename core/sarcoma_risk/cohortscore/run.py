@@ -27,7 +27,7 @@ from sarcoma_risk.device import Device, Precision, check_precision, resolve_devi
 from sarcoma_risk.errors import (AuthenticationRequired, PermissionDenied, SarcomaRiskError, StoreError,
                                   WeightsError)
 from sarcoma_risk.pathology.pipeline import PATCH_MODEL, SIGNATURE_MODEL, load_models
-from sarcoma_risk.radiology.checkpoint import MODEL_NAME, load_model
+from sarcoma_risk.radiology.checkpoint import available_sets, load_model, model_name
 
 ALL_MODALITIES = (Modality.RADIOLOGY, Modality.PATHOLOGY)
 
@@ -176,8 +176,9 @@ def _load_models(weights_dir: Path, modalities: set[Modality]) -> _ClientModels:
     for modality in sorted(modalities, key=lambda m: m.value):
         try:
             if modality is Modality.RADIOLOGY:
-                _, entry = load_model(weights_dir)
-                weights[MODEL_NAME] = {"sha256": entry["sha256"], "version": entry["version"]}
+                for sequence_set in available_sets(weights_dir):  # a case is scored by the model of its sequences
+                    _, entry = load_model(weights_dir, sequence_set)
+                    weights[model_name(sequence_set)] = {"sha256": entry["sha256"], "version": entry["version"]}
             else:
                 pathology = load_models(weights_dir, device="cpu")  # here only to check and to pool
                 weights[PATCH_MODEL] = {"sha256": pathology.model_sha256, "version": pathology.model_version}

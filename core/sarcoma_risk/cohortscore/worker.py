@@ -28,16 +28,17 @@ from typing import Any, Callable, Mapping
 
 from sarcoma_risk.cohortscore.jobs import Job, JobOutcome, MRIJob, Modality, SlideJob, Status
 from sarcoma_risk.device import check_precision, resolve_device
-from sarcoma_risk.errors import InvalidModel, SarcomaRiskError
+from sarcoma_risk.errors import InvalidInput, InvalidModel, SarcomaRiskError
 from sarcoma_risk.pathology.pipeline import PATCH_MODEL, SIGNATURE_MODEL, load_models
 from sarcoma_risk.pathology.record import holds_slide
 from sarcoma_risk.pathology.scoring import score_case_slide
 from sarcoma_risk.pathology.slide import slide_fingerprint
 from sarcoma_risk.provenance import fingerprint as file_fingerprint
-from sarcoma_risk.radiology.checkpoint import MODEL_NAME, load_model
+from sarcoma_risk.radiology.checkpoint import load_model, model_name
 from sarcoma_risk.radiology.infer import check_precision_for, score_case
 from sarcoma_risk.radiology.io import case_fingerprints, read_case
 from sarcoma_risk.radiology.record import radiology_section, section_is_current
+from sarcoma_risk.sequences import SEQUENCE_SETS, choose_set, set_sequences
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,8 @@ _MODELS: dict[Modality, tuple[tuple[str, ...], Any]] = {}
 class RunSettings:
     """What every job of a run shares: where the weights are and which sha256 they must have, where outputs go.
 
-    ``weights`` maps a model name of the weights manifest (``radiology``, ``pathology-patch``,
-    ``pathology-signature``) to the sha256 the client loaded. ``device`` (auto, cpu, cuda, mps) is
+    ``weights`` maps a model name of the weights manifest (``radiology-t2fs+t1ce`` and the other
+    sequence sets' models, ``pathology-patch``, ``pathology-signature``) to the sha256 the client loaded. ``device`` (auto, cpu, cuda, mps) is
     resolved on each worker, so ``auto`` takes the GPU of a worker that has one; ``precision`` is
     checked against fp32 there, as ``score-mri`` and ``score-slide`` do.
     """
@@ -104,28 +105,36 @@ def _check_sha(settings: RunSettings, name: str, found: str | None) -> None:
 
 
 def _score_mri(job: MRIJob, settings: RunSettings) -> JobOutcome:
-    key = (str(settings.weights_dir), str(settings.weights.get(MODEL_NAME)), settings.device, settings.precision)
-    model, entry, device, precision = _models(Modality.RADIOLOGY, key, lambda: _load_radiology(settings))
-    _check_sha(settings, MODEL_NAME, entry["sha256"])
-    # As score-mri: the T1CE is read only when the model uses it, and is then part of the inputs.
-    t1ce = job.t1ce if "t1ce" in model.preprocess.sequences else None
-    fingerprints = case_fingerprints(job.t2fs, job.mask, t1ce)
+    # As score-mri: the model of the largest sequence set the case has (the client checked the weights
+    # of every set it has), and only that set's sequences are read and part of the inputs.
+    given = [name for name, path in (("t2fs", job.t2fs), ("t1ce", job.t1ce)) if path is not None]
+    chosen = choose_set(given, [s for s in SEQUENCE_SETS if model_name(s) in settings.weights])
+    if chosen is None:
+        raise InvalidInput(f"no radiology model for the sequence(s) of this case ({', '.join(given)}) in "
+                           f"{settings.weights_dir}")
+    name, used = model_name(chosen), set_sequences(chosen)
+    key = (str(settings.weights_dir), name, str(settings.weights.get(name)), settings.device, settings.precision)
+    model, entry, device, precision = _models(Modality.RADIOLOGY, key, lambda: _load_radiology(settings, chosen))
+    _check_sha(settings, name, entry["sha256"])
+    t2fs = job.t2fs if "t2fs" in used else None
+    t1ce = job.t1ce if "t1ce" in used else None
+    fingerprints = case_fingerprints(t2fs, job.mask, t1ce)
     if section_is_current(job.recorded, weights_sha256=entry["sha256"], fingerprints=fingerprints,
                           segment=job.segment):
         return JobOutcome(job, Status.SKIPPED)
-    case = read_case(job.t2fs, job.mask, t1ce, segment=job.segment)
+    case = read_case(t2fs, job.mask, t1ce, segment=job.segment)
     result = score_case(model, case, gradcam=False, precision=precision)
     return JobOutcome(job, Status.SCORED, section=radiology_section(result, case.fingerprints, entry,
                                                                       segment=job.segment, precision=precision,
                                                                       device=device.type))
 
 
-def _load_radiology(settings: RunSettings) -> tuple[Any, dict[str, Any], Any, Any]:
-    """The radiology model on this worker's device, its weights entry, the device and the precision to score in."""
-
+def _load_radiology(settings: RunSettings, sequence_set: str) -> tuple[Any, dict[str, Any], Any, Any]:
+    """A sequence set's radiology model on this worker's device, its weights entry, the device and the
+    precision to score in."""
     device = resolve_device(settings.device)
     check_precision(settings.precision, device)
-    model, entry = load_model(settings.weights_dir)
+    model, entry = load_model(settings.weights_dir, sequence_set)
     return model, entry, device, check_precision_for(model.to(device), settings.precision).used
 
 

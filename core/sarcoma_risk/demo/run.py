@@ -89,7 +89,8 @@ def run_demo(out_dir: str | Path, *, weights: str | Path | None = None, seed: in
     _cli(["clinical", "import", str(case.clinical_csv), "--store", str(store)])
     _say(4, "scoring its MRI through the 3D Slicer module's logic (score-mri runs in a separate process)")
     mri = score_mri_in_slicer(case, store=store, weights=weights, log=lambda line: print(f"      {line}", flush=True))
-    print(f"      radiology score {mri.result.score:+.3f}; Grad-CAM loaded over the T2 as volume node "
+    print(f"      radiology score {mri.result.score:+.3f} from the {mri.result.model_label} model ({mri.result.model}); "
+          "Grad-CAM loaded over the T2 as volume node "
           f"'{mri.result.gradcam_node.GetName()}'", flush=True)
     _say(5, "scoring its slide through the QuPath bridge (no QuPath needed)")
     slide = score_slide_with_bridge(case, store=store, weights=weights, out_dir=out)

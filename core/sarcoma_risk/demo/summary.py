@@ -39,7 +39,8 @@ def summary_rows(record: CaseRecord, *, slide_region: str) -> list[tuple[str, st
                                     if clinical.get(name) is not None)),
         ("Radiology score", f"{radiology['score']:+.3f} (log relative hazard; percentile "
                             f"{radiology['percentile']:.0f} of the development cases), tumor volume "
-                            f"{radiology['tumor_volume_ml']:.1f} ml, sequences {' + '.join(radiology['sequences'])}; "
+                            f"{radiology['tumor_volume_ml']:.1f} ml, sequences {' + '.join(radiology['sequences'])} "
+                            f"(model {radiology.get('model', 'radiology')}); "
                             "via the 3D Slicer module's logic (score-mri in a separate process)"),
         ("Pathology score", f"{pathology['score']:+.3f} (log relative hazard) from {slides[0].get('n_tiles')} tiles "
                             f"of one slide ({slide_region}); via the QuPath bridge's scoring"),

@@ -46,6 +46,7 @@ from sarcoma_risk.pathology.pipeline import PATCH_KIND, PATCH_MODEL, SIGNATURE_K
 from sarcoma_risk.pathology.signature import SlideSignature
 from sarcoma_risk.provenance import sha256_bytes, software_version
 from sarcoma_risk.radiology.checkpoint import save_model
+from sarcoma_risk.radiology.ensemble import RadiologyEnsemble, ReferenceSource
 from sarcoma_risk.radiology.cohort import prepare_cohort
 from sarcoma_risk.radiology.config import preset
 from sarcoma_risk.radiology.train import RadiologyCoxModel
@@ -169,11 +170,13 @@ def manifest_centre_loader(context, settings: FedAvgSettings) -> RadiologyCentre
     cases = [c for c in manifest.cases if c.centre == name and c.split is Split.DEVELOPMENT]
     if not cases:
         raise CentreRefused(f"centre {name}: no development case in its manifest")
-    patches = prepare_cohort(cases, preprocess)
-    if not patches.arrays:
-        raise CentreRefused(f"centre {name}: no development case with readable MRI")
-    return RadiologyCentre(name, np.stack(patches.arrays).astype(np.float32), np.asarray(patches.time, dtype=float),
-                           np.asarray(patches.event, dtype=bool))
+    sequences = preprocess.sequences
+    patches = prepare_cohort(cases, preprocess, sequences)
+    usable = patches.select(Split.DEVELOPMENT, sequences)  # the cases with every sequence of the run's set
+    if not usable.size:
+        raise CentreRefused(f"centre {name}: no development case with readable MRI of {' and '.join(sequences)}")
+    return RadiologyCentre(name, patches.stack(usable, sequences, preprocess.mask_channel),
+                           np.asarray(patches.time, dtype=float)[usable], np.asarray(patches.event, dtype=bool)[usable])
 
 
 def make_imaging_client_app(load_centre: CentreLoader = manifest_centre_loader):
@@ -403,7 +406,9 @@ def write_federated_model(out: Path, result: FedAvgResult, run_config: Mapping[s
     if s.model == "pathology":
         entry = _write_patch_model(out, result)
     else:
-        entry = save_model(result.model, out, version=f"{__version__}+federated",
+        # One federated model, not a mean of fold models; its reference scores are the centres' histogram.
+        deployed = RadiologyEnsemble([result.model], result.model.reference_scores_, ReferenceSource.IN_SAMPLE)
+        entry = save_model(deployed, out, version=f"{__version__}+federated",
                            training_data={"split": Split.DEVELOPMENT.value, "n": result.n_cases,
                                           "sequences": list(s.configs()[0].sequences),
                                           "federated": training_data(result)},

@@ -18,6 +18,7 @@ import numpy as np
 
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fusion import metrics
+from sarcoma_risk.fusion.calibration import calibration_slope_weighted, observed_expected_weighted
 from sarcoma_risk.survival.concordance import harrell_c_weighted
 from sarcoma_risk.survival.outcome import check_outcome
 
@@ -30,11 +31,14 @@ class Prediction:
     """One model's predictions for the evaluated cases.
 
     ``risk``: shape (n,), higher = riskier (log relative hazard). ``survival``: shape (n, T),
-    probability of being recurrence-free at each horizon.
+    probability of being recurrence-free at each horizon. ``expected``: shape (n,), optional, the
+    model's cumulative hazard at the end of each case's follow-up cut at ``tau`` (expected
+    recurrences; :func:`~sarcoma_risk.fusion.calibration.observed_expected_weighted`).
     """
 
     risk: np.ndarray
     survival: np.ndarray
+    expected: np.ndarray | None = None
 
 
 def resample_counts(n: int, n_resamples: int, seed: int) -> np.ndarray:
@@ -70,6 +74,12 @@ def _metric_rows(time, event, pred: Prediction, horizons: np.ndarray, weights: n
     out["mean_auc"] = mean
     if horizons.size >= 2:
         out["integrated_brier"] = metrics.integrated_brier_weighted(time, event, pred.survival, horizons, weights)
+    out["calibration_slope"] = calibration_slope_weighted(time, event, pred.risk, weights)
+    if pred.expected is not None and tau is not None:
+        ratio = observed_expected_weighted(time, event, pred.expected, tau, weights)
+        out["observed_expected"] = ratio
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["calibration_intercept"] = np.log(ratio)
     return out
 
 
@@ -87,7 +97,8 @@ def bootstrap_metrics(time, event, predictions: Mapping[str, Prediction], horizo
     horizons : sequence of float
         Months (increasing, within follow-up) for the time-dependent AUC and the Brier score.
     tau : float, optional
-        Truncation time of Uno's C.
+        Truncation time of Uno's C, and the end of the window of the observed/expected ratio (for
+        predictions with ``expected``).
     reference : str, optional
         A model name; differences ``model - reference`` get paired intervals too.
 

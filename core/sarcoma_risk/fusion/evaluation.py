@@ -4,14 +4,20 @@ Two views of the evaluated split:
 
 * **comparison**: the cases that have every modality, scored by the clinical-only, radiology-only,
   pathology-only and combined sub-models side by side (same cases, same bootstrap resamples, so the
-  differences get paired intervals);
-* **deployed**: every case scored the way ``fuse`` would score it (the sub-model of its modalities).
+  differences get paired intervals). Radiology here is the score of the first radiology sequence
+  set (:data:`~sarcoma_risk.fusion.table.RADIOLOGY_INPUTS`: both sequences first) the model and the
+  cases have;
+* **deployed**: every case scored the way ``fuse`` would score it (the sub-model of its modalities);
+* **sequence sets** (when the model has sub-models of several radiology sequence sets): on the cases
+  that have the scores of every set, the radiology-only and combined sub-models of each set.
 
 For each: Harrell's C, Uno's C (truncated at the last horizon), cumulative/dynamic AUC at the
-horizons and its mean, the integrated Brier score, each with a bootstrap 95% CI; Kaplan-Meier
-curves of the fixed risk groups with numbers at risk, log-rank p and hazard ratio; calibration and
-decision curves at each horizon; the nomogram of the combined model. With a phantom cohort's
-truth, the oracle C-index on the same cases and the combined/oracle ratio.
+horizons and its mean, the integrated Brier score, the calibration slope and calibration-in-the-large
+(observed/expected recurrences up to the last horizon and its log, the calibration intercept; see
+:mod:`~sarcoma_risk.fusion.calibration`), each with a bootstrap 95% CI; Kaplan-Meier curves of the
+fixed risk groups with numbers at risk, log-rank p and hazard ratio; calibration and decision
+curves at each horizon; the nomogram of the combined model. With a phantom cohort's truth, the
+oracle C-index on the same cases and the combined/oracle ratio.
 
 :func:`evaluate` returns an :class:`Evaluation`; its ``to_dict()`` is the report JSON's ``data``
 (read back with :meth:`Evaluation.from_dict`), and ``km_inputs`` keeps the outcome arrays the
@@ -34,13 +40,10 @@ from sarcoma_risk.fusion.groups import HIGH, LOW, compare_groups
 from sarcoma_risk.fusion.metrics import uno_c
 from sarcoma_risk.fusion.model import CoxFusion, survival_key
 from sarcoma_risk.fusion.nomogram import nomogram
-from sarcoma_risk.fusion.table import CLINICAL, DURATION, EVENT, MODALITY_ORDER, PATHOLOGY, RADIOLOGY, submodel_name
+from sarcoma_risk.fusion.table import CLINICAL, DURATION, EVENT, PATHOLOGY, RADIOLOGY_INPUTS, submodel_name
 from sarcoma_risk.survival.concordance import harrell_c, harrell_c_weighted
 from sarcoma_risk.survival.outcome import check_outcome
 
-COMBINED = submodel_name(MODALITY_ORDER)
-#: The side-by-side comparison: each modality alone, then all together.
-COMPARISON = (CLINICAL, RADIOLOGY, PATHOLOGY, COMBINED)
 DEPLOYED = "deployed"
 REPORT_FORMAT = "sarcoma-risk-fusion-report/1"
 
@@ -87,6 +90,8 @@ class Evaluation:
     nomogram: dict[str, Any]
     model: dict[str, Any]  # the fitted model's summary: parameters, sub-models, coefficients
     oracle: dict[str, Any] | None  # with a phantom cohort's truth: the oracle C-index
+    combined: str | None = None  # the comparison's combined sub-model (clinical + radiology + pathology)
+    sequence_sets: dict[str, Any] | None = None  # radiology-only and combined sub-models of each sequence set
     km_inputs: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(
         default_factory=dict, compare=False, repr=False)  # "<view>:<model>" -> time, event, group; not saved
 
@@ -96,7 +101,7 @@ class Evaluation:
                 "cohort": self.cohort, "notes": list(self.notes),
                 "comparison": None if self.comparison is None else self.comparison.to_dict(),
                 "deployed": self.deployed.to_dict(), "nomogram": self.nomogram, "model": self.model,
-                "oracle": self.oracle}
+                "oracle": self.oracle, "combined": self.combined, "sequence_sets": self.sequence_sets}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "report data") -> "Evaluation":
@@ -108,7 +113,8 @@ class Evaluation:
             comparison = data["comparison"]
             return cls(data["split"], tuple(data["horizons_months"]), data["cohort"], tuple(data["notes"]),
                        None if comparison is None else EvaluationBlock.from_dict(comparison),
-                       EvaluationBlock.from_dict(data["deployed"]), data["nomogram"], data["model"], data["oracle"])
+                       EvaluationBlock.from_dict(data["deployed"]), data["nomogram"], data["model"], data["oracle"],
+                       data.get("combined"), data.get("sequence_sets"))
         except (KeyError, TypeError) as exc:
             raise InvalidInput(f"{source}: incomplete validation figures ({exc!r})") from None
 
@@ -156,17 +162,38 @@ def _usable_horizons(model: CoxFusion, time: np.ndarray) -> tuple[list[float], l
     return usable, notes
 
 
+def _predictions(model: CoxFusion, predictions: Mapping[str, Any], time: np.ndarray,
+                 horizons: list[float]) -> dict[str, Prediction]:
+    """Risk, survival at the horizons and expected recurrences up to the last horizon, per model.
+
+    A case's expected count is its sub-model's cumulative hazard at the end of its follow-up, cut at
+    the last horizon: ``H0(min(t, tau)) * exp(risk)``.
+    """
+    out = {}
+    tau = horizons[-1] if horizons else None
+    for name, p in predictions.items():
+        risk = p["risk"].to_numpy(dtype=float)
+        surv = np.column_stack([p[survival_key(h)].to_numpy(dtype=float) for h in horizons]) if horizons \
+            else np.empty((len(p), 0))
+        expected = None
+        if tau is not None:
+            expected = np.empty(risk.size)
+            submodels = p["submodel"].to_numpy()
+            for sub in dict.fromkeys(submodels):
+                rows = submodels == sub
+                baseline = model.submodels_[sub].cox.cumulative_hazard_at(np.minimum(time[rows], tau))
+                expected[rows] = baseline * np.exp(risk[rows])
+        out[name] = Prediction(risk, surv, expected)
+    return out
+
+
 def _block(model: CoxFusion, table, predictions: Mapping[str, Any], horizons: list[float], *, n_resamples: int,
            seed: int, reference: str | None, cases: str,
            submodel_counts: dict[str, int] | None = None) -> tuple[EvaluationBlock, dict[str, tuple]]:
     """Metrics with CIs, risk groups, calibration and decision curves for models scored on ``table``."""
     y = check_outcome(table[DURATION], table[EVENT], name="evaluated cases")
     tau = horizons[-1] if horizons else None
-    preds = {}
-    for name, p in predictions.items():
-        surv = np.column_stack([p[survival_key(h)].to_numpy(dtype=float) for h in horizons]) if horizons \
-            else np.empty((len(p), 0))
-        preds[name] = Prediction(p["risk"].to_numpy(dtype=float), surv)
+    preds = _predictions(model, predictions, y.time, horizons)
     metrics = bootstrap_metrics(y.time, y.event, preds, horizons, n_resamples=n_resamples, seed=seed, tau=tau,
                                 reference=reference) if horizons else None
     groups, km_inputs, calibration = {}, {}, {}
@@ -239,7 +266,7 @@ def evaluate(model: CoxFusion, table, *, split: str | None = None, n_resamples: 
     notes : sequence of str
         Remarks for the report's notes (e.g. about the score sources).
     """
-    unscorable = [case for case, have in zip(table.index, model.available_modalities(table))
+    unscorable = [case for case, have in zip(table.index, model.available_inputs(table))
                   if model.choose_submodel(have) is None]
     excluded = []
     if unscorable:
@@ -249,12 +276,16 @@ def evaluate(model: CoxFusion, table, *, split: str | None = None, n_resamples: 
     y = check_outcome(table[DURATION], table[EVENT], name="evaluated cases")
     horizons, horizon_notes = _usable_horizons(model, y.time)
     deployed = model.predict(table)
-    comparison_models = [m for m in COMPARISON if m in model.submodels_]
+    inputs = model.available_inputs(table)
+    radiology = [r for r in RADIOLOGY_INPUTS if r in model.submodels_ and any(r in have for have in inputs)]
+    primary = radiology[0] if radiology else RADIOLOGY_INPUTS[-1]
+    combined = submodel_name((CLINICAL, primary, PATHOLOGY))
+    comparison_models = [m for m in (CLINICAL, primary, PATHOLOGY, combined) if m in model.submodels_]
     needed = {m for name in comparison_models for m in model.submodels_[name].modalities}
-    complete = np.array([all(m in have.split("+") for m in needed) for have in deployed["modalities_available"]])
+    complete = np.array([needed <= set(have) for have in inputs])
     all_notes = [*notes, *excluded, *horizon_notes]
     km_inputs: dict[str, tuple] = {}
-    reference = COMBINED if COMBINED in comparison_models else None
+    reference = combined if combined in comparison_models else None
     comparison = None
     if comparison_models and complete.sum() >= 2 and y.event[complete].any():
         sub_table = table.loc[complete]
@@ -277,8 +308,29 @@ def evaluate(model: CoxFusion, table, *, split: str | None = None, n_resamples: 
             combined_risk = model.predict(table.loc[complete], submodel=reference)["risk"].to_numpy(dtype=float)
         oracle = _oracle(truth, table.loc[complete] if combined_risk is not None else table, combined_risk,
                          split, n_resamples, seed, horizons[-1] if horizons else None)
+    sets = _sequence_sets(model, table, inputs, radiology, horizons, n_resamples, seed) if len(radiology) > 1 else None
     return Evaluation(split, tuple(horizons), _cohort_summary(table, deployed), tuple(all_notes), comparison,
-                      deployed_block, nomogram(model, nomogram_model), _model_summary(model), oracle, km_inputs)
+                      deployed_block, nomogram(model, nomogram_model), _model_summary(model), oracle, reference, sets,
+                      km_inputs)
+
+
+def _sequence_sets(model: CoxFusion, table, inputs: list[list[str]], radiology: list[str], horizons: list[float],
+                   n_resamples: int, seed: int) -> dict[str, Any] | None:
+    """Radiology-only and combined sub-models of each radiology sequence set, on the cases that have them all."""
+    names = [n for r in radiology for n in (r, submodel_name((CLINICAL, r, PATHOLOGY))) if n in model.submodels_]
+    needed = {m for name in names for m in model.submodels_[name].modalities}
+    complete = np.array([needed <= set(have) for have in inputs])
+    y = check_outcome(table[DURATION], table[EVENT], name="evaluated cases")
+    if not horizons or complete.sum() < 2 or not y.event[complete].any():
+        return None
+    sub_table = table.loc[complete]
+    predictions = _predictions(model, {n: model.predict(sub_table, submodel=n) for n in names},
+                               y.time[complete], horizons)
+    metrics = bootstrap_metrics(y.time[complete], y.event[complete], predictions, horizons,
+                                n_resamples=n_resamples, seed=seed, tau=horizons[-1])
+    return {"cases": f"cases with the radiology score of every sequence set ({', '.join(radiology)}), clinical data "
+                     "and a pathology score", "n": int(complete.sum()), "events": int(y.event[complete].sum()),
+            "radiology_inputs": list(radiology), "metrics": metrics}
 
 
 def _cohort_summary(table, deployed) -> dict[str, Any]:

@@ -6,6 +6,14 @@ Missing modalities are normal in clinic, so the model keeps one Cox sub-model fo
 the modalities it has (or, when that one could not be fitted, by the largest fitted subset of them),
 and the prediction says which.
 
+The radiology score comes from the model of one MRI sequence set (T2FS + T1CE, T2FS alone, T1CE
+alone), and the scores of different sets are different quantities with their own scales. So each
+set is its own fusion input (``radiology[t2fs]``, see :mod:`sarcoma_risk.fusion.table`), every
+subset with radiology is fitted once per set on that set's out-of-fold scores
+("clinical+radiology[t2fs]+pathology"), and a case is scored only by sub-models of the set its
+score came from; a case with the scores of several sets (a cohort table) is scored with the first
+set of :data:`~sarcoma_risk.fusion.table.RADIOLOGY_INPUTS` that has a fitted sub-model.
+
 Each sub-model is a lifelines ``CoxPHFitter`` with a ridge penalizer chosen by cross-validation on
 the development cases that have its modalities; clinical variables are encoded by
 :class:`sarcoma_risk.clinical.encoder.ClinicalEncoder`, imaging scores standardized with their development
@@ -31,11 +39,22 @@ from sarcoma_risk.fusion.groups import CutoffMethod, assign_groups, choose_cutof
 from sarcoma_risk.fusion.modelcheck import FUSION_FORMAT, PERCENTILES, check_fusion_dict
 from sarcoma_risk.fusion.selection import DEFAULT_PENALIZERS, CVMetric, select_penalizer
 from sarcoma_risk.fusion.submodel import DevelopmentFit, SubModel
-from sarcoma_risk.fusion.table import CLINICAL, DURATION, EVENT, MODALITY_ORDER, is_missing, submodel_name
+from sarcoma_risk.fusion.table import (
+    CLINICAL,
+    DURATION,
+    EVENT,
+    IMAGING_INPUTS,
+    MODALITY_ORDER,
+    RADIOLOGY,
+    RADIOLOGY_INPUTS,
+    input_column,
+    is_missing,
+    modality_of,
+    submodel_name,
+)
 from sarcoma_risk.provenance import software_version
 from sarcoma_risk.survival.concordance import harrell_c
 from sarcoma_risk.survival.outcome import check_outcome
-from sarcoma_risk.survival.scores import score_column
 
 #: Horizons (months) of the survival probabilities: 1, 3 and 5 years.
 DEFAULT_HORIZONS: tuple[float, ...] = (12.0, 36.0, 60.0)
@@ -46,6 +65,18 @@ def all_subsets(modalities: Sequence[str] = MODALITY_ORDER) -> list[tuple[str, .
     chosen = [m for m in MODALITY_ORDER if m in modalities]
     subsets = [s for r in range(len(chosen), 0, -1) for s in itertools.combinations(chosen, r)]
     return subsets
+
+
+def input_subsets(modalities: Sequence[str], radiology_inputs: Sequence[str]) -> list[tuple[str, ...]]:
+    """Every subset of the modalities with radiology spelt out as each of ``radiology_inputs`` in
+    turn: largest first, then in canonical order, radiology inputs in the order given."""
+    out = []
+    for subset in all_subsets(modalities):
+        if RADIOLOGY not in subset:
+            out.append(subset)
+            continue
+        out += [tuple(r if m == RADIOLOGY else m for m in subset) for r in radiology_inputs]
+    return out
 
 
 def survival_key(horizon: float) -> str:
@@ -151,9 +182,9 @@ class CoxFusion:
             raise InvalidClinicalData("invalid clinical values:\n  " + "\n  ".join(problems[:20]), problems)
         return out
 
-    def _scores(self, df, modality: str) -> np.ndarray:
-        column = score_column(modality)
-        if modality not in self.modalities or column not in df.columns:
+    def _scores(self, df, name: str) -> np.ndarray:
+        column = input_column(name)
+        if modality_of(name) not in self.modalities or column not in df.columns:
             return np.full(len(df), np.nan)
         values = np.asarray(df[column], dtype=float)
         if np.isinf(values).any():
@@ -161,24 +192,24 @@ class CoxFusion:
         return values
 
     def _availability(self, df) -> tuple[list[dict[str, Any] | None], dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Clinical rows, scores by imaging input, and availability by input (clinical included)."""
         clinical = self._clinical_rows(df)
-        scores = {m: self._scores(df, m) for m in MODALITY_ORDER if m != CLINICAL}
+        scores = {name: self._scores(df, name) for name in IMAGING_INPUTS}
         available = {CLINICAL: np.array([c is not None for c in clinical], dtype=bool)}
-        available.update({m: np.isfinite(v) for m, v in scores.items()})
+        available.update({name: np.isfinite(v) for name, v in scores.items()})
         return clinical, scores, available
 
     def _design(self, clinical: list, scores: Mapping[str, np.ndarray], rows: np.ndarray,
-                modalities: Sequence[str]):
-        """Design matrix (DataFrame) of the given rows for a sub-model's modalities."""
-
+                inputs: Sequence[str]):
+        """Design matrix (DataFrame) of the given rows for a sub-model's inputs."""
         parts = []
-        if CLINICAL in modalities:
+        if CLINICAL in inputs:
             parts.append(self.encoder_.transform([clinical[i] for i in rows]).reset_index(drop=True))
-        for modality in modalities:
-            if modality == CLINICAL:
+        for name in inputs:
+            if name == CLINICAL:
                 continue
-            mean, sd = self.score_scaling_[modality]
-            parts.append(pd.DataFrame({score_column(modality): (scores[modality][rows] - mean) / sd}))
+            mean, sd = self.score_scaling_[name]
+            parts.append(pd.DataFrame({input_column(name): (scores[name][rows] - mean) / sd}))
         return pd.concat(parts, axis=1)
 
     # ---- fitting -----------------------------------------------------------------------------
@@ -190,10 +221,10 @@ class CoxFusion:
         ----------
         df : pandas.DataFrame
             One row per development case: ``duration_col`` (months, > 0), ``event_col`` (0/1), the
-            clinical feature columns (None/NaN when missing) and ``radiology_score`` /
-            ``pathology_score`` (NaN when missing), e.g. from
-            :func:`sarcoma_risk.fusion.table.table_from_manifest`. Development imaging scores must
-            be out-of-fold (see :mod:`sarcoma_risk.survival.scores`).
+            clinical feature columns (None/NaN when missing) and the imaging score columns of
+            :mod:`sarcoma_risk.fusion.table` (``radiology_score[<set>]``, ``pathology_score``; NaN
+            when missing), e.g. from :func:`sarcoma_risk.fusion.table.table_from_manifest`.
+            Development imaging scores must be out-of-fold (see :mod:`sarcoma_risk.survival.scores`).
         """
         self._check_params()
         for column in (duration_col, event_col):
@@ -213,14 +244,14 @@ class CoxFusion:
             self.encoder_ = ClinicalEncoder(self.clinical_features, self.min_level_count).fit(records)
             self._check_constant_clinical(records)
         self.score_scaling_: dict[str, tuple[float, float]] = {}
-        for modality, values in scores.items():
+        for name, values in scores.items():
             have = values[np.isfinite(values)]
             if have.size >= 2:
                 sd = float(np.std(have, ddof=1))
                 if not sd > 0:
-                    raise InvalidInput(f"{score_column(modality)}: constant ({have[0]:g}) in all {have.size} development "
+                    raise InvalidInput(f"{input_column(name)}: constant ({have[0]:g}) in all {have.size} development "
                                        "cases; a Cox model cannot estimate its weight (check the imaging scores)")
-                self.score_scaling_[modality] = (float(np.mean(have)), sd)
+                self.score_scaling_[name] = (float(np.mean(have)), sd)
 
         # Development ranges (1st-99th percentile) of numeric inputs: the nomogram's axes.
         self.ranges_: dict[str, tuple[float, float]] = {}
@@ -228,12 +259,14 @@ class CoxFusion:
             for name in self.encoder_.numeric_:
                 values = np.array([float(c[name]) for c in clinical if c is not None])
                 self.ranges_[name] = tuple(float(v) for v in np.percentile(values, [1, 99]))
-        for modality in self.score_scaling_:
-            values = scores[modality][np.isfinite(scores[modality])]
-            self.ranges_[score_column(modality)] = tuple(float(v) for v in np.percentile(values, [1, 99]))
+        for name in self.score_scaling_:
+            values = scores[name][np.isfinite(scores[name])]
+            self.ranges_[input_column(name)] = tuple(float(v) for v in np.percentile(values, [1, 99]))
         self.submodels_: dict[str, SubModel] = {}
         self.skipped_: dict[str, str] = {}
-        for subset in all_subsets(self.modalities):
+        # Radiology inputs without a development score (e.g. no unstated-set scores) are not tried.
+        radiology = [r for r in RADIOLOGY_INPUTS if r in self.score_scaling_] or [RADIOLOGY]
+        for subset in input_subsets(self.modalities, radiology):
             name = submodel_name(subset)
             rows = np.flatnonzero(np.logical_and.reduce([available[m] for m in subset]))
             n_events = int(y.event[rows].sum())
@@ -250,8 +283,9 @@ class CoxFusion:
             raise InvalidInput("no sub-model could be fitted:\n  " + "\n  ".join(f"{k}: {v}" for k, v in self.skipped_.items()))
         self.n_development_ = int(y.time.size)
         self.events_development_ = int(y.event.sum())
-        # How many development cases had each modality: the missing-data figures of a model card.
-        self.available_development_ = {m: int(available[m].sum()) for m in self.modalities}
+        # How many development cases had each input: the missing-data figures of a model card.
+        self.available_development_ = {m: int(available[m].sum()) for m in (CLINICAL, *IMAGING_INPUTS)
+                                       if modality_of(m) in self.modalities and available[m].any()}
         return self
 
     def _check_constant_clinical(self, records: list[dict[str, Any]]) -> None:
@@ -289,16 +323,22 @@ class CoxFusion:
         if not hasattr(self, "submodels_"):
             raise InvalidModel("CoxFusion: call fit() or from_dict() before predicting")
 
-    def available_modalities(self, df) -> list[list[str]]:
-        """Per row: the modalities the model can use (complete clinical features, finite scores)."""
+    def available_inputs(self, df) -> list[list[str]]:
+        """Per row: the inputs the model can use (complete clinical features, finite scores), e.g.
+        ``["clinical", "radiology[t2fs]", "pathology"]``."""
         _, _, available = self._availability(df)
-        return [[m for m in MODALITY_ORDER if available[m][i]] for i in range(len(df))]
+        return [[m for m in (CLINICAL, *IMAGING_INPUTS) if available[m][i]] for i in range(len(df))]
 
-    def choose_submodel(self, modalities: Sequence[str]) -> str | None:
-        """The sub-model for a case with these modalities: the exact one if fitted, else the largest
-        fitted subset of them (first in canonical order); None when no fitted sub-model applies."""
+    def choose_submodel(self, inputs: Sequence[str]) -> str | None:
+        """The sub-model for a case with these inputs: the exact one if fitted, else the largest
+        fitted subset of them (first in canonical order; of radiology inputs, the first of
+        :data:`~sarcoma_risk.fusion.table.RADIOLOGY_INPUTS` the case has); None when no fitted
+        sub-model applies. A radiology input stands only for itself: a T2-only score is never used
+        by a sub-model fitted on the scores of another sequence set."""
         self._check_fitted()
-        for subset in all_subsets([m for m in modalities if m in self.modalities]):
+        have = set(inputs)
+        modalities = [m for m in self.modalities if m in {modality_of(i) for i in have}]
+        for subset in input_subsets(modalities, [r for r in RADIOLOGY_INPUTS if r in have]):
             name = submodel_name(subset)
             if name in self.submodels_:
                 return name
@@ -321,7 +361,8 @@ class CoxFusion:
             Indexed like ``df``: ``risk`` (log relative hazard versus the average development case;
             higher means riskier), ``group`` ("low"/"high"), ``percentile`` (0-100 among the
             development cases of that sub-model), ``survival_<h>`` for each horizon (NaN beyond the
-            development follow-up), ``submodel`` and ``modalities_available``.
+            development follow-up), ``submodel`` and ``modalities_available`` (e.g.
+            ``clinical+radiology+pathology``).
         """
 
         self._check_fitted()
@@ -329,8 +370,8 @@ class CoxFusion:
         names: list[str | None] = []
         have_lists = []
         for i in range(len(df)):
-            have = [m for m in MODALITY_ORDER if available[m][i]]
-            have_lists.append("+".join(have))
+            have = [m for m in (CLINICAL, *IMAGING_INPUTS) if available[m][i]]
+            have_lists.append("+".join(m for m in MODALITY_ORDER if any(modality_of(h) == m for h in have)))
             names.append(self.choose_submodel(have) if submodel is None else submodel)
         if submodel is not None:
             if submodel not in self.submodels_:
@@ -385,7 +426,7 @@ class CoxFusion:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict: parameters, encoder, score scaling, every sub-model, versions."""
+        """Plain JSON-ready dict: parameters, encoder, score scaling (by input), every sub-model, versions."""
         self._check_fitted()
         return {
             "format": FUSION_FORMAT,

@@ -17,8 +17,7 @@ from sarcoma_risk.fusion.cox import CoxParameters
 from sarcoma_risk.fusion.groups import Cutoff
 from sarcoma_risk.fusion.selection import PenalizerCV
 from sarcoma_risk.fusion.submodel import DevelopmentFit, SubModel
-from sarcoma_risk.fusion.table import CLINICAL, MODALITY_ORDER, submodel_name
-from sarcoma_risk.survival.scores import score_column
+from sarcoma_risk.fusion.table import CLINICAL, IMAGING_INPUTS, RADIOLOGY, input_column, modality_of, submodel_name
 
 # What a saved model must hold is defined here, beside its checks; the model imports it from here.
 #: Format tag of a saved CoxFusion (``to_dict`` writes it; a file with another tag is refused).
@@ -73,15 +72,15 @@ def check_fusion_dict(cls, data: Mapping[str, Any]):
             raise InvalidModel(f"fusion.encoder.features {list(model.encoder_.features)} differ from "
                                f"fusion.params.clinical_features {list(model.clinical_features)}")
     model.score_scaling_ = {}
-    for modality, scaling in _require(data, "score_scaling", Mapping, "fusion").items():
-        where = f"fusion.score_scaling.{modality}"
-        if modality not in MODALITY_ORDER or modality == CLINICAL:
-            raise InvalidModel(f"{where}: unknown imaging modality (expected radiology or pathology)")
+    for name, scaling in _require(data, "score_scaling", Mapping, "fusion").items():
+        where = f"fusion.score_scaling.{name}"
+        if name not in IMAGING_INPUTS:
+            raise InvalidModel(f"{where}: unknown imaging input (expected one of {', '.join(IMAGING_INPUTS)})")
         mean = _finite(_require(scaling, "mean", (int, float), where), f"{where}.mean")
         sd = _finite(_require(scaling, "sd", (int, float), where), f"{where}.sd")
         if sd <= 0:
             raise InvalidModel(f"{where}.sd: must be > 0, got {sd}")
-        model.score_scaling_[modality] = (mean, sd)
+        model.score_scaling_[name] = (mean, sd)
 
     model.ranges_ = {}
     for name, bounds in _require(data, "ranges", Mapping, "fusion").items():
@@ -111,8 +110,11 @@ def _check_submodel(model, name: str, sub: Any, percentiles: np.ndarray) -> SubM
     if not isinstance(sub, Mapping):
         raise InvalidModel(f"{where}: expected an object")
     modalities = _require(sub, "modalities", list, where)
-    if not modalities or any(m not in model.modalities for m in modalities) or len(set(modalities)) != len(modalities):
-        raise InvalidModel(f"{where}.modalities: {modalities}; expected distinct items of {list(model.modalities)}")
+    bases = [modality_of(m) if isinstance(m, str) else m for m in modalities]
+    if not modalities or any(m != CLINICAL and m not in IMAGING_INPUTS for m in modalities) \
+            or any(b not in model.modalities for b in bases) or len(set(bases)) != len(bases):
+        raise InvalidModel(f"{where}.modalities: {modalities}; expected inputs of distinct modalities of "
+                           f"{list(model.modalities)} (radiology as {RADIOLOGY} or {RADIOLOGY}[<sequence set>])")
     if submodel_name(modalities) != name:
         raise InvalidModel(f"{where}: the name does not match its modalities {modalities} "
                            f"(expected {submodel_name(modalities)!r})")
@@ -126,7 +128,7 @@ def _check_submodel(model, name: str, sub: Any, percentiles: np.ndarray) -> SubM
         if modality != CLINICAL:
             if modality not in model.score_scaling_:
                 raise InvalidModel(f"{where}: uses {modality} but fusion.score_scaling has no {modality!r}")
-            allowed.add(score_column(modality))
+            allowed.add(input_column(modality))
     unknown = [c for c in cox.columns if c not in allowed]
     if unknown:
         raise InvalidModel(f"{where}.cox.columns: {unknown} are not produced by its modalities "

@@ -24,8 +24,7 @@ import numpy as np
 
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fusion.submodel import SubModel
-from sarcoma_risk.fusion.table import CLINICAL
-from sarcoma_risk.survival.scores import score_column
+from sarcoma_risk.fusion.table import CLINICAL, input_column, input_of_column
 
 #: Survival probabilities marked on the survival axes.
 SURVIVAL_TICKS = (0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05)
@@ -63,11 +62,11 @@ def _variables(model, sub: SubModel) -> list[dict[str, Any]]:
                 levels = [enc.reference_[name], *enc.levels_[name]]
                 contrib = [0.0] + [beta.get(f"{name}[{lv}]", 0.0) for lv in enc.levels_[name]]
                 out.append({"name": name, "kind": "categorical", "values": levels, "contribution": contrib})
-    for modality in sub.modalities:
-        if modality == CLINICAL:
+    for name in sub.modalities:
+        if name == CLINICAL:
             continue
-        column = score_column(modality)
-        mean, sd = model.score_scaling_[modality]
+        column = input_column(name)
+        mean, sd = model.score_scaling_[name]
         ticks = nice_ticks(*model.ranges_[column])
         out.append({"name": column, "kind": "numeric", "values": ticks,
                     "contribution": [beta.get(column, 0.0) * (t - mean) / sd for t in ticks]})
@@ -132,8 +131,8 @@ def case_points(model, nomo: dict[str, Any], row: dict[str, Any]) -> dict[str, A
     nomo : dict
         The nomogram of the sub-model that scores the case.
     row : dict
-        The case as a fusion-table row: clinical values by name, ``radiology_score``, ``pathology_score``
-        (e.g. :func:`sarcoma_risk.fusion.table.row_from_record`).
+        The case as a fusion-table row: clinical values by name, the imaging score columns
+        (``radiology_score[<set>]``, ``pathology_score``; e.g. :func:`sarcoma_risk.fusion.table.row_from_record`).
 
     Returns
     -------
@@ -161,8 +160,7 @@ def case_points(model, nomo: dict[str, Any], row: dict[str, Any]) -> dict[str, A
             mean, sd = enc.numeric_[name]
             contribution = beta.get(name, 0.0) * (float(value) - mean) / sd
         else:  # an imaging score column
-            modality = name[: -len("_score")]
-            mean, sd = model.score_scaling_[modality]
+            mean, sd = model.score_scaling_[input_of_column(name)]
             contribution = beta.get(name, 0.0) * (float(value) - mean) / sd
         values[name] = value
         points[name] = (contribution - min(v["contribution"])) * nomo["points_per_unit_risk"]

@@ -17,6 +17,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from sarcoma_risk.clinical.variables import VARIABLES
+from sarcoma_risk.fusion.table import input_sequences, modality_of, submodel_inputs
+from sarcoma_risk.sequences import SET_LABELS
 
 #: Display names and colours of the models, in the order they are drawn.
 LABELS = {"clinical": "Clinical", "radiology": "Radiology", "pathology": "Pathology",
@@ -40,11 +42,20 @@ def variable_label(name: str) -> str:
 
 
 def label(name: str) -> str:
-    return LABELS.get(name, name)
+    """The display name of a model: ``Radiology (T2FS only)``, ``Combined (T2FS + T1CE)``, ..."""
+    if name in LABELS:
+        return LABELS[name]
+    inputs = submodel_inputs(name)
+    sequences = next((input_sequences(i) for i in inputs if input_sequences(i)), None)
+    base = "+".join(modality_of(i) for i in inputs)
+    if sequences is None or base not in LABELS:
+        return name
+    return f"{LABELS[base]} ({SET_LABELS[sequences]})"
 
 
 def colour(name: str) -> str:
-    return COLOURS.get(name, "#666666")
+    """A model's colour: the colour of its modalities (every radiology sequence set alike)."""
+    return COLOURS.get(name, COLOURS.get("+".join(modality_of(i) for i in submodel_inputs(name)), "#666666"))
 
 
 def new_figure(width: float, height: float):

@@ -26,7 +26,7 @@ import numpy as np
 from sarcoma_risk.errors import OutputError
 from sarcoma_risk.fileio import atomic_write_json
 from sarcoma_risk.fusion import plots
-from sarcoma_risk.fusion.evaluation import COMBINED, DEPLOYED, Evaluation, EvaluationBlock
+from sarcoma_risk.fusion.evaluation import DEPLOYED, Evaluation, EvaluationBlock
 from sarcoma_risk.fusion.plots import label, to_png
 from sarcoma_risk.provenance import sha256_bytes, utc_now
 
@@ -74,8 +74,12 @@ def metric_label(key: str, tau: float | None = None) -> str:
     """Readable name of a metric key of :mod:`sarcoma_risk.fusion.bootstrap`."""
     if key.startswith("auc_"):
         return f"Cumulative/dynamic AUC at {key[4:]} months"
+    upto = f" up to {tau:g} months" if tau else ""
     names = {"harrell_c": "Harrell's C", "uno_c": "Uno's C" + (f" (&tau; = {tau:g} months)" if tau else ""),
-             "mean_auc": "Mean time-dependent AUC", "integrated_brier": "Integrated Brier score (lower is better)"}
+             "mean_auc": "Mean time-dependent AUC", "integrated_brier": "Integrated Brier score (lower is better)",
+             "calibration_slope": "Calibration slope (Cox coefficient of the risk; 1 is ideal, &lt; 1 too spread out)",
+             "observed_expected": f"Calibration-in-the-large: observed / expected recurrences{upto} (1 is ideal)",
+             "calibration_intercept": "Calibration intercept: log(observed / expected) (0 is ideal)"}
     return names.get(key, html.escape(key))
 
 
@@ -133,14 +137,17 @@ def figure_html(fig_id: str, title: str, png: bytes, note: str = "") -> str:
             f'src="data:image/png;base64,{encoded}"><figcaption>{html.escape(title)} {note}</figcaption></figure>')
 
 
-def _block_html(block: EvaluationBlock, prefix: str, figures: _Figures, km_inputs, heading: str) -> str:
+def _block_html(block: EvaluationBlock, prefix: str, figures: _Figures, km_inputs, heading: str,
+                combined: str | None) -> str:
     """Metrics, risk groups, calibration and decision curves of one view (comparison or deployed)."""
 
     parts = [f"<h2>{heading}</h2><p>{html.escape(block.cases)}: n = {block.n}, "
              f"{block.events} recurrences.</p>"]
     metrics = block.metrics
     if metrics:
-        parts.append("<h3>Discrimination and accuracy (estimate, 95% bootstrap CI)</h3>")
+        parts.append("<h3>Discrimination, accuracy and calibration (estimate, 95% bootstrap CI)</h3>"
+                     f"<p>Percentile intervals over {metrics['n_resamples']} bootstrap resamples of the cases, the "
+                     "same resamples for every figure and model (calibration slope and intercept included).</p>")
         parts.append(html_table(*_metric_rows(metrics)))
         header, rows = _difference_rows(metrics)
         if rows:
@@ -165,7 +172,7 @@ def _block_html(block: EvaluationBlock, prefix: str, figures: _Figures, km_input
                                  f"/data/{prefix}/risk_groups/{name}"))
     parts.append(html_table(["Model", "n low / high", "events low / high", "log-rank p", "HR high vs low (95% CI)", "note"],
                         rows))
-    calibration_names = [n for n in (COMBINED, DEPLOYED) if n in block.calibration]
+    calibration_names = [n for n in (combined, DEPLOYED) if n in block.calibration]
     for name in calibration_names:
         if block.calibration[name]:
             parts.append(figures.add(f"{prefix}-calibration-{name}", f"Calibration: {plots.label(name)} model",
@@ -176,6 +183,17 @@ def _block_html(block: EvaluationBlock, prefix: str, figures: _Figures, km_input
         parts.append(figures.add(f"{prefix}-decision-{h}", f"Decision curve at {h} months",
                                  plots.plot_decision_curve(curve), f"/data/{prefix}/decision_curves/{h}"))
     return "\n".join(parts)
+
+
+def _sequence_sets_html(sets: Mapping[str, Any] | None) -> str:
+    """The radiology-only and combined sub-models of each MRI sequence set, side by side."""
+    if not sets:
+        return ""
+    return "\n".join([
+        "<h2>Radiology models by MRI sequence set</h2>",
+        f"<p>One radiology model per sequence set, each with its own fusion sub-models; "
+        f"{html.escape(sets['cases'])}: n = {sets['n']}, {sets['events']} recurrences.</p>",
+        html_table(*_metric_rows(sets["metrics"]))])
 
 
 def _oracle_html(oracle: Mapping[str, Any] | None) -> str:
@@ -256,9 +274,11 @@ def render_html(evaluation: Evaluation, figures: _Figures, *, title: str, model_
              "side-by-side comparison uses the cases that have every modality.</p>"]
     if evaluation.comparison:
         parts.append(_block_html(evaluation.comparison, "comparison", figures, evaluation.km_inputs,
-                                 "Clinical, radiology, pathology and combined models side by side"))
+                                 "Clinical, radiology, pathology and combined models side by side",
+                                 evaluation.combined))
     parts.append(_block_html(evaluation.deployed, "deployed", figures, evaluation.km_inputs,
-                             "Every case, as deployed"))
+                             "Every case, as deployed", evaluation.combined))
+    parts.append(_sequence_sets_html(evaluation.sequence_sets))
     parts.append("<h2>Presentation of the model</h2>")
 
     parts.append(figures.add("nomogram", f"Nomogram of the {plots.label(evaluation.nomogram['submodel'])} model",

@@ -12,6 +12,18 @@ The final patch model is trained on all development cases; the final signature i
 out-of-fold tile scores (the distribution the signature will see on new slides is that of a model
 which has not seen them). Validation-split cases are scored by the final models.
 
+The fusion's pathology weight is fitted on the out-of-fold scores, but a new slide is scored by
+the final patch model, whose probabilities spread differently from the fold models' (each stops
+training at its own epoch). So the final pipeline's score is mapped onto the out-of-fold scale,
+``offset + slope * score``, with the mean and standard deviation of both scores matched on the
+development cases the final patch model never trained on (its early-stopping share and the cases
+censored before the horizon, which have no label): on those cases both pipelines score slides they
+did not learn from. Averaging the fold models instead, as the radiology model does, would multiply
+the time to score a slide by K. (Matching the spread assumes the final pipeline is no noisier than a
+fold pipeline; if it is less noisy, the fused risk is, if anything, slightly under-spread.) The map
+is saved with the signature (:class:`~sarcoma_risk.pathology.signature.ScaleMap`) and applied by
+every scorer; with fewer than :data:`MIN_SCALE_CASES` such cases it is left out, with a warning.
+
 Without folds (``folds = 0``) the signature is fit on the final model's scores of its own training
 slides, which flatters it; development cases then get no score in ``pathology_scores.csv``.
 
@@ -38,7 +50,7 @@ from sarcoma_risk.errors import InvalidManifest, InvalidOutcome
 from sarcoma_risk.fileio import atomic_write_bytes, atomic_write_json
 from sarcoma_risk.pathology.model import PatchRunner, make_patch_model, resolve_init, state_bytes
 from sarcoma_risk.pathology.pipeline import PATCH_KIND, PATCH_MODEL, SIGNATURE_KIND, SIGNATURE_MODEL, compute_tile_scores
-from sarcoma_risk.pathology.signature import SlideSignature, pool_counts
+from sarcoma_risk.pathology.signature import ScaleMap, SlideSignature, pool_counts
 from sarcoma_risk.pathology.slide import slide_fingerprint
 from sarcoma_risk.pathology.summary import PathologyRun, PatchModelRun, SignatureRun
 from sarcoma_risk.pathology.train import (
@@ -55,7 +67,7 @@ from sarcoma_risk.provenance import sha256_bytes, software_version, utc_now
 from sarcoma_risk.runtime import TrainRuntime
 from sarcoma_risk.survival.crossfit import Fold, cross_fit
 from sarcoma_risk.survival.folds import stratified_folds
-from sarcoma_risk.survival.scores import ScoreEntry, ScoreSource, ScoreTable, write_score_table
+from sarcoma_risk.survival.scores import ScoreEntry, ScoreSource, ScoreTable, write_score_file
 from sarcoma_risk.weights import WeightRegistry
 
 log = logging.getLogger(__name__)
@@ -64,6 +76,8 @@ SCORES_FILE = "pathology_scores.csv"
 RUN_FILE = "train_pathology_run.json"
 PATCH_FILE = "pathology-patch.pt"
 SIGNATURE_FILE = "pathology-signature.json"
+#: Fewest development cases unseen by the final patch model to fit the map onto the out-of-fold scale.
+MIN_SCALE_CASES = 10
 
 
 @dataclass(frozen=True)
@@ -140,6 +154,16 @@ def score_cases(cases: Sequence[TrainingCase], model: Any, model_sha256: str, co
         shares = group.gather(out)
         out = {case.case_id: next(share[case.case_id] for share in shares if case.case_id in share) for case in cases}
     return out
+
+
+def match_scale(deployed: Sequence[float], out_of_fold: Sequence[float], method: str) -> ScaleMap | None:
+    """The linear map that gives ``deployed`` the mean and standard deviation of ``out_of_fold`` (same
+    cases); None when there are fewer than :data:`MIN_SCALE_CASES` cases or either score is constant."""
+    x, y = np.asarray(deployed, dtype=float), np.asarray(out_of_fold, dtype=float)
+    if x.size < MIN_SCALE_CASES or not (x.std(ddof=1) > 0 and y.std(ddof=1) > 0):
+        return None
+    slope = float(y.std(ddof=1) / x.std(ddof=1))
+    return ScaleMap(float(y.mean() - slope * x.mean()), slope, int(x.size), method)
 
 
 def fit_identity(cases: Sequence[TrainingCase], config: TrainConfig) -> dict[str, Any]:
@@ -220,6 +244,9 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
         final_sha = sha256_bytes(patch_bytes)
         val_scores = score(cohort.validation, final.model, final_sha)
         in_sample = {} if folds else score(dev, final.model, final_sha)
+        not_trained = set(final.not_trained_on)
+        unseen_scores = score([c for c in dev if c.case_id in not_trained], final.model, final_sha) if folds else {}
+        unseen = list(unseen_scores)
     finally:
         pool.close()
     if not main_rank:  # the other ranks of a distributed run write nothing
@@ -241,6 +268,14 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
                     for c, s in zip(dev, oof_scores)}
         oof_signature_c = slide_c_index(time, event, oof_scores)
         oof_probability_c = slide_c_index(time, event, [oof[c.case_id]["mean_probability"] for c in dev])
+        final_signature.to_out_of_fold_ = match_scale(
+            final_signature.predict([unseen_scores[c]["counts"] for c in unseen]) if unseen else [],
+            [oof_scores[k] for k, c in enumerate(dev) if c.case_id in unseen_scores],
+            f"mean and SD matched to the out-of-fold scores on the {len(unseen)} development cases the final patch "
+            "model did not train on")
+        if final_signature.to_out_of_fold_ is None:
+            log.warning("%d development case(s) unseen by the final patch model: too few to map its scores onto the "
+                        "out-of-fold scale; the pathology score is used unmapped", len(unseen))
     else:
         log.warning("no cross-fitting (--folds 0): the signature is fit on the patch model's scores of its own "
                     "training slides and development cases get no out-of-fold score")
@@ -268,13 +303,15 @@ def train_pathology(manifest_path: str | Path, out_dir: str | Path, config: Trai
                       validation={"inner_val_cindex": final.best_val_cindex, "best_epoch": final.best_epoch,
                                   "oof_mean_probability_cindex": oof_probability_c})
     atomic_write_json(out_dir / SIGNATURE_FILE, final_signature.to_dict())
+    scale = final_signature.to_out_of_fold_
     registry.register(SIGNATURE_MODEL, SIGNATURE_FILE, kind=SIGNATURE_KIND, version=software_version(),
                       config={**asdict(signature_config), "patch_model_sha256": final_sha,
-                              "fitted_on": "out_of_fold tile scores" if folds else "in-sample tile scores"},
+                              "fitted_on": "out_of_fold tile scores" if folds else "in-sample tile scores",
+                              "to_out_of_fold": scale.to_dict() if scale is not None else None},
                       training_data=training_data,
                       validation={"oof_cindex": oof_signature_c, "validation_cindex": validation_c,
                                   "training_concordance": final_signature.concordance_})
-    write_score_table(out_dir / SCORES_FILE, ScoreTable("pathology", entries))
+    write_score_file(out_dir / SCORES_FILE, [ScoreTable("pathology", entries)])
     run = PathologyRun(
         started_utc=started, finished_utc=utc_now(), config=config.to_dict(), folds=folds,
         signature=asdict(signature_config), data_sha256=cohort.data_sha256,

@@ -19,12 +19,20 @@ with more tumor tiles therefore weighs more, as it would for a pathologist readi
 Per-slide counts are kept in the case record, so the case score can be recomputed when a slide is
 added without reading any slide again.
 
-Saved as plain JSON (:meth:`SlideSignature.to_dict`): bins, idf, means, scales and coefficients.
+The deployed signature can carry a linear map onto the scale of the out-of-fold scores the fusion
+was fitted on (:attr:`SlideSignature.to_out_of_fold_`, set by ``train pathology``; see
+:mod:`sarcoma_risk.pathology.crossfit`): :meth:`SlideSignature.predict` then returns
+``offset + slope * x_std @ beta``. Signatures without it (cross-fitting folds, ``train
+pathology-signature``) return ``x_std @ beta``.
+
+Saved as plain JSON (:meth:`SlideSignature.to_dict`): bins, idf, means, scales, coefficients and the
+map, when there is one.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -35,6 +43,31 @@ from sarcoma_risk.errors import InvalidModel, InvalidOutcome
 from sarcoma_risk.survival.outcome import check_outcome
 
 SIGNATURE_FORMAT = "sarcoma-risk-slide-signature/1"
+
+
+@dataclass(frozen=True)
+class ScaleMap:
+    """``offset + slope * score``: the deployed pipeline's score on the out-of-fold scale, and how it was fitted."""
+
+    offset: float
+    slope: float
+    n_cases: int
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"offset": self.offset, "slope": self.slope, "n_cases": self.n_cases, "method": self.method}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ScaleMap":
+        if not isinstance(data, Mapping):
+            raise InvalidModel("slide signature: to_out_of_fold must be an object")
+        try:
+            out = cls(float(data["offset"]), float(data["slope"]), int(data["n_cases"]), str(data["method"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidModel(f"slide signature: to_out_of_fold is incomplete ({exc!r})") from None
+        if not (np.isfinite(out.offset) and np.isfinite(out.slope) and out.slope > 0):
+            raise InvalidModel("slide signature: to_out_of_fold needs a finite offset and a slope > 0")
+        return out
 
 
 def tile_counts(probabilities: np.ndarray, n_bins: int, n_words: int) -> dict[str, list[int]]:
@@ -72,6 +105,7 @@ class SlideSignature:
         self.n_words = n_words
         self.penalizer = penalizer
         self.l1_ratio = l1_ratio
+        self.to_out_of_fold_: ScaleMap | None = None  # set on the deployed signature by train pathology
 
     # ---- features ----------------------------------------------------------------------------
 
@@ -138,6 +172,7 @@ class SlideSignature:
         self.n_cases_ = len(counts)
         self.n_events_ = int(outcome.event.sum())
         self.concordance_ = float(cph.concordance_index_)
+        self.to_out_of_fold_ = None
         return self
 
     def _check_fitted(self) -> None:
@@ -150,8 +185,13 @@ class SlideSignature:
         return (self._raw(counts, self.idf_) - self.means_) / self.scales_
 
     def predict(self, counts: Sequence[Mapping[str, Sequence[int]]]) -> np.ndarray:
-        """Pathology score per case: log relative hazard vs the development mean; higher = riskier."""
-        return self.features(counts) @ self.coefficients_
+        """Pathology score per case: log relative hazard vs the development mean; higher = riskier.
+
+        With :attr:`to_out_of_fold_` set, the score is mapped onto the out-of-fold scale (module docstring).
+        """
+        raw = self.features(counts) @ self.coefficients_
+        scale = self.to_out_of_fold_
+        return raw if scale is None else scale.offset + scale.slope * raw
 
     def predict_probabilities(self, probabilities: Sequence[np.ndarray]) -> np.ndarray:
         """Scores of cases given as patch probabilities (one array per case, slides already pooled)."""
@@ -167,7 +207,8 @@ class SlideSignature:
                 "idf": self.idf_.tolist(), "means": self.means_.tolist(), "scales": self.scales_.tolist(),
                 "coefficients": self.coefficients_.tolist(), "n_cases": self.n_cases_,
                 "n_events": self.n_events_, "training_concordance": self.concordance_,
-                "pooling": "patch counts summed over the slides of a case"}
+                "pooling": "patch counts summed over the slides of a case",
+                **({"to_out_of_fold": self.to_out_of_fold_.to_dict()} if self.to_out_of_fold_ is not None else {})}
 
     @staticmethod
     def _edges(n: int) -> list[float]:
@@ -206,6 +247,8 @@ class SlideSignature:
             model.n_events_ = int(data["n_events"])
             concordance = data.get("training_concordance")
             model.concordance_ = float(concordance) if concordance is not None else None
+            scale = data.get("to_out_of_fold")
+            model.to_out_of_fold_ = ScaleMap.from_dict(scale) if scale is not None else None
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidModel(f"slide signature: missing or malformed field ({exc})") from None
         return model

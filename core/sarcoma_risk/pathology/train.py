@@ -259,6 +259,7 @@ class TrainingResult:
     n_val_cases: int
     label_counts: dict[str, int]  # positive, negative, censored_before_horizon, validation
     replica_sha256: list[str] | None = None  # every rank's final weights, in a distributed run
+    not_trained_on: tuple[str, ...] = ()  # case ids whose patches it never trained on (validation share, no label)
 
 
 @dataclass
@@ -393,8 +394,9 @@ class PatchTrainer:
         model.eval()
         replicas = group.check_replicas(model, "patch model training") if group.active else None
         best_c = progress.history[progress.best_epoch - 1]["val_cindex"]
+        trained_on = {c.case_id for c, _ in train}
         return TrainingResult(model, progress.history, progress.best_epoch, best_c, len(train), len(val), counts,
-                              replicas)
+                              replicas, tuple(c.case_id for c in cases if c.case_id not in trained_on))
 
     def _share(self, sample: list, epoch: int) -> list:
         """This rank's part of the epoch's sample (all of it in one process)."""

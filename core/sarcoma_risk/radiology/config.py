@@ -18,11 +18,7 @@ from typing import Any, Mapping, TypeVar
 
 from sarcoma_risk.choices import check_choice
 from sarcoma_risk.errors import InvalidInput
-
-
-class Sequence(str, Enum):
-    T2FS = "t2fs"
-    T1CE = "t1ce"
+from sarcoma_risk.sequences import set_name
 
 
 class Ties(str, Enum):
@@ -66,7 +62,8 @@ class PreprocessConfig:
     Parameters
     ----------
     sequences : tuple of str
-        Input sequences in channel order ("t2fs", optionally "t1ce").
+        Input sequences in channel order: a sequence set of :mod:`sarcoma_risk.sequences`
+        (("t2fs", "t1ce"), ("t2fs",) or ("t1ce",)).
     patch_size : int
         Edge of the cubic patch in voxels.
     spacing_mm : float
@@ -97,10 +94,7 @@ class PreprocessConfig:
     zero_outside_region: bool = True
 
     def __post_init__(self) -> None:
-        if not self.sequences or len(set(self.sequences)) != len(self.sequences):
-            raise InvalidInput(f"sequences: {self.sequences!r} must list distinct sequences")
-        for item in self.sequences:
-            check_choice(item, Sequence, "sequences")
+        set_name(self.sequences)  # known, distinct, in channel order
         _positive(self.patch_size, "patch_size", integer=True)
         _positive(self.spacing_mm, "spacing_mm")
         for name in ("margin_mm", "norm_dilation_mm"):
@@ -118,6 +112,11 @@ class PreprocessConfig:
     @property
     def in_channels(self) -> int:
         return len(self.sequences) + int(self.mask_channel)
+
+    @property
+    def sequence_set(self) -> str:
+        """The name of the sequence set, e.g. ``"t2fs+t1ce"``."""
+        return set_name(self.sequences)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

@@ -1,7 +1,8 @@
 """Scoring one case: radiology score, percentile, tumor volume and Grad-CAM in the MRI's geometry.
 
-:func:`score_case` runs preprocessing, the network and Grad-CAM on an :class:`~sarcoma_risk.radiology.io.MRICase`
-(on the network's device, in fp32 or in a reduced precision that :func:`check_precision_for` found
+:func:`score_case` runs preprocessing, the networks of a sequence set's model and Grad-CAM on an
+:class:`~sarcoma_risk.radiology.io.MRICase` (which model fits which sequences: :mod:`sarcoma_risk.sequences`;
+on the networks' device, in fp32 or in a reduced precision that :func:`check_precision_for` found
 accurate enough on a fixed probe batch);
 :func:`staged_volume` / :func:`write_volume` save the Grad-CAM as NRRD, NIfTI or MetaImage (by
 extension) through a temporary file and a rename, so a viewer such as 3D Slicer never sees half a
@@ -26,11 +27,11 @@ from sarcoma_risk.fileio import atomic_path
 from sarcoma_risk.precision import RADIOLOGY_SCORE_TOLERANCE, PrecisionCheck, guard_precision
 from sarcoma_risk.provenance import sha256_file
 from sarcoma_risk.radiology.dicom import itk_error_text
+from sarcoma_risk.radiology.ensemble import RadiologyEnsemble
 from sarcoma_risk.radiology.gradcam import cam_to_original, empty_map_reason, grad_cam
 from sarcoma_risk.radiology.io import MRICase
 from sarcoma_risk.radiology.config import PreprocessConfig
 from sarcoma_risk.radiology.preprocess import prepare_case
-from sarcoma_risk.radiology.train import RadiologyCoxModel
 
 #: Single-file formats only: a temporary name plus a rename keeps the write atomic.
 VOLUME_EXTENSIONS = (".nrrd", ".nii.gz", ".nii", ".mha")
@@ -38,7 +39,8 @@ VOLUME_EXTENSIONS = (".nrrd", ".nii.gz", ".nii", ".mha")
 
 @dataclass
 class RadiologyResult:
-    """What scoring one case gives. ``score`` is a log relative hazard (higher = riskier).
+    """What scoring one case gives. ``score`` is a log relative hazard (higher = riskier);
+    ``sequence_set`` names the model that made it (e.g. ``"t2fs"``: the T2FS-only model).
 
     ``gradcam`` is the signed map in [-1, 1] (positive: raised the risk, negative: lowered it);
     ``gradcam_note`` says why it is 0 everywhere when it is, and is None otherwise.
@@ -48,33 +50,36 @@ class RadiologyResult:
     percentile: float
     tumor_volume_ml: float
     sequences: list[str]
+    sequence_set: str
     patch_spacing_mm: float
     gradcam: sitk.Image | None = field(default=None, repr=False)
     gradcam_note: str | None = None
 
 
-def score_case(model: RadiologyCoxModel, case: MRICase, *, gradcam: bool = True,
+def score_case(model: RadiologyEnsemble, case: MRICase, *, gradcam: bool = True,
                precision: str | Precision = Precision.FP32) -> RadiologyResult:
-    """Score one case; with ``gradcam`` also map the signed Grad-CAM onto the first sequence's grid.
+    """Score one case with a sequence set's model; with ``gradcam`` also map the signed Grad-CAM onto the
+    first sequence's grid (the mean of the members' voxel shares, which sums to the score).
 
-    The network runs where it is (:meth:`RadiologyCoxModel.to`) in ``precision``; use the one
+    The networks run where they are (:meth:`RadiologyEnsemble.to`) in ``precision``; use the one
     :func:`check_precision_for` allowed.
     """
     prepared = prepare_case(case, model.preprocess)
-    network = model._check_fitted()
     cam, note = None, None
-    with autocast(network.offset.device, precision):
+    with autocast(model.device, precision):
         if gradcam:
-            result = grad_cam(network, prepared.array)
-            score = result.score
+            results = [grad_cam(member._check_fitted(), prepared.array) for member in model.members]
+            score = float(np.mean([r.score for r in results]))
         else:
             score = float(model.predict(prepared.array[None])[0])
     if gradcam:
-        cam = cam_to_original(result.shares, prepared.geometry, model.model.feature_stride, case.reference)
-        note = empty_map_reason(result.shares, cam)
+        shares = np.mean([r.shares for r in results], axis=0)
+        cam = cam_to_original(shares, prepared.geometry, model.model.feature_stride, case.reference)
+        note = empty_map_reason(shares, cam)
     return RadiologyResult(score=score, percentile=float(model.percentile(score)[0]),
                            tumor_volume_ml=prepared.tumor_volume_ml, sequences=list(prepared.sequences),
-                           patch_spacing_mm=prepared.geometry.spacing, gradcam=cam, gradcam_note=note)
+                           sequence_set=model.sequence_set, patch_spacing_mm=prepared.geometry.spacing, gradcam=cam,
+                           gradcam_note=note)
 
 
 def probe_volumes(config: PreprocessConfig, n: int = 8, seed: int = 0) -> np.ndarray:
@@ -106,13 +111,13 @@ def probe_volumes(config: PreprocessConfig, n: int = 8, seed: int = 0) -> np.nda
     return out
 
 
-def check_precision_for(model: RadiologyCoxModel, precision: str | Precision) -> PrecisionCheck:
+def check_precision_for(model: RadiologyEnsemble, precision: str | Precision) -> PrecisionCheck:
     """Compare ``precision`` with fp32 on :func:`probe_volumes` with the model's weights, where it runs.
 
     Returns the check; its ``used`` precision is the requested one when the scores stay within
     :data:`~sarcoma_risk.precision.RADIOLOGY_SCORE_TOLERANCE`, else fp32 (with a warning).
     """
-    device = model._check_fitted().offset.device
+    device = model.device
 
     def run(chosen: Precision) -> np.ndarray:
         with autocast(device, chosen):

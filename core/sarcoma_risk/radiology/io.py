@@ -276,8 +276,9 @@ def align_sequence(image: sitk.Image, reference: sitk.Image, mask: sitk.Image, *
 class MRICase:
     """One case's MRI: the sequences on the first one's grid, the tumor mask, input fingerprints.
 
-    ``images`` maps a sequence name (``"t2fs"``, ``"t1ce"``) to its image; every image and the mask
-    share the first sequence's grid, which is the "original geometry" of outputs such as Grad-CAM.
+    ``images`` maps a sequence name (``"t2fs"``, ``"t1ce"``) to its image, in channel order; every
+    image and the mask share the first sequence's grid, which is the "original geometry" of outputs
+    such as Grad-CAM.
     """
 
     images: dict[str, sitk.Image]
@@ -287,6 +288,11 @@ class MRICase:
     @property
     def reference(self) -> sitk.Image:
         return next(iter(self.images.values()))
+
+    @property
+    def sequences(self) -> tuple[str, ...]:
+        """The sequences read, in channel order."""
+        return tuple(self.images)
 
     def tumor_volume_ml(self) -> float:
         voxels = int(np.count_nonzero(sitk.GetArrayViewFromImage(self.mask)))
@@ -307,26 +313,40 @@ def input_fingerprint(path: Path, series_uid: str | None = None) -> dict[str, An
     return fingerprint(path)
 
 
-def read_case(t2fs: str | Path, mask: str | Path, t1ce: str | Path | None = None, *, segment: str | None = None,
-              series_uid: str | None = None, series_uid2: str | None = None) -> MRICase:
-    """Read a case's T2 fat-suppressed MRI, its tumor mask and optionally the contrast-enhanced T1."""
-    t2fs, mask = Path(t2fs), Path(mask)
-    reference = read_image(t2fs, series_uid)
+def read_case(t2fs: str | Path | None, mask: str | Path, t1ce: str | Path | None = None, *,
+              segment: str | None = None, series_uid: str | None = None,
+              series_uid2: str | None = None) -> MRICase:
+    """Read a case's MRI (the T2 fat-suppressed, the contrast-enhanced T1, or both) and its tumor mask.
+
+    The first sequence given (the T2 when there is one) is the reference: the mask and the other
+    sequence are put on its grid, and outputs such as Grad-CAM come back on it. ``series_uid`` picks
+    the T2's DICOM series, ``series_uid2`` the T1CE's.
+    """
+    if t2fs is None and t1ce is None:
+        raise InvalidImage("no MRI given: the tumor needs the T2 fat-suppressed or the contrast-enhanced T1 "
+                           "sequence (or both)")
+    given = [(name, Path(path), uid) for name, path, uid in (("t2fs", t2fs, series_uid), ("t1ce", t1ce, series_uid2))
+             if path is not None]
+    (first, first_path, first_uid), others = given[0], given[1:]
+    mask = Path(mask)
+    reference = read_image(first_path, first_uid)
     tumor = read_mask(mask, reference, segment)
-    images = {"t2fs": reference}
-    if t1ce is not None:
-        t1ce = Path(t1ce)
-        images["t1ce"] = align_sequence(read_image(t1ce, series_uid2), reference, tumor, name="T1CE sequence",
-                                        path=t1ce)
+    images = {first: reference}
+    for name, path, uid in others:
+        images[name] = align_sequence(read_image(path, uid), reference, tumor, name=f"{name.upper()} sequence",
+                                      path=path)
     fingerprints = case_fingerprints(t2fs, mask, t1ce, series_uid=series_uid, series_uid2=series_uid2)
     return MRICase(images, tumor, fingerprints)
 
 
-def case_fingerprints(t2fs: str | Path, mask: str | Path, t1ce: str | Path | None = None, *,
+def case_fingerprints(t2fs: str | Path | None, mask: str | Path, t1ce: str | Path | None = None, *,
                       series_uid: str | None = None, series_uid2: str | None = None) -> dict[str, dict[str, Any]]:
-    """The input fingerprints :func:`read_case` records (roles ``t2fs``, ``mask``, ``t1ce``), without reading
-    the images: a batch compares them with a record's provenance to skip a case scored before."""
-    fingerprints = {"t2fs": input_fingerprint(Path(t2fs), series_uid), "mask": input_fingerprint(Path(mask))}
+    """The input fingerprints :func:`read_case` records (roles ``t2fs``, ``mask``, ``t1ce``, for the sequences
+    given), without reading the images: a batch compares them with a record's provenance to skip a case
+    scored before."""
+    fingerprints = {"mask": input_fingerprint(Path(mask))}
+    if t2fs is not None:
+        fingerprints = {"t2fs": input_fingerprint(Path(t2fs), series_uid), **fingerprints}
     if t1ce is not None:
         fingerprints["t1ce"] = input_fingerprint(Path(t1ce), series_uid2)
     return fingerprints

@@ -181,7 +181,7 @@ def prepare_case(case: MRICase, config: PreprocessConfig) -> PreparedCase:
     missing = [s for s in config.sequences if s not in case.images]
     if missing:
         raise InvalidInput(f"this radiology model needs the sequence(s) {', '.join(missing)} "
-                           f"(it was trained on {', '.join(config.sequences)}); give them (--image2 for t1ce)")
+                           f"(it was trained on {', '.join(config.sequences)}); give them (--t2fs, --t1ce)")
     geometry = patch_geometry(case.mask, config)
     mask_patch = np.clip(resample_to_patch(case.mask, geometry, anti_alias=False), 0.0, 1.0)
     valid = inside_image(case.reference, geometry)

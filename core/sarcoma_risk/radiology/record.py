@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from sarcoma_risk.provenance import Provenance
-from sarcoma_risk.radiology.checkpoint import MODEL_NAME
+from sarcoma_risk.radiology.checkpoint import model_name
 
 
 def radiology_section(result: Any, fingerprints: Mapping[str, Mapping[str, Any]], entry: Mapping[str, Any], *,
@@ -21,12 +21,14 @@ def radiology_section(result: Any, fingerprints: Mapping[str, Mapping[str, Any]]
     ``fingerprints`` are the case's input fingerprints (``MRICase.fingerprints``), ``entry`` the
     model's weights manifest entry (version, sha256), ``segment`` the segment asked for (None: the
     first one), ``precision`` the one the case was scored in (after the precision check) and
-    ``device`` the torch device type it ran on. ``gradcam_sha256`` is None until the caller writes
-    a Grad-CAM.
+    ``device`` the torch device type it ran on. ``model`` names the sequence set's model that scored
+    it (``radiology-t2fs``; :mod:`sarcoma_risk.sequences`). ``gradcam_sha256`` is None until the caller
+    writes a Grad-CAM.
     """
 
+    name = model_name(result.sequence_set)
     provenance = Provenance(
-        MODEL_NAME, entry["version"], entry["sha256"], inputs=fingerprints,
+        name, entry["version"], entry["sha256"], inputs=fingerprints,
         parameters={"segment": segment, "patch_spacing_mm": round(result.patch_spacing_mm, 4),
                     "sequences": result.sequences, "precision": precision, "device": device})
     return {
@@ -34,6 +36,7 @@ def radiology_section(result: Any, fingerprints: Mapping[str, Mapping[str, Any]]
         "percentile": result.percentile,
         "tumor_volume_ml": result.tumor_volume_ml,
         "sequences": result.sequences,
+        "model": name,
         "gradcam_sha256": None,  # set by score-mri when it writes the Grad-CAM
         "provenance": provenance.to_dict(),
     }

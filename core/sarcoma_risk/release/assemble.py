@@ -28,10 +28,9 @@ from sarcoma_risk.release.validation_cohort import FILE_NAME, KIND, REGISTRY_NAM
 from sarcoma_risk.survival.scores import read_score_tables
 from sarcoma_risk.weights import MANIFEST_NAME, WeightRegistry
 
-#: Shipped models in the order they are registered; which comparison model describes each.
-MODELS = {"radiology": "radiology", "pathology-patch": "pathology", "pathology-signature": "pathology",
-          "fusion": None}
-COMBINED = "clinical+radiology+pathology"
+#: Shipped models besides the radiology models (one per sequence set, registered first), in the order they
+#: are registered; which validation model describes each.
+OTHER_MODELS = {"pathology-patch": "pathology", "pathology-signature": "pathology", "fusion": None}
 
 
 def check_out_dir(out_dir: Path, work_dir: Path) -> None:
@@ -93,18 +92,25 @@ def cohort_description(truth: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def validation_summary(figures: Evaluation) -> dict[str, Any]:
-    """The validation figures of the release: each model side by side, as deployed, and against the oracle."""
+    """The validation figures of the release: each model side by side, as deployed, against the oracle,
+    and the radiology models of each sequence set."""
     comparison, deployed = figures.comparison, figures.deployed
     if comparison is None:
         raise InvalidInput("the validation report has no side-by-side comparison (too few centre B cases with every "
                           "modality); the release's figures cannot be written")
     oracle = figures.oracle or {}
+    sets = figures.sequence_sets
     return {
         "split": "validation (centre B)", "n": figures.cohort["n"], "events": figures.cohort["events"],
         "median_follow_up_months": figures.cohort["median_follow_up_months"],
         "modalities_available": figures.cohort["modalities_available"],
         "horizons_months": list(figures.horizons_months),
+        "combined": figures.combined,
         "models": {name: modality_figures(comparison, name) for name in comparison.metrics["models"]},
+        "sequence_sets": None if not sets else {
+            "n": sets["n"], "events": sets["events"],
+            "models": {name: {"model": name, "n": sets["n"], "events": sets["events"], **m}
+                       for name, m in sets["metrics"]["models"].items()}},
         "deployed": {**deployed.metrics["models"]["deployed"],
                      "risk_groups": deployed.risk_groups["deployed"]["comparison"]},
         "oracle": {k: oracle[k] for k in ("oracle_harrell_c", "combined_harrell_c", "combined_to_oracle_ratio")
@@ -117,7 +123,8 @@ def validation_summary(figures: Evaluation) -> dict[str, Any]:
 
 
 def score_distributions(score_files: list[Path]) -> dict[str, Any]:
-    """Mean and SD of each imaging score per split (development: out-of-fold; validation: final model).
+    """Mean and SD of each imaging score per split (development: out-of-fold; validation: deployed model),
+    keyed by fusion input (``radiology[t2fs]``, ``pathology``).
 
     A centre's scanner or stain can move a score's whole distribution; the fusion model, fitted on
     centre A's scores, then misplaces centre B's cases on the survival scale even when it ranks
@@ -125,7 +132,8 @@ def score_distributions(score_files: list[Path]) -> dict[str, Any]:
     """
 
     out: dict[str, Any] = {}
-    for modality, table in read_score_tables(score_files).items():
+    for column, table in read_score_tables(score_files).items():
+        modality = input_of_column(column)
         out[modality] = {}
         for split in ("development", "validation"):
             values = np.array([e.score for e in table.entries.values() if e.split == split and e.score is not None])
@@ -155,11 +163,17 @@ def assemble(out_dir: Path, *, stage: Path, cohort: Path, report: Path, config: 
         shutil.rmtree(building)
     building.mkdir(parents=True)
     registry = WeightRegistry(building)
-    for name, modality in MODELS.items():
+    models = {model_name(s): radiology_input(s) for s in available_sets(stage)} | OTHER_MODELS
+    by_set = (summary["sequence_sets"] or {}).get("models", {})
+    for name, modality in models.items():
         entry = staged.entry(name)
         staged.read_verified(name)  # the staged bytes are what the training commands registered
         shutil.copyfile(stage / entry["file"], building / entry["file"])
-        centre_b = summary if modality is None else {**summary["models"][modality], "split": summary["split"]}
+        if modality is None:
+            centre_b = summary
+        else:  # a radiology model outside the comparison has its figures in the sequence-set table
+            centre_b = {**(summary["models"].get(modality) or by_set.get(modality) or {"model": modality}),
+                        "split": summary["split"]}
         registry.register(name, entry["file"], kind=entry["kind"], version=entry["version"], config=entry["config"],
                           training_data={**entry.get("training_data", {}), "cohort": description},
                           validation={**entry.get("validation", {}), "centre_B": centre_b})

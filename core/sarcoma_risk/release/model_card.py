@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from sarcoma_risk.fusion.table import input_sequences, modality_of, submodel_inputs
 from sarcoma_risk.release.record import ReleaseRecord
+from sarcoma_risk.sequences import SEQUENCE_SETS, SET_LABELS
 from sarcoma_risk.synthetic.mri import GRIDS, PhantomSize
 from sarcoma_risk.synthetic.wsi import MPP, SIZES
 
@@ -17,6 +19,17 @@ LABELS = {"clinical": "Clinical only", "radiology": "Radiology score only", "pat
           "clinical+radiology+pathology": "Combined (clinical + radiology + pathology)"}
 METRICS = (("harrell_c", "Harrell's C"), ("uno_c", "Uno's C"), ("mean_auc", "Mean time-dependent AUC"),
            ("integrated_brier", "Integrated Brier score"))
+CALIBRATION = (("calibration_slope", "Calibration slope"), ("observed_expected", "Observed / expected"),
+               ("calibration_intercept", "Calibration intercept, log(O/E)"))
+
+
+def label(name: str) -> str:
+    """A model's name in the card: the set of a radiology score in brackets, e.g. "Radiology score only (T2FS only)"."""
+    inputs = submodel_inputs(name)
+    base = "+".join(modality_of(i) for i in inputs)
+    sequences = next((input_sequences(i) for i in inputs if input_sequences(i)), None)
+    text = LABELS.get(base, name)
+    return text if sequences is None else f"{text} [MRI: {SET_LABELS[sequences]}]"
 
 
 def _ci(iv: Mapping[str, Any] | None) -> str:
@@ -81,35 +94,39 @@ def _federated_cnn(entry: Mapping[str, Any]) -> str | None:
                "(no epsilon computed)" if dp else ""))
 
 
-def _radiology_training(radiology: Mapping[str, Any], config: Mapping[str, Any]) -> str:
-    """How the radiology CNN was trained: pooled with cross-fitting, or federated across centres."""
-    return _federated_cnn(radiology) or f"{config['radiology_folds']}-fold cross-fitting for the development scores"
-
-
 def render_model_card(manifest: Mapping[str, Any]) -> str:
     """The model card of a release manifest (``manifest["release"]`` and ``manifest["models"]``)."""
     release, models = ReleaseRecord.from_dict(manifest.get("release")), manifest["models"]
     config, cohort, val = release.config, release.cohort, release.validation
-    rad, patch, sig, fusion = (models[n] for n in ("radiology", "pathology-patch", "pathology-signature", "fusion"))
+    radiology = {s: models[f"radiology-{s}"] for s in SEQUENCE_SETS if f"radiology-{s}" in models}
+    patch, sig, fusion = (models[n] for n in ("pathology-patch", "pathology-signature", "fusion"))
     generative = cohort["generative_model"]
+    rad = next(iter(radiology.values()))
     radcfg = rad["config"]
+    members = len(radcfg.get("member_seeds") or [None])
     fusion_params = models["fusion"]["config"]
     oracle = val.get("oracle") or {}
-    metric_rows = [[LABELS.get(name, name), *[_ci(figures.get(key)) for key, _ in METRICS]]
+    metric_rows = [[label(name), *[_ci(figures.get(key)) for key, _ in METRICS]]
                    for name, figures in val["models"].items()]
-    group_rows = [[LABELS.get(name, name), f"{f['risk_groups']['n']['low']} / {f['risk_groups']['n']['high']}",
+    calibration_slope_rows = [[label(name), *[_ci(figures.get(key)) for key, _ in CALIBRATION]]
+                              for name, figures in val["models"].items()]
+    sets = val.get("sequence_sets") or {}
+    set_rows = [[label(name), *[_ci(f.get(key)) for key in ("harrell_c", "mean_auc", "calibration_slope")]]
+                for name, f in (sets.get("models") or {}).items()]
+    scale = sig["config"].get("to_out_of_fold")
+    group_rows = [[label(name), f"{f['risk_groups']['n']['low']} / {f['risk_groups']['n']['high']}",
                    f"{f['risk_groups']['events']['low']} / {f['risk_groups']['events']['high']}",
                    _ci({"estimate": f["risk_groups"]["hazard_ratio"], "low": f["risk_groups"]["hr_low"],
                         "high": f["risk_groups"]["hr_high"]}), _p(f["risk_groups"]["logrank_p"])]
                   for name, f in val["models"].items()]
-    auc_rows = [[LABELS.get(name, name), *[_ci(f.get(f"auc_{h:g}")) for h in val["horizons_months"]]]
+    auc_rows = [[label(name), *[_ci(f.get(f"auc_{h:g}")) for h in val["horizons_months"]]]
                 for name, f in val["models"].items()]
-    calibration_rows = [[LABELS.get(name, name), *[("n/a" if by_h.get(f"{h:g}") is None else f"{by_h[f'{h:g}']:.3f}")
-                                                   for h in val["horizons_months"]]]
+    calibration_rows = [[label(name), *[("n/a" if by_h.get(f"{h:g}") is None else f"{by_h[f'{h:g}']:.3f}")
+                                        for h in val["horizons_months"]]]
                         for name, by_h in val["calibration_mean_abs_difference"].items()]
-    distribution_rows = [[modality, *[("n/a" if split not in d else f"{d[split]['mean']:+.2f} ({d[split]['sd']:.2f})")
-                                      for split in ("development", "validation")]]
-                         for modality, d in val["score_distributions"].items()]
+    distribution_rows = [[label(name), *[("n/a" if split not in d else f"{d[split]['mean']:+.2f} ({d[split]['sd']:.2f})")
+                                         for split in ("development", "validation")]]
+                         for name, d in val["score_distributions"].items()]
     file_rows = [[f"`{e['file']}`", name, e["kind"], f"{e['bytes']:,}", f"`{e['sha256']}`"] for name, e in models.items()]
     minutes = release.seconds.get("total", 0.0) / 60.0
     sections = [
@@ -144,12 +161,19 @@ def render_model_card(manifest: Mapping[str, Any]) -> str:
         "- **Missing data**: the cohort is generated without missing modalities; validation cases by modalities "
         f"available: {', '.join(f'{k}: {v}' for k, v in val['modalities_available'].items())}.",
         "## Predictors and models",
-        f"- **Radiology** (`{rad['file']}`, {rad['kind']}): CBAM 3D CNN, widths "
+        f"- **Radiology** ({', '.join('`' + r['file'] + '`' for r in radiology.values())}; {rad['kind']}): one model "
+        "per MRI sequence set ("
+        + ", ".join(SET_LABELS[s] for s in radiology) + "; a case is scored by the model of the sequences it has, "
+        "and the record says which), each a CBAM 3D CNN, widths "
         f"{radcfg['model']['widths']}, on {radcfg['preprocess']['patch_size']}^3-voxel patches at "
-        f"{radcfg['preprocess']['spacing_mm']:g} mm of the tumor region of "
-        f"{' + '.join(radcfg['preprocess']['sequences'])} (preset `{config['radiology_preset']}`), Cox partial "
-        f"likelihood, {_radiology_training(rad, config)}.\n"
-        f"- **Pathology patch model** (`{patch['file']}`, {patch['kind']}): "
+        f"{radcfg['preprocess']['spacing_mm']:g} mm of the tumor region (preset `{config['radiology_preset']}`), "
+        "Cox partial likelihood, "
+        + (f"{_federated_cnn(rad)}.\n" if _federated_cnn(rad) else
+           f"{config['radiology_folds']}-fold cross-fitting for the development scores. The deployed model of a set "
+           f"is the mean of its {members} fold models: each scores a new case as it scored its held-out fold, so new "
+           "cases get scores on the scale of the out-of-fold scores the fusion was fitted on (a model refitted on "
+           "every development case spreads its scores on a scale of its own).\n")
+        + f"- **Pathology patch model** (`{patch['file']}`, {patch['kind']}): "
         f"{patch['config']['architecture']} from {config['pathology_init']} initial weights, "
         f"{patch['config']['patch_px']}-pixel patches at {patch['config']['spacing_um']:g} um/px, label "
         f"\"{patch['config']['label']}\", {config['pathology_epochs']} epochs at most of "
@@ -157,10 +181,17 @@ def render_model_card(manifest: Mapping[str, Any]) -> str:
         f"{_federated_cnn(patch) or str(config['pathology_folds']) + '-fold cross-fitting'}.\n"
         f"- **Slide signature** (`{sig['file']}`, {sig['kind']}): histogram ({sig['config']['n_bins']} bins) and "
         f"bag of words ({sig['config']['n_words']} levels, TF-IDF) of patch probabilities into a penalized Cox model "
-        f"(penalizer {sig['config']['penalizer']:g}), fit on out-of-fold tile scores.\n"
-        f"- **Fusion** (`{fusion['file']}`, {fusion['kind']}): Cox regression over the clinical variables "
+        f"(penalizer {sig['config']['penalizer']:g}), fit on out-of-fold tile scores. "
+        + (f"A new slide's score (from the final patch model) is mapped onto the out-of-fold scale, "
+           f"{scale['offset']:+.3f} + {scale['slope']:.3f} x score, with the mean and SD matched on the "
+           f"{scale['n_cases']} development cases the final patch model did not train on (averaging the fold patch "
+           "models instead would multiply the time to score a slide).\n" if scale else
+           "Its scores are not mapped onto the out-of-fold scale (too few development cases unseen by the final "
+           "patch model).\n")
+        + f"- **Fusion** (`{fusion['file']}`, {fusion['kind']}): Cox regression over the clinical variables "
         f"{', '.join(fusion_params['clinical_features'])}, the radiology score and the pathology score; one "
-        f"sub-model per available subset of modalities; {_fusion_training(fusion)}; risk groups "
+        "sub-model per available subset of modalities, and for radiology per sequence set (fit on that set's "
+        f"out-of-fold scores, never used for another set's score); {_fusion_training(fusion)}; risk groups "
         f"split at the development {fusion_params['cutoff']}.\n"
         "- **Why these settings**: the tiny phantom images and the short CPU schedules let `make weights` run in "
         f"about {minutes:.0f} minutes on 2 CPU cores (this run). The published configuration (ShuffleNetV2 x1.0 "
@@ -175,13 +206,23 @@ def render_model_card(manifest: Mapping[str, Any]) -> str:
         _table(["Model", *[f"{h:g} months" for h in val["horizons_months"]]], auc_rows),
         "Risk groups (cutoff fixed on the development cases):",
         _table(["Model", "n low / high", "events low / high", "HR high vs low (95% CI)", "log-rank p"], group_rows),
+        "Calibration slope (the Cox coefficient of the model's log relative hazard refitted on the validation "
+        "cases: 1 is ideal, below 1 the risks are too spread out, above 1 too narrow) and calibration-in-the-large "
+        f"(observed / expected recurrences up to {val['horizons_months'][-1]:g} months, each case's expected count "
+        "being the model's cumulative hazard at the end of its follow-up; its log is the calibration intercept, "
+        "the intercept of a Poisson model with offset log(expected), 0 is ideal), bootstrap 95% CIs:",
+        _table(["Model", *[text for _, text in CALIBRATION]], calibration_slope_rows),
         "Calibration: mean absolute difference between predicted and observed (Kaplan-Meier) recurrence-free "
         "probability over risk groups, at each horizon:",
         _table(["Model", *[f"{h:g} months" for h in val["horizons_months"]]], calibration_rows),
+        *([f"Radiology models by MRI sequence set, on the {sets['n']} validation cases ({sets['events']} "
+           "recurrences) that have every set's score; each set's combined model is its own fusion sub-model:",
+           _table(["Model", "Harrell's C", "Mean time-dependent AUC", "Calibration slope"], set_rows)]
+          if set_rows else []),
         "Imaging scores, mean (SD): development cases (out-of-fold, from the fold models) and validation cases "
-        "(centre B, from the final model). A difference between the two comes from the centres (scanner, stain) "
-        "and from the final model, trained on all development cases, spreading its scores differently from the "
-        "fold models:",
+        "(centre B, from the deployed models: the mean of the radiology fold models; the final pathology model, "
+        "mapped onto the out-of-fold scale). A difference between the two comes from the centres (scanner, stain) "
+        "and from what is left of the deployed models' own spread:",
         _table(["Score", "Development (centre A)", "Validation (centre B)"], distribution_rows),
         "Against the truth of the phantom cohort (same cases):",
         _table(["Figure", "Estimate (95% CI)"], [

@@ -4,7 +4,8 @@ Each step is the existing command, run in process through :func:`sarcoma_risk.cl
 a coordinator would type it, so this module adds no training logic of its own:
 
 1. ``synth``: a fixed-seed phantom cohort, centre A for development and centre B for validation;
-2. ``train radiology --folds K``: the MRI model, with out-of-fold development scores;
+2. ``train radiology --folds K``: the MRI models, one per sequence set, with out-of-fold development
+   scores (each deployed as the mean of its K fold models);
 3. ``train pathology --folds K``: the patch model and slide signature, cross-fitted;
 4. ``train fusion``: the Cox sub-models on the out-of-fold imaging scores;
 5. ``evaluate --split validation``: figures with bootstrap CIs on centre B, oracle included;
@@ -114,7 +115,8 @@ def _train_all(out_dir: Path, work_dir: Path, config: TrainAllConfig, device: st
     t = lap("cohort", t)
     if stage.exists():
         shutil.rmtree(stage)  # a fresh registry: no entry from an earlier run can slip into the weights
-    _say(2, f"radiology model ({config.radiology_preset} preset, {config.radiology_folds}-fold cross-fitting)")
+    _say(2, f"radiology models, one per MRI sequence set ({config.radiology_preset} preset, "
+            f"{config.radiology_folds}-fold cross-fitting)")
     _run(2, ["train", "radiology", "--manifest", str(manifest), "--out", str(stage), "--device", device,
              *config.radiology_arguments()])
     t = lap("radiology", t)
