@@ -39,6 +39,7 @@ import numpy as np
 from common import emit, machine
 
 from sarcoma_risk.cohort import CohortCase, Split, read_manifest
+from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.federated.fedavg import FedAvgResult, make_fedavg_server_app, make_imaging_client_app
 from sarcoma_risk.federated.flower import LocalGrid, server_context
 from sarcoma_risk.federated.imaging import RadiologyCentre
@@ -132,6 +133,10 @@ def run_seed(seed: int, args: argparse.Namespace, figures: dict[str, list[float]
         centres = radiology_centres(cases)
         wire["render_seconds"].append(time.perf_counter() - start)
     held_out = centres.held_out
+    for name, data in [*centres.training.items(), (HELD_OUT, held_out)]:
+        if not data.event.any():
+            raise InvalidInput(f"seed {seed}: centre {name} has no recurrence among its {len(data.X)} cases; each "
+                               "centre needs one (more --train-cases / --held-out-cases, or another --first-seed)")
     figures.setdefault("c_index_mri_phenotype", []).append(
         harrell_c(held_out.time, held_out.event, np.array([phenotype[i] for i in centres.held_out_ids])))
     for name, data in centres.training.items():
