@@ -18,8 +18,8 @@ per round on the wire (server to centres, centres to server).
 
 Run: ``.venv/bin/python benchmarks/bench_federated.py [--cases-per-centre 60] [--validation 400] [--seeds 5]``.
 
-``--model radiology`` benchmarks the radiology CNN the same way on rendered phantom MRI (each centre
-alone, FedAvg, pooled; Harrell's C of the CNN score on centre D): see ``benchmarks/federated_cnn.py``.
+``--model radiology|pathology`` benchmarks a CNN the same way on a rendered phantom (each centre
+alone, FedAvg, pooled; Harrell's C of the CNN's score on centre D): see ``benchmarks/federated_cnn.py``.
 Run: ``.venv/bin/python benchmarks/bench_federated.py --model radiology [--train-cases 50]
 [--held-out-cases 100] [--rounds 10] [--local-epochs 2] [--seeds 2]``.
 """
@@ -70,8 +70,9 @@ def alone(rows, penalizer: float):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", choices=("fusion", "radiology"), default="fusion",
-                        help="fusion: the Cox fusion on simulated scores; radiology: the CBAM CNN on rendered MRI "
+    parser.add_argument("--model", choices=("fusion", "radiology", "pathology"), default="fusion",
+                        help="fusion: the Cox fusion on simulated scores; radiology: the CBAM CNN on rendered MRI; "
+                             "pathology: the patch model and slide signature on rendered slides "
                              "(benchmarks/federated_cnn.py)")
     parser.add_argument("--seeds", type=int, default=None, help="default 5 (fusion), 2 (CNN)")
     fusion = parser.add_argument_group("fusion")
