@@ -17,6 +17,11 @@ federated code with one "centre", i.e. an ordinary penalised Cox fit of those ro
 per round on the wire (server to centres, centres to server).
 
 Run: ``.venv/bin/python benchmarks/bench_federated.py [--cases-per-centre 60] [--validation 400] [--seeds 5]``.
+
+``--model radiology|pathology`` benchmarks a CNN the same way on a rendered phantom (each centre
+alone, FedAvg, pooled; Harrell's C of the CNN's score on centre D): see ``benchmarks/federated_cnn.py``.
+Run: ``.venv/bin/python benchmarks/bench_federated.py --model radiology [--train-cases 50]
+[--held-out-cases 100] [--rounds 10] [--local-epochs 2] [--seeds 2]``.
 """
 
 from __future__ import annotations
@@ -65,12 +70,33 @@ def alone(rows, penalizer: float):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases-per-centre", type=int, default=60)
-    parser.add_argument("--validation", type=int, default=400, help="cases of the held-out centre D")
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--penalizer", type=float, default=0.1)
-    parser.add_argument("--score-noise", type=float, default=0.7)
+    parser.add_argument("--model", choices=("fusion", "radiology", "pathology"), default="fusion",
+                        help="fusion: the Cox fusion on simulated scores; radiology: the CBAM CNN on rendered MRI; "
+                             "pathology: the patch model and slide signature on rendered slides "
+                             "(benchmarks/federated_cnn.py)")
+    parser.add_argument("--seeds", type=int, default=None, help="default 5 (fusion), 2 (CNN)")
+    fusion = parser.add_argument_group("fusion")
+    fusion.add_argument("--cases-per-centre", type=int, default=60)
+    fusion.add_argument("--validation", type=int, default=400, help="cases of the held-out centre D")
+    fusion.add_argument("--penalizer", type=float, default=0.1)
+    fusion.add_argument("--score-noise", type=float, default=0.7)
+    cnn = parser.add_argument_group("CNN")
+    cnn.add_argument("--train-cases", type=int, default=50, help="rendered cases in each of centres A, B and C")
+    cnn.add_argument("--held-out-cases", type=int, default=100, help="rendered cases of the held-out centre D")
+    cnn.add_argument("--rounds", type=int, default=10, help="FedAvg rounds")
+    cnn.add_argument("--local-epochs", type=int, default=2,
+                     help="epochs per round; alone and pooled train rounds x local epochs")
+    cnn.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
+    cnn.add_argument("--workers", type=int, default=2, help="processes rendering the phantom")
+    cnn.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
+    if args.model != "fusion":
+        import federated_cnn
+
+        args.seeds = args.seeds or 2
+        federated_cnn.main(args)
+        return
+    args.seeds = args.seeds or 5
     figures: dict[str, list[float]] = {}
     rounds_seen, sent, received, seconds = [], [], [], []
     for seed in range(args.seeds):
