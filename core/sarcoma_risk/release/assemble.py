@@ -20,7 +20,9 @@ import numpy as np
 from sarcoma_risk.errors import InvalidInput, OutputError
 from sarcoma_risk.fileio import atomic_write_json
 from sarcoma_risk.fusion.evaluation import Evaluation, EvaluationBlock
+from sarcoma_risk.fusion.table import input_of_column, radiology_input
 from sarcoma_risk.provenance import software_version, utc_now
+from sarcoma_risk.radiology.checkpoint import available_sets, model_name
 from sarcoma_risk.release.config import TrainAllConfig
 from sarcoma_risk.release.model_card import render_model_card
 from sarcoma_risk.release.record import CARD_NAME, ReleaseRecord
