@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench_federated import BENCH, TRAINING, emit_comparison
 from common import emit, machine
 
 from sarcoma_risk.cohort import CohortCase, Split, read_manifest
@@ -64,8 +65,6 @@ from sarcoma_risk.radiology.train import RadiologyCoxModel
 from sarcoma_risk.survival.concordance import harrell_c
 from sarcoma_risk.synthetic import generate_cohort
 
-BENCH = "federated"
-TRAINING = ("A", "B", "C")
 HELD_OUT = "D"
 PRESET = "tiny"
 
@@ -261,15 +260,7 @@ def report(args: argparse.Namespace, figures: dict[str, list[float]], wire: dict
                "usable_cases": wire["cases"], "preset": PRESET,
                "rounds_x_local_epochs": f"{args.rounds}x{args.local_epochs}",
                "pooled_and_alone": arms.how, **machine()}
-    for figure, values in figures.items():
-        emit(BENCH, figure, round(statistics.mean(values), 4), "harrell_c",
-             min=round(min(values), 4), max=round(max(values), 4), **context)
-    gap = [f - p for f, p in zip(figures["c_index_federated"], figures["c_index_pooled"])]
-    emit(BENCH, "c_index_federated_minus_pooled", round(statistics.mean(gap), 4), "harrell_c",
-         min=round(min(gap), 4), max=round(max(gap), 4), **context)
-    best_alone = [max(figures[f"c_index_alone_{c}"][k] for c in TRAINING) for k in range(args.seeds)]
-    above = sum(f > b for f, b in zip(figures["c_index_federated"], best_alone))
-    emit(BENCH, "federated_above_best_single_centre", above, "seeds", of=args.seeds, **context)
+    emit_comparison(figures, args.seeds, context)
     emit(BENCH, "rounds", round(statistics.mean(wire["rounds"]), 1), "rounds",
          note=f"{args.rounds} FedAvg train rounds, then {span(wire['after'])} {arms.after_training[1]}", **context)
     emit(BENCH, "bytes_sent_per_round", round(statistics.mean(wire["sent"])), "bytes", max=max(wire["sent"]),
