@@ -1,7 +1,7 @@
 # make demo | make test | make bench | make weights
 # Each target creates .venv on first use and (re)installs the project only when pyproject.toml or
 # constraints.txt changed, so a second call starts at once. `make weights` retrains the shipped
-# weights/ on a fixed-seed phantom cohort (about ten minutes on 2 cores; scratch files in build/).
+# weights/ on a fixed-seed phantom cohort (about 25 minutes on 2 cores; scratch files in build/).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
