@@ -106,7 +106,8 @@ def test_slicer_and_qupath_write_one_case_at_once_through_the_server_and_the_coo
         record = store.get(case.case_id)
         audit = store.history(case.case_id)
     assert record.revisions == {"clinical": 1, "radiology": 1, "pathology": 1, "fusion": 1}
-    assert record.fusion["model"] == "clinical+radiology+pathology"
+    # the sub-model of the sequence set Slicer's scorer read (T2FS + T1CE)
+    assert record.fusion["model"] == "clinical+radiology[t2fs+t1ce]+pathology"
     # Fusion read the sections the two tools wrote (their revisions are in its provenance).
     assert {m: v["revision"] for m, v in record.fusion["provenance"]["inputs"].items()} == {
         "clinical": 1, "radiology": 1, "pathology": 1}

@@ -51,7 +51,8 @@ def site(tmp_path_factory):
         for case_id, radiology, pathology in (("DEMO-001", 1.2, 0.8), ("DEMO-003", -0.9, -0.6), ("DEMO-004", 0.3, None),
                                               ("DEMO-005", None, 0.2)):
             if radiology is not None:
-                store.put_section(case_id, "radiology", content("radiology", score=radiology, percentile=50.0))
+                store.put_section(case_id, "radiology", content("radiology", score=radiology, percentile=50.0,
+                                                                sequences=["t2fs", "t1ce"]))
             if pathology is not None:
                 store.put_section(case_id, "pathology", content("pathology", score=pathology))
         coordinator = store.add_user("c.coordinator", "coordinator")
@@ -59,7 +60,8 @@ def site(tmp_path_factory):
     for case_id in ("DEMO-001", "DEMO-003", "DEMO-004"):
         assert main(["fuse", "--case", case_id, "--store", str(path)]) == 0
     with SqliteStore(path, "a") as store:  # a new radiology score after the fusion: out of date
-        store.put_section("DEMO-004", "radiology", content("radiology", score=0.4, percentile=55.0))
+        store.put_section("DEMO-004", "radiology", content("radiology", score=0.4, percentile=55.0,
+                                                          sequences=["t2fs", "t1ce"]))
     with server_in_thread(str(path)) as url:
         yield url, path, coordinator, radiologist
 
@@ -147,7 +149,7 @@ def test_a_case_page_shows_the_record_the_fused_risk_and_the_history(page, site)
         record, history = store.get("DEMO-001"), store.history("DEMO-001")
     fused = page.inner_text("#fused-risk")
     assert f"{record.fusion['group'].upper()} RISK" in fused.upper() and f"{record.fusion['risk']:+.2f}" in fused
-    assert "sub-model clinical+radiology+pathology" in fused
+    assert "sub-model clinical+radiology[t2fs+t1ce]+pathology" in fused
     assert "revision 1" in page.inner_text("#section-radiology") and "1.2" in page.inner_text("#section-radiology")
     assert page.locator("#history tbody tr").count() == len(history)
     shot(page, "case-page.png")
