@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -90,3 +95,38 @@ def test_the_ceiling_reads_what_the_rendered_images_of_a_cohort_showed(tmp_path)
 def test_an_empty_plan_list_is_refused():
     with pytest.raises(InvalidInput, match="no planned cases"):
         image_ceiling([])
+
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_cohort.py"
+CEILING_FIGURES = {"oracle_c_index", "image_ceiling_c_index", "true_clinical_c_index",
+                   "gap_share_image_ceiling_of_true_clinical"}
+
+
+def bench_ceiling(*args: str) -> dict[str, dict]:
+    run = subprocess.run([sys.executable, str(BENCH), "--ceiling-only", "--bootstrap", "50", *args],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = [json.loads(line) for line in run.stdout.splitlines()]  # nothing but JSON lines on stdout
+    return {line["figure"]: line for line in lines}
+
+
+def test_bench_cohort_ceiling_only_prints_the_oracle_the_ceiling_and_the_true_clinical_c_of_the_planned_cohort():
+    lines = bench_ceiling("--difficulty", "hard", "--cases", "300", "--seed", "4")
+    assert set(lines) == CEILING_FIGURES
+    plans = [p for p in plan_cohort(300, ("A", "B"), seed=4, difficulty="hard") if p.split == "validation"]
+    expected = {"oracle_c_index": _c(plans, [p.sample.lp for p in plans]),
+                "image_ceiling_c_index": _c(plans, image_ceiling(plans)),
+                "true_clinical_c_index": _c(plans, [p.sample.lp_clinical for p in plans])}
+    for figure, value in expected.items():
+        line = lines[figure]
+        assert line["value"] == round(value, 4) and line["ci_low"] <= line["value"] <= line["ci_high"], figure
+        assert line["n"] == len(plans) and line["difficulty"] == "hard" and line["bootstrap"] == 50, figure
+    share = (expected["image_ceiling_c_index"] - expected["true_clinical_c_index"]) / (
+        expected["oracle_c_index"] - expected["true_clinical_c_index"])
+    assert lines["gap_share_image_ceiling_of_true_clinical"]["value"] == round(share, 4)
+
+
+def test_bench_cohort_ceiling_only_closes_the_whole_gap_on_the_standard_phantom():
+    lines = bench_ceiling("--cases", "200")
+    assert lines["image_ceiling_c_index"]["value"] == lines["oracle_c_index"]["value"]
+    assert lines["gap_share_image_ceiling_of_true_clinical"]["value"] == 1.0
