@@ -19,9 +19,21 @@ each, all measured in this one run on the same validation cases:
   ``difference_<cnn>_minus_<baseline>``; all with paired bootstrap CIs (the same resamples);
   ``penalizer_cv_<sub-model>``: the fusion penalizer chosen in each of R seeded K-fold repeats;
   ``goal_*``: combined closes >= 0.8 of the gap, each CNN beats its baseline with a CI above 0;
+
+- the image ceiling (:mod:`sarcoma_risk.synthetic.ceiling`), the best a perfect reader of the images
+  could predict (the posterior mean of the true linear predictor given the chart and the phenotype each
+  image shows; on the hard phantom each image shows it with a readout error, so no image model can
+  reach the oracle): ``image_ceiling_c_index`` on the ``oracle_c_index`` cases (validation cases with
+  every modality), ``true_clinical_c_index`` (the true clinical linear predictor) and
+  ``gap_share_image_ceiling_of_true_clinical`` on the same cases; and in the honest comparison
+  ``c_index_image_ceiling`` and ``gap_share_image_ceiling``, its share of the fitted clinical model's gap
+  with the same paired bootstrap as every other share. Computed from the cohort's plans (no rendering);
 - ``seconds_<step>`` and ``end_to_end_minutes``.
 
 ``--difficulty hard`` runs it on the hard phantom (:mod:`sarcoma_risk.synthetic.difficulty`).
+``--ceiling-only`` plans the same cohort, trains nothing and prints ``oracle_c_index``,
+``image_ceiling_c_index``, ``true_clinical_c_index`` and ``gap_share_image_ceiling_of_true_clinical``
+in seconds, so the ceiling of any ``--difficulty/--cases/--seed`` can be checked before a run.
 
 The cohort and caches go to a temporary folder (``--work DIR`` keeps them). Takes about a quarter of
 an hour on 2 cores. Run: ``.venv/bin/python benchmarks/bench_cohort.py [--cases N] [--seed S]``.
@@ -63,7 +75,54 @@ def _phenotype_correlation(stage: Path, truth: dict, modality: str, latent: str)
     return float(np.corrcoef(scores, [z[r["case_id"]] for r in rows])[0, 1])
 
 
-def _honest(work: Path, truth: dict, config, repeats: int) -> tuple[dict, float]:
+def _plans(config) -> list:
+    """The cohort's cases as ``train all`` plans them (``synth`` with its defaults), without rendering."""
+    from sarcoma_risk.synthetic import plan_cohort
+
+    return plan_cohort(config.cases, ("A", "B"), config.seed, size=config.size, difficulty=config.difficulty)
+
+
+def _ceiling(plans: list, n_resamples: int) -> dict:
+    """The image ceiling, the true clinical predictor and the oracle on the validation cases with every modality."""
+    from sarcoma_risk.fusion.gap import gap_report
+    from sarcoma_risk.synthetic import image_ceiling
+
+    cases = [p for p in plans if p.split == "validation" and p.mri_seed is not None and p.slides]
+    scores = {"true_clinical": [p.sample.lp_clinical for p in cases], "oracle": [p.sample.lp for p in cases],
+              "image_ceiling": image_ceiling(cases)}
+    return gap_report([p.sample.time_months for p in cases], [p.sample.event for p in cases], scores,
+                      clinical="true_clinical", oracle="oracle", n_resamples=n_resamples)
+
+
+def _ceiling_by_case(plans: list) -> dict[str, float]:
+    from sarcoma_risk.synthetic import image_ceiling
+
+    return dict(zip((p.case_id for p in plans), image_ceiling(plans).tolist()))
+
+
+def _check_plans(plans: list, truth: dict) -> None:
+    """The plans must be the rendered cohort's cases (same ids and true linear predictors)."""
+    lp = {c["case_id"]: c["lp"] for c in truth["cases"]}
+    if {p.case_id: p.sample.lp for p in plans} != lp:
+        raise SystemExit("bench_cohort: the planned cases differ from the generated cohort's truth.json; "
+                         "the plans must use the arguments train all passes to synth")
+
+
+def _emit_ceiling(report: dict, context: dict, *, oracle: bool) -> None:
+    context = {**context, "n": report["n"], "events": report["events"], "bootstrap": report["n_resamples"]}
+    note = "validation cases with every modality (those of oracle_c_index); from the plans, paired bootstrap"
+    names = {"oracle": "oracle_c_index"} if oracle else {}  # a full run has the evaluation's oracle line
+    names.update({"image_ceiling": "image_ceiling_c_index", "true_clinical": "true_clinical_c_index"})
+    for key, figure in names.items():
+        iv = report["c_index"][key]
+        emit(BENCH, figure, round(iv["estimate"], 4), "Harrell's C", **_interval(iv), note=note, **context)
+    share = report["gap_share"]["image_ceiling"]
+    emit(BENCH, "gap_share_image_ceiling_of_true_clinical", round(share["estimate"], 4), "share", **_interval(share),
+         n_undefined=share["n_undefined"], note="(C_ceiling - C_true_clinical) / (C_oracle - C_true_clinical)",
+         goal_combined_gap_share=TARGET_GAP_SHARE, **context)
+
+
+def _honest(work: Path, truth: dict, config, repeats: int, ceiling: dict[str, float]) -> tuple[dict, float]:
     """Baselines, gap shares and repeated penalizer CV on the run's validation cases."""
     import time
 
@@ -78,7 +137,8 @@ def _honest(work: Path, truth: dict, config, repeats: int) -> tuple[dict, float]
     tables = read_score_tables([stage / "radiology_scores.csv", stage / "pathology_scores.csv"])
     honest = honest_comparison(model, read_manifest(work / "cohort" / "manifest.csv"), tables, truth,
                                n_resamples=config.bootstrap, cv_repeats=repeats,
-                               cv_submodels=("clinical+radiology+pathology", "clinical+radiology", "clinical+pathology"))
+                               cv_submodels=("clinical+radiology+pathology", "clinical+radiology", "clinical+pathology"),
+                               references={"image_ceiling": ceiling})
     return honest, round(time.monotonic() - start, 1)
 
 
@@ -116,14 +176,24 @@ def main() -> None:
     parser.add_argument("--difficulty", default="standard", help="phantom difficulty: standard or hard (default standard)")
     parser.add_argument("--bootstrap", type=int, default=TrainAllConfig.bootstrap, help="bootstrap resamples")
     parser.add_argument("--cv-repeats", type=int, default=5, help="repeats of the fusion penalizer cross-validation")
+    parser.add_argument("--ceiling-only", action="store_true",
+                        help="plan the cohort and print the oracle, the image ceiling and the true clinical C-index; "
+                             "train nothing")
     args = parser.parse_args()
 
     config = TrainAllConfig(cases=args.cases, seed=args.seed, difficulty=args.difficulty, bootstrap=args.bootstrap)
+    plans = _plans(config)
+    ceiling = _ceiling(plans, config.bootstrap)
+    if args.ceiling_only:
+        _emit_ceiling(ceiling, {"split": "validation (centre B)", "cases": config.cases, "seed": config.seed,
+                                "size": config.size, "difficulty": config.difficulty, **machine()}, oracle=True)
+        return
     with tempfile.TemporaryDirectory(prefix="bench_cohort_") as tmp:
         work = args.work or Path(tmp) / "work"
         result = train_all(Path(tmp) / "weights", work, config, stream=sys.stderr)
         truth = json.loads((work / "cohort" / "truth.json").read_text(encoding="utf-8"))
-        honest, honest_seconds = _honest(work, truth, config, args.cv_repeats)
+        _check_plans(plans, truth)
+        honest, honest_seconds = _honest(work, truth, config, args.cv_repeats, _ceiling_by_case(plans))
         correlations = {
             "radiology_score_vs_mri_phenotype_pearson": _phenotype_correlation(work / "stage", truth, "radiology", "z_r"),
             "pathology_score_vs_pathology_phenotype_pearson": _phenotype_correlation(work / "stage", truth, "pathology",
@@ -152,6 +222,7 @@ def main() -> None:
     for figure, value in correlations.items():
         emit(BENCH, figure, round(value, 4), "r", note="validation cases; 1 = the score reads the phenotype exactly",
              **context)
+    _emit_ceiling(ceiling, context, oracle=False)
     _emit_honest(honest, {**context, "n": honest["comparison"]["n"], "events": honest["comparison"]["events"],
                           "bootstrap": honest["comparison"]["n_resamples"]})
     emit(BENCH, "seconds_honest_comparison", honest_seconds, "s", **context)

@@ -112,6 +112,28 @@ def test_the_comparison_needs_enough_evaluated_cases(cohort, stand_in_scores):
                           cv_repeats=1, features=(radiomics.iloc[:15], colour))
 
 
+def test_a_reference_score_is_scored_beside_the_models_and_the_oracle_itself_closes_the_whole_gap(cohort,
+                                                                                                   stand_in_scores):
+    manifest, truth, radiomics, colour, _ = cohort
+    model = CoxFusion(**FAST).fit(table_from_manifest(manifest, stand_in_scores, split="development"))
+    lp = {c["case_id"]: c["lp"] for c in truth["cases"]}
+    result = honest_comparison(model, manifest, stand_in_scores, truth, n_resamples=20, cv_repeats=1,
+                               features=(radiomics, colour), references={"true_lp": lp})
+    comparison = result["comparison"]
+    assert comparison["c_index"]["true_lp"] == comparison["c_index"][ORACLE]
+    share = comparison["gap_share"]["true_lp"]
+    assert share["estimate"] == 1.0 and share["low"] == share["high"] == 1.0
+
+
+def test_a_reference_score_must_cover_every_evaluated_case(cohort, stand_in_scores):
+    manifest, truth, radiomics, colour, _ = cohort
+    model = CoxFusion(**FAST).fit(table_from_manifest(manifest, stand_in_scores, split="development"))
+    some = {c["case_id"]: c["lp"] for c in truth["cases"][:-1]}
+    with pytest.raises(InvalidInput, match="'partial' lacks 1 evaluated case"):
+        honest_comparison(model, manifest, stand_in_scores, truth, n_resamples=10, cv_repeats=1,
+                          features=(radiomics, colour), references={"partial": some})
+
+
 @pytest.mark.slow
 def test_evaluate_with_baselines_writes_the_comparison_beside_the_report(cohort, stand_in_scores, tmp_path):
     from sarcoma_risk.cli import main

@@ -19,9 +19,12 @@ import pytest
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.synthetic import GenerativeModel, HardGenerativeModel, generate_cohort, plan_cohort
 from sarcoma_risk.synthetic.model import SUBTYPES
-from sarcoma_risk.synthetic.difficulty import NECROSIS_SCORES, RenderDifficulty, mitotic_score, render_difficulty
+from sarcoma_risk.synthetic.difficulty import (NECROSIS_SCORES, RenderDifficulty, mitotic_score, readout_stream,
+                                                render_difficulty, shown_phenotype)
 
 STANDARD_DIGEST_SEED3_2CASES = "91a0d365652c640b8ba076ef9607110ef2df3c7ef4c4cffc7a45d2395a410fa0"
+#: Computed before the renderers drew their readout through ``difficulty.shown_phenotype`` (commit 605f896).
+HARD_DIGEST_SEED3_3CASES = "4b9dcb9b7f8123a9398b0c705ad8ab417cbbcbdc6e1568452f092bf12587e1b8"
 
 
 def _cohort_digest(root: Path) -> str:
@@ -43,6 +46,30 @@ def test_standard_difficulty_writes_the_same_bytes_as_the_phantom_before_difficu
     generate_cohort(tmp_path / "standard", 2, seed=3, size="tiny", difficulty="standard")
     assert _cohort_digest(tmp_path / "default") == STANDARD_DIGEST_SEED3_2CASES
     assert _cohort_digest(tmp_path / "standard") == STANDARD_DIGEST_SEED3_2CASES
+
+
+def test_hard_difficulty_writes_the_same_bytes_as_before_the_shared_readout_function(tmp_path):
+    generate_cohort(tmp_path / "hard", 3, seed=3, size="tiny", difficulty="hard")
+    assert _cohort_digest(tmp_path / "hard") == HARD_DIGEST_SEED3_3CASES
+
+
+def test_the_shared_readout_function_gives_what_the_hard_renderers_showed(tmp_path):
+    from sarcoma_risk.synthetic.mri import write_phantom_mri
+    from sarcoma_risk.synthetic.wsi import write_phantom_slide
+
+    hard = render_difficulty("hard")
+    mri = write_phantom_mri(tmp_path / "mri", phenotype=0.4, tumor_size_cm=7.0, centre="B", size="tiny", seed=5,
+                            difficulty=hard)
+    slide = write_phantom_slide(tmp_path / "s.svs", phenotype=-0.3, centre="B", size="tiny", seed=6,
+                                dimensions=(1024, 1024), difficulty=hard)
+    assert mri.stats["phenotype_shown"] == shown_phenotype(0.4, hard, readout_stream(5)) != 0.4
+    assert slide.stats["phenotype_shown"] == shown_phenotype(-0.3, hard, readout_stream(6)) != -0.3
+
+
+def test_a_standard_image_shows_its_phenotype_and_draws_nothing():
+    stream = readout_stream(5)
+    assert shown_phenotype(0.4, RenderDifficulty(), stream) == 0.4
+    assert stream.standard_normal() == readout_stream(5).standard_normal()
 
 
 def test_an_unknown_difficulty_is_refused_with_the_valid_choices(tmp_path):

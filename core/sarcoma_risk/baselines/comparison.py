@@ -134,7 +134,7 @@ def with_radiology(submodel: str, radiology: str) -> str:
 def honest_comparison(model, manifest, tables: Mapping[str, Any], truth: Mapping[str, Any] | None, *,
                       split: str = "validation", n_resamples: int = 1000, seed: int = 0, cv_repeats: int = 5,
                       cv_folds: int | None = None, cv_submodels: Sequence[str] = ("clinical+radiology+pathology",),
-                      features=None) -> dict[str, Any]:
+                      features=None, references: Mapping[str, Mapping[str, float]] | None = None) -> dict[str, Any]:
     """The whole comparison (module docstring) on ``split`` of ``manifest``; JSON-ready.
 
     Parameters
@@ -153,6 +153,10 @@ def honest_comparison(model, manifest, tables: Mapping[str, Any], truth: Mapping
         ``cv_folds``-fold (default: the fusion's own folds), seeds from the fusion's seed on.
     features : (radiomics, colour) DataFrames, optional
         Precomputed :func:`case_features` (else computed here).
+    references : mapping of str to (mapping of case id to float), optional
+        More risk scores (higher = riskier) known from the truth rather than fitted, by case id, scored
+        beside the models on the same cases and resamples: each gets its C-index and, with a truth, its
+        share of the gap (e.g. ``{"image_ceiling": ...}``, :func:`sarcoma_risk.synthetic.ceiling.image_ceiling`).
     """
     failures: dict[str, str] = {}
     if features is None:
@@ -185,6 +189,15 @@ def honest_comparison(model, manifest, tables: Mapping[str, Any], truth: Mapping
     submodels = {name: (which, with_radiology(sub, radiology)) for name, (which, sub) in MODELS.items()}
     risks = {name: fusions[which][0].predict(fusions[which][1].loc[cases], submodel=sub)["risk"].to_numpy(float)
              for name, (which, sub) in submodels.items() if sub in fusions[which][0].submodels_}
+    for name, by_case in (references or {}).items():
+        if name in risks or name == ORACLE:
+            raise InvalidInput(f"honest comparison: reference score {name!r} has the name of a compared model; "
+                               "give it another name")
+        missing = [c for c in cases if c not in by_case]
+        if missing:
+            raise InvalidInput(f"honest comparison: reference score {name!r} lacks {len(missing)} evaluated case(s), "
+                               f"e.g. {', '.join(map(str, missing[:3]))}; give a value for every {split} case")
+        risks[name] = np.array([by_case[c] for c in cases], dtype=float)
     time = evaluated.loc[cases, DURATION].to_numpy(float)
     event = evaluated.loc[cases, EVENT].to_numpy(float).astype(bool)
     result: dict[str, Any] = {"split": split, "radiology_input": radiology, "cases": "evaluated cases with clinical data, both CNN scores and both "

@@ -78,6 +78,33 @@ def render_difficulty(difficulty: Difficulty | str) -> RenderDifficulty:
     return RENDER[check_choice(difficulty, Difficulty, "difficulty")]
 
 
+#: Key of the renderers' extra stream (beside the image's seed), kept apart from their standard draws.
+READOUT_STREAM_KEY = 1515
+
+
+def readout_stream(seed: int) -> np.random.Generator:
+    """The stream of a rendered image's ``hard`` draws: the readout error first (:func:`shown_phenotype`),
+    then what the renderer draws after it (nuisance, regional field).
+
+    ``seed`` is the image's renderer seed (an MRI's or one slide's, as planned by
+    :func:`sarcoma_risk.synthetic.cohort.plan_case`).
+    """
+    return np.random.default_rng([int(seed), READOUT_STREAM_KEY])
+
+
+def shown_phenotype(phenotype: float, difficulty: RenderDifficulty, stream: np.random.Generator) -> float:
+    """The phenotype an image shows: ``phenotype + readout_sd * e``, ``e`` the next standard normal of
+    ``stream`` (the first one of :func:`readout_stream`, as both renderers call it).
+
+    A difficulty that is not active renders the phenotype itself and draws nothing. The renderers and
+    :mod:`sarcoma_risk.synthetic.ceiling` call this one function, so what an image shows and what the
+    ceiling assumes it shows cannot drift apart.
+    """
+    if not difficulty.active:
+        return phenotype
+    return phenotype + difficulty.readout_sd * float(stream.standard_normal())
+
+
 def _score_moments() -> dict[str, tuple[float, float]]:
     """Population mean and SD of the FNCLCC necrosis and mitotic scores under the reference case mix."""
     probs: dict[str, dict[int, float]] = {"necrosis": {}, "mitotic": {}}
@@ -170,12 +197,18 @@ class HardGenerativeModel(GenerativeModel):
         """``z_r`` correlated with the necrosis score, ``z_p`` with the mitotic score (each variance 1
         under the reference case mix)."""
         noise = rng.standard_normal(2)
+        (mean_r, sd_r), (mean_p, sd_p) = self.phenotype_prior(clinical)
+        return float(mean_r + sd_r * noise[0]), float(mean_p + sd_p * noise[1])
+
+    def phenotype_prior(self, clinical: Mapping[str, Any]) -> tuple[tuple[float, float], tuple[float, float]]:
+        """``((mean, sd) of z_r, (mean, sd) of z_p)`` given the clinical record: ``mean = r * s`` with ``s``
+        the score standardized by :data:`SCORE_MOMENTS` (the reference case mix, in every centre) and
+        ``sd = sqrt(1 - r^2)``; ``r`` is ``necrosis_correlation`` for z_r, ``mitosis_correlation`` for z_p."""
         out = []
-        for k, (score, moments, r) in enumerate((
+        for score, (mean, sd), r in (
                 (NECROSIS_SCORES[clinical["necrosis"]], SCORE_MOMENTS["necrosis"], self.necrosis_correlation),
-                (mitotic_score(int(clinical["mitotic_count"])), SCORE_MOMENTS["mitotic"], self.mitosis_correlation))):
-            mean, sd = moments
-            out.append(float(r * (score - mean) / sd + math.sqrt(1.0 - r * r) * noise[k]))
+                (mitotic_score(int(clinical["mitotic_count"])), SCORE_MOMENTS["mitotic"], self.mitosis_correlation)):
+            out.append((r * (score - mean) / sd, math.sqrt(1.0 - r * r)))
         return out[0], out[1]
 
     def to_dict(self) -> dict[str, Any]:

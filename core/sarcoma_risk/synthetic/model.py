@@ -267,16 +267,26 @@ class GenerativeModel:
         """``(z_r, z_p)``: mean 0, variance 1, each with correlation ``r`` to the grade."""
         # Standardize the grade with its population mean and SD under SUBTYPES, so the mixture
         # keeps mean 0 and variance 1 and corr(z, grade) = r exactly in the population.
+        (shared, scale), _ = self._grade_prior(grade)
+        noise = rng.standard_normal(2)
+        return float(shared + scale * noise[0]), float(shared + scale * noise[1])
+
+    def _grade_prior(self, grade: int) -> tuple[tuple[float, float], tuple[float, float]]:
         mean, sd = GRADE_MEAN, GRADE_SD
         r = self.phenotype_grade_correlation
-        noise = rng.standard_normal(2)
         shared = r * (grade - mean) / sd
         scale = math.sqrt(1.0 - r * r)
-        return float(shared + scale * noise[0]), float(shared + scale * noise[1])
+        return (shared, scale), (shared, scale)
 
     def case_phenotypes(self, rng: np.random.Generator, clinical: Mapping[str, Any]) -> tuple[float, float]:
         """``(z_r, z_p)`` of a case with this clinical record (here: through its grade only)."""
         return self.sample_phenotypes(rng, clinical["fnclcc_grade"])
+
+    def phenotype_prior(self, clinical: Mapping[str, Any]) -> tuple[tuple[float, float], tuple[float, float]]:
+        """``((mean, sd) of z_r, (mean, sd) of z_p)`` given the clinical record, as :meth:`case_phenotypes`
+        draws them: each is ``mean + sd * e`` with its own standard normal ``e``, independent of the
+        other's given the record (here the mean is ``r * standardized grade``, ``sd = sqrt(1 - r^2)``)."""
+        return self._grade_prior(clinical["fnclcc_grade"])
 
     def sample_times(self, rng: np.random.Generator, lp: float) -> tuple[float, float]:
         """``(event_time, censor_time)`` in months for a case with linear predictor ``lp``."""

@@ -38,7 +38,7 @@ from sarcoma_risk.choices import check_choice
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.radiology.dicom import uid_from_text, write_series
 from sarcoma_risk.radiology.segments import SegmentSpec, write_slicer_segmentation
-from sarcoma_risk.synthetic.difficulty import RenderDifficulty
+from sarcoma_risk.synthetic.difficulty import RenderDifficulty, readout_stream, shown_phenotype
 
 
 class PhantomSize(str, Enum):
@@ -156,10 +156,10 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
     table = rng.uniform([-20, -20, -400], [20, 20, -200])
     # A harder phantom draws from its own stream, so the standard one keeps its bytes.
     hard = difficulty is not None and difficulty.active
-    hard_rng = np.random.default_rng([seed, 1515]) if hard else None
+    hard_rng = readout_stream(seed) if hard else None
     shown = phenotype
     if hard:
-        shown = phenotype + difficulty.readout_sd * float(hard_rng.standard_normal())
+        shown = shown_phenotype(phenotype, difficulty, hard_rng)
         nuisance = float(np.exp(difficulty.nuisance_sd * hard_rng.standard_normal()))
     phenotype_rendered = phenotype
     phenotype = shown

@@ -38,7 +38,7 @@ from shapely.geometry import Polygon
 
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.pathology.geojson import Classification, QuPathObject, stable_uuid, write_geojson
-from sarcoma_risk.synthetic.difficulty import RenderDifficulty
+from sarcoma_risk.synthetic.difficulty import RenderDifficulty, readout_stream, shown_phenotype
 
 MPP = 0.5  # um per level-0 pixel (20x)
 APP_MAG = 20
@@ -287,8 +287,8 @@ class _Renderer:
         self.shown = phenotype
         self.regional: np.ndarray | None = None
         if self.difficulty is not None:
-            rng = np.random.default_rng([seed, 1515])
-            self.shown = phenotype + self.difficulty.readout_sd * float(rng.standard_normal())
+            rng = readout_stream(seed)
+            self.shown = shown_phenotype(phenotype, self.difficulty, rng)
             strength = float(np.exp(self.difficulty.nuisance_sd * rng.standard_normal()))
             self.profile = StainProfile(self.profile.hematoxylin, self.profile.eosin,
                                         self.profile.strength * strength, self.profile.background)

@@ -1,0 +1,132 @@
+"""The image ceiling: what a perfect reader of the phantom's images could predict, from the plans alone."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.survival.concordance import harrell_c
+from sarcoma_risk.synthetic import GenerativeModel, HardGenerativeModel, image_ceiling, plan_cohort
+from sarcoma_risk.synthetic.ceiling import posterior_phenotype
+from sarcoma_risk.synthetic.difficulty import render_difficulty
+
+
+@pytest.fixture(scope="module")
+def hard_plans():
+    return plan_cohort(3000, ("A", "B"), seed=21, difficulty="hard")
+
+
+def _c(plans, risk) -> float:
+    return harrell_c(np.array([p.sample.time_months for p in plans]), np.array([p.sample.event for p in plans]),
+                     np.asarray(risk, dtype=float))
+
+
+def test_the_ceiling_is_the_oracle_on_the_standard_phantom():
+    plans = plan_cohort(400, ("A", "B"), seed=5)
+    assert np.array_equal(image_ceiling(plans), [p.sample.lp for p in plans])
+
+
+def test_a_case_without_mri_gets_the_prior_mean_of_its_mri_phenotype():
+    plans = plan_cohort(200, ("A", "B"), seed=5, missing_rate=0.5)
+    ceiling = image_ceiling(plans)
+    no_mri = [i for i, p in enumerate(plans) if p.mri_seed is None]
+    assert no_mri
+    model = GenerativeModel()  # the standard model the plans were drawn from
+    for i in no_mri:
+        sample = plans[i].sample
+        (mean_r, _), _ = model.phenotype_prior(sample.clinical)
+        assert ceiling[i] == pytest.approx(sample.lp_clinical + model.b_mri * mean_r + model.b_pathology * sample.z_p)
+        assert ceiling[i] != pytest.approx(sample.lp)
+
+
+def test_on_the_hard_phantom_the_ceiling_lies_between_the_clinical_predictor_and_the_oracle(hard_plans):
+    validation = [p for p in hard_plans if p.split == "validation"][:600]
+    clinical = _c(validation, [p.sample.lp_clinical for p in validation])
+    oracle = _c(validation, [p.sample.lp for p in validation])
+    ceiling = _c(validation, image_ceiling(validation))
+    assert clinical < ceiling < oracle, (clinical, ceiling, oracle)
+
+
+def test_the_hard_ceiling_misses_the_oracle_by_the_posterior_variance_and_its_error_is_orthogonal(hard_plans):
+    # E[(lp - ceiling)^2] = sum over phenotypes of b^2 * s^2 * sd^2 / (s^2 + sd^2) with one image each
+    # (tiny cohorts have one slide), and a posterior mean's error is uncorrelated with what it estimates
+    # from: a wrong shrinkage weight or a readout other than the renderers' would break one or the other.
+    model, readout_sd = HardGenerativeModel(), render_difficulty("hard").readout_sd
+    lp = np.array([p.sample.lp for p in hard_plans])
+    lp_clinical = np.array([p.sample.lp_clinical for p in hard_plans])
+    error = lp - image_ceiling(hard_plans)
+    expected = sum(b * b * (1 - r * r) * readout_sd ** 2 / (1 - r * r + readout_sd ** 2) for b, r in (
+        (model.b_mri, model.necrosis_correlation), (model.b_pathology, model.mitosis_correlation)))
+    assert np.mean(error ** 2) == pytest.approx(expected, rel=0.08)
+    assert abs(np.corrcoef(error, image_ceiling(hard_plans) - lp_clinical)[0, 1]) < 0.05
+
+
+def test_the_posterior_mean_matches_the_regression_of_the_phenotype_on_what_the_images_show():
+    rng = np.random.default_rng(3)
+    mean, sd, readout_sd, n = 0.3, 0.8, 0.8, 200_000
+    z = mean + sd * rng.standard_normal(n)
+    shown = z[:, None] + readout_sd * rng.standard_normal((n, 2))  # two slides each
+    slope = np.polyfit(shown.mean(axis=1), z, 1)[0]
+    weight = (posterior_phenotype(mean, sd, [1.0 + mean, 1.0 + mean], readout_sd) - mean) / 1.0
+    assert weight == pytest.approx(slope, abs=0.01)
+    assert posterior_phenotype(mean, sd, [], readout_sd) == mean
+    assert posterior_phenotype(mean, sd, [1.7], 0.0) == 1.7
+
+
+def test_the_ceiling_reads_what_the_rendered_images_of_a_cohort_showed(tmp_path):
+    from sarcoma_risk.synthetic import generate_cohort
+
+    cohort = generate_cohort(tmp_path / "hard", 4, seed=3, size="tiny", difficulty="hard")
+    plans = plan_cohort(4, ("A", "B"), seed=3, size="tiny", difficulty="hard")
+    model, readout_sd = HardGenerativeModel(), render_difficulty("hard").readout_sd
+    for plan, case, ceiling in zip(plans, cohort.load_truth()["cases"], image_ceiling(plans)):
+        (mean_r, sd_r), (mean_p, sd_p) = model.phenotype_prior(plan.sample.clinical)
+        z_r = posterior_phenotype(mean_r, sd_r, [case["mri"]["stats"]["phenotype_shown"]], readout_sd)
+        z_p = posterior_phenotype(mean_p, sd_p, [s["stats"]["phenotype_shown"] for s in case["slides"]], readout_sd)
+        assert ceiling == pytest.approx(case["lp_clinical"] + model.b_mri * z_r + model.b_pathology * z_p, abs=1e-12)
+
+
+def test_an_empty_plan_list_is_refused():
+    with pytest.raises(InvalidInput, match="no planned cases"):
+        image_ceiling([])
+
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_cohort.py"
+CEILING_FIGURES = {"oracle_c_index", "image_ceiling_c_index", "true_clinical_c_index",
+                   "gap_share_image_ceiling_of_true_clinical"}
+
+
+def bench_ceiling(*args: str) -> dict[str, dict]:
+    run = subprocess.run([sys.executable, str(BENCH), "--ceiling-only", "--bootstrap", "50", *args],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    lines = [json.loads(line) for line in run.stdout.splitlines()]  # nothing but JSON lines on stdout
+    return {line["figure"]: line for line in lines}
+
+
+def test_bench_cohort_ceiling_only_prints_the_oracle_the_ceiling_and_the_true_clinical_c_of_the_planned_cohort():
+    lines = bench_ceiling("--difficulty", "hard", "--cases", "300", "--seed", "4")
+    assert set(lines) == CEILING_FIGURES
+    plans = [p for p in plan_cohort(300, ("A", "B"), seed=4, difficulty="hard") if p.split == "validation"]
+    expected = {"oracle_c_index": _c(plans, [p.sample.lp for p in plans]),
+                "image_ceiling_c_index": _c(plans, image_ceiling(plans)),
+                "true_clinical_c_index": _c(plans, [p.sample.lp_clinical for p in plans])}
+    for figure, value in expected.items():
+        line = lines[figure]
+        assert line["value"] == round(value, 4) and line["ci_low"] <= line["value"] <= line["ci_high"], figure
+        assert line["n"] == len(plans) and line["difficulty"] == "hard" and line["bootstrap"] == 50, figure
+    share = (expected["image_ceiling_c_index"] - expected["true_clinical_c_index"]) / (
+        expected["oracle_c_index"] - expected["true_clinical_c_index"])
+    assert lines["gap_share_image_ceiling_of_true_clinical"]["value"] == round(share, 4)
+
+
+def test_bench_cohort_ceiling_only_closes_the_whole_gap_on_the_standard_phantom():
+    lines = bench_ceiling("--cases", "200")
+    assert lines["image_ceiling_c_index"]["value"] == lines["oracle_c_index"]["value"]
+    assert lines["gap_share_image_ceiling_of_true_clinical"]["value"] == 1.0
