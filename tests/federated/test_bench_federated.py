@@ -15,6 +15,9 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_federated.py"
 ALONE_FEDERATED_POOLED = {"c_index_alone_A", "c_index_alone_B", "c_index_alone_C", "c_index_federated",
                           "c_index_pooled"}
+FEDERATED_MINUS = {"c_index_federated_minus_pooled", "c_index_federated_minus_alone_A",
+                   "c_index_federated_minus_alone_B", "c_index_federated_minus_alone_C"}
+T_975_TWO_DF = 4.302653  # Student's t, 97.5th percentile, 2 degrees of freedom (statistical tables)
 # What each mode adds: the C of the true phenotype its images render, and the rounds after training.
 BY_MODEL = {"radiology": ("c_index_mri_phenotype", "bytes_scores_round"),
             "pathology": ("c_index_slide_phenotype", "bytes_signature_rounds")}
@@ -51,7 +54,7 @@ def test_a_cnn_mode_prints_one_line_per_figure_of_the_cnn_benchmark(cnn):
     model, lines = cnn
     phenotype, after_training = BY_MODEL[model]
     assert set(lines) == ALONE_FEDERATED_POOLED | {
-        phenotype, "c_index_federated_minus_pooled", "federated_above_best_single_centre", "rounds",
+        phenotype, *FEDERATED_MINUS, "federated_above_best_single_centre", "rounds",
         "bytes_sent_per_round", "bytes_received_per_round", after_training, "render_and_prepare_seconds",
         "federated_fit_seconds", "pooled_fit_seconds"}
     for figure, line in lines.items():
@@ -68,8 +71,11 @@ def test_every_c_index_of_a_cnn_mode_is_a_concordance_and_the_difference_is_fede
         line = lines[figure]
         assert line["unit"] == "harrell_c" and 0.0 <= line["value"] <= 1.0, figure
         assert line["min"] == line["value"] == line["max"], figure  # one seed: its mean is its worst and best
-    gap = lines["c_index_federated_minus_pooled"]["value"]
-    assert gap == pytest.approx(lines["c_index_federated"]["value"] - lines["c_index_pooled"]["value"], abs=2e-4)
+    for other in ("pooled", "alone_A", "alone_B", "alone_C"):
+        line = lines[f"c_index_federated_minus_{other}"]
+        assert line["value"] == pytest.approx(lines["c_index_federated"]["value"] - lines[f"c_index_{other}"]["value"],
+                                              abs=2e-4), other
+        assert line["ci_low"] is None and line["ci_high"] is None, other  # no interval from one seed
     best_alone = max(lines[f"c_index_alone_{c}"]["value"] for c in "ABC")
     above = lines["federated_above_best_single_centre"]
     assert above["of"] == 1 and above["value"] in (0, 1)
@@ -97,4 +103,21 @@ def test_without_a_model_the_benchmark_is_still_the_federated_fusion_one():
     assert {"c_index_federated", "c_index_pooled", "rounds", "bytes_sent_per_round"} <= figures
     assert all("model" not in line and line["submodel"] == "clinical+radiology+pathology" for line in lines)
     assert all(0.0 <= line["value"] <= 1.0 for line in lines if line["figure"].startswith("c_index_")
-               and line["figure"] != "c_index_federated_minus_pooled")
+               and line["figure"] not in FEDERATED_MINUS)
+
+
+def test_federated_minus_each_other_arm_is_paired_by_seed_with_a_t_interval_of_its_mean():
+    lines = {line["figure"]: line for line in bench("--seeds", "3", "--validation", "100")}
+    federated = lines["c_index_federated"]["per_seed"]
+    assert len(federated) == 3 and lines["c_index_federated"]["min"] == min(federated)
+    for figure in FEDERATED_MINUS:
+        other = lines[figure.replace("federated_minus_", "")]["per_seed"]
+        differences = [f - o for f, o in zip(federated, other)]  # seed k of one arm against seed k of the other
+        mean = sum(differences) / 3
+        sd = math.sqrt(sum((d - mean) ** 2 for d in differences) / 2)
+        line = lines[figure]
+        assert line["value"] == pytest.approx(mean, abs=2e-4), figure
+        assert (line["min"], line["max"]) == pytest.approx((min(differences), max(differences)), abs=2e-4), figure
+        half = T_975_TWO_DF * sd / math.sqrt(3)
+        assert line["ci_level"] == 0.95
+        assert (line["ci_low"], line["ci_high"]) == pytest.approx((mean - half, mean + half), abs=5e-4), figure
