@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sarcoma_risk.cli import main
+from sarcoma_risk.federated.deploy import stop_group
 from sarcoma_risk.release.model_card import _federated_cnn, _fusion_training
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,10 +153,7 @@ def test_server_and_three_clients_fit_over_grpc_on_loopback(three_centre_manifes
         output, _ = server.communicate(timeout=400)
     finally:
         for process in [server, *clients]:  # each in its own session: stop it and what it started
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in clients:
-            process.wait(timeout=30)
+            stop_group(process, grace=30)
     text = output.decode(errors="replace")
     assert server.returncode == 0, text[-3000:]
     summary = json.loads(text[text.index("{"):])
@@ -182,11 +179,8 @@ def test_server_and_two_clients_train_the_radiology_cnn_over_grpc_on_loopback(tw
     try:
         output, _ = server.communicate(timeout=400)
     finally:
-        for process in [server, *clients]:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in clients:
-            process.wait(timeout=30)
+        for process in [server, *clients]:  # each in its own session: stop it and what it started
+            stop_group(process, grace=30)
     text = output.decode(errors="replace")
     assert server.returncode == 0, text[-3000:]
     summary = json.loads(text[text.index("{"):])

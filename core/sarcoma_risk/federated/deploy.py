@@ -142,18 +142,19 @@ def run_server(out: Path, work: Path, run_config: Mapping[str, Any], *, address:
             result = subprocess.run([flower_command("flwr"), "run", str(app), "sarcoma-risk", "--run-config", overrides,
                                      "--stream"], stdout=run_log, stderr=subprocess.STDOUT, env=env, timeout=timeout)
         finally:
-            _stop_group(superlink)
+            stop_group(superlink)
     if result.returncode != 0 or not (out / "manifest.json").is_file():
         raise FlowerCommandError(f"the federated run did not write {out / 'manifest.json'} (flwr run exit "
                                  f"{result.returncode}); see {work / 'run.log'} and {work / 'superlink.log'}")
     return out
 
 
-def _stop_group(process: subprocess.Popen) -> None:
-    """Stop a process started with ``start_new_session=True`` and everything it started."""
+def stop_group(process: subprocess.Popen, grace: float = 20.0) -> None:
+    """Stop a process started with ``start_new_session=True`` and everything it started: SIGTERM, then
+    SIGKILL after ``grace`` seconds (a SuperNode whose SuperLink is gone can spend longer saying goodbye)."""
     try:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+        process.wait(timeout=grace)
     except ProcessLookupError:
         return
     except subprocess.TimeoutExpired:
