@@ -120,10 +120,15 @@ def main() -> None:
     cnn.add_argument("--rounds", type=int, default=10, help="FedAvg rounds")
     cnn.add_argument("--local-epochs", type=int, default=2,
                      help="epochs per round; alone and pooled train rounds x local epochs")
+    cnn.add_argument("--select-round", action="store_true",
+                     help="pathology: the federated arm keeps its best round on the centres' validation shares, as "
+                          "the alone and pooled arms keep their best epoch")
     cnn.add_argument("--first-seed", type=int, default=0, help="seeds are first-seed, first-seed + 1, ...")
     cnn.add_argument("--workers", type=int, default=2, help="processes rendering the phantom")
     cnn.add_argument("--threads", type=int, default=2, help="torch threads")
     args = parser.parse_args()
+    if args.select_round and args.model != "pathology":
+        parser.error("--select-round: only with --model pathology")
     if args.model != "fusion":
         import federated_cnn
 

@@ -16,6 +16,10 @@ tiny preset's hyper-parameters and ``rounds x local epochs`` epochs in all:
   centres are handed their prepared data instead of reading their manifest again;
 * pooled: the ordinary trainer on A, B and C together (one "centre" of all their cases).
 
+With ``--select-round`` (pathology only) the federated arm keeps the round whose average scores best
+on the centres' fixed inner validation shares (``federated --select-round``), as the alone and pooled
+arms keep their best epoch on theirs.
+
 ``radiology``: the CBAM 3D CNN on the MRI prepared once (:func:`prepare_cohort`); alone and pooled
 are :meth:`RadiologyCoxModel.fit` without inner validation share or early stopping, as a federated
 round trains (``train radiology --folds 0`` with fixed epochs). The score on D is the network's.
@@ -188,10 +192,11 @@ class PathologyArms:
 ARMS = {"radiology": RadiologyArms, "pathology": PathologyArms}
 
 
-def fit_federated(model: str, centres: dict[str, Any], seed: int, rounds: int, local_epochs: int) -> FedAvgResult:
+def fit_federated(model: str, centres: dict[str, Any], seed: int, rounds: int, local_epochs: int,
+                  select_round: bool = False) -> FedAvgResult:
     """FedAvg over ``centres`` in one process, as ``federated simulate --model radiology|pathology`` runs it."""
     run_config = {"model": model, "preset": PRESET, "rounds": rounds, "local-epochs": local_epochs,
-                  "seed": seed, "min-centres": len(centres), "min-centre-events": 1}
+                  "seed": seed, "min-centres": len(centres), "min-centre-events": 1, "select-round": select_round}
     client = make_imaging_client_app(lambda context, settings: centres[context.node_config["centre"]])
     grid = LocalGrid(client, [{"centre": name} for name in centres], run_config)
     out: dict[str, FedAvgResult] = {}
@@ -235,7 +240,7 @@ def run_arms(arms: RadiologyArms | PathologyArms, seed: int, args: argparse.Name
     for name, data in training.items():
         figures.setdefault(f"c_index_alone_{name}", []).append(c_index(arms.alone(data, seed, epochs)))
     start = time.perf_counter()
-    result = fit_federated(arms.name, training, seed, args.rounds, args.local_epochs)
+    result = fit_federated(arms.name, training, seed, args.rounds, args.local_epochs, args.select_round)
     wire["federated_seconds"].append(time.perf_counter() - start)
     figures.setdefault("c_index_federated", []).append(c_index(arms.from_federated(result)))
     start = time.perf_counter()
@@ -243,12 +248,16 @@ def run_arms(arms: RadiologyArms | PathologyArms, seed: int, args: argparse.Name
     wire["pooled_seconds"].append(time.perf_counter() - start)
     figures.setdefault("c_index_pooled", []).append(c_index(pooled))
     train_rounds = [r for r in result.rounds if r["type"] == "train"]
+    evaluate_rounds = [r for r in result.rounds if r["type"] == "evaluate"]
+    after = [r for r in result.rounds if r["type"] not in ("train", "evaluate")]
     wire["rounds"].append(len(result.rounds))
-    wire["after"].append(len(result.rounds) - len(train_rounds))
+    wire["after"].append(len(after))
     wire["sent"] += [r["bytes_sent"] for r in train_rounds]
     wire["received"] += [r["bytes_received"] for r in train_rounds]
-    wire["after_bytes"].append(sum(r["bytes_sent"] + r["bytes_received"] for r in result.rounds
-                                   if r["type"] != "train"))
+    wire["after_bytes"].append(sum(r["bytes_sent"] + r["bytes_received"] for r in after))
+    wire["evaluate_bytes"].append(sum(r["bytes_sent"] + r["bytes_received"] for r in evaluate_rounds))
+    if result.selected_round is not None:
+        wire["selected_round"].append(result.selected_round)
     wire["cases"].append({name: len(arms.outcome(c)[0]) for name, c in training.items()} | {HELD_OUT: len(ids)})
 
 
@@ -259,10 +268,12 @@ def report(args: argparse.Namespace, figures: dict[str, list[float]], wire: dict
                "train_cases_per_centre": args.train_cases, "held_out_cases": args.held_out_cases,
                "usable_cases": wire["cases"], "preset": PRESET,
                "rounds_x_local_epochs": f"{args.rounds}x{args.local_epochs}",
-               "pooled_and_alone": arms.how, **machine()}
+               "pooled_and_alone": arms.how, "select_round": args.select_round, **machine()}
     emit_comparison(figures, args.seeds, context)
+    evaluated = ", each followed by an evaluate round (round selection)" if args.select_round else ""
     emit(BENCH, "rounds", round(statistics.mean(wire["rounds"]), 1), "rounds",
-         note=f"{args.rounds} FedAvg train rounds, then {span(wire['after'])} {arms.after_training[1]}", **context)
+         note=f"{args.rounds} FedAvg train rounds{evaluated}, then {span(wire['after'])} {arms.after_training[1]}",
+         **context)
     emit(BENCH, "bytes_sent_per_round", round(statistics.mean(wire["sent"])), "bytes", max=max(wire["sent"]),
          note=f"train rounds: the state dict, server to all {len(TRAINING)} centres, Flower protobuf wire size",
          **context)
@@ -270,6 +281,12 @@ def report(args: argparse.Namespace, figures: dict[str, list[float]], wire: dict
          max=max(wire["received"]), note=f"train rounds: all {len(TRAINING)} centres to server", **context)
     emit(BENCH, arms.after_training[0], round(statistics.mean(wire["after_bytes"])), "bytes",
          note=arms.after_training[2], **context)
+    if args.select_round:
+        emit(BENCH, "bytes_evaluate_rounds", round(statistics.mean(wire["evaluate_bytes"])), "bytes",
+             note="every evaluate round together, both ways: the round's average out, pair and loss sums back",
+             **context)
+        emit(BENCH, "selected_round", round(statistics.mean(wire["selected_round"]), 1), "round",
+             min=min(wire["selected_round"]), max=max(wire["selected_round"]), **context)
     for figure, key in (("render_and_prepare_seconds", "render_seconds"),
                         ("federated_fit_seconds", "federated_seconds"), ("pooled_fit_seconds", "pooled_seconds")):
         emit(BENCH, figure, round(statistics.mean(wire[key]), 1), "s", **context)
@@ -284,7 +301,8 @@ def main(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     figures: dict[str, list[float]] = {}
     wire: dict[str, list[Any]] = {k: [] for k in ("render_seconds", "federated_seconds", "pooled_seconds", "rounds",
-                                                   "after", "sent", "received", "after_bytes", "cases")}
+                                                   "after", "sent", "received", "after_bytes", "evaluate_bytes",
+                                                   "selected_round", "cases")}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         run_seed(seed, args, figures, wire)
     report(args, figures, wire)

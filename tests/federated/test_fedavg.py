@@ -62,7 +62,7 @@ def test_flowers_fedavg_averages_hand_made_weights_by_each_centres_number_of_cas
 
 
 # What may travel in the federated CNN's messages: config keys, and arrays named and shaped as the network's state.
-CONFIG = r"model|preset|sequences|local-epochs|seed|dp-clip|dp-noise|min-centre-events|server-round|proximal-mu"
+CONFIG = r"model|preset|sequences|local-epochs|seed|dp-clip|dp-noise|min-centre-events|select-round|server-round|proximal-mu"
 
 
 def test_every_fedavg_message_holds_only_the_networks_state_dict_counts_and_score_aggregates(mri_centres):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from sarcoma_risk.cli import main
-from sarcoma_risk.federated.fedavg import from_record
+from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.federated.fedavg import FedAvgSettings, from_record, training_data
 from sarcoma_risk.federated.imaging import state_arrays
 from sarcoma_risk.federated.patchmodel import PRESETS, initial_patch_model, load_pathology_centre
 from sarcoma_risk.pathology.model import make_patch_model
@@ -70,13 +71,68 @@ def test_every_patch_model_message_holds_only_its_state_dict_counts_and_signatur
         assert {k: v.shape for k, v in from_record(content.array_records["arrays"]).items()} == shapes
         if direction == "sent":
             assert not content.metric_records
-            assert all(re.fullmatch(r"model|preset|sequences|local-epochs|seed|dp-clip|dp-noise|min-centre-events|"
+            assert all(re.fullmatch(r"model|preset|sequences|local-epochs|seed|dp-clip|dp-noise|min-centre-events|select-round|"
                                     r"server-round", k) for k in content.config_records["config"])
         else:
             assert not content.config_records
             assert set(content.metric_records["metrics"]) == {"num-examples", "train-loss"}
     assert result.centres == 2 and result.rounds[0]["examples"] == result.n_cases
     assert result.signature.n_cases_ == 16
+
+
+def test_round_selection_scores_each_average_on_the_centres_validation_shares_as_train_pathology_scores_an_epoch(
+        slide_manifest):
+    centre = load_pathology_centre(slide_manifest, "A")
+    federated = simulate({"A": centre}, {"model": "pathology", "min-centres": 1, "rounds": 1, "local-epochs": 1,
+                                         "seed": 4, "min-centre-events": 2, "select-round": True})
+    # one centre, one round: the average is that centre's round, trained and validated on the run's share
+    share = centre.validation_share(PRESETS["tiny"], 4)
+    local = PatchTrainer(replace(PRESETS["tiny"], epochs=1, patience=1, seed=4)).fit(centre.cases, SlidePool(),
+                                                                                   validation=share)
+    assert local.n_val_cases == sum(share) >= 2  # a case of each outcome stratum at least
+    [figures] = federated.round_validation
+    assert federated.selected_round == 1 and figures["cases"] == sum(share)
+    assert figures["c_index"] == pytest.approx(local.history[0]["val_cindex"], abs=1e-12)
+    assert figures["loss"] == pytest.approx(local.history[0]["val_loss"], rel=1e-6)
+
+
+def test_round_selection_keeps_the_best_round_and_its_messages_hold_only_the_average_and_sums(slide_manifest):
+    centres = {c: load_pathology_centre(slide_manifest, c) for c in "AB"}
+    messages = []
+    result = simulate(centres, {"model": "pathology", "min-centres": 2, "rounds": 3, "min-centre-events": 2,
+                                "select-round": True},
+                      on_message=lambda direction, m, size: messages.append((direction, m)))
+    shapes = {k: v.shape or (1,) for k, v in state_arrays(initial_patch_model(PRESETS["tiny"])).items()}
+    evaluated = [(d, m) for d, m in messages if m.metadata.message_type == "evaluate"]
+    assert len(evaluated) == 3 * 2 * 2  # three rounds, two centres, there and back
+    averages = {}
+    for direction, message in evaluated:
+        content = message.content
+        if direction == "sent":  # the round's average and the settings
+            arrays = from_record(content.array_records["arrays"])
+            assert {k: v.shape for k, v in arrays.items()} == shapes
+            averages[int(content.config_records["config"]["server-round"])] = arrays
+        else:  # sums over the centre's validation cases: no score, no case
+            assert not content.array_records and not content.config_records
+            assert set(content.metric_records["metrics"]) == {"num-examples", "concordant", "comparable",
+                                                              "loss-sum", "loss-patches"}
+    figures = result.round_validation
+    held_out = sum(sum(c.validation_share(PRESETS["tiny"], PRESETS["tiny"].seed)) for c in centres.values())
+    assert [f["round"] for f in figures] == [1, 2, 3] and all(f["cases"] == held_out for f in figures)
+    best = max(figures, key=lambda f: (f["c_index"], -f["loss"]))
+    assert result.selected_round == best["round"]
+    kept = state_arrays(result.model)
+    for name, array in averages[best["round"]].items():
+        np.testing.assert_array_equal(kept[name], array, err_msg=name)
+    entry = training_data(result)
+    assert entry["selected_round"] == best["round"] and entry["round_validation"] == figures
+    assert f"3 rounds, round {best['round']} kept (best on the centres' validation shares)" in _federated_cnn(
+        {"training_data": {"federated": entry}})
+
+
+def test_round_selection_is_refused_for_the_radiology_cnn():
+    with pytest.raises(InvalidInput, match="--select-round: only the patch model"):
+        FedAvgSettings(model="radiology", select_round=True).check()
 
 
 def test_simulate_writes_the_patch_model_as_train_pathology_registers_it(slide_manifest, tmp_path, capsys):

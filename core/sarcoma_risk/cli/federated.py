@@ -44,6 +44,10 @@ def _cnn_options(p: argparse.ArgumentParser) -> None:
                      help="fedavg, or fedprox (a proximal term for unequal centres) (default: fedavg)")
     cnn.add_argument("--proximal-mu", type=float, default=0.0, help="FedProx's mu (needs --strategy fedprox)")
     cnn.add_argument("--seed", type=int, default=-1, help="random seed (default: the preset's)")
+    cnn.add_argument("--select-round", action="store_true",
+                     help="patch model: each centre keeps one inner validation share for every round, an evaluate "
+                          "round after each round returns its pair and loss sums, and the round whose average "
+                          "scores best is kept (as train pathology keeps its best epoch); default: the last round")
     cnn.add_argument("--dp-clip", type=float, default=0.0, metavar="C",
                      help="differential privacy: clip each centre's update to L2 norm C before it leaves the centre "
                           "(default: off); see README")
@@ -59,7 +63,7 @@ def _run_config(args: argparse.Namespace) -> dict:
             "model": args.model, "preset": args.preset, "sequences": args.sequences, "rounds": int(args.rounds),
             "local-epochs": int(args.local_epochs), "strategy": args.strategy,
             "proximal-mu": float(args.proximal_mu), "seed": int(args.seed), "dp-clip": float(args.dp_clip),
-            "dp-noise": float(args.dp_noise)}
+            "dp-noise": float(args.dp_noise), "select-round": bool(args.select_round)}
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -116,12 +116,12 @@ def describe(table, request: Mapping[str, Any]) -> Payload:
     events = np.histogram(time[event], bins=edges)[0].astype(float)
     risk_edges = np.asarray(request["risk_edges"], dtype=float)
     histogram = np.histogram(np.clip(risk, risk_edges[0], risk_edges[-1]), bins=risk_edges)[0].astype(float)
-    concordant, comparable = _harrell_pairs(time, event, risk)
+    concordant, comparable = harrell_pairs(time, event, risk)
     return {"events": events, "exposure": exposure, "risk_histogram": histogram,
             "pairs": np.array([concordant, comparable], dtype=float)}
 
 
-def _harrell_pairs(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> tuple[float, float]:
+def harrell_pairs(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> tuple[float, float]:
     """Concordant (ties in risk count 1/2) and comparable pairs of Harrell's C within the centre."""
     concordant = comparable = 0.0
     for i in np.flatnonzero(event):

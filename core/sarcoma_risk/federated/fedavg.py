@@ -19,6 +19,7 @@ behaviour); a round with fewer than ``min-centres`` replies stops the fit with t
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from dataclasses import dataclass, replace
 from importlib.metadata import version
@@ -83,6 +84,7 @@ class FedAvgSettings:
     min_centres: int = 2                      # min-centres
     min_centre_events: int = 3                # min-centre-events
     round_timeout: float = 600.0              # round-timeout
+    select_round: bool = False                # select-round (the patch model only)
 
     def check(self) -> None:
         if self.model not in MODELS:
@@ -99,6 +101,9 @@ class FedAvgSettings:
             if getattr(self, name) < 1:
                 raise InvalidInput(f"--{name.replace('_', '-')}: {getattr(self, name)} must be >= 1")
         check_dp(self.dp_clip, self.dp_noise)
+        if self.select_round and self.model != "pathology":
+            raise InvalidInput("--select-round: only the patch model (--model pathology) keeps an inner validation "
+                               "share to pick a round on; the radiology CNN's rounds train without early stopping")
 
     def initial_state(self) -> dict[str, np.ndarray]:
         """The weights of round 1: those a pooled training of the same seed starts from."""
@@ -119,7 +124,8 @@ class FedAvgSettings:
             dp_clip=clip or None, dp_noise=float(config.get("dp-noise", 0.0)),
             seed=None if seed in (None, "", -1) else int(seed), min_centres=int(config.get("min-centres", d.min_centres)),
             min_centre_events=int(config.get("min-centre-events", d.min_centre_events)),
-            round_timeout=float(config.get("round-timeout", d.round_timeout)))
+            round_timeout=float(config.get("round-timeout", d.round_timeout)),
+            select_round=str(config.get("select-round", d.select_round)).lower() in ("true", "1"))
         settings.check()
         return settings
 
@@ -139,7 +145,7 @@ class FedAvgSettings:
                 "sequences": ",".join(configs[0].sequences) if self.model == "radiology" else "",
                 "local-epochs": self.local_epochs, "seed": configs[-1].seed,
                 "dp-clip": float(self.dp_clip or 0.0), "dp-noise": float(self.dp_noise),
-                "min-centre-events": self.min_centre_events}
+                "min-centre-events": self.min_centre_events, "select-round": self.select_round}
 
 
 def to_record(state: Mapping[str, np.ndarray]):
@@ -221,11 +227,20 @@ def add_imaging_handlers(app, load_centre: CentreLoader = manifest_centre_loader
         # round r trains with seed + r - 1: round 1 is exactly the pooled training's start
         configs = (*configs[:-1], replace(configs[-1], seed=int(config["seed"]) + int(config["server-round"]) - 1))
         clip = float(config.get("dp-clip", 0.0))
+        # round selection: every round keeps the share of the run's seed, which the evaluate rounds score
+        selection = {"validation_seed": int(config["seed"])} if config.get("select-round") else {}
         state, metrics = centre.train_round(
             from_record(message.content.array_records["arrays"]), *configs,
             local_epochs=int(config["local-epochs"]), proximal_mu=float(config.get("proximal-mu", 0.0)),
-            dp_clip=clip or None, dp_noise=float(config.get("dp-noise", 0.0)))
+            dp_clip=clip or None, dp_noise=float(config.get("dp-noise", 0.0)), **selection)
         return RecordDict({"arrays": to_record(state), "metrics": MetricRecord(metrics)})
+
+    def evaluate(message, context) -> RecordDict:
+        config = dict(message.content.config_records["config"])
+        centre, configs = centre_for(context, config)  # pathology only (select-round)
+        sums = centre.evaluate_round(from_record(message.content.array_records["arrays"]), configs[0],
+                                     int(config["seed"]))
+        return RecordDict({"metrics": MetricRecord(sums)})
 
     def scores(message, context) -> RecordDict:
         config = dict(message.content.config_records["config"])
@@ -245,6 +260,7 @@ def add_imaging_handlers(app, load_centre: CentreLoader = manifest_centre_loader
         return encode(signature_answer(cases, request))
 
     app.train()(guarded("train", train))
+    app.evaluate()(guarded("evaluate", evaluate))
     app.query("scores")(guarded("query.scores", scores))
     app.query("signature")(guarded("query.signature", signature))
 
@@ -313,30 +329,66 @@ class FedAvgResult:
     centres: int
     dropped_out: int
     signature: SlideSignature | None = None  # with the patch model: fitted from the centres' sums
+    selected_round: int | None = None  # with select-round: the round whose average was kept
+    round_validation: list[dict[str, Any]] | None = None  # with select-round: each round's pooled figures
 
 
 def run_fedavg(grid, run_config: Mapping[str, Any], on_message: MessageHook | None = None) -> FedAvgResult:
     """Train the CNN of ``run_config["model"]`` with Flower's FedAvg / FedProx over ``grid``; returns the model."""
     settings = FedAvgSettings.from_run_config(run_config)
     watched = WatchedGrid(grid, settings.min_centres, on_message)
-    common = {"fraction_train": 1.0, "fraction_evaluate": 0.0, "min_train_nodes": settings.min_centres,
-              "min_available_nodes": settings.min_centres}
+    common = {"fraction_train": 1.0, "fraction_evaluate": 1.0 if settings.select_round else 0.0,
+              "min_train_nodes": settings.min_centres, "min_evaluate_nodes": settings.min_centres,
+              "min_available_nodes": settings.min_centres, "evaluate_metrics_aggr_fn": sum_metrics}
     strategy = FedProx(proximal_mu=settings.proximal_mu, **common) if settings.strategy == "fedprox" \
         else FedAvg(**common)
+    averages: dict[int, ArrayRecord] = {}  # each round's average, by round (kept for round selection)
     result = strategy.start(grid=watched, initial_arrays=to_record(settings.initial_state()),
                             num_rounds=settings.rounds, timeout=settings.round_timeout,
-                            train_config=ConfigRecord(settings.message_config()))
-    final = from_record(result.arrays)
+                            train_config=ConfigRecord(settings.message_config()),
+                            evaluate_config=ConfigRecord(settings.message_config()),
+                            evaluate_fn=(lambda r, arrays: averages.__setitem__(r, arrays)) if settings.select_round
+                            else None)
     losses = [float(m["train-loss"]) for _, m in sorted(result.train_metrics_clientapp.items())]
-    last = watched.rounds[-1]
+    last = next(r for r in reversed(watched.rounds) if r["type"] == "train")
     if settings.model == "pathology":
+        selected, validation = (None, None) if not settings.select_round else \
+            best_round(result.evaluate_metrics_clientapp)
+        final = from_record(averages[selected] if selected is not None else result.arrays)
         model = final_patch_model(settings.configs()[0], final)
         signature = _federated_signature(watched, final, sha256_bytes(state_bytes(model)), settings)
         return FedAvgResult(model, settings, watched.rounds, losses, last["examples"], last["replies"],
-                            len(watched.dropped), signature)
+                            len(watched.dropped), signature, selected, validation)
+    final = from_record(result.arrays)
     estimator, centres = _centred_radiology(watched, final, settings)
     return FedAvgResult(estimator, settings, watched.rounds, losses, len(estimator.reference_scores_), centres,
                         len(watched.dropped))
+
+
+def sum_metrics(contents: list[RecordDict], weighted_by_key: str) -> MetricRecord:
+    """The evaluate rounds' aggregate: the centres' sums added (pairs, losses, counts), not averaged."""
+    keys = contents[0].metric_records["metrics"].keys()
+    return MetricRecord({k: float(sum(float(c.metric_records["metrics"][k]) for c in contents)) for k in keys})
+
+
+def best_round(evaluated: Mapping[int, MetricRecord]) -> tuple[int, list[dict[str, Any]]]:
+    """The round whose average scores best on the centres' validation shares, and every round's figures.
+
+    As ``train pathology`` picks an epoch: the higher Harrell's C (pairs within centres, summed) decides,
+    the lower mean patch log-loss among equal C; a later round only when strictly better.
+    """
+    figures, best, best_key = [], 0, None
+    for r in sorted(evaluated):
+        m = evaluated[r]
+        c = m["concordant"] / m["comparable"] if m["comparable"] > 0 else None
+        loss = m["loss-sum"] / m["loss-patches"] if m["loss-patches"] > 0 else None
+        figures.append({"round": r, "c_index": c, "loss": loss, "cases": int(m["num-examples"])})
+        key = (-math.inf if c is None else c, -math.inf if loss is None else -loss)
+        if best_key is None or key > best_key:
+            best, best_key = r, key
+    if not figures:
+        raise FederatedError("round selection: no evaluate round was answered")
+    return best, figures
 
 
 def _federated_signature(watched: WatchedGrid, final: Mapping[str, np.ndarray], model_sha256: str,
@@ -397,6 +449,11 @@ def training_data(result: FedAvgResult) -> dict[str, Any]:
         "bytes_sent": int(sum(r["bytes_sent"] for r in result.rounds)),
         "bytes_received": int(sum(r["bytes_received"] for r in result.rounds)),
         "train_loss": result.train_loss,
+        **({} if result.selected_round is None else {
+            "selected_round": result.selected_round,
+            "selected_by": "Harrell's C of the mean patch probability on each centre's inner validation share "
+                           "(pairs within centres, summed), then the lower patch log-loss",
+            "round_validation": result.round_validation}),
     }
 
 

@@ -22,13 +22,16 @@ import torch
 
 from sarcoma_risk.cohort import Split, read_manifest
 from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.federated.centre import harrell_pairs
 from sarcoma_risk.federated.imaging import TORCH_LOCK, CentreRefused, outgoing_state, start_from, state_arrays
 from sarcoma_risk.federated.signature import SignatureCases, signature_cases
 from sarcoma_risk.pathology.crossfit import score_cases
 from sarcoma_risk.pathology.signature import SlideSignature
 from sarcoma_risk.pathology.model import make_patch_model
 from sarcoma_risk.pathology.slide import slide_fingerprint
-from sarcoma_risk.pathology.train import PAPER_PRESET, PatchTrainer, SlidePool, SlideRef, TrainConfig, TrainingCase
+from sarcoma_risk.pathology.loader import PatchReader
+from sarcoma_risk.pathology.train import (PAPER_PRESET, PatchTrainer, SlidePool, SlideRef, TrainConfig, TrainingCase,
+                                          inner_validation, prepare_slides, validation_items, validation_outputs)
 
 #: Patch-model configurations by preset: "paper" as ``train pathology --preset paper``, "standard" the
 #: defaults, "tiny" the tests' (seconds per round on tiny phantom slides).
@@ -63,16 +66,48 @@ class PathologyCentre:
                                 f"event(s); at least {min_events} events are needed (--min-centre-events)")
 
     def train_round(self, state: Mapping[str, np.ndarray], train: TrainConfig, *, local_epochs: int,
-                    proximal_mu: float = 0.0, dp_clip: float | None = None,
-                    dp_noise: float = 0.0) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-        """Train ``local_epochs`` epochs from ``state``; returns the new state and metrics (``num-examples``)."""
+                    proximal_mu: float = 0.0, dp_clip: float | None = None, dp_noise: float = 0.0,
+                    validation_seed: int | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+        """Train ``local_epochs`` epochs from ``state``; returns the new state and metrics (``num-examples``).
+
+        With ``validation_seed`` the round keeps the inner validation share of that seed (the run's, the
+        same every round, so that :meth:`evaluate_round` scores cases no round trained on); without it
+        each round draws its own share with its own seed, as before round selection existed."""
         config = replace(train, epochs=local_epochs, patience=local_epochs)
+        validation = None if validation_seed is None else self.validation_share(train, validation_seed)
         with TORCH_LOCK:
-            result = PatchTrainer(config).fit(self.cases, self.pool,
+            result = PatchTrainer(config).fit(self.cases, self.pool, validation=validation,
                                               prepare=lambda model: start_from(model, state, proximal_mu))
         new = outgoing_state(state, state_arrays(result.model), dp_clip, dp_noise)
         return new, {"num-examples": float(result.n_train_cases),
                      "train-loss": float(result.history[result.best_epoch - 1]["train_loss"])}
+
+
+    def validation_share(self, train: TrainConfig, seed: int) -> list[bool]:
+        """The centre's inner validation share for round selection: ``train pathology``'s split with ``seed``."""
+        return inner_validation(self.cases, replace(train, seed=seed))
+
+    def evaluate_round(self, state: Mapping[str, np.ndarray], train: TrainConfig, seed: int) -> dict[str, float]:
+        """Sums that let the server rank the averaged model ``state`` on every centre's validation share:
+        Harrell's concordant and comparable pairs of the case score (mean patch probability, as
+        ``train pathology`` validates an epoch) within this centre, the summed patch log-loss and its
+        patch count, and the number of validation cases. No case's score leaves the centre."""
+        share = self.validation_share(train, seed)
+        val = [c for c, v in zip(self.cases, share) if v]
+        labels = [c.label(train.horizon_months) for c in val]
+        items = validation_items(val, train.val_patches_per_slide)
+        with TORCH_LOCK:
+            prepare_slides(self.cases, train, self.pool)
+            reader = PatchReader(self.pool, [ref for case in val for ref in case.slides], threads=train.workers)
+            try:
+                score, losses = validation_outputs(final_patch_model(train, state), len(val), labels, items, reader,
+                                                   torch.device("cpu"))  # federated training runs on the CPU
+            finally:
+                reader.close()
+        concordant, comparable = harrell_pairs(np.array([c.time for c in val], dtype=float),
+                                               np.array([c.event for c in val], dtype=bool), score)
+        return {"num-examples": float(len(val)), "concordant": concordant, "comparable": comparable,
+                "loss-sum": float(losses.sum()), "loss-patches": float(losses.size)}
 
 
     def signature_cases(self, state: Mapping[str, np.ndarray] | None, model_sha256: str, config: TrainConfig,

@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from sarcoma_risk.errors import InvalidInput, InvalidModel
-from sarcoma_risk.federated.centre import _harrell_pairs
+from sarcoma_risk.federated.centre import harrell_pairs
 from sarcoma_risk.federated.coxstats import CoxStats, efron_stats, fit_newton
 from sarcoma_risk.pathology.signature import SlideSignature
 from sarcoma_risk.survival.outcome import check_outcome
@@ -72,7 +72,7 @@ def answer(cases: SignatureCases, request: Mapping[str, Any]) -> dict[str, Any]:
         return {"log_likelihood": stats.log_likelihood, "gradient": stats.gradient, "hessian": stats.hessian}
     if op == "pairs":
         risk = _standardised(cases, request) @ np.asarray(request["beta"], dtype=float)
-        concordant, comparable = _harrell_pairs(np.asarray(cases.time, dtype=float),
+        concordant, comparable = harrell_pairs(np.asarray(cases.time, dtype=float),
                                                 np.asarray(cases.event, dtype=bool), risk)
         return {"pairs": np.array([concordant, comparable])}
     raise InvalidInput(f"federated signature request: op {op!r}; expected summary, moments, cox or pairs")

@@ -218,6 +218,31 @@ def validation_items(cases: Sequence[TrainingCase], per_slide: int) -> list[tupl
     return items
 
 
+def inner_validation(cases: Sequence[TrainingCase], config: TrainConfig) -> list[bool]:
+    """Which cases form the inner validation share: ``val_fraction`` of each outcome stratum (recurrence
+    within the horizon, followed beyond it, censored before it), drawn with ``config.seed``."""
+    labels = [case.label(config.horizon_months) for case in cases]
+    strata = [("censored" if lab is None else str(lab)) for lab in labels]  # dealt "0", "1", "censored"
+    rng = np.random.default_rng([config.seed, 11])
+    return [bool(v) for v in stratified_split(strata, config.val_fraction, rng, every_stratum=True)]
+
+
+def validation_outputs(model: Any, n_cases: int, labels: Sequence[int | None], items: list, reader: Any,
+                       device: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Each validation case's score (the mean probability of its ``items``' patches) and the log-loss of
+    every patch of a labelled case (``labels`` per case, ``items`` from :func:`validation_items`)."""
+    runner = PatchRunner(model, device=device)
+    probs = np.empty(len(items), dtype=np.float64)
+    for start, batch in reader.batches([i[:3] for i in items], 64):
+        probs[start:start + len(batch)] = runner(batch.numpy())
+    case_index = np.array([i[3] for i in items])
+    score = np.array([probs[case_index == k].mean() for k in range(n_cases)])
+    target = np.array([np.nan if labels[k] is None else labels[k] for k in case_index], dtype=float)
+    known = ~np.isnan(target)
+    p = np.clip(probs[known], 1e-6, 1 - 1e-6)
+    return score, -(target[known] * np.log(p) + (1 - target[known]) * np.log(1 - p))
+
+
 # ---- the trainer ----------------------------------------------------------------------------
 
 #: Patches used to re-estimate BatchNorm statistics after each epoch.
@@ -311,19 +336,22 @@ class PatchTrainer:
         self.runtime = runtime if runtime is not None else TrainRuntime()
 
     def fit(self, cases: Sequence[TrainingCase], pool: SlidePool, checkpoint: TrainingCheckpoint | None = None,
-            prepare: Callable[[torch.nn.Module], None] | None = None) -> TrainingResult:
+            prepare: Callable[[torch.nn.Module], None] | None = None,
+            validation: Sequence[bool] | None = None) -> TrainingResult:
         """Train on ``cases`` (slides opened through ``pool``); with ``checkpoint``, save after every epoch
         and, when it says so, resume from it. ``prepare`` is called with the new model on its device
         before training: a federated round loads the server's weights into it and may add FedProx's
-        proximal term (:mod:`sarcoma_risk.federated.imaging`)."""
+        proximal term (:mod:`sarcoma_risk.federated.imaging`). ``validation`` marks the inner validation
+        share (default :func:`inner_validation` of this config's seed; a federated centre that picks the
+        best round keeps one share for every round)."""
 
         cfg, runtime = self.config, self.runtime
         device, group = runtime.torch_device, runtime.distributed
         cfg.check()
-        rng = np.random.default_rng([cfg.seed, 11])
         labels = [case.label(cfg.horizon_months) for case in cases]
-        strata = [("censored" if lab is None else str(lab)) for lab in labels]  # dealt "0", "1", "censored"
-        is_val = stratified_split(strata, cfg.val_fraction, rng, every_stratum=True)
+        is_val = inner_validation(cases, cfg) if validation is None else list(validation)
+        if len(is_val) != len(cases):
+            raise InvalidInput(f"patch training: the validation mask has {len(is_val)} entries for {len(cases)} cases")
         train = [(c, lab) for c, lab, v in zip(cases, labels, is_val) if not v and lab is not None]
         val = [c for c, v in zip(cases, is_val) if v]
         counts = {"positive": sum(lab == 1 for _, lab in train), "negative": sum(lab == 0 for _, lab in train),
@@ -445,20 +473,9 @@ class PatchTrainer:
         if not items:
             return None, None
 
-        runner = PatchRunner(model, device=self.runtime.torch_device)
-        probs = np.empty(len(items), dtype=np.float64)
-        for start, batch in reader.batches([i[:3] for i in items], 64):
-            probs[start:start + len(batch)] = runner(batch.numpy())
-        case_index = np.array([i[3] for i in items])
-        score = np.array([probs[case_index == k].mean() for k in range(len(val))])
+        score, losses = validation_outputs(model, len(val), labels, items, reader, self.runtime.torch_device)
         c = slide_c_index(np.array([c.time for c in val]), np.array([c.event for c in val]), score)
-        target = np.array([np.nan if labels[k] is None else labels[k] for k in case_index], dtype=float)
-        known = ~np.isnan(target)
-        if not known.any():
-            return c, None
-        p = np.clip(probs[known], 1e-6, 1 - 1e-6)
-        loss = float(-np.mean(target[known] * np.log(p) + (1 - target[known]) * np.log(1 - p)))
-        return c, loss
+        return c, (float(np.mean(losses)) if losses.size else None)
 
 
 def case_strata(cases: Sequence[TrainingCase], horizon: float) -> list[str]:

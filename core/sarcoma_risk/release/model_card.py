@@ -90,6 +90,8 @@ def _federated_cnn(entry: Mapping[str, Any]) -> str | None:
     dp = federated.get("differential_privacy")
     return (f"trained federated ({federated['engine']}) across {federated['centres']} centres without pooling their "
             f"images: {federated['strategy']}, {federated['rounds']} rounds"
+            + (f", round {federated['selected_round']} kept (best on the centres' validation shares)"
+               if federated.get("selected_round") else "")
             + (f", updates clipped to L2 norm {dp['clip']:g} with Gaussian noise {dp['noise_multiplier']:g} x clip "
                "(no epsilon computed)" if dp else ""))
 
