@@ -32,11 +32,16 @@ def bench(*args: str) -> list[dict]:
     return [json.loads(line) for line in run.stdout.splitlines()]  # nothing but JSON lines on stdout
 
 
+# The patch model runs with round selection (its federated arm keeps the best round; the radiology CNN has none).
+SELECTION = {"radiology": [], "pathology": ["--select-round"]}
+
+
 @pytest.fixture(scope="module", params=sorted(BY_MODEL))
 def cnn(request):
     """(model, its lines by figure): about 40 s (radiology) or 60 s (pathology) on 2 idle cores, most of it
     rendering 36 phantom cases."""
-    return request.param, {line["figure"]: line for line in bench("--model", request.param, *TINY)}
+    model = request.param
+    return model, {line["figure"]: line for line in bench("--model", model, *TINY, *SELECTION[model])}
 
 
 def initial_state_bytes(model: str) -> int:
@@ -56,9 +61,11 @@ def test_a_cnn_mode_prints_one_line_per_figure_of_the_cnn_benchmark(cnn):
     assert set(lines) == ALONE_FEDERATED_POOLED | {
         phenotype, *FEDERATED_MINUS, "federated_above_best_single_centre", "rounds",
         "bytes_sent_per_round", "bytes_received_per_round", after_training, "render_and_prepare_seconds",
-        "federated_fit_seconds", "pooled_fit_seconds"}
+        "federated_fit_seconds", "pooled_fit_seconds"} | ({"bytes_evaluate_rounds", "selected_round"}
+                                                        if model == "pathology" else set())
     for figure, line in lines.items():
         assert line["bench"] == "federated" and line["model"] == model, figure
+        assert line["select_round"] == (model == "pathology"), figure
         assert line["usable_cases"] == [{"A": 8, "B": 8, "C": 8, "D": 12}], figure
         assert line["rounds_x_local_epochs"] == "2x1" and line["seeds"] == 1, figure
         assert isinstance(line["value"], (int, float)) and math.isfinite(line["value"]), figure
@@ -86,8 +93,14 @@ def test_every_c_index_of_a_cnn_mode_is_a_concordance_and_the_difference_is_fede
 @pytest.mark.slow
 def test_a_cnn_mode_counts_the_two_fedavg_rounds_with_the_weights_on_the_wire_and_the_rounds_after(cnn):
     model, lines = cnn
-    after = lines["rounds"]["value"] - 2
+    evaluate = 2 if model == "pathology" else 0  # round selection: an evaluate round after each of the 2 rounds
+    after = lines["rounds"]["value"] - 2 - evaluate
     assert after == 1 if model == "radiology" else after >= 3  # centring; or signature summary, moments, Newton
+    if model == "pathology":
+        assert lines["selected_round"]["value"] in (1, 2)
+        # each evaluate round sends the average to all 3 centres; they answer with five sums
+        assert 2 * 3 * initial_state_bytes(model) <= lines["bytes_evaluate_rounds"]["value"] \
+            <= 2 * 3.3 * initial_state_bytes(model)
     weights = initial_state_bytes(model)
     for figure in ("bytes_sent_per_round", "bytes_received_per_round"):
         # three centres, each sent / sending the network's weights, plus Flower's framing
@@ -121,3 +134,9 @@ def test_federated_minus_each_other_arm_is_paired_by_seed_with_a_t_interval_of_i
         half = T_975_TWO_DF * sd / math.sqrt(3)
         assert line["ci_level"] == 0.95
         assert (line["ci_low"], line["ci_high"]) == pytest.approx((mean - half, mean + half), abs=5e-4), figure
+
+
+def test_round_selection_is_refused_for_the_radiology_cnn():
+    run = subprocess.run([sys.executable, str(BENCH), "--model", "radiology", "--select-round"], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2 and "--select-round: only with --model pathology" in run.stderr
