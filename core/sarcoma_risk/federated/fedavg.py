@@ -10,7 +10,9 @@ and ``train-loss``. Flower averages the arrays weighted by ``num-examples``. The
 radiology CNN, a ``query.scores`` round asks each centre for the number, sum and histogram of its
 scores under the final weights (the network's centring and development distribution); for the
 patch model, ``query.signature`` rounds fit the slide signature from sums
-(:mod:`sarcoma_risk.federated.signature`).
+(:mod:`sarcoma_risk.federated.signature`). With ``select-round`` (patch model), Flower's evaluate
+step follows every round: each centre scores the round's average on its fixed inner validation share
+and replies with pair, loss and count sums only; the server keeps the best round (:func:`best_round`).
 
 Centres that do not reply within ``round-timeout`` are left out of that round's average (Flower's
 behaviour); a round with fewer than ``min-centres`` replies stops the fit with the centres' reasons.

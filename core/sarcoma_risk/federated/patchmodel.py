@@ -82,7 +82,6 @@ class PathologyCentre:
         return new, {"num-examples": float(result.n_train_cases),
                      "train-loss": float(result.history[result.best_epoch - 1]["train_loss"])}
 
-
     def validation_share(self, train: TrainConfig, seed: int) -> list[bool]:
         """The centre's inner validation share for round selection: ``train pathology``'s split with ``seed``."""
         return inner_validation(self.cases, replace(train, seed=seed))
@@ -108,7 +107,6 @@ class PathologyCentre:
                                                np.array([c.event for c in val], dtype=bool), score)
         return {"num-examples": float(len(val)), "concordant": concordant, "comparable": comparable,
                 "loss-sum": float(losses.sum()), "loss-patches": float(losses.size)}
-
 
     def signature_cases(self, state: Mapping[str, np.ndarray] | None, model_sha256: str, config: TrainConfig,
                         n_bins: int, n_words: int) -> SignatureCases:
