@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import time
 
 from scipy.stats import t
@@ -39,6 +40,7 @@ from common import emit, machine
 from sarcoma_risk.federated.flower import LocalGrid, make_client_app, make_server_app, server_context
 from sarcoma_risk.federated.fusion import FederatedFusionSettings, fit_federated_fusion
 from sarcoma_risk.federated import centre as centre_ops
+from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.survival.concordance import harrell_c
 from sarcoma_risk.synthetic.tables import phantom_fusion_table
 
@@ -145,7 +147,11 @@ def main() -> None:
         validation = phantom_fusion_table(args.validation, ("D",), seed, score_noise=args.score_noise)
         parts = {str(c): rows for c, rows in training.groupby("centre")}
         for name, rows in parts.items():
-            figures.setdefault(f"c_index_alone_{name}", []).append(c_index(alone(rows, args.penalizer), validation))
+            try:
+                model = alone(rows, args.penalizer)
+            except InvalidInput as error:
+                raise InvalidInput(f"seed {seed}: centre {name} alone: {error}\n(more --cases-per-centre)") from error
+            figures.setdefault(f"c_index_alone_{name}", []).append(c_index(model, validation))
         start = time.perf_counter()
         model, rounds = federated(parts, args.penalizer)
         seconds.append(time.perf_counter() - start)
@@ -168,4 +174,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except InvalidInput as error:  # a cohort too small for an arm: say which, without a traceback
+        sys.exit(f"bench_federated: {error}")

@@ -140,3 +140,13 @@ def test_round_selection_is_refused_for_the_radiology_cnn():
     run = subprocess.run([sys.executable, str(BENCH), "--model", "radiology", "--select-round"], capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 2 and "--select-round: only with --model pathology" in run.stderr
+
+
+def test_a_centre_with_too_few_events_stops_the_fusion_benchmark_with_its_name_and_no_traceback():
+    # Seed 0 gives centre A 7 recurrences among 40 cases; a Cox sub-model needs 10.
+    run = subprocess.run([sys.executable, str(BENCH), "--seeds", "1", "--cases-per-centre", "40", "--validation",
+                          "100"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr.startswith("bench_federated: seed 0: centre A alone: no sub-model could be fitted")
+    assert "7 event(s)" in run.stderr and "needs at least 10 events" in run.stderr
+    assert "Traceback" not in run.stderr and "--cases-per-centre" in run.stderr
