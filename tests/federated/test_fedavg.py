@@ -61,6 +61,38 @@ def test_flowers_fedavg_averages_hand_made_weights_by_each_centres_number_of_cas
     assert out["w"].dtype == np.float32
 
 
+@pytest.mark.parametrize("sent_to", [(3, 1, 2), (2, 3, 1), (1, 2, 3)])
+def test_the_server_takes_the_replies_in_node_order_not_as_they_arrive_or_were_sent(sent_to):
+    # FedAvg sums the float32 weights in reply order, and Flower samples the nodes of a round in random order:
+    # either order would make a seeded run irreproducible.
+    from flwr.clientapp import ClientApp
+
+    from sarcoma_risk.federated.fedavg import WatchedGrid
+    from sarcoma_risk.federated.flower import LocalGrid
+
+    app = ClientApp()
+
+    @app.train()
+    def train(message, context):
+        time.sleep(0.3 * (3 - context.node_id))  # node 3 answers first, node 1 last
+        return Message(RecordDict({"metrics": MetricRecord({"num-examples": 1.0})}), reply_to=message)
+
+    grid = LocalGrid(app, [{"centre": c} for c in "ABC"], {})
+    try:
+        messages = [grid.create_message(RecordDict({}), "train", node, group_id="1") for node in sent_to]
+        replies = WatchedGrid(grid, min_centres=3).send_and_receive(messages, timeout=30)
+    finally:
+        grid.close()
+    assert [r.metadata.src_node_id for r in replies] == [1, 2, 3]
+
+
+def test_a_seeded_federated_run_repeats_exactly(mri_centres):
+    config = {"min-centres": 3, "rounds": 3, "local-epochs": 1, "seed": 5}  # Flower samples each round's nodes anew
+    first, second = (state_arrays(simulate(mri_centres, config).model.network_) for _ in range(2))
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+
+
 # What may travel in the federated CNN's messages: config keys, and arrays named and shaped as the network's state.
 CONFIG = r"model|preset|sequences|local-epochs|seed|dp-clip|dp-noise|min-centre-events|select-round|server-round|proximal-mu"
 

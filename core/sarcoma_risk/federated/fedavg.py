@@ -297,7 +297,9 @@ class WatchedGrid:
             sent += size
             if self.on_message:
                 self.on_message("sent", m, size)
-        replies = list(self.grid.send_and_receive(messages, timeout=timeout))
+        # By node, not as they arrived nor as the strategy sampled the nodes: FedAvg sums the replies' float32
+        # weights in this order, and another order changes the last bits, which training makes a different model.
+        replies = sorted(self.grid.send_and_receive(messages, timeout=timeout), key=lambda r: r.metadata.src_node_id)
         received = 0
         for r in replies:
             size = wire_size(r)
