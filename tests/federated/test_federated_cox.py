@@ -118,3 +118,14 @@ def test_too_few_centres_left_stops_the_fit_with_every_reason(three_centres):
         fit_federated_fusion(local_query(parts), FederatedFusionSettings(min_centre_events=32))
     assert "centre A: 31 development event(s)" in str(err.value)
     assert "centre B: 27 development event(s)" in str(err.value)
+
+
+def test_the_federated_fit_does_not_depend_on_the_order_the_centres_answer_in(three_centres):
+    # Sums of floats depend on their order; a transport delivers the centres' answers in any order.
+    parts = split(three_centres)
+    forward = local_query(parts)
+    backward = lambda op, request: dict(reversed(forward(op, request).items()))  # noqa: E731
+    first, _ = fit_federated_fusion(forward, FederatedFusionSettings(penalizer=0.1))
+    second, _ = fit_federated_fusion(backward, FederatedFusionSettings(penalizer=0.1))
+    for submodel, fitted in first.submodels_.items():
+        np.testing.assert_array_equal(fitted.cox.beta, second.submodels_[submodel].cox.beta, err_msg=submodel)
