@@ -129,7 +129,8 @@ def test_every_fedavg_message_holds_only_the_networks_state_dict_counts_and_scor
                 assert {k: v.shape for k, v in arrays["arrays"].items()} == shapes
                 assert set(arrays) == {"arrays", "grid"} and arrays["grid"]["edges"].shape == SCORE_EDGES.shape
             else:  # a histogram on the server's grid: its size is the grid's, not a number of cases
-                assert {k: v.shape for k, v in arrays["arrays"].items()} == {"histogram": (SCORE_EDGES.size - 1,)}
+                assert {k: v.shape for k, v in arrays["arrays"].items()} == {"histogram": (SCORE_EDGES.size - 1,),
+                                                                        "outside": (2,)}
                 assert dict(content.config_records["config"])["n"] in sizes
     assert result.n_cases == sum(sizes) and result.centres == 3 and len(result.rounds) == 3
     assert all(r["bytes_sent"] > 0 and r["bytes_received"] > 0 for r in result.rounds)
@@ -166,6 +167,21 @@ def test_differential_privacy_bounds_what_a_centre_sends_and_its_noise_changes_i
     noisy = update(dp_clip=clip, dp_noise=1.0)
     noise = flat(noisy) - flat(clipped)
     assert np.std(noise) == pytest.approx(clip, rel=0.05)  # SD noise * clip on every coordinate
+
+
+def test_a_centre_counts_the_scores_beyond_the_servers_histogram_grid(mri_centres):
+    centre = mri_centres["A"]
+    pre, model, train = preset("tiny")
+    state = state_arrays(initial_network(pre, model, train))
+    fine = np.linspace(-1.0, 1.0, 200_001)  # an untrained network's scores lie close together
+    full = centre.scores(state, pre, model, fine)
+    counts = full["histogram"]
+    middle = int(np.searchsorted(np.cumsum(counts), counts.sum() / 2))  # the bin of the median score
+    answer = centre.scores(state, pre, model, fine[middle:middle + 2])  # a grid of that one bin
+    np.testing.assert_array_equal(answer["outside"], [counts[:middle].sum(), counts[middle + 1:].sum()])
+    assert answer["outside"].sum() > 0
+    assert answer["histogram"].tolist() == [full["n"]]  # the scores outside are still counted, in the end bins
+    np.testing.assert_array_equal(full["outside"], [0, 0])
 
 
 def test_a_centre_with_too_few_events_is_refused_with_a_message_naming_it_and_its_count(mri_centres):

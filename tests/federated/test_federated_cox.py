@@ -129,3 +129,18 @@ def test_the_federated_fit_does_not_depend_on_the_order_the_centres_answer_in(th
     second, _ = fit_federated_fusion(backward, FederatedFusionSettings(penalizer=0.1))
     for submodel, fitted in first.submodels_.items():
         np.testing.assert_array_equal(fitted.cox.beta, second.submodels_[submodel].cox.beta, err_msg=submodel)
+
+
+def test_risks_beyond_the_histogram_grid_are_counted_and_named_in_a_warning(three_centres, caplog):
+    # A narrow grid: the centres' end bins then hold clipped risks, which would shift the extreme
+    # percentiles without a trace; the centres send how many fell outside and the server says so.
+    settings = FederatedFusionSettings(penalizer=0.1, risk_limit=0.5)
+    model, _ = fit_federated_fusion(local_query(split(three_centres)), settings)
+    risk = model.predict(three_centres)["risk"].to_numpy()  # every case has all three modalities
+    below, above = int((risk < -0.5).sum()), int((risk > 0.5).sum())
+    assert below > 0 and above > 0
+    assert (f"{below} sub-model clinical+radiology+pathology risk value(s) below and {above} above the "
+            "histogram grid [-0.5, 0.5]") in caplog.text
+    caplog.clear()
+    fit_federated_fusion(local_query(split(three_centres)), FederatedFusionSettings(penalizer=0.1))
+    assert "histogram grid" not in caplog.text

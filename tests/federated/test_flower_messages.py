@@ -46,7 +46,7 @@ ARRAYS = {
     "summary": {"numeric/*": (3,), "score/*": (3,), "subset/*": (2,)},
     "moments": {"sum": "p", "sum_squares": "p"},
     "cox": {"gradient": "p", "hessian": "pp"},
-    "describe": {"events": "t-1", "exposure": "t-1", "risk_histogram": "r-1", "pairs": (2,)},
+    "describe": {"events": "t-1", "exposure": "t-1", "risk_histogram": "r-1", "risk_outside": (2,), "pairs": (2,)},
 }
 
 

@@ -7,6 +7,7 @@ Newton-Raphson on their totals), :mod:`~sarcoma_risk.federated.centre` (what a c
 :mod:`~sarcoma_risk.federated.patchmodel` (a pathology centre's round and tile counts),
 :mod:`~sarcoma_risk.federated.signature` (the slide signature from sums),
 :mod:`~sarcoma_risk.federated.privacy` (clipping and noise on an update).
+:mod:`~sarcoma_risk.federated.histogram` (scores and risks as counts on the server's grid) serves both.
 :mod:`~sarcoma_risk.federated.flower` and :mod:`~sarcoma_risk.federated.fedavg` carry the messages
 (Flower's ServerApp, ClientApp and FedAvg/FedProx), :mod:`~sarcoma_risk.federated.apps` holds the deployed
 apps; Flower (``flwr``, the ``federated`` extra) is

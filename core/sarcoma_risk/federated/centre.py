@@ -16,7 +16,8 @@ Requests (``op``):
 * ``cox``: the Efron log partial likelihood, gradient and Hessian at the server's coefficients.
 * ``describe``: at the final coefficients, the events and the exposure (time at risk times relative
   hazard) per bin of a fixed month grid (the baseline hazard), a histogram of the risk on a fixed
-  grid (percentiles and the median cutoff), and Harrell's concordant and comparable pair counts.
+  grid (percentiles and the median cutoff) with the numbers of risks below and above that grid,
+  and Harrell's concordant and comparable pair counts.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import numpy as np
 from sarcoma_risk.clinical.encoder import ClinicalEncoder
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.federated.coxstats import efron_stats
+from sarcoma_risk.federated.histogram import grid_histogram
 from sarcoma_risk.fusion.model import CoxFusion
 from sarcoma_risk.fusion.table import CLINICAL, DURATION, EVENT, submodel_name
 from sarcoma_risk.survival.scores import score_column
@@ -115,9 +117,9 @@ def describe(table, request: Mapping[str, Any]) -> Payload:
     exposure = np.exp(risk) @ inside
     events = np.histogram(time[event], bins=edges)[0].astype(float)
     risk_edges = np.asarray(request["risk_edges"], dtype=float)
-    histogram = np.histogram(np.clip(risk, risk_edges[0], risk_edges[-1]), bins=risk_edges)[0].astype(float)
+    histogram, outside = grid_histogram(risk, risk_edges)
     concordant, comparable = harrell_pairs(time, event, risk)
-    return {"events": events, "exposure": exposure, "risk_histogram": histogram,
+    return {"events": events, "exposure": exposure, "risk_histogram": histogram, "risk_outside": outside,
             "pairs": np.array([concordant, comparable], dtype=float)}
 
 

@@ -36,6 +36,7 @@ from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fileio import atomic_write_bytes, atomic_write_json
 # federated.flower imports Flower first, once, with its import-time warnings filtered
 from sarcoma_risk.federated.flower import FederatedError, MessageHook, decode, encode, wire_size
+from sarcoma_risk.federated.histogram import warn_outside_grid
 from sarcoma_risk.federated.imaging import CentreRefused, RadiologyCentre, initial_network, load_state, state_arrays
 from sarcoma_risk.federated.patchmodel import PRESETS as PATCH_PRESETS
 from sarcoma_risk.federated.patchmodel import (PathologyCentre, final_patch_model, initial_patch_model,
@@ -250,7 +251,8 @@ def add_imaging_handlers(app, load_centre: CentreLoader = manifest_centre_loader
         arrays = message.content.array_records
         answer = centre.scores(from_record(arrays["arrays"]), pre, model, arrays["grid"]["edges"].numpy())
         return RecordDict({"config": ConfigRecord({"n": answer["n"], "sum": answer["sum"]}),
-                           "arrays": ArrayRecord({"histogram": Array(answer["histogram"])})})
+                           "arrays": ArrayRecord({"histogram": Array(answer["histogram"]),
+                                                  "outside": Array(answer["outside"])})})
 
     def signature(message, context) -> RecordDict:
         request = decode(message.content)
@@ -429,6 +431,8 @@ def _centred_radiology(watched: WatchedGrid, final: Mapping[str, np.ndarray], se
     n = sum(float(r.content.config_records["config"]["n"]) for r in replies)
     mean = sum(float(r.content.config_records["config"]["sum"]) for r in replies) / n
     histogram = sum(r.content.array_records["arrays"]["histogram"].numpy() for r in replies)
+    warn_outside_grid("radiology score", sum(r.content.array_records["arrays"]["outside"].numpy() for r in replies),
+                      SCORE_EDGES)
     estimator = RadiologyCoxModel(pre, model_config, train)
     network = estimator._new_network()
     load_state(network, final)

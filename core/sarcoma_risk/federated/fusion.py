@@ -41,6 +41,7 @@ import numpy as np
 from sarcoma_risk.clinical.encoder import DEFAULT_FEATURES, ClinicalEncoder
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.federated.coxstats import CoxStats, fit_newton
+from sarcoma_risk.federated.histogram import warn_outside_grid
 from sarcoma_risk.fusion.cox import CoxParameters
 from sarcoma_risk.fusion.groups import Cutoff
 from sarcoma_risk.fusion.model import CoxFusion, all_subsets
@@ -266,6 +267,7 @@ def _fit_submodel(session: _Session, settings: FederatedFusionSettings, subset: 
     cumulative = np.cumsum(hazard)
     jumps = events > 0
     histogram = _sum(answers, "risk_histogram")
+    warn_outside_grid(f"sub-model {name} risk", _sum(answers, "risk_outside"), risk_edges)
     percentiles = _percentiles(histogram, risk_edges, PERCENTILES)
     median = float(np.interp(50.0, PERCENTILES, percentiles))
     share_high = 1.0 - _cdf(histogram, risk_edges, median)

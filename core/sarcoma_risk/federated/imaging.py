@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.federated.histogram import grid_histogram
 from sarcoma_risk.federated.privacy import privatise
 from sarcoma_risk.radiology.config import ModelConfig, PreprocessConfig, TrainConfig
 from sarcoma_risk.radiology.train import RadiologyCoxModel, seeded
@@ -117,12 +118,13 @@ class RadiologyCentre:
 
     def scores(self, state: Mapping[str, np.ndarray], preprocess: PreprocessConfig, model: ModelConfig,
                edges: np.ndarray) -> dict[str, Any]:
-        """Number, sum and histogram (on ``edges``) of the raw scores (offset 0) of the centre's cases."""
+        """Number, sum and histogram (on ``edges``) of the raw scores (offset 0) of the centre's cases, and
+        the numbers of scores below and above ``edges``."""
         estimator = RadiologyCoxModel(preprocess, model)
         network = estimator._new_network()
         load_state(network, state)
         network.offset.zero_()
         with TORCH_LOCK:
             raw = RadiologyCoxModel._raw_scores(network, estimator._check_x(self.X), 8).numpy()
-        histogram = np.histogram(np.clip(raw, edges[0], edges[-1]), bins=edges)[0].astype(float)
-        return {"n": float(raw.size), "sum": float(raw.sum()), "histogram": histogram}
+        histogram, outside = grid_histogram(raw, edges)
+        return {"n": float(raw.size), "sum": float(raw.sum()), "histogram": histogram, "outside": outside}
