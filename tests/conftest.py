@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import select
 import signal
@@ -16,6 +17,21 @@ import pytest
 #: (0.78 development, 0.75 validation, 0.79 overall) rather than a lucky or unlucky draw.
 PHANTOM_TINY_SEED = 126
 PHANTOM_TINY_CASES = 24
+
+
+@pytest.fixture(autouse=True)
+def _no_log_handler_outlives_its_test():
+    """Drop the root log handlers a test's command added.
+
+    ``main([...])`` points the root logger at that call's stderr (``logging.basicConfig(force=True)``),
+    which under capsys is the test's capture: closed after the test, so every later record would
+    fail on it and print a traceback, from whichever thread logged.
+    """
+    root = logging.getLogger()
+    before = list(root.handlers)
+    yield
+    for handler in [h for h in root.handlers if type(h) is logging.StreamHandler and h not in before]:
+        root.removeHandler(handler)
 
 
 @pytest.fixture(scope="session")

@@ -94,8 +94,11 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
-def simulate(centres, run_config, on_message=None):
-    """Run FedAvg/FedProx of a CNN over ``centres`` (name -> centre data) in one process; the result."""
+def simulate(centres, run_config, on_message=None, wrap=None):
+    """Run FedAvg/FedProx of a CNN over ``centres`` (name -> centre data) in one process; the result.
+
+    ``wrap(client_app)``, when given, is what the grid calls instead of the ClientApp.
+    """
     from flwr.clientapp import ClientApp
 
     from sarcoma_risk.federated.fedavg import add_imaging_handlers, make_fedavg_server_app
@@ -104,10 +107,18 @@ def simulate(centres, run_config, on_message=None):
     client = ClientApp()
     add_imaging_handlers(client, lambda context, settings: centres[context.node_config["centre"]])
     run_config = {"preset": "tiny", **run_config}
-    grid = LocalGrid(client, [{"centre": c} for c in centres], run_config)
+    grid = LocalGrid(wrap(client) if wrap else client, [{"centre": c} for c in centres], run_config)
     result = {}
     try:
         make_fedavg_server_app(on_message, on_done=lambda r: result.update(result=r))(grid, server_context(run_config))
     finally:
         grid.close()
     return result["result"]
+
+
+def assert_sender(content) -> None:
+    """The message names this release's message format and version, and nothing else in its ``sender`` record."""
+    from sarcoma_risk import __version__
+    from sarcoma_risk.federated.flower import PROTOCOL
+
+    assert dict(content.config_records["sender"]) == {"protocol": PROTOCOL, "release": __version__}

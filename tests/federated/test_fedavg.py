@@ -11,16 +11,17 @@ import numpy as np
 import pytest
 
 from sarcoma_risk.federated.fedavg import SCORE_EDGES, FedAvgSettings, from_record, to_record
-from sarcoma_risk.federated.flower import FederatedError
+from sarcoma_risk import __version__
+from sarcoma_risk.federated.flower import PROTOCOL, FederatedError
 from sarcoma_risk.federated.imaging import initial_network, state_arrays
 from sarcoma_risk.federated.privacy import update_norm
 from sarcoma_risk.radiology.config import preset
 from sarcoma_risk.radiology.train import RadiologyCoxModel
 
-from flwr.app import Array, ArrayRecord, Message, MetricRecord, RecordDict  # noqa: I001
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict  # noqa: I001
 from flwr.serverapp.strategy import FedAvg
 
-from .conftest import simulate
+from .conftest import assert_sender, simulate
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -68,14 +69,14 @@ def test_the_server_takes_the_replies_in_node_order_not_as_they_arrive_or_were_s
     from flwr.clientapp import ClientApp
 
     from sarcoma_risk.federated.fedavg import WatchedGrid
-    from sarcoma_risk.federated.flower import LocalGrid
+    from sarcoma_risk.federated.flower import LocalGrid, stamp
 
     app = ClientApp()
 
     @app.train()
     def train(message, context):
         time.sleep(0.3 * (3 - context.node_id))  # node 3 answers first, node 1 last
-        return Message(RecordDict({"metrics": MetricRecord({"num-examples": 1.0})}), reply_to=message)
+        return Message(stamp(RecordDict({"metrics": MetricRecord({"num-examples": 1.0})})), reply_to=message)
 
     grid = LocalGrid(app, [{"centre": c} for c in "ABC"], {})
     try:
@@ -84,6 +85,31 @@ def test_the_server_takes_the_replies_in_node_order_not_as_they_arrive_or_were_s
     finally:
         grid.close()
     assert [r.metadata.src_node_id for r in replies] == [1, 2, 3]
+
+
+def test_no_two_centres_of_the_in_process_grid_decode_an_array_at_once(mri_centres, monkeypatch):
+    # Flower's Array.numpy() parses the .npy header with ast.literal_eval, which CPython 3.11 cannot run in two
+    # threads at once ("SystemError: AST constructor recursion depth mismatch"); LocalGrid's centres are threads.
+    import ast
+    import threading
+
+    real, guard, seen = ast.literal_eval, threading.Lock(), {"active": 0, "peak": 0, "threads": set()}
+
+    def literal_eval(text):
+        with guard:
+            seen["active"] += 1
+            seen["peak"] = max(seen["peak"], seen["active"])
+            seen["threads"].add(threading.get_ident())
+        time.sleep(0.001)  # time for another centre's thread to come in, were it not kept out
+        try:
+            return real(text)
+        finally:
+            with guard:
+                seen["active"] -= 1
+
+    monkeypatch.setattr(ast, "literal_eval", literal_eval)
+    simulate(mri_centres, {"min-centres": 3, "rounds": 1})
+    assert len(seen["threads"]) >= 3 and seen["peak"] == 1
 
 
 def test_a_seeded_federated_run_repeats_exactly(mri_centres):
@@ -110,6 +136,7 @@ def test_every_fedavg_message_holds_only_the_networks_state_dict_counts_and_scor
     assert [(d, t) for d, t, _ in messages].count(("received", "query.scores")) == 3
     for direction, kind, message in messages:
         content = message.content
+        assert_sender(content)
         for key in content.config_records.get("config", {}):
             assert re.fullmatch(CONFIG if direction == "sent" else r"n|sum", key), f"{direction} {kind}: {key}"
         if kind == "train":
@@ -117,7 +144,7 @@ def test_every_fedavg_message_holds_only_the_networks_state_dict_counts_and_scor
             state = from_record(content.array_records["arrays"])
             assert {k: v.shape for k, v in state.items()} == shapes, f"{direction} {kind}"
             if direction == "received":
-                assert set(content.config_records) == set()
+                assert set(content.config_records) == {"sender"}
                 metrics = dict(content.metric_records["metrics"])
                 assert set(metrics) == {"num-examples", "train-loss"} and metrics["num-examples"] in sizes
             else:
@@ -189,6 +216,22 @@ def test_a_centre_with_too_few_events_is_refused_with_a_message_naming_it_and_it
     with pytest.raises(FederatedError, match=r"1 centre\(s\) answered; need 2 .*centre C: 6 development case\(s\) "
                                              r"with MRI and 0 event\(s\); at least 3 events are needed"):
         simulate({"A": mri_centres["A"], "C": thin}, {"min-centres": 2, "rounds": 1})
+
+
+def test_a_centre_of_another_message_format_stops_federated_training_naming_both_releases(mri_centres):
+    def newer_release(client):
+        def handle(message, context):
+            reply = client(message, context)
+            if context.node_config["centre"] == "C":
+                reply.content["sender"] = ConfigRecord({"protocol": PROTOCOL + 1, "release": "9.0.0"})
+            return reply
+        return handle
+
+    with pytest.raises(FederatedError, match=rf"^the centre on node 3 runs sarcoma-risk 9\.0\.0 \(message format "
+                                             rf"{PROTOCOL + 1}\); this side runs sarcoma-risk "
+                                             rf"{re.escape(__version__)} \(message format {PROTOCOL}\); the server "
+                                             rf"and every centre must run the same SarcomaRisk release$"):
+        simulate(mri_centres, {"min-centres": 3, "rounds": 1}, wrap=newer_release)
 
 
 def test_fedavg_settings_refuse_a_proximal_term_without_fedprox_and_noise_without_a_clip():

@@ -21,7 +21,7 @@ from sarcoma_risk.pathology.train import PatchTrainer, SlidePool
 from sarcoma_risk.release.model_card import _federated_cnn
 from sarcoma_risk.weights import WeightRegistry
 
-from .conftest import simulate
+from .conftest import assert_sender, simulate
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -52,6 +52,7 @@ def test_every_patch_model_message_holds_only_its_state_dict_counts_and_signatur
     features = 10 + 20  # the signature's histogram bins and words
     for direction, message in messages[4:]:  # the slide signature: sums sized by the signature, not by the cases
         content = message.content
+        assert_sender(content)
         if direction == "sent":
             assert set(content.array_records) <= {"arrays", "model"}
             if "model" in content.array_records:
@@ -67,6 +68,7 @@ def test_every_patch_model_message_holds_only_its_state_dict_counts_and_signatur
     assert sum(1 for d, m in messages[4:] if "model" in m.content.array_records) == 2  # the model goes once a centre
     for direction, message in messages[:4]:
         content = message.content
+        assert_sender(content)
         assert set(content.array_records) == {"arrays"}
         assert {k: v.shape for k, v in from_record(content.array_records["arrays"]).items()} == shapes
         if direction == "sent":
@@ -74,7 +76,7 @@ def test_every_patch_model_message_holds_only_its_state_dict_counts_and_signatur
             assert all(re.fullmatch(r"model|preset|sequences|local-epochs|seed|dp-clip|dp-noise|min-centre-events|select-round|"
                                     r"server-round", k) for k in content.config_records["config"])
         else:
-            assert not content.config_records
+            assert set(content.config_records) == {"sender"}
             assert set(content.metric_records["metrics"]) == {"num-examples", "train-loss"}
     assert result.centres == 2 and result.rounds[0]["examples"] == result.n_cases
     assert result.signature.n_cases_ == 16
@@ -108,12 +110,13 @@ def test_round_selection_keeps_the_best_round_and_its_messages_hold_only_the_ave
     averages = {}
     for direction, message in evaluated:
         content = message.content
+        assert_sender(content)
         if direction == "sent":  # the round's average and the settings
             arrays = from_record(content.array_records["arrays"])
             assert {k: v.shape for k, v in arrays.items()} == shapes
             averages[int(content.config_records["config"]["server-round"])] = arrays
         else:  # sums over the centre's validation cases: no score, no case
-            assert not content.array_records and not content.config_records
+            assert not content.array_records and set(content.config_records) == {"sender"}
             assert set(content.metric_records["metrics"]) == {"num-examples", "concordant", "comparable",
                                                               "loss-sum", "loss-patches"}
     figures = result.round_validation

@@ -9,18 +9,25 @@ import time
 import numpy as np
 import pytest
 
-from sarcoma_risk.federated.flower import (FederatedError, LocalGrid, decode, make_client_app, make_server_app,
-                                           run_server, server_context)
+from sarcoma_risk import __version__
+from sarcoma_risk.federated.flower import (PROTOCOL, FederatedError, LocalGrid, decode, encode, make_client_app,
+                                           make_server_app, run_server, server_context)
 from sarcoma_risk.federated.fusion import fit_federated_fusion
 from sarcoma_risk.fusion.model import all_subsets
 from sarcoma_risk.fusion.table import submodel_name
 
-from .conftest import local_query, split
+from flwr.app import ConfigRecord, Message  # noqa: I001 - after federated.flower, which imports Flower with its filter
+
+from .conftest import assert_sender, local_query, split
 
 
-def _run(parts, run_config, *, loader=None, on_message=None):
-    client = make_client_app(loader or (lambda context: (context.node_config["centre"],
-                                                         parts[context.node_config["centre"]])))
+def _loader(parts):
+    return lambda context: (context.node_config["centre"], parts[context.node_config["centre"]])
+
+
+def _run(parts, run_config, *, loader=None, on_message=None, wrap=None):
+    client = make_client_app(loader or _loader(parts))
+    client = wrap(client) if wrap else client
     grid = LocalGrid(client, [{"centre": c} for c in parts], run_config)
     result = {}
     app = make_server_app(on_message=on_message, on_done=lambda model, log, rounds: result.update(
@@ -70,7 +77,8 @@ def test_every_message_holds_only_named_aggregates_and_no_case_data(three_centre
         op = message.metadata.message_type.split(".")[1]
         kind = "request" if direction == "sent" else op
         content = message.content
-        assert set(content.config_records) <= {"config"} and set(content.array_records) <= {"arrays"}
+        assert set(content.config_records) <= {"config", "sender"} and set(content.array_records) <= {"arrays"}
+        assert_sender(content)
         assert not content.metric_records
         payload = decode(content)
         config = dict(content.config_records.get("config", {}))
@@ -155,6 +163,45 @@ def test_a_centre_whose_data_fails_stops_the_fit_with_an_error_naming_it_but_no_
         _run({**parts, "B": broken}, {"min-centres": 2})
     assert "SYN-B" not in str(err.value)  # the error reply names no case
     assert "column 'margin': 'R7'" in caplog.text  # the centre's own log has the details
+
+
+def test_a_centre_on_a_release_from_before_the_message_formats_stops_the_fit_with_a_message_naming_it(
+        three_centres):
+    def older_release(client):  # its replies carry no sender record
+        def handle(message, context):
+            reply = client(message, context)
+            if context.node_config["centre"] == "B":
+                del reply.content["sender"]
+            return reply
+        return handle
+
+    here = rf"sarcoma-risk {re.escape(__version__)} \(message format {PROTOCOL}\)"
+    with pytest.raises(FederatedError, match=rf"^centre B sent a message without a message format: it runs a "
+                                             rf"SarcomaRisk release older than the federated message formats; this "
+                                             rf"side runs {here}; the server and every centre must run the same "
+                                             rf"SarcomaRisk release$"):
+        _run(split(three_centres), {"min-centres": 3}, wrap=older_release)
+
+
+@pytest.mark.parametrize("sender, why", [
+    ({"protocol": PROTOCOL + 1, "release": "9.0.0"}, rf"the server runs sarcoma-risk 9\.0\.0 \(message format "
+                                                     rf"{PROTOCOL + 1}\)"),
+    (None, "the server sent a message without a message format"),
+], ids=["newer-server", "older-server"])
+def test_a_centre_refuses_a_server_of_another_message_format_and_says_why_in_its_error_reply(three_centres, sender,
+                                                                                            why):
+    request = encode({"op": "summary"})
+    if sender:
+        request["sender"] = ConfigRecord(sender)
+    grid = LocalGrid(make_client_app(_loader(split(three_centres))), [{"centre": "A"}], {})
+    try:
+        [reply] = grid.send_and_receive([Message(request, 1, "query.summary", group_id="0")], timeout=30)
+    finally:
+        grid.close()
+    assert reply.has_error() and not reply.has_content()
+    assert re.search(rf"{why}.*; this side runs sarcoma-risk {re.escape(__version__)} \(message format "
+                     rf"{PROTOCOL}\); the server and every centre must run the same SarcomaRisk release",
+                     reply.error.reason), reply.error.reason
 
 
 def test_the_fit_stops_at_its_time_limit():

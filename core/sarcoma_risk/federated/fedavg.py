@@ -35,7 +35,8 @@ from sarcoma_risk.cohort import Split, read_manifest
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fileio import atomic_write_bytes, atomic_write_json
 # federated.flower imports Flower first, once, with its import-time warnings filtered
-from sarcoma_risk.federated.flower import FederatedError, MessageHook, decode, encode, wire_size
+from sarcoma_risk.federated.flower import (FederatedError, MessageHook, check_sender, decode, encode, stamp,
+                                           to_numpy, wire_size)
 from sarcoma_risk.federated.histogram import warn_outside_grid
 from sarcoma_risk.federated.imaging import CentreRefused, RadiologyCentre, initial_network, load_state, state_arrays
 from sarcoma_risk.federated.patchmodel import PRESETS as PATCH_PRESETS
@@ -157,7 +158,7 @@ def to_record(state: Mapping[str, np.ndarray]):
 
 
 def from_record(record) -> dict[str, np.ndarray]:
-    return {k: a.numpy() for k, a in record.items()}
+    return {k: to_numpy(a) for k, a in record.items()}
 
 
 # ---- the centres' side ----------------------------------------------------------------------------
@@ -212,6 +213,7 @@ def add_imaging_handlers(app, load_centre: CentreLoader = manifest_centre_loader
     def guarded(kind: str, work: Callable[[Any, Any], RecordDict]):
         def handle(message, context):
             name = str(context.node_config.get("centre", context.node_id))
+            check_sender(message.content, "the server")
             try:
                 content = work(message, context)
             except CentreRefused as exc:  # its message names counts only: the server may read it
@@ -220,7 +222,7 @@ def add_imaging_handlers(app, load_centre: CentreLoader = manifest_centre_loader
                 log.error("centre %s: %s", name, exc)
                 raise FederatedError(f"centre {name}: {type(exc).__name__} while answering {kind} "
                                      "(details in that centre's log)") from None
-            return Message(content, reply_to=message)
+            return Message(stamp(content), reply_to=message)
         return handle
 
     def train(message, context) -> RecordDict:
@@ -249,7 +251,7 @@ def add_imaging_handlers(app, load_centre: CentreLoader = manifest_centre_loader
         config = dict(message.content.config_records["config"])
         centre, (pre, model, _) = centre_for(context, config)  # radiology only
         arrays = message.content.array_records
-        answer = centre.scores(from_record(arrays["arrays"]), pre, model, arrays["grid"]["edges"].numpy())
+        answer = centre.scores(from_record(arrays["arrays"]), pre, model, to_numpy(arrays["grid"]["edges"]))
         return RecordDict({"config": ConfigRecord({"n": answer["n"], "sum": answer["sum"]}),
                            "arrays": ArrayRecord({"histogram": Array(answer["histogram"]),
                                                   "outside": Array(answer["outside"])})})
@@ -272,7 +274,10 @@ def add_imaging_handlers(app, load_centre: CentreLoader = manifest_centre_loader
 # ---- the server's side ----------------------------------------------------------------------------
 
 class WatchedGrid:
-    """A Flower Grid seen through: every message to ``on_message``, bytes per round, at least ``min_centres`` replies."""
+    """A Flower Grid seen through: every message to ``on_message``, bytes per round, at least ``min_centres`` replies.
+
+    It stamps what it sends with this release's message format and refuses a reply of another format.
+    """
 
     def __init__(self, grid, min_centres: int, on_message: MessageHook | None = None) -> None:
         self.grid, self.min_centres, self.on_message = grid, min_centres, on_message
@@ -295,6 +300,7 @@ class WatchedGrid:
             return []
         sent = 0
         for m in messages:
+            stamp(m.content)
             size = wire_size(m)
             sent += size
             if self.on_message:
@@ -311,6 +317,8 @@ class WatchedGrid:
         answered = {r.metadata.src_node_id for r in replies}
         self.dropped |= {m.metadata.dst_node_id for m in messages} - answered
         good = [r for r in replies if not r.has_error()]
+        for r in good:
+            check_sender(r.content, f"the centre on node {r.metadata.src_node_id}")
         kind = messages[0].metadata.message_type
         examples = sum(float(r.content.metric_records["metrics"]["num-examples"]) for r in good
                        if "metrics" in r.content.metric_records)
@@ -430,8 +438,8 @@ def _centred_radiology(watched: WatchedGrid, final: Mapping[str, np.ndarray], se
         timeout=settings.round_timeout) if not r.has_error()]
     n = sum(float(r.content.config_records["config"]["n"]) for r in replies)
     mean = sum(float(r.content.config_records["config"]["sum"]) for r in replies) / n
-    histogram = sum(r.content.array_records["arrays"]["histogram"].numpy() for r in replies)
-    warn_outside_grid("radiology score", sum(r.content.array_records["arrays"]["outside"].numpy() for r in replies),
+    histogram = sum(to_numpy(r.content.array_records["arrays"]["histogram"]) for r in replies)
+    warn_outside_grid("radiology score", sum(to_numpy(r.content.array_records["arrays"]["outside"]) for r in replies),
                       SCORE_EDGES)
     estimator = RadiologyCoxModel(pre, model_config, train)
     network = estimator._new_network()

@@ -15,12 +15,18 @@ The same two apps run
 
 ``on_message(direction, message, size)`` sees every message the server sends (``"sent"``) and
 receives (``"received"``) with its size in bytes on the wire: the tests inspect them all.
+
+Every message, both ways, also carries a ``ConfigRecord`` named ``sender``: the message format
+(:data:`PROTOCOL`) and the SarcomaRisk release of its sender. The server and the centres refuse a
+message of another format, so a centre on another release stops the run with a message naming both
+releases instead of failing deep inside the fit.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -40,6 +46,7 @@ with warnings.catch_warnings():
     from flwr.proto.message_pb2 import Message as ProtoMessage  # pylint: disable=no-name-in-module
     from flwr.serverapp import ServerApp
 
+from sarcoma_risk import __version__
 from sarcoma_risk.cohort import Split, read_manifest
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.federated import centre
@@ -73,12 +80,55 @@ def encode(payload: Mapping[str, Any]):
     return RecordDict({"config": ConfigRecord(config), "arrays": ArrayRecord(arrays)})
 
 
+# Flower's Array.numpy() reads the .npy header with ast.literal_eval, and CPython 3.11 keeps the AST
+# constructor's recursion depth in interpreter-wide state: two threads decoding at once can fail with
+# "SystemError: AST constructor recursion depth mismatch". LocalGrid runs the centres in threads.
+_DECODE_LOCK = threading.Lock()
+
+
+def to_numpy(array) -> np.ndarray:
+    """A Flower ``Array`` as a numpy array, one thread at a time."""
+    with _DECODE_LOCK:
+        return array.numpy()
+
+
 def decode(content) -> dict[str, Any]:
     """Inverse of :func:`encode`."""
     out: dict[str, Any] = dict(content.config_records["config"]) if "config" in content.config_records else {}
     if "arrays" in content.array_records:
-        out.update({k: a.numpy() for k, a in content.array_records["arrays"].items()})
+        out.update({k: to_numpy(a) for k, a in content.array_records["arrays"].items()})
     return out
+
+
+# The format of the federated messages. Raise it whenever a message gains, loses or changes a field.
+# 2: the centres count the scores and risks beyond the server's histogram grid (releases before send no format).
+PROTOCOL = 2
+
+
+def stamp(content):
+    """``content`` (a RecordDict) with the ``sender`` record: this side's message format and release."""
+    content["sender"] = ConfigRecord({"protocol": PROTOCOL, "release": __version__})
+    return content
+
+
+def check_sender(content, sender: str) -> None:
+    """Refuse a message from ``sender`` (e.g. "centre B", "the server") that is of another message format.
+
+    Raises
+    ------
+    FederatedError
+        The message names no format (a release from before formats were named) or another one.
+    """
+    same = "the server and every centre must run the same SarcomaRisk release"
+    here = f"this side runs sarcoma-risk {__version__} (message format {PROTOCOL})"
+    record = content.config_records.get("sender")
+    if record is None or "protocol" not in record:
+        raise FederatedError(f"{sender} sent a message without a message format: it runs a SarcomaRisk release "
+                             f"older than the federated message formats; {here}; {same}")
+    theirs = record["protocol"]
+    if theirs != PROTOCOL:
+        raise FederatedError(f"{sender} runs sarcoma-risk {record.get('release', '(unnamed)')} (message format "
+                             f"{theirs}); {here}; {same}")
 
 
 def wire_size(message) -> int:
@@ -117,6 +167,7 @@ def make_client_app(load_table: TableLoader = manifest_table_loader):
 
     def handle(message: Message, context) -> Message:
         name = str(context.node_config.get("centre", context.node_id))
+        check_sender(message.content, "the server")
         try:
             if context.node_id not in cache:
                 cache[context.node_id] = load_table(context)
@@ -128,7 +179,7 @@ def make_client_app(load_table: TableLoader = manifest_table_loader):
             raise FederatedError(f"centre {name}: {type(exc).__name__} while answering "
                                  f"{message.metadata.message_type} (details in that centre's log)") from None
         reply["centre"] = name
-        return Message(encode(reply), reply_to=message)
+        return Message(stamp(encode(reply)), reply_to=message)
 
     for op in centre.OPERATIONS:
         app.query(op)(handle)
@@ -151,7 +202,7 @@ class GridQuery:
         self.rounds: list[dict[str, Any]] = []
 
     def __call__(self, op: str, request: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        content = encode(request)
+        content = stamp(encode(request))
         messages = [Message(content, dst_node_id=node, message_type=f"query.{op}", group_id=str(len(self.rounds)))
                     for node in self.nodes]
         sent = 0
@@ -172,7 +223,8 @@ class GridQuery:
                 raise FederatedError(f"a centre answered with an error (node {self.names.get(node, node)}): "
                                      f"{reply.error.reason}")
             payload = decode(reply.content)
-            self.names[node] = str(payload.pop("centre"))
+            self.names[node] = str(payload.pop("centre", node))
+            check_sender(reply.content, f"centre {self.names[node]}")
             out[self.names[node]] = payload
             answered.add(node)
         gone = [n for n in self.nodes if n not in answered]
