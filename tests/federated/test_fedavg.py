@@ -10,7 +10,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from sarcoma_risk.federated.fedavg import SCORE_EDGES, FedAvgSettings, from_record, to_record
+from sarcoma_risk.federated.fedavg import (SCORE_EDGES, FedAvgSettings, LockedFedAvg, LockedFedProx, from_record,
+                                           to_record)
 from sarcoma_risk import __version__
 from sarcoma_risk.federated.flower import PROTOCOL, FederatedError
 from sarcoma_risk.federated.imaging import initial_network, state_arrays
@@ -87,9 +88,8 @@ def test_the_server_takes_the_replies_in_node_order_not_as_they_arrive_or_were_s
     assert [r.metadata.src_node_id for r in replies] == [1, 2, 3]
 
 
-def test_no_two_centres_of_the_in_process_grid_decode_an_array_at_once(mri_centres, monkeypatch):
-    # Flower's Array.numpy() parses the .npy header with ast.literal_eval, which CPython 3.11 cannot run in two
-    # threads at once ("SystemError: AST constructor recursion depth mismatch"); LocalGrid's centres are threads.
+def _count_concurrent_header_parses(monkeypatch) -> dict:
+    """Wrap ast.literal_eval (Flower's Array.numpy() parses the .npy header with it) to record overlaps."""
     import ast
     import threading
 
@@ -100,7 +100,7 @@ def test_no_two_centres_of_the_in_process_grid_decode_an_array_at_once(mri_centr
             seen["active"] += 1
             seen["peak"] = max(seen["peak"], seen["active"])
             seen["threads"].add(threading.get_ident())
-        time.sleep(0.001)  # time for another centre's thread to come in, were it not kept out
+        time.sleep(0.001)  # time for another thread to come in, were it not kept out
         try:
             return real(text)
         finally:
@@ -108,8 +108,41 @@ def test_no_two_centres_of_the_in_process_grid_decode_an_array_at_once(mri_centr
                 seen["active"] -= 1
 
     monkeypatch.setattr(ast, "literal_eval", literal_eval)
+    return seen
+
+
+def test_no_two_centres_of_the_in_process_grid_decode_an_array_at_once(mri_centres, monkeypatch):
+    # CPython 3.11 cannot run ast.literal_eval in two threads at once ("SystemError: AST constructor recursion
+    # depth mismatch"); LocalGrid's centres are threads.
+    seen = _count_concurrent_header_parses(monkeypatch)
     simulate(mri_centres, {"min-centres": 3, "rounds": 1})
     assert len(seen["threads"]) >= 3 and seen["peak"] == 1
+
+
+@pytest.mark.parametrize("strategy", [LockedFedAvg, lambda: LockedFedProx(proximal_mu=0.1)], ids=["fedavg", "fedprox"])
+def test_the_server_averages_while_no_centre_thread_decodes(strategy, monkeypatch):
+    # A centre that timed out may still decode in its thread while Flower's aggregation decodes the replies.
+    import threading
+
+    a = {f"w{i}": np.full(3, float(i), dtype=np.float32) for i in range(20)}
+    replies = [_reply(a, 10.0, 1), _reply({k: -v for k, v in a.items()}, 30.0, 2)]
+    late, stop = to_record(a), threading.Event()
+    seen = _count_concurrent_header_parses(monkeypatch)
+
+    def late_centre():
+        while not stop.is_set():
+            from_record(late)
+
+    thread = threading.Thread(target=late_centre)
+    thread.start()
+    try:
+        for _ in range(3):
+            averaged, _ = strategy().aggregate_train(1, replies)
+    finally:
+        stop.set()
+        thread.join()
+    np.testing.assert_allclose(from_record(averaged)["w4"], [-2.0] * 3)  # (10 * 4 + 30 * -4) / 40
+    assert len(seen["threads"]) == 2 and seen["peak"] == 1
 
 
 def test_a_seeded_federated_run_repeats_exactly(mri_centres):

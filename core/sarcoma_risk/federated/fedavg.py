@@ -35,8 +35,8 @@ from sarcoma_risk.cohort import Split, read_manifest
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fileio import atomic_write_bytes, atomic_write_json
 # federated.flower imports Flower first, once, with its import-time warnings filtered
-from sarcoma_risk.federated.flower import (FederatedError, MessageHook, check_sender, decode, encode, stamp,
-                                           to_numpy, wire_size)
+from sarcoma_risk.federated.flower import (DECODE_LOCK, FederatedError, MessageHook, check_sender, decode, encode,
+                                           stamp, to_numpy, wire_size)
 from sarcoma_risk.federated.histogram import warn_outside_grid
 from sarcoma_risk.federated.imaging import CentreRefused, RadiologyCentre, initial_network, load_state, state_arrays
 from sarcoma_risk.federated.patchmodel import PRESETS as PATCH_PRESETS
@@ -331,6 +331,25 @@ class WatchedGrid:
         return replies
 
 
+class AggregationUnderDecodeLock:
+    """Flower's ``aggregate_train`` decodes every reply's arrays; here one thread at a time, as the centres do.
+
+    In ``simulate`` a centre that timed out may still be decoding in its thread while the server averages.
+    """
+
+    def aggregate_train(self, server_round, replies):
+        with DECODE_LOCK:
+            return super().aggregate_train(server_round, replies)
+
+
+class LockedFedAvg(AggregationUnderDecodeLock, FedAvg):
+    """Flower's FedAvg, aggregating under the decode lock."""
+
+
+class LockedFedProx(AggregationUnderDecodeLock, FedProx):
+    """Flower's FedProx, aggregating under the decode lock."""
+
+
 @dataclass
 class FedAvgResult:
     """The federated model and how it was trained."""
@@ -354,8 +373,8 @@ def run_fedavg(grid, run_config: Mapping[str, Any], on_message: MessageHook | No
     common = {"fraction_train": 1.0, "fraction_evaluate": 1.0 if settings.select_round else 0.0,
               "min_train_nodes": settings.min_centres, "min_evaluate_nodes": settings.min_centres,
               "min_available_nodes": settings.min_centres, "evaluate_metrics_aggr_fn": sum_metrics}
-    strategy = FedProx(proximal_mu=settings.proximal_mu, **common) if settings.strategy == "fedprox" \
-        else FedAvg(**common)
+    strategy = LockedFedProx(proximal_mu=settings.proximal_mu, **common) if settings.strategy == "fedprox" \
+        else LockedFedAvg(**common)
     averages: dict[int, ArrayRecord] = {}  # each round's average, by round (kept for round selection)
     result = strategy.start(grid=watched, initial_arrays=to_record(settings.initial_state()),
                             num_rounds=settings.rounds, timeout=settings.round_timeout,
