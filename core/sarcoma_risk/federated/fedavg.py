@@ -26,7 +26,7 @@ import threading
 from dataclasses import dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -337,7 +337,8 @@ class AggregationUnderDecodeLock:
     In ``simulate`` a centre that timed out may still be decoding in its thread while the server averages.
     """
 
-    def aggregate_train(self, server_round, replies):
+    def aggregate_train(self, server_round: int,
+                        replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         with DECODE_LOCK:
             return super().aggregate_train(server_round, replies)
 

@@ -83,7 +83,7 @@ def encode(payload: Mapping[str, Any]):
 # Flower's Array.numpy() reads the .npy header with ast.literal_eval, and CPython 3.11 keeps the AST
 # constructor's recursion depth in interpreter-wide state: two threads decoding at once can fail with
 # "SystemError: AST constructor recursion depth mismatch". LocalGrid runs the centres in threads, and the
-# server aggregates while a centre that timed out may still decode (see fedavg.LockedAggregation).
+# server aggregates while a centre that timed out may still decode (see fedavg.AggregationUnderDecodeLock).
 DECODE_LOCK = threading.RLock()
 
 
