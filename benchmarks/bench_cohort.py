@@ -67,11 +67,14 @@ def _interval(iv: dict) -> dict:
             "ci_high": None if iv["high"] is None else round(iv["high"], 4)}
 
 
-def _phenotype_correlation(stage: Path, truth: dict, modality: str, latent: str) -> float:
-    """Pearson r between an imaging score of the validation cases and the latent phenotype it should read."""
+def _phenotype_correlation(stage: Path, truth: dict, modality: str, latent: str,
+                           sequences: str | None = None) -> float:
+    """Pearson r between an imaging score of the validation cases and the latent phenotype it should read
+    (radiology: the scores of the model of ``sequences``, the table holding one row per case and set)."""
     z = {c["case_id"]: c[latent] for c in truth["cases"] if c["split"] == "validation"}
     with open(stage / f"{modality}_scores.csv", newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["split"] == "validation" and r["case_id"] in z]
+        rows = [r for r in csv.DictReader(handle) if r["split"] == "validation" and r["case_id"] in z
+                and r.get("sequences", sequences) == sequences]
     scores = np.array([float(r[f"{modality}_score"]) for r in rows])
     return float(np.corrcoef(scores, [z[r["case_id"]] for r in rows])[0, 1])
 
@@ -123,6 +126,14 @@ def _emit_ceiling(report: dict, context: dict, *, oracle: bool) -> None:
          goal_combined_gap_share=TARGET_GAP_SHARE, **context)
 
 
+def _compared_radiology(stage: Path) -> str:
+    """The fusion's radiology input the figures name "radiology" (``radiology[t2fs+t1ce]`` when trained)."""
+    from sarcoma_risk.baselines.comparison import compared_radiology_input
+    from sarcoma_risk.fusion.loading import load_fusion
+
+    return compared_radiology_input(load_fusion(None, stage)[0])
+
+
 def _honest(work: Path, truth: dict, config, repeats: int, ceiling: dict[str, float]) -> tuple[dict, float]:
     """Baselines, gap shares and repeated penalizer CV on the run's validation cases."""
     import time
@@ -167,6 +178,8 @@ def _emit_honest(honest: dict, context: dict) -> None:
 
 
 def main() -> None:
+    from sarcoma_risk.baselines.comparison import with_radiology
+    from sarcoma_risk.fusion.table import input_sequences
     from sarcoma_risk.release.config import TrainAllConfig
     from sarcoma_risk.release.train_all import train_all
 
@@ -195,8 +208,10 @@ def main() -> None:
         truth = json.loads((work / "cohort" / "truth.json").read_text(encoding="utf-8"))
         _check_plans(plans, truth)
         honest, honest_seconds = _honest(work, truth, config, args.cv_repeats, _ceiling_by_case(plans))
+        radiology = _compared_radiology(work / "stage")
         correlations = {
-            "radiology_score_vs_mri_phenotype_pearson": _phenotype_correlation(work / "stage", truth, "radiology", "z_r"),
+            "radiology_score_vs_mri_phenotype_pearson": _phenotype_correlation(
+                work / "stage", truth, "radiology", "z_r", input_sequences(radiology)),
             "pathology_score_vs_pathology_phenotype_pearson": _phenotype_correlation(work / "stage", truth, "pathology",
                                                                                      "z_p")}
     figures = result.figures
@@ -205,7 +220,7 @@ def main() -> None:
                "cases": config.cases, "seed": config.seed, "size": config.size, "difficulty": config.difficulty,
                "bootstrap": comparison.metrics["n_resamples"], **machine()}
     for name, short in NAMES.items():
-        metrics = comparison.metrics["models"][name]
+        metrics = comparison.metrics["models"][with_radiology(name, radiology)]
         emit(BENCH, f"validation_c_index_{short}", round(metrics["harrell_c"]["estimate"], 4), "Harrell's C",
              **_interval(metrics["harrell_c"]), **context)
         emit(BENCH, f"validation_mean_auc_{short}", round(metrics["mean_auc"]["estimate"], 4), "AUC",
