@@ -39,7 +39,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--difficulty", default="standard", metavar="standard|hard",
                    help="standard: the original phantom (same bytes by seed); hard: weak (0.35 per SD of log "
                         "hazard), noisy and intratumorally heterogeneous imaging phenotypes tied to the FNCLCC "
-                        "necrosis and mitotic scores, and centres that differ in case mix and baseline hazard "
+                        "necrosis and mitotic scores, shown in texture and nuclear structure rather than in "
+                        "intensity or colour, and centres that differ in case mix and baseline hazard "
                         "(default: standard)")
     p.add_argument("--table-only", action="store_true",
                    help="write only manifest.csv (no image paths) and truth.json, without images")

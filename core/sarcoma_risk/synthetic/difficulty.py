@@ -9,6 +9,12 @@ every model looks good. ``hard`` keeps the same clinical model and renderers but
 * **phenotypes tied to the recorded FNCLCC components**: the MRI phenotype is correlated with the
   necrosis score (MRI sees necrosis), the pathology phenotype with the mitotic score (the slide shows
   mitoses and atypia), so part of what the images show is already in the chart;
+* **phenotypes in spatial structure, not in intensity or colour**: the MRI phenotype moves the grain
+  of the viable tumor's texture, the margin and the edema, with the tumor's first-order moments held
+  level; the pathology phenotype moves nuclear pleomorphism, elongation and fascicle disorder, with
+  nuclear density, area and darkness held level (:mod:`~sarcoma_risk.synthetic.mri`,
+  :mod:`~sarcoma_risk.synthetic.wsi`). First-order statistics and colour, the baselines' features,
+  see almost nothing of either, so a CNN has to earn its place;
 * **imperfect and heterogeneous readout**: the images show the phenotype plus a per-case readout
   error (``readout_sd``, biology the hazard does not depend on), varying region by region inside
   the tumor (``regional_sd``, a smooth field over the MRI volume and the slide), with per-case
@@ -70,7 +76,7 @@ class RenderDifficulty:
 
 RENDER: dict[Difficulty, RenderDifficulty] = {
     Difficulty.STANDARD: RenderDifficulty(),
-    Difficulty.HARD: RenderDifficulty(readout_sd=0.8, regional_sd=0.8, nuisance_sd=0.15),
+    Difficulty.HARD: RenderDifficulty(readout_sd=0.3, regional_sd=0.5, nuisance_sd=0.15),
 }
 
 

@@ -14,6 +14,13 @@ quantity does too:
 - margin infiltration (irregular, finger-like margin) and peritumoral edema thickness.
 
 Per-case noise (from the seed) enters each curve, so the image is a noisy readout of the phenotype.
+
+The ``hard`` phantom (``difficulty``, :mod:`sarcoma_risk.synthetic.difficulty`) keeps the tumor's
+first-order moments level: the necrotic fraction and the texture amplitude no longer follow the
+phenotype, and the viable tumor's texture is standardised inside it. The phenotype (as shown, varying
+region by region) moves the grain of that texture instead (its correlation length,
+:func:`texture_scale_mm`), besides the margin infiltration and the edema, so a model must read spatial
+structure; intensity statistics inside the mask see almost nothing of it.
 Tumor size follows ``tumor_size_cm`` (longest diameter along the limb), clamped to the field of view.
 
 Centres differ like scanners do: centre "A" is the reference; any other centre gets an intensity
@@ -65,6 +72,12 @@ _MARGIN_REACH = 0.45  # margin irregularity + edema, as a share of the radius (b
 _T2 = {"fat": 70.0, "muscle": 230.0, "cortex": 25.0, "marrow": 90.0, "edema": 470.0, "viable": 620.0, "necrosis": 1050.0}
 _T1 = {"fat": 95.0, "muscle": 280.0, "cortex": 25.0, "marrow": 120.0, "edema": 340.0, "viable": 700.0, "necrosis": 170.0}
 _NOISE_SIGMA = {"t2fs": 16.0, "t1ce": 18.0}
+# The hard phantom's viable tumor: a level texture amplitude, and a grain whose correlation length is
+# HARD_TEXTURE_MM at phenotype 0, times exp(HARD_TEXTURE_SLOPE) per SD (blended between 1 and 16 mm).
+HARD_HETEROGENEITY = 0.3
+HARD_TEXTURE_MM = 4.0
+HARD_TEXTURE_SLOPE = 0.6
+_GRADED_SCALES_MM = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,28 @@ def centre_profile(centre: str) -> CentreProfile:
     azimuth, elevation = 2 * math.pi * u[4], (u[5] - 0.5) * math.pi / 2
     direction = (math.cos(elevation) * math.cos(azimuth), math.cos(elevation) * math.sin(azimuth), math.sin(elevation))
     return CentreProfile(centre, math.exp(sign * (0.3 + 0.4 * u[1])), 5.0 + 40.0 * u[2], 0.2 + 0.2 * u[3], direction)
+
+
+def texture_scale_mm(phenotype):
+    """Correlation length (mm) of the hard phantom's viable-tumor texture at a phenotype (scalar or array):
+    coarser, more clustered structure in more aggressive tumors."""
+    return HARD_TEXTURE_MM * np.exp(HARD_TEXTURE_SLOPE * np.asarray(phenotype, dtype=np.float64))
+
+
+def _graded_noise(rng: np.random.Generator, shape: tuple[int, ...], scale_mm: np.ndarray,
+                  spacing_zyx: tuple[float, ...]) -> np.ndarray:
+    """Unit-variance noise whose correlation length varies voxel by voxel (``scale_mm``, same shape).
+
+    Fields at scales a factor 2 apart are blended per voxel, linearly in log scale; dividing by the
+    blend's norm keeps the variance at 1 everywhere, so only the grain changes, not the contrast.
+    """
+    fields = np.stack([_smooth_noise(rng, shape, s, spacing_zyx) for s in _GRADED_SCALES_MM])
+    position = np.clip(np.log2(np.asarray(scale_mm) / _GRADED_SCALES_MM[0]), 0, len(_GRADED_SCALES_MM) - 1)
+    lower = np.minimum(np.floor(position).astype(np.int64), len(_GRADED_SCALES_MM) - 2)
+    upper_weight = (position - lower).astype(np.float32)
+    low = np.take_along_axis(fields, lower[None], 0)[0]
+    high = np.take_along_axis(fields, lower[None] + 1, 0)[0]
+    return ((1 - upper_weight) * low + upper_weight * high) / np.sqrt((1 - upper_weight) ** 2 + upper_weight ** 2)
 
 
 def _sigmoid(x: float) -> float:
@@ -164,8 +199,13 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
     phenotype_rendered = phenotype
     phenotype = shown
 
-    target_necrosis = 0.55 * _sigmoid(1.3 * phenotype - 0.4 + 0.35 * eps[0])
-    heterogeneity = 0.06 + 0.22 * _sigmoid(1.2 * phenotype + 0.3 * eps[1])
+    if hard:
+        # First-order moments of the tumor do not follow the phenotype (module docstring).
+        target_necrosis = 0.55 * _sigmoid(-0.4 + eps[0])
+        heterogeneity = HARD_HETEROGENEITY * math.exp(0.2 * eps[1])
+    else:
+        target_necrosis = 0.55 * _sigmoid(1.3 * phenotype - 0.4 + 0.35 * eps[0])
+        heterogeneity = 0.06 + 0.22 * _sigmoid(1.2 * phenotype + 0.3 * eps[1])
     infiltration = 0.04 + 0.30 * _sigmoid(1.2 * phenotype + 0.3 * eps[2])
     edema_mm = 2.0 + 10.0 * _sigmoid(phenotype + 0.3 * eps[3])
 
@@ -229,17 +269,18 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
     n_t2 = _smooth_noise(rng, shape, 2.5, spacing_zyx)
     n_t1 = _smooth_noise(rng, shape, 2.5, spacing_zyx)
     n_edema = _smooth_noise(rng, shape, 0.3 * mean_r, spacing_zyx)
-    if hard:
-        # Intratumoral heterogeneity: the phenotype shown varies by region; necrosis and texture follow it.
-        local = phenotype + difficulty.regional_sd * _smooth_noise(hard_rng, shape, 0.3 * mean_r, spacing_zyx)
-        necrosis_radius_map = (0.55 / (1.0 + np.exp(-(1.3 * local - 0.4 + 0.35 * eps[0])))) ** (1 / 3)
-        heterogeneity_map = (0.06 + 0.22 / (1.0 + np.exp(-(1.2 * local + 0.3 * eps[1])))).astype(np.float32)
-
     margin = (0.06 + 0.10 * infiltration) * n_margin_low + 0.45 * infiltration * n_margin_high
     tumor = rho < 1 + np.clip(margin, -_MAX_MARGIN, _MAX_MARGIN)
-    necrosis_radius = necrosis_radius_map if hard else target_necrosis ** (1 / 3)
+    necrosis_radius = target_necrosis ** (1 / 3)
     necrosis = tumor & (rho < necrosis_radius * (1 + 0.18 * n_necrosis))
     viable = tumor & ~necrosis
+    if hard:
+        # Intratumoral heterogeneity: the phenotype shown varies by region, and with it the grain of the
+        # viable tumor's texture; one tissue structure, seen by both sequences.
+        local = phenotype + difficulty.regional_sd * _smooth_noise(hard_rng, shape, 0.3 * mean_r, spacing_zyx)
+        grain = _graded_noise(hard_rng, shape, texture_scale_mm(local), spacing_zyx)
+        grain = (grain - grain[viable].mean()) / max(float(grain[viable].std()), 1e-6)
+        n_t2 = n_t1 = grain
     edema = ~tumor & muscle[box] & (rho < 1 + (edema_mm / mean_r) * (1 + 0.3 * n_edema))
     # float64: numpy's float32 exp may differ by one ulp with the array's alignment, which would make
     # the written bytes depend on the process that rendered them
@@ -249,7 +290,7 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
     t2_box, t1_box = t2[box], t1[box]
     t2_box[edema] = _T2["edema"] * (1 + 0.08 * n_edema[edema])
     t1_box[edema] = _T1["edema"] * (1 + 0.05 * n_edema[edema])
-    het = heterogeneity_map[viable] if hard else heterogeneity
+    het = heterogeneity
     viable_t2, viable_t1 = (_T2["viable"] * nuisance, _T1["viable"] * nuisance) if hard else (_T2["viable"], _T1["viable"])
     t2_box[viable] = viable_t2 * (1 + het * n_t2[viable])
     t1_box[viable] = viable_t1 * (1 + het * n_t1[viable]) * (1 + 0.35 * rim[viable])
@@ -301,6 +342,7 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
     }
     if hard:
         stats.update({"phenotype_shown": float(shown), "intensity_nuisance": nuisance,
+                      "texture_scale_mm": float(texture_scale_mm(shown)),
                       "difficulty": difficulty.to_dict()})
     return _Rendered(out["t2fs"], out["t1ce"], labels, direction, origin, stats)
 

@@ -7,8 +7,11 @@ phenotype (a standard-normal latent, higher = more aggressive): nuclear density,
 (pleomorphism), elongation and darkness (hyperchromasia) all rise monotonically with it. Each
 region varies around the phenotype (a smooth random field shifts density and size locally), so a
 patch is a noisy witness and a slide is a better one. Outside the tumor the stroma does not depend on
-the phenotype. Centres differ in stain colour: "A" uses the standard H and E vectors, "B" shifted
-ones and a stronger stain, any other centre a shift derived from its name.
+the phenotype. On the ``hard`` phantom nuclear density, mean area and darkness stay level, so the
+slide's colour does not follow the phenotype; it moves pleomorphism, elongation and the disorder of
+the fascicles instead (:func:`tumor_nuclei_structure`). Centres differ in stain colour: "A" uses the
+standard H and E vectors, "B" shifted ones and a stronger stain, any other centre a shift derived
+from its name.
 
 With ``artefacts=True`` the slide also has pen strokes (saturated blue and green, sometimes black)
 partly over tissue, and debris (small floaters and dust) on the background. With ``annotate=True``
@@ -138,14 +141,26 @@ def _stamp_index(radius: np.ndarray, aspect: np.ndarray, angle: np.ndarray, offs
 
 # ---- the phenotype -> nuclei relation ---------------------------------------------------------
 
-def tumor_nuclei_map(phenotype: np.ndarray) -> dict[str, np.ndarray]:
-    """:func:`tumor_nuclei` for a phenotype that varies cell by cell (the hard phantom's regions)."""
+def tumor_nuclei_structure(phenotype: np.ndarray) -> dict[str, np.ndarray]:
+    """Tumor-nucleus features of the hard phantom, cell by cell: density, mean nuclear area and darkness
+    stay level (so the slide's colour does not follow the phenotype) while its architecture changes,
+    from a low-grade spindle-cell pattern (elongated nuclei aligned in fascicles, uniform in size) to a
+    high-grade pleomorphic one (rounder nuclei of varied size in every orientation).
+
+    The mean radius shrinks as its spread grows so that the mean area, ``radius^2 * exp(2 sd^2)``,
+    stays level; stamps keep their area whatever their elongation. ``disorder`` is the share of a
+    half turn over which orientations spread about the slide's fascicle direction (0 aligned, 1 random).
+    """
+    aggressive = 1.0 / (1.0 + np.exp(-1.2 * phenotype))
+    log_sd = 0.08 + 0.30 * aggressive
+    level = np.ones_like(phenotype)
     return {
-        "occupancy_logit": -0.4 + 0.55 * phenotype,
-        "radius_px": 6.5 * np.exp(0.12 * phenotype),
-        "radius_log_sd": 0.12 * np.exp(0.3 * phenotype),
-        "elongation": 0.15 + 0.06 * (phenotype + 3.0),
-        "darkness": 0.85 * np.exp(0.10 * phenotype),
+        "occupancy_logit": -0.4 * level,
+        "radius_px": 6.5 * np.exp(-log_sd ** 2),
+        "radius_log_sd": log_sd,
+        "elongation": 1.6 * (1.0 - aggressive) + 0.2,
+        "darkness": 0.85 * level,
+        "disorder": aggressive,
     }
 
 
@@ -294,6 +309,7 @@ class _Renderer:
                                         self.profile.strength * strength, self.profile.background)
             # Regions of about 0.2 mm (sigma 25 low-resolution pixels of 4 um) with their own phenotype.
             self.regional = self.difficulty.regional_sd * _smooth_noise(rng, self.layout.tissue.shape, 25)
+            self.fascicle_angle = float(rng.uniform(0.0, np.pi))
         self.lut = _stain_lut(self.profile)
         self.fibre, self.grain = _textures(seed)
         self.counts = {"tumor_nuclei": 0, "tumor_cells": 0, "radius_sum": 0.0, "radius_sq": 0.0}
@@ -315,14 +331,16 @@ class _Renderer:
         offset = rng.integers(0, len(OFFSETS) ** 2, size=(ch, cw))
         if self.regional is None:
             t = tumor_nuclei(self.phenotype)
+            tumor_angle = u_t * np.pi
         else:
-            t = tumor_nuclei_map(self.shown + pad(pick(self.regional)))
+            t = tumor_nuclei_structure(self.shown + pad(pick(self.regional)))
+            tumor_angle = self.fascicle_angle + t["disorder"] * (u_t - 0.5) * np.pi
         logit = np.where(tumor, t["occupancy_logit"] + 0.45 * dnoise, -1.7 + 0.2 * dnoise)
         occupied = tissue & (u_occ < 1.0 / (1.0 + np.exp(-logit)))
         radius = np.where(tumor, t["radius_px"] * np.exp(t["radius_log_sd"] * z_r + 0.08 * snoise),
                           4.5 * np.exp(0.08 * z_r))
         aspect = np.where(tumor, 1.0 + np.abs(z_a) * t["elongation"], 3.0)
-        angle = np.where(tumor, u_t * np.pi, (u_t - 0.5) * 0.4) % np.pi  # stroma nuclei follow the fibres
+        angle = np.where(tumor, tumor_angle, (u_t - 0.5) * 0.4) % np.pi  # stroma nuclei follow the fibres
         darkness = np.where(tumor, t["darkness"], 0.7) * np.exp(0.1 * z_h) * occupied
         in_tumor = occupied & tumor
         self.counts["tumor_nuclei"] += int(in_tumor.sum())
