@@ -36,7 +36,7 @@ each, all measured in this one run on the same validation cases:
 in seconds, so the ceiling of any ``--difficulty/--cases/--seed`` can be checked before a run.
 
 The cohort and caches go to a temporary folder (``--work DIR`` keeps them). Takes about a quarter of
-an hour on 2 cores with the defaults; ``--difficulty hard --cases 400`` took 25 minutes. Run:
+an hour on 2 cores with the defaults; ``--difficulty hard --cases 800`` took 23 minutes. Run:
 ``.venv/bin/python benchmarks/bench_cohort.py [--cases N] [--seed S]``.
 """
 
