@@ -14,6 +14,7 @@ quantity does too:
 - margin infiltration (irregular, finger-like margin) and peritumoral edema thickness.
 
 Per-case noise (from the seed) enters each curve, so the image is a noisy readout of the phenotype.
+Tumor size follows ``tumor_size_cm`` (longest diameter along the limb), clamped to the field of view.
 
 The ``hard`` phantom (``difficulty``, :mod:`sarcoma_risk.synthetic.difficulty`) keeps the tumor's
 first-order moments level: the necrotic fraction and the texture amplitude no longer follow the
@@ -21,7 +22,6 @@ phenotype, and the viable tumor's texture is standardised inside it. The phenoty
 region by region) moves the grain of that texture instead (its correlation length,
 :func:`texture_scale_mm`), besides the margin infiltration and the edema, so a model must read spatial
 structure; intensity statistics inside the mask see almost nothing of it.
-Tumor size follows ``tumor_size_cm`` (longest diameter along the limb), clamped to the field of view.
 
 Centres differ like scanners do: centre "A" is the reference; any other centre gets an intensity
 scale (a factor between 1.35 and 2 up or down), an offset and a smooth bias field, all derived
@@ -120,7 +120,7 @@ def centre_profile(centre: str) -> CentreProfile:
     return CentreProfile(centre, math.exp(sign * (0.3 + 0.4 * u[1])), 5.0 + 40.0 * u[2], 0.2 + 0.2 * u[3], direction)
 
 
-def texture_scale_mm(phenotype):
+def texture_scale_mm(phenotype: float | np.ndarray) -> np.ndarray:
     """Correlation length (mm) of the hard phantom's viable-tumor texture at a phenotype (scalar or array):
     coarser, more clustered structure in more aggressive tumors."""
     return HARD_TEXTURE_MM * np.exp(HARD_TEXTURE_SLOPE * np.asarray(phenotype, dtype=np.float64))
@@ -279,7 +279,8 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
         # viable tumor's texture; one tissue structure, seen by both sequences.
         local = phenotype + difficulty.regional_sd * _smooth_noise(hard_rng, shape, 0.3 * mean_r, spacing_zyx)
         grain = _graded_noise(hard_rng, shape, texture_scale_mm(local), spacing_zyx)
-        grain = (grain - grain[viable].mean()) / max(float(grain[viable].std()), 1e-6)
+        if viable.any():  # a tumor necrotic throughout has no viable texture to standardise
+            grain = (grain - grain[viable].mean()) / max(float(grain[viable].std()), 1e-6)
         n_t2 = n_t1 = grain
     edema = ~tumor & muscle[box] & (rho < 1 + (edema_mm / mean_r) * (1 + 0.3 * n_edema))
     # float64: numpy's float32 exp may differ by one ulp with the array's alignment, which would make
@@ -290,10 +291,9 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
     t2_box, t1_box = t2[box], t1[box]
     t2_box[edema] = _T2["edema"] * (1 + 0.08 * n_edema[edema])
     t1_box[edema] = _T1["edema"] * (1 + 0.05 * n_edema[edema])
-    het = heterogeneity
     viable_t2, viable_t1 = (_T2["viable"] * nuisance, _T1["viable"] * nuisance) if hard else (_T2["viable"], _T1["viable"])
-    t2_box[viable] = viable_t2 * (1 + het * n_t2[viable])
-    t1_box[viable] = viable_t1 * (1 + het * n_t1[viable]) * (1 + 0.35 * rim[viable])
+    t2_box[viable] = viable_t2 * (1 + heterogeneity * n_t2[viable])
+    t1_box[viable] = viable_t1 * (1 + heterogeneity * n_t1[viable]) * (1 + 0.35 * rim[viable])
     t2_box[necrosis] = _T2["necrosis"] * (1 + 0.04 * n_margin_high[necrosis])
     t1_box[necrosis] = _T1["necrosis"] * (1 + 0.04 * n_margin_high[necrosis])
     labels = np.zeros((nz, ny, nx), dtype=np.uint8)
@@ -378,7 +378,8 @@ def write_phantom_mri(out_dir: Path, *, phenotype: float, tumor_size_cm: float, 
         series folders), ``tumor.seg.nrrd``, ``tumor_label.nii.gz``.
     phenotype : float
         MRI phenotype, a standard-normal latent; higher = more aggressive (more necrosis,
-        heterogeneity, infiltration and edema).
+        heterogeneity, infiltration and edema; on the hard phantom a coarser texture grain,
+        infiltration and edema).
     tumor_size_cm : float
         Longest tumor diameter; clamped to what the field of view holds (``stats`` says so).
     centre : str
