@@ -276,7 +276,8 @@ def _render(phenotype: float, tumor_size_cm: float, centre: CentreProfile, size:
     viable = tumor & ~necrosis
     if hard:
         # Intratumoral heterogeneity: the phenotype shown varies by region, and with it the grain of the
-        # viable tumor's texture; one tissue structure, seen by both sequences.
+        # viable tumor's texture; one tissue structure, seen by both sequences. It replaces n_t2 and n_t1,
+        # which were still drawn so that the scanner noise after them keeps its place in the stream.
         local = phenotype + difficulty.regional_sd * _smooth_noise(hard_rng, shape, 0.3 * mean_r, spacing_zyx)
         grain = _graded_noise(hard_rng, shape, texture_scale_mm(local), spacing_zyx)
         if viable.any():  # a tumor necrotic throughout has no viable texture to standardise
