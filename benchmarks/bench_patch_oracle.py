@@ -3,18 +3,22 @@
 The gate before a ``bench_cohort`` run (minutes, not half an hour): phantom slides are rendered
 with known pathology phenotypes z_p, tumor patches are read as the shipped patch model reads them
 (:class:`~sarcoma_risk.release.config.TrainAllConfig`: patch size, spacing, architecture, random
-initialisation, augmentation, AdamW, patches per epoch, batch size), and two networks regress z_p
-from single patches:
+initialisation, augmentation, AdamW at the trainer's default rate and decay, patches per epoch,
+batch size), and two networks regress z_p from single patches:
 
-- ``shipped``: the shipped patch network (ShuffleNetV2 of the release configuration);
-- ``control``: a plain seven-layer CNN at full resolution (no strided stem), the positive control
-  that tells "the images do not show z_p at this spacing" apart from "this network does not learn it".
+- ``patch_model``: the patch network (ShuffleNetV2 of the release configuration, random weights; or the
+  one ``--architecture/--init/--patch-px/--spacing`` name, e.g. the paper's x1.0 at 224 px, 0.5 µm);
+- ``control``: a plain CNN of six 3x3 convolutions, the first two at full resolution (no strided
+  stem), the positive control that tells "the images do not show z_p at this spacing" apart from
+  "this network does not learn it".
 
 Figures: ``validation_r_<network>`` (Pearson r of the slide's mean patch prediction with z_p on
 held-out slides, last epoch, and the best epoch's), ``train_loss_<network>`` (MSE, z_p has variance 1)
-and ``seconds_<network>``. An outcome-trained model cannot read more than this check does, so a
-network whose r stays near 0 here will not beat the colour baseline in ``bench_cohort``.
-Run: ``.venv/bin/python benchmarks/bench_patch_oracle.py [--difficulty hard] [--slides 120]``.
+and ``seconds_<network>``. A network that cannot read z_p with z_p itself as its label will hardly
+read it behind recurrence labels, so one whose r stays near 0 here will not beat the colour baseline
+in ``bench_cohort``.
+``--device`` (auto, cpu, cuda, mps) runs both networks there.
+Run: ``.venv/bin/python benchmarks/bench_patch_oracle.py [--difficulty hard] [--slides 120] [--device auto]``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from common import emit, machine
+from sarcoma_risk.release.config import TrainAllConfig
 
 BENCH = "patch_oracle"
 SEED = 123
@@ -59,7 +64,8 @@ def _render(folder: Path, slides: int, difficulty: str, spacing_um: float, patch
 
 
 def _control_network():
-    """Seven 3x3 convolutions at full, half, quarter and eighth resolution, then a linear read-out."""
+    """Six 3x3 convolutions (two at full resolution, two at half, one at a quarter, one at an eighth), then
+    a global average and a linear read-out."""
     from torch import nn
 
     def block(inp: int, out: int) -> list:
@@ -70,18 +76,23 @@ def _control_network():
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 1))
 
 
-def _train(network, train: list, val: list, *, epochs: int, config, seed: int) -> tuple[list, list]:
-    """Per-epoch training MSE and validation r of ``network`` regressing z_p from single patches."""
+def _train(build, train: list, val: list, *, epochs: int, config, seed: int, device) -> tuple[list, list]:
+    """Per-epoch training MSE and validation r of the network ``build()`` makes, regressing z_p from
+    single patches."""
     import torch
 
-    from sarcoma_risk.pathology.augment import AugmentConfig, augment_batch
+    from sarcoma_risk.device import to_device
+    from sarcoma_risk.pathology.augment import augment_batch
+    from sarcoma_risk.pathology.train import TrainConfig
 
-    torch.manual_seed(seed)
+    torch.manual_seed(seed)  # before building: the initial weights are drawn from it too
+    network = build().to(device)
     generator = torch.Generator().manual_seed(seed)
     patches = np.concatenate([p for p, _ in train])
     labels = np.concatenate([np.full(len(p), z, dtype=np.float32) for p, z in train])
-    optimiser = torch.optim.AdamW(network.parameters(), lr=1e-3, weight_decay=1e-4)
-    as_tensor = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
+    trainer = TrainConfig()
+    optimiser = torch.optim.AdamW(network.parameters(), lr=trainer.learning_rate, weight_decay=trainer.weight_decay)
+    as_tensor = lambda a: to_device(torch.from_numpy(a), device).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
     losses, rs = [], []
     for epoch in range(epochs):
         network.train()
@@ -89,8 +100,8 @@ def _train(network, train: list, val: list, *, epochs: int, config, seed: int) -
         total = []
         for start in range(0, len(order), config.pathology_batch_size):
             chosen = order[start:start + config.pathology_batch_size]
-            x = augment_batch(as_tensor(patches[chosen]), AugmentConfig(), generator)
-            loss = ((network(x).reshape(-1) - torch.from_numpy(labels[chosen])) ** 2).mean()
+            x = augment_batch(as_tensor(patches[chosen]), trainer.augment, generator)
+            loss = ((network(x).reshape(-1) - to_device(torch.from_numpy(labels[chosen]), device)) ** 2).mean()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -108,33 +119,45 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--difficulty", choices=("standard", "hard"), default="hard")
     parser.add_argument("--slides", type=int, default=120, help="rendered slides; 60%% train, 40%% validate")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs of the shipped network (its release setting)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of the patch network (its release setting)")
     parser.add_argument("--control-epochs", type=int, default=4, help="epochs of the control CNN")
     parser.add_argument("--seed", type=int, default=SEED)
+    release = TrainAllConfig()
+    parser.add_argument("--architecture", default=release.pathology_architecture)
+    parser.add_argument("--init", default=release.pathology_init, help="random, imagenet, auto or a state-dict file")
+    parser.add_argument("--patch-px", type=int, default=release.pathology_patch_px)
+    parser.add_argument("--spacing", type=float, default=release.pathology_spacing_um, help="um per pixel")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or mps")
     args = parser.parse_args()
+    if args.slides < 10 or args.epochs < 1 or args.control_epochs < 1:
+        parser.error(f"--slides {args.slides}, --epochs {args.epochs}, --control-epochs {args.control_epochs}: "
+                     "need at least 10 slides (4 to validate on) and one epoch each")
 
     import torch
 
-    from sarcoma_risk.pathology.model import make_patch_model
-    from sarcoma_risk.release.config import TrainAllConfig
+    from sarcoma_risk.device import resolve_device
+    from sarcoma_risk.pathology.model import make_patch_model, resolve_init
 
-    config = TrainAllConfig()
-    context = {"difficulty": args.difficulty, "slides": args.slides, "architecture": config.pathology_architecture,
-               "patch_px": config.pathology_patch_px, "spacing_um": config.pathology_spacing_um,
+    init, init_note = resolve_init(args.init, args.architecture)
+    device = resolve_device(args.device)
+    context = {"difficulty": args.difficulty, "slides": args.slides, "architecture": args.architecture,
+               "init": str(init), "patch_px": args.patch_px, "spacing_um": args.spacing, "device": str(device),
                "threads": torch.get_num_threads(), **machine()}
+    if init_note:
+        context["init_note"] = init_note
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        slides = _render(Path(tmp), args.slides, args.difficulty, config.pathology_spacing_um,
-                         config.pathology_patch_px, args.seed)
+        slides = _render(Path(tmp), args.slides, args.difficulty, args.spacing, args.patch_px, args.seed)
     emit(BENCH, "seconds_render", round(time.perf_counter() - started, 1), "s", **context)
     cut = int(0.6 * len(slides))
     networks = {
-        "shipped": (lambda: make_patch_model(config.pathology_architecture, "random"), args.epochs),
+        "patch_model": (lambda: make_patch_model(args.architecture, init), args.epochs),
         "control": (_control_network, args.control_epochs),
     }
     for name, (build, epochs) in networks.items():
         started = time.perf_counter()
-        losses, rs = _train(build(), slides[:cut], slides[cut:], epochs=epochs, config=config, seed=args.seed)
+        losses, rs = _train(build, slides[:cut], slides[cut:], epochs=epochs, config=release, seed=args.seed,
+                            device=device)
         extra = {**context, "epochs": epochs, "train_slides": cut, "validation_slides": len(slides) - cut}
         emit(BENCH, f"validation_r_{name}", round(rs[-1], 3), "pearson", best=round(max(rs), 3), **extra)
         emit(BENCH, f"train_loss_{name}", round(losses[-1], 3), "mse", first=round(losses[0], 3), **extra)
