@@ -22,7 +22,11 @@ from sarcoma_risk.synthetic.model import SUBTYPES
 from sarcoma_risk.synthetic.difficulty import (NECROSIS_SCORES, RenderDifficulty, mitotic_score, readout_stream,
                                                 render_difficulty, shown_phenotype)
 
-STANDARD_DIGEST_SEED3_2CASES = "91a0d365652c640b8ba076ef9607110ef2df3c7ef4c4cffc7a45d2395a410fa0"
+#: The phantom's bytes, per numpy SIMD dispatch: its float32 exp/log/trig kernels differ in the last
+#: bit between CPUs with AVX-512 and those with AVX2 only, and a last bit can move a quantised voxel
+#: or pixel. Recorded on an AVX-512 machine (stop 26) and on an AMD EPYC with AVX2 only (stop 27).
+STANDARD_DIGESTS_SEED3_2CASES = {"91a0d365652c640b8ba076ef9607110ef2df3c7ef4c4cffc7a45d2395a410fa0",
+                                 "c5dc03978e7c5ce776d3c43da60d56e2166c2bc5ec0d2c7ee0510f7dd7830107"}
 #: Computed when the hard phantom moved its phenotypes into texture and nuclear structure (stop 26).
 HARD_DIGEST_SEED3_3CASES = "1fd3ffe29048b98feb55aa822bae2b5dcd00e9be26ef09e33c81ce11d6b48603"
 
@@ -44,8 +48,8 @@ def _cohort_digest(root: Path) -> str:
 def test_standard_difficulty_writes_the_same_bytes_as_the_phantom_before_difficulties(tmp_path):
     generate_cohort(tmp_path / "default", 2, seed=3, size="tiny")
     generate_cohort(tmp_path / "standard", 2, seed=3, size="tiny", difficulty="standard")
-    assert _cohort_digest(tmp_path / "default") == STANDARD_DIGEST_SEED3_2CASES
-    assert _cohort_digest(tmp_path / "standard") == STANDARD_DIGEST_SEED3_2CASES
+    assert _cohort_digest(tmp_path / "default") in STANDARD_DIGESTS_SEED3_2CASES
+    assert _cohort_digest(tmp_path / "standard") == _cohort_digest(tmp_path / "default")
 
 
 def test_hard_difficulty_writes_the_same_bytes_by_seed(tmp_path):
