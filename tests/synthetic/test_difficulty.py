@@ -22,9 +22,9 @@ from sarcoma_risk.synthetic.model import SUBTYPES
 from sarcoma_risk.synthetic.difficulty import (NECROSIS_SCORES, RenderDifficulty, mitotic_score, readout_stream,
                                                 render_difficulty, shown_phenotype)
 
-#: The phantom's bytes, per numpy SIMD dispatch: its float32 exp/log/trig kernels differ in the last
-#: bit between CPUs with AVX-512 and those with AVX2 only, and a last bit can move a quantised voxel
-#: or pixel. Recorded on an AVX-512 machine (stop 26) and on an AMD EPYC with AVX2 only (stop 27).
+#: The phantom's bytes, per CPU class: numpy picks its SIMD kernels at run time, they can differ in
+#: the last bit, and a last bit can move a quantised voxel or pixel (NPY_DISABLE_CPU_FEATURES=X86_V3
+#: changes the digest). Recorded on stop 26's AVX-512 machine and on an AMD EPYC with AVX2 only.
 STANDARD_DIGESTS_SEED3_2CASES = {"91a0d365652c640b8ba076ef9607110ef2df3c7ef4c4cffc7a45d2395a410fa0",
                                  "c5dc03978e7c5ce776d3c43da60d56e2166c2bc5ec0d2c7ee0510f7dd7830107"}
 #: Computed when the hard phantom moved its phenotypes into texture and nuclear structure (stop 26).
