@@ -73,14 +73,21 @@ def test_the_baseline_cox_model_scores_cases_and_refuses_to_predict_unfitted(coh
         model.predict(x.drop(columns=["t2fs_mean"]))
 
 
-def test_development_baseline_scores_are_out_of_fold(cohort):
+def test_development_baseline_scores_are_out_of_fold_and_the_others_come_from_the_grid_asked_for(cohort):
     manifest, _, radiomics, *_ = cohort
     table = table_from_manifest(manifest, {})
-    scores = baseline_scores(radiomics, table, folds=2)
+    grid = {"penalizers": (0.1, 1.0), "selection_folds": 2}
+    scores = baseline_scores(radiomics, table, folds=2, **grid)
     assert set(scores) == set(table.index)
-    dev = table[table["split"] == "development"]
-    oof = crossfit_risk(radiomics.loc[dev.index], dev[DURATION].to_numpy(float), dev[EVENT].to_numpy(bool), folds=2)
+    dev, other = table[table["split"] == "development"], table[table["split"] != "development"]
+    time, event = dev[DURATION].to_numpy(float), dev[EVENT].to_numpy(bool)
+    oof = crossfit_risk(radiomics.loc[dev.index], time, event, folds=2, **grid)
     assert [scores[c] for c in dev.index] == pytest.approx(oof.tolist())
+    final = BaselineCox((0.1, 1.0), folds=2).fit(radiomics.loc[dev.index], time, event)
+    assert [scores[c] for c in other.index] == pytest.approx(final.predict(radiomics.loc[other.index]).tolist())
+    # another grid, other scores: the penalizers asked for are the ones chosen from
+    strong = baseline_scores(radiomics, table, folds=2, penalizers=(30.0,), selection_folds=2)
+    assert [strong[c] for c in other.index] != pytest.approx([scores[c] for c in other.index])
 
 
 @pytest.mark.slow
@@ -102,6 +109,8 @@ def test_the_comparison_puts_every_model_baseline_and_the_oracle_on_the_same_cas
     assert result["radiology_input"] == radiology  # the CNN compared is the one the scores came from
     cv = result["penalizer_cv"]["clinical+radiology+pathology"]
     assert len(cv["chosen"]) == 2 and cv["fitted_penalizer"] in (0.1, 1.0)
+    # the baselines were selected as the fusion was: its grid, its folds
+    assert result["baselines"]["penalizer_grid"] == [0.1, 1.0] and result["baselines"]["selection_folds"] == 2
 
 
 def test_the_comparison_needs_enough_evaluated_cases(cohort, stand_in_scores):
@@ -135,6 +144,8 @@ def test_a_reference_score_must_cover_every_evaluated_case(cohort, stand_in_scor
 
 
 @pytest.mark.slow
+# The command once (a sequence set's scores): the unnamed radiology input is honest_comparison's, tested above.
+@pytest.mark.parametrize("stand_in_scores", ["t2fs+t1ce"], indirect=True)
 def test_evaluate_with_baselines_writes_the_comparison_beside_the_report(cohort, stand_in_scores, tmp_path):
     from sarcoma_risk.cli import main
     from sarcoma_risk.survival.scores import write_score_file

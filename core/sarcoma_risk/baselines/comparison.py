@@ -31,6 +31,7 @@ from sarcoma_risk.fusion.bootstrap import interval, resample_counts
 from sarcoma_risk.fusion.gap import gap_report
 from sarcoma_risk.fusion.model import CoxFusion
 from sarcoma_risk.fusion.repeated_cv import fusion_penalizer_stability
+from sarcoma_risk.fusion.selection import DEFAULT_PENALIZERS
 from sarcoma_risk.fusion.table import (
     CLINICAL,
     DURATION,
@@ -97,11 +98,13 @@ def case_features(manifest) -> tuple[Any, Any, dict[str, str]]:
             failures)
 
 
-def baseline_scores(features, table, *, folds: int = 5, seed: int = 0) -> dict[str, float]:
+def baseline_scores(features, table, *, folds: int = 5, seed: int = 0,
+                    penalizers: Sequence[float] = DEFAULT_PENALIZERS, selection_folds: int = 5) -> dict[str, float]:
     """Out-of-fold scores of the development cases and final-model scores of the others, by case id.
 
     ``table`` is the fusion table of the whole manifest (``split`` and outcome columns); only
-    development cases with features train the model.
+    development cases with features train the model. ``folds``: the cross-fitting folds;
+    ``penalizers`` and ``selection_folds``: each model's penalizer grid and its cross-validation folds.
     """
     have = [c for c in table.index if c in features.index]
     dev = [c for c in have if table.at[c, "split"] == "development"]
@@ -110,9 +113,10 @@ def baseline_scores(features, table, *, folds: int = 5, seed: int = 0) -> dict[s
         raise InvalidInput(f"baseline: {len(dev)} development case(s) with features; need at least 10")
     x_dev = features.loc[dev]
     time, event = table.loc[dev, DURATION].to_numpy(float), table.loc[dev, EVENT].to_numpy(float).astype(bool)
-    out = dict(zip(dev, crossfit_risk(x_dev, time, event, folds=folds, seed=seed)))
+    out = dict(zip(dev, crossfit_risk(x_dev, time, event, folds=folds, seed=seed, penalizers=penalizers,
+                                      selection_folds=selection_folds)))
     if other:
-        final = BaselineCox(seed=seed).fit(x_dev, time, event)
+        final = BaselineCox(penalizers, selection_folds, seed).fit(x_dev, time, event)
         out.update(zip(other, final.predict(features.loc[other])))
     return {k: float(v) for k, v in out.items()}
 
@@ -140,7 +144,8 @@ def honest_comparison(model, manifest, tables: Mapping[str, Any], truth: Mapping
     Parameters
     ----------
     model : CoxFusion
-        The fitted fusion (CNN scores), fit on the development split.
+        The fitted fusion (CNN scores), fit on the development split. The baselines' Cox models choose
+        their penalizer from its ``penalizers`` by ``cv_folds``-fold cross-validation, as it does.
     manifest : Manifest
     tables : mapping
         The imaging score tables (``read_score_tables``) the fusion was fitted and is evaluated with.
@@ -168,8 +173,10 @@ def honest_comparison(model, manifest, tables: Mapping[str, Any], truth: Mapping
     baseline_table = table.copy()
     for name in RADIOLOGY_INPUTS:  # the radiomics score stands in the place of the compared CNN score only
         baseline_table[input_column(name)] = np.nan
-    scores = {radiology: baseline_scores(radiomics, table, seed=seed),
-              PATHOLOGY: baseline_scores(colour, table, seed=seed)}
+    # The baselines choose their penalizer as the fusion does (its grid, its folds): the same footing.
+    selection = {"seed": seed, "penalizers": model.penalizers, "selection_folds": int(model.cv_folds)}
+    scores = {radiology: baseline_scores(radiomics, table, **selection),
+              PATHOLOGY: baseline_scores(colour, table, **selection)}
     for name, values in scores.items():
         baseline_table[input_column(name)] = [values.get(c, np.nan) for c in table.index]
     development = table[table["split"] == "development"]
@@ -229,6 +236,7 @@ def honest_comparison(model, manifest, tables: Mapping[str, Any], truth: Mapping
         "colour": {"features": list(colour.columns), "cases": int(len(colour)),
                    "method": "optical density and Ruifrok-Johnston H&E deconvolution over tumor tissue at 2 um/px"},
         "penalizers": {sub: s.cox.penalizer for sub, s in baseline_fusion.submodels_.items()},
+        "penalizer_grid": list(selection["penalizers"]), "selection_folds": selection["selection_folds"],
         "failures": failures,
     }
     return result

@@ -68,8 +68,10 @@ class BaselineCox:
                 "coefficients": dict(zip(self.columns_, map(float, self.params_.beta)))}
 
 
-def crossfit_risk(x, time, event, *, folds: int = 5, seed: int = 0, **options: Any) -> np.ndarray:
-    """Out-of-fold risk of every development row (folds stratified by event), as imaging scores are made."""
+def crossfit_risk(x, time, event, *, folds: int = 5, seed: int = 0, penalizers: Sequence[float] = DEFAULT_PENALIZERS,
+                  selection_folds: int = 5) -> np.ndarray:
+    """Out-of-fold risk of every development row (folds stratified by event), as imaging scores are made;
+    each fold's model chooses its penalizer from ``penalizers`` by ``selection_folds``-fold cross-validation."""
     y = check_outcome(time, event, name="baseline development data")
     k = min(folds, int(y.event.sum()))
     if k < 2:
@@ -78,6 +80,6 @@ def crossfit_risk(x, time, event, *, folds: int = 5, seed: int = 0, **options: A
     out = np.full(y.time.size, np.nan)
     for f in range(k):
         train = fold != f
-        model = BaselineCox(seed=seed, **options).fit(x.loc[train], y.time[train], y.event[train])
+        model = BaselineCox(penalizers, selection_folds, seed).fit(x.loc[train], y.time[train], y.event[train])
         out[~train] = model.predict(x.loc[~train])
     return out
