@@ -23,7 +23,7 @@ BY_MODEL = {"radiology": ("c_index_mri_phenotype", "bytes_scores_round"),
             "pathology": ("c_index_slide_phenotype", "bytes_signature_rounds")}
 # Seed 2 gives each of the first 8 cases of A, B and C, and the first 12 of D, several recurrences.
 TINY = ["--train-cases", "8", "--held-out-cases", "12", "--rounds", "2", "--local-epochs", "1", "--seeds", "1",
-        "--first-seed", "2", "--threads", "1", "--workers", "1"]
+        "--first-seed", "2", "--threads", "1", "--workers", "2"]
 
 
 def bench(*args: str) -> list[dict]:
@@ -38,8 +38,8 @@ SELECTION = {"radiology": [], "pathology": ["--select-round"]}
 
 @pytest.fixture(scope="module", params=sorted(BY_MODEL))
 def cnn(request):
-    """(model, its lines by figure): about 40 s (radiology) or 60 s (pathology) on 2 idle cores, most of it
-    rendering 36 phantom cases."""
+    """(model, its lines by figure): about 25 s (radiology) or 40 s (pathology) on 2 idle cores, most of it
+    rendering 36 phantom cases (two processes)."""
     model = request.param
     return model, {line["figure"]: line for line in bench("--model", model, *TINY, *SELECTION[model])}
 
