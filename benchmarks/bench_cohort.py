@@ -36,8 +36,10 @@ each, all measured in this one run on the same validation cases:
 in seconds, so the ceiling of any ``--difficulty/--cases/--seed`` can be checked before a run.
 
 The cohort and caches go to a temporary folder (``--work DIR`` keeps them). Takes about a quarter of
-an hour on 2 cores with the defaults; ``--difficulty hard --cases 800`` took 23 minutes. Run:
-``.venv/bin/python benchmarks/bench_cohort.py [--cases N] [--seed S]``.
+an hour on 2 cores with the defaults; ``--difficulty hard --cases 800`` took 23 minutes.
+``--pathology-epochs/--pathology-patience`` lengthen the patch model's schedule (``bench_patch_oracle.py``
+shows the release's 10 epochs are too few for the hard phantom's slides). Run:
+``.venv/bin/python benchmarks/bench_cohort.py [--cases N] [--seed S] [--pathology-epochs N]``.
 """
 
 from __future__ import annotations
@@ -190,12 +192,18 @@ def main() -> None:
     parser.add_argument("--difficulty", default="standard", help="phantom difficulty: standard or hard (default standard)")
     parser.add_argument("--bootstrap", type=int, default=TrainAllConfig.bootstrap, help="bootstrap resamples")
     parser.add_argument("--cv-repeats", type=int, default=5, help="repeats of the fusion penalizer cross-validation")
+    release = TrainAllConfig()
+    parser.add_argument("--pathology-epochs", type=int, default=release.pathology_epochs,
+                        help="patch-model epochs at most (default: as make weights)")
+    parser.add_argument("--pathology-patience", type=int, default=release.pathology_patience,
+                        help="patch-model epochs without improvement before it stops (default: as make weights)")
     parser.add_argument("--ceiling-only", action="store_true",
                         help="plan the cohort and print the oracle, the image ceiling and the true clinical C-index; "
                              "train nothing")
     args = parser.parse_args()
 
-    config = TrainAllConfig(cases=args.cases, seed=args.seed, difficulty=args.difficulty, bootstrap=args.bootstrap)
+    config = TrainAllConfig(cases=args.cases, seed=args.seed, difficulty=args.difficulty, bootstrap=args.bootstrap,
+                            pathology_epochs=args.pathology_epochs, pathology_patience=args.pathology_patience)
     plans = _plans(config)
     ceiling = _ceiling(plans, config.bootstrap)
     if args.ceiling_only:
@@ -218,6 +226,7 @@ def main() -> None:
     comparison = figures.comparison
     context = {"split": "validation (centre B)", "n": comparison.n, "events": comparison.events,
                "cases": config.cases, "seed": config.seed, "size": config.size, "difficulty": config.difficulty,
+               "pathology_epochs": config.pathology_epochs, "pathology_patience": config.pathology_patience,
                "bootstrap": comparison.metrics["n_resamples"], **machine()}
     for name, short in NAMES.items():
         metrics = comparison.metrics["models"][with_radiology(name, radiology)]

@@ -168,8 +168,8 @@ class WorkflowController:
         try:
             job = start_fusion(case_id, python_executable=self.python_executable, store_path=self._store_path,
                                weights_dir=self._weights_dir, python_path=self.python_path)
-        except RuntimeError as exc:
-            self.view.log(f"Fusion could not start: {exc}")
+        except RuntimeError as exc:  # CliProcess's messages begin with its title: "Fusion could not start ..."
+            self.view.log(str(exc))
             return
         self._run(job, self._fusion_finished)
 
@@ -177,7 +177,7 @@ class WorkflowController:
         try:
             job.json()
         except RuntimeError as exc:  # the radiology result stands; the status box says fusion is missing
-            self.view.log(f"Fusion failed: {exc}")
+            self.view.log(str(exc))  # "Fusion failed: ...", "Fusion stopped with exit code ..."
             self.view.show_log()
         finally:
             job.close()

@@ -103,6 +103,16 @@ def test_train_all_rejects_a_cohort_too_small_to_cross_fit():
         TrainAllConfig(cases=20)
 
 
+def test_the_patch_training_length_and_patience_reach_train_pathology_and_are_checked():
+    from sarcoma_risk.errors import InvalidInput
+
+    args = TrainAllConfig(pathology_epochs=60, pathology_patience=60).pathology_arguments()
+    assert args[args.index("--epochs") + 1] == "60" and args[args.index("--patience") + 1] == "60"
+    assert TrainAllConfig().pathology_patience == 4  # train pathology's own default: make weights unchanged
+    with pytest.raises(InvalidInput, match="pathology_patience: 0"):
+        TrainAllConfig(pathology_patience=0)
+
+
 def test_train_all_is_a_train_command_with_documented_defaults(capsys):
     from sarcoma_risk.cli import main
 

@@ -227,6 +227,7 @@ def test_a_fusion_that_fails_is_logged_and_the_radiology_result_stands(controlle
     assert view.events == ["running=True", "running=False", "scored", "record_changed",
                            "running=True", "running=False", "show_log", "record_changed"]
     assert view.lines[-1].startswith("Fusion failed: ") and "no model 'fusion'" in view.lines[-1]
+    assert "Fusion failed: Fusion" not in view.lines[-1]  # said once
     saved = sections(store)
     assert saved["radiology"] is not None and saved["fusion"] is None
 

@@ -44,6 +44,8 @@ class TrainAllConfig:
         The patch model and what it sees (``train pathology --architecture/--init/--patch-px/--spacing``).
     pathology_epochs, pathology_patches_per_epoch, pathology_batch_size, pathology_val_patches_per_slide : int
         Patch training length (``--epochs/--patches-per-epoch/--batch-size/--val-patches-per-slide``).
+    pathology_patience : int
+        Epochs without improvement before the patch training stops (``--patience``).
     pathology_folds : int
         Cross-fitting folds of the patch model and slide signature.
     signature_bins, signature_words : int
@@ -70,6 +72,7 @@ class TrainAllConfig:
     pathology_patches_per_epoch: int = 2048
     pathology_batch_size: int = 64
     pathology_val_patches_per_slide: int = 32
+    pathology_patience: int = 4
     pathology_folds: int = 3
     signature_bins: int = 8
     signature_words: int = 8
@@ -83,7 +86,7 @@ class TrainAllConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise InvalidInput(f"seed: {self.seed!r} must be an integer >= 0")
         check_choice(self.difficulty, Difficulty, "difficulty")
-        for name in ("workers", "bootstrap"):
+        for name in ("workers", "bootstrap", "pathology_epochs", "pathology_patience"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInput(f"{name}: {value!r} must be an integer >= 1")
@@ -106,4 +109,5 @@ class TrainAllConfig:
                 "--patches-per-epoch", str(self.pathology_patches_per_epoch),
                 "--batch-size", str(self.pathology_batch_size),
                 "--val-patches-per-slide", str(self.pathology_val_patches_per_slide),
+                "--patience", str(self.pathology_patience),
                 "--bins", str(self.signature_bins), "--words", str(self.signature_words), "--no-progress"]
