@@ -48,9 +48,9 @@ VAL_PATCHES_PER_SLIDE = 24
 OUTCOME_INTERCEPT, OUTCOME_SLOPE = -1.4, 0.5
 
 
-def _render(folder: Path, slides: int, difficulty: str, spacing_um: float, patch_px: int,
+def _render(folder: Path, phenotypes: np.ndarray, difficulty: str, spacing_um: float, patch_px: int,
             seed: int) -> list[tuple[np.ndarray, float]]:
-    """(tumor patches (n, px, px, 3) uint8, z_p) per rendered slide."""
+    """(tumor patches (n, px, px, 3) uint8, z_p) per rendered slide, one slide per phenotype."""
     from sarcoma_risk.pathology.regions import read_tumor_region
     from sarcoma_risk.pathology.slide import open_slide
     from sarcoma_risk.pathology.tiling import plan_patches
@@ -58,10 +58,8 @@ def _render(folder: Path, slides: int, difficulty: str, spacing_um: float, patch
     from sarcoma_risk.synthetic.difficulty import render_difficulty
     from sarcoma_risk.synthetic.wsi import write_phantom_slide
 
-    rng = np.random.default_rng(seed)
     out = []
-    for i in range(slides):
-        z = float(rng.standard_normal())
+    for i, z in enumerate(map(float, phenotypes)):
         phantom = write_phantom_slide(folder / f"slide{i}.svs", phenotype=z, centre="A", size="tiny",
                                       seed=seed * 1000 + i, difficulty=render_difficulty(difficulty))
         with open_slide(phantom.slide) as slide:
@@ -189,18 +187,20 @@ def main() -> None:
                "threads": torch.get_num_threads(), **machine()}
     if init_note:
         context["init_note"] = init_note
+    phenotypes = np.random.default_rng(args.seed).standard_normal(args.slides)
+    cut = int(0.6 * args.slides)
+    targets = None
+    if args.label == "outcome":  # drawn before rendering, so a draw that cannot train stops at once
+        targets = outcome_labels(phenotypes[:cut], args.seed)
+        if targets.min() == targets.max():
+            parser.error(f"--slides {args.slides} --seed {args.seed}: every training slide drew the same label; "
+                         "render more slides or take another seed")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        slides = _render(Path(tmp), args.slides, args.difficulty, args.spacing, args.patch_px, args.seed)
+        slides = _render(Path(tmp), phenotypes, args.difficulty, args.spacing, args.patch_px, args.seed)
     emit(BENCH, "seconds_render", round(time.perf_counter() - started, 1), "s", **context)
-    cut = int(0.6 * len(slides))
-    targets = None
-    if args.label == "outcome":
-        phenotypes = np.array([z for _, z in slides[:cut]])
-        targets = outcome_labels(phenotypes, args.seed)
-        if targets.min() == targets.max():
-            parser.error(f"--slides {args.slides}: every training slide drew the same label; render more slides")
-        emit(BENCH, "label_phenotype_r", round(float(np.corrcoef(targets, phenotypes)[0, 1]), 3), "pearson",
+    if targets is not None:
+        emit(BENCH, "label_phenotype_r", round(float(np.corrcoef(targets, phenotypes[:cut])[0, 1]), 3), "pearson",
              positives=int(targets.sum()), **context)
     networks = {
         "patch_model": (lambda: make_patch_model(args.architecture, init), args.epochs),

@@ -56,3 +56,10 @@ def test_outcome_labels_follow_the_phenotype_as_weakly_as_recurrence_does():
 def test_too_few_patches_an_epoch_is_refused_before_anything_is_rendered():
     run = _run("--slides", "10", "--patches-per-epoch", "0")
     assert run.returncode == 2 and "--patches-per-epoch 0" in run.stderr and "seconds_render" not in run.stdout
+
+
+def test_outcome_labels_all_alike_are_refused_before_anything_is_rendered():
+    # seed 5 draws no positive label among the 6 training slides of 10
+    run = _run("--slides", "10", "--seed", "5", "--label", "outcome")
+    assert run.returncode == 2 and "--seed 5: every training slide drew the same label" in run.stderr
+    assert "seconds_render" not in run.stdout
