@@ -165,7 +165,7 @@ def main() -> None:
                "penalizer": args.penalizer, "score_noise": args.score_noise, "submodel": COMBINED, **machine()}
     emit_comparison(figures, args.seeds, context)
     emit(BENCH, "rounds", round(statistics.mean(rounds_seen), 1), "rounds",
-         note="all 7 sub-models: summary, then per sub-model moments, Newton iterations, describe", **context)
+         note="all 7 sub-models side by side: summary, moments, the Newton iterations of the slowest, describe", **context)
     emit(BENCH, "bytes_sent_per_round", round(statistics.mean(sent)), "bytes", max=max(sent),
          note="server to all 3 centres, Flower protobuf wire size", **context)
     emit(BENCH, "bytes_received_per_round", round(statistics.mean(received)), "bytes", max=max(received),

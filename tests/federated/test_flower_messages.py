@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from sarcoma_risk import __version__
+from sarcoma_risk.errors import InvalidInput
+from sarcoma_risk.federated import centre
 from sarcoma_risk.federated.flower import (PROTOCOL, FederatedError, LocalGrid, decode, encode, make_client_app,
                                            make_server_app, run_server, server_context)
 from sarcoma_risk.federated.fusion import fit_federated_fusion
@@ -40,9 +42,10 @@ def _run(parts, run_config, *, loader=None, on_message=None, wrap=None):
 
 
 # What may travel, by message type: scalar names (regular expressions) and array names with their shapes
-# as functions of p (design columns of the sub-model), t (month grid edges) and r (risk grid edges).
+# as functions of p (design columns of the sub-model), t (month grid edges) and r (risk grid edges). The
+# fields of a sub-model travel as "<sub-model>/<field>" and are checked here by their field name.
 SCALARS = {
-    "request": r"op|features|modalities|min_level_count|subsets|subset|state|columns",
+    "request": r"op|features|modalities|min_level_count|subsets|submodels|state|columns",
     "summary": r"centre|n_cases|n_events|follow_up_months|level/[a-z_]+/[A-Za-z0-9_]+",
     "moments": r"centre|n",
     "cox": r"centre|log_likelihood",
@@ -63,6 +66,12 @@ def _expected_shape(spec, p, t, r):
     return {"p": (p,), "pp": (p, p), "t": (t,), "r": (r,), "t-1": (t - 1,), "r-1": (r - 1,)}[spec]
 
 
+def _field(key, submodels):
+    """(sub-model, field) of a message key: ("clinical+radiology", "beta") or (None, key) for the others."""
+    head, _, rest = key.partition("/")
+    return (head, rest) if head in submodels and rest else (None, key)
+
+
 def test_every_message_holds_only_named_aggregates_and_no_case_data(three_centres):
     parts = split(three_centres)
     messages = []
@@ -72,7 +81,7 @@ def test_every_message_holds_only_named_aggregates_and_no_case_data(three_centre
     sizes = {len(rows) for rows in parts.values()} | {len(three_centres)}
     columns_of = {name: len(sub.cox.columns) + len(sub.dropped_columns) for name, sub in model.submodels_.items()}
     assert len(messages) == 2 * 3 * len(result["rounds"])  # every round: 3 requests and 3 replies
-    grids, p = {}, 0
+    grids, p_of, asked = {}, {}, set()
     for direction, message in messages:
         op = message.metadata.message_type.split(".")[1]
         kind = "request" if direction == "sent" else op
@@ -83,28 +92,46 @@ def test_every_message_holds_only_named_aggregates_and_no_case_data(three_centre
         payload = decode(content)
         config = dict(content.config_records.get("config", {}))
         arrays = dict(content.array_records.get("arrays", {}))
+        if direction == "sent" and "submodels" in payload:
+            asked = set(json.loads(payload["submodels"]))
+            assert asked <= set(model.submodels_), f"sent {op}: asks about {asked - set(model.submodels_)}"
+            for name in asked:
+                columns = payload.get(f"{name}/columns")
+                p_of[name] = len(json.loads(columns)) if columns is not None else columns_of[name]
+        if direction == "sent" and op == "describe":
+            grids = {"t": payload["time_edges"].size, "r": payload["risk_edges"].size}
         for key, value in config.items():
-            assert re.fullmatch(SCALARS[kind], key), f"{direction} {op}: unexpected field {key!r}"
+            part, field = _field(key, columns_of)
+            assert part is None or part in asked, f"{direction} {op}: {key!r} is about a sub-model not asked about"
+            assert re.fullmatch(SCALARS[kind], field), f"{direction} {op}: unexpected field {key!r}"
             assert isinstance(value, (int, float, str)), f"{direction} {op}: {key} is a {type(value).__name__}"
             text = json.dumps(value)
             assert not any(case_id in text for case_id in case_ids), f"{direction} {op}: {key} names a case"
-        if direction == "sent" and "columns" in payload:
-            p = len(json.loads(payload["columns"]))
-        elif direction == "sent" and "subset" in payload:
-            p = columns_of[payload["subset"]]
-        if direction == "sent" and op == "describe":
-            grids = {"t": payload["time_edges"].size, "r": payload["risk_edges"].size}
         for key, array in arrays.items():
-            spec = ARRAYS[kind].get(key) or ARRAYS[kind].get(key.split("/")[0] + "/*")
+            part, field = _field(key, columns_of)
+            assert part is None or part in asked, f"{direction} {op}: {key!r} is about a sub-model not asked about"
+            spec = ARRAYS[kind].get(field) or ARRAYS[kind].get(field.split("/")[0] + "/*")
             assert spec is not None, f"{direction} {op}: unexpected array {key!r}"
             shape = tuple(array.shape)
-            assert shape == _expected_shape(spec, p, grids.get("t", 0), grids.get("r", 0)), \
+            assert shape == _expected_shape(spec, p_of.get(part, 0), grids.get("t", 0), grids.get("r", 0)), \
                 f"{direction} {op}: {key} has shape {shape}"
             # no per-case vector: model-sized arrays only (the grids are fixed by the server, not the data)
             if spec not in ("t", "t-1", "r", "r-1"):
                 assert not (set(shape) & sizes), f"{direction} {op}: {key} {shape} matches a number of cases"
         if direction == "received":
             assert payload["centre"] in parts
+
+
+def test_the_sub_models_share_their_rounds(three_centres):
+    # summary, moments, the Newton-Raphson rounds of the slowest sub-model (each iteration and halved step
+    # is a round), describe: not one run of rounds per sub-model after another
+    result = _run(split(three_centres), {"min-centres": 3})
+    ops = [r["op"] for r in result["rounds"]]
+    newton = result["log"].newton
+    assert len(newton) == len(result["model"].submodels_) >= 4
+    assert ops[:2] == ["summary", "moments"] and ops[-1] == "describe" and set(ops[2:-1]) == {"cox"}
+    assert len(ops) - 3 >= 1 + max(n["iterations"] for n in newton.values())
+    assert len(ops) < 3 + sum(1 + n["iterations"] for n in newton.values())
 
 
 def test_the_round_bytes_are_counted_and_the_weights_are_written(three_centres, tmp_path):
@@ -218,3 +245,11 @@ def test_every_sub_model_is_fitted_with_a_bounded_number_of_rounds(three_centres
     assert {v["iterations"] for v in result["log"].newton.values()} <= {1, 2}
     assert len(result["log"].newton) == len(all_subsets())
     assert {submodel_name(s) for s in all_subsets()} == set(result["model"].submodels_)
+
+
+@pytest.mark.parametrize("submodels", [None, "clinical", "[]", '["clinical", 3]'])
+def test_a_sub_model_question_that_names_no_sub_model_list_is_refused(three_centres, submodels):
+    request = {"op": "moments", **({} if submodels is None else {"submodels": submodels})}
+    with pytest.raises(InvalidInput, match=r"federated request 'moments': field 'submodels' must be a JSON list"):
+        centre.answer(three_centres, request)
+

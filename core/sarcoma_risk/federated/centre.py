@@ -12,6 +12,10 @@ Requests (``op``):
 * ``summary``: numbers of cases and events; the encoder's sufficient statistics (level counts,
   numeric sums); per imaging score its count, sum and sum of squares; per sub-model its cases and
   events.
+``moments``, ``cox`` and ``describe`` ask about several sub-models at once (the server fits them side
+by side): ``submodels`` lists their names, and each one's fields and answers are named
+``<sub-model>/<field>`` (e.g. ``clinical+radiology/beta``, ``clinical+radiology/gradient``).
+
 * ``moments``: per design column of a sub-model its sum and sum of squares (pooled means and SDs).
 * ``cox``: the Efron log partial likelihood, gradient and Hessian at the server's coefficients.
 * ``describe``: at the final coefficients, the events and the exposure (time at risk times relative
@@ -137,8 +141,23 @@ OPERATIONS = {"summary": summary, "moments": moments, "cox": cox, "describe": de
 
 
 def answer(table, request: Mapping[str, Any]) -> Payload:
-    """Dispatch a server request to the computation it names."""
+    """Dispatch a server request to the computation it names (for each sub-model it asks about)."""
     op = request.get("op")
     if op not in OPERATIONS:
         raise InvalidInput(f"federated request: op {op!r}; expected one of {', '.join(OPERATIONS)}")
-    return OPERATIONS[op](table, request)
+    if op == "summary":
+        return summary(table, request)
+    try:
+        names = json.loads(request["submodels"])
+    except (KeyError, TypeError, ValueError):
+        names = None
+    if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
+        raise InvalidInput(f"federated request {op!r}: field 'submodels' must be a JSON list of sub-model names")
+    shared = {key: value for key, value in request.items() if "/" not in key}
+    out: Payload = {}
+    for name in names:
+        prefix = f"{name}/"
+        fields = {key[len(prefix):]: value for key, value in request.items() if key.startswith(prefix)}
+        reply = OPERATIONS[op](table, {**shared, **fields, "subset": name})
+        out.update({prefix + key: value for key, value in reply.items()})
+    return out

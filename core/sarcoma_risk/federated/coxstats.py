@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable, Generator
 
 import numpy as np
 
@@ -94,22 +95,24 @@ def newton_step_solver(total: CoxStats, beta: np.ndarray, n_cases: int, penalize
     return step, ll, neg_h
 
 
-def fit_newton(evaluate, p: int, n_cases: int, penalizer: float, *, max_steps: int = 50,
-               tolerance: float = 1e-10) -> NewtonResult:
-    """Newton-Raphson with step halving on ``evaluate(beta) -> CoxStats`` (the sum over centres).
+def newton_steps(p: int, n_cases: int, penalizer: float, *, max_steps: int = 50, tolerance: float = 1e-10
+                 ) -> Generator[np.ndarray, CoxStats, NewtonResult]:
+    """Newton-Raphson with step halving, driven from outside: yields each beta at which it needs the
+    summed statistics, is sent them back (``CoxStats``), and returns the :class:`NewtonResult`.
 
-    ``evaluate`` is called once per iteration (one round of messages); at most ``max_steps`` rounds.
+    A server that fits several models can advance them all in the same rounds of messages (one
+    generator each); :func:`fit_newton` drives one with a function. At most ``max_steps`` iterations.
     """
     if not (math.isfinite(penalizer) and penalizer >= 0):
         raise InvalidInput(f"penalizer: {penalizer}; expected a finite number >= 0")
     beta = np.zeros(p)
-    total = evaluate(beta)
+    total = yield beta
     step, ll, neg_h = newton_step_solver(total, beta, n_cases, penalizer)
     for iteration in range(1, max_steps + 1):
         size = 1.0
         while True:
             candidate = beta + size * step
-            new_total = evaluate(candidate)
+            new_total = yield candidate
             new_step, new_ll, new_neg_h = newton_step_solver(new_total, candidate, n_cases, penalizer)
             # the penalised partial likelihood is concave: a full step that lowers it overshot
             if new_ll >= ll - 1e-12 or size < 1e-4:
@@ -120,3 +123,18 @@ def fit_newton(evaluate, p: int, n_cases: int, penalizer: float, *, max_steps: i
         if converged:
             return NewtonResult(beta, np.linalg.inv(neg_h), ll, iteration, True)
     return NewtonResult(beta, np.linalg.inv(neg_h), ll, max_steps, False)
+
+
+def fit_newton(evaluate: Callable[[np.ndarray], CoxStats], p: int, n_cases: int, penalizer: float, *,
+               max_steps: int = 50, tolerance: float = 1e-10) -> NewtonResult:
+    """:func:`newton_steps` on ``evaluate(beta) -> CoxStats`` (the sum over centres).
+
+    ``evaluate`` is called once per iteration and once per halved step (one round of messages each).
+    """
+    steps = newton_steps(p, n_cases, penalizer, max_steps=max_steps, tolerance=tolerance)
+    beta = next(steps)
+    while True:
+        try:
+            beta = steps.send(evaluate(beta))
+        except StopIteration as done:
+            return done.value

@@ -103,7 +103,8 @@ def decode(content) -> dict[str, Any]:
 
 # The format of the federated messages. Raise it whenever a message gains, loses or changes a field.
 # 2: the centres count the scores and risks beyond the server's histogram grid (releases before send no format).
-PROTOCOL = 2
+# 3: moments, cox and describe ask about every sub-model at once (fields named <sub-model>/<field>).
+PROTOCOL = 3
 
 
 def stamp(content):
@@ -159,6 +160,18 @@ def manifest_table_loader(context) -> tuple[str, Any]:
         raise InvalidInput(f"federated client: the manifest {config['manifest']} has no development case of centre "
                            f"{name!r}; centres there: {', '.join(sorted(table['centre'].unique()))}")
     return name, mine
+
+
+#: The kinds of message the federated CNNs send to the centres (:mod:`sarcoma_risk.federated.fedavg`).
+IMAGING_MESSAGES = ("train", "evaluate", "query.scores", "query.signature")
+
+
+def register(app, kind: str, handle: Callable[[Any, Any], Any]) -> None:
+    """Register ``handle`` on a ClientApp for messages of ``kind`` ("train", "evaluate" or "query.<op>")."""
+    if kind.startswith("query."):
+        app.query(kind.removeprefix("query."))(handle)
+    else:
+        getattr(app, kind)()(handle)
 
 
 def make_client_app(load_table: TableLoader = manifest_table_loader):

@@ -40,7 +40,7 @@ import numpy as np
 
 from sarcoma_risk.clinical.encoder import DEFAULT_FEATURES, ClinicalEncoder
 from sarcoma_risk.errors import InvalidInput
-from sarcoma_risk.federated.coxstats import CoxStats, fit_newton
+from sarcoma_risk.federated.coxstats import CoxStats, NewtonResult, newton_steps
 from sarcoma_risk.federated.histogram import warn_outside_grid
 from sarcoma_risk.fusion.cox import CoxParameters
 from sarcoma_risk.fusion.groups import Cutoff
@@ -200,18 +200,20 @@ def _fit(session: _Session, settings: FederatedFusionSettings):
                         "score_scaling": {m: list(v) for m, v in model.score_scaling_.items()}})
     model.submodels_, model.skipped_ = {}, {}
     follow_up = max(float(r["follow_up_months"]) for r in replies.values())
+    fitted = []
     for subset in subsets:
         name = submodel_name(subset)
         n, events = (int(v) for v in _sum(replies, f"subset/{name}"))
         if CLINICAL in subset and model.encoder_ is None or any(
                 m != CLINICAL and m not in model.score_scaling_ for m in subset):
             model.skipped_[name] = "no development data for this combination of modalities"
-            continue
-        if events < settings.min_events:
+        elif events < settings.min_events:
             model.skipped_[name] = (f"{n} development case(s) with {events} event(s) across centres; "
                                     f"needs at least {settings.min_events} events")
-            continue
-        model.submodels_[name] = _fit_submodel(session, settings, subset, state, n, follow_up)
+        else:
+            fitted.append(tuple(subset))
+    if fitted:
+        model.submodels_ = _fit_submodels(session, settings, fitted, state, follow_up)
     if not model.submodels_:
         raise InvalidInput("no sub-model could be fitted:\n  " + "\n  ".join(f"{k}: {v}" for k, v in model.skipped_.items()))
     model.n_development_ = int(sum(int(r["n_cases"]) for r in replies.values()))
@@ -228,51 +230,88 @@ def _mean_sd(n: int, total: float, squares: float) -> tuple[float, float]:
     return mean, math.sqrt(max(squares - n * mean * mean, 0.0) / (n - 1)) if n > 1 else 0.0
 
 
-def _fit_submodel(session: _Session, settings: FederatedFusionSettings, subset: Sequence[str], state: str, n: int,
-                  follow_up: float):
-    name = submodel_name(subset)
-    request = {"subset": name, "state": state}
-    replies = session.ask("moments", **request)
-    columns = _columns(state, subset, settings)
-    total_n = int(sum(int(r["n"]) for r in replies.values()))
-    sums, squares = _sum(replies, "sum"), _sum(replies, "sum_squares")
-    mean = sums / total_n
-    sd = np.sqrt(np.maximum(squares - total_n * mean * mean, 0.0) / (total_n - 1))
-    keep = sd > 1e-12 * np.maximum(1.0, np.abs(mean))
-    dropped = tuple(c for c, k in zip(columns, keep) if not k)
-    columns = [c for c, k in zip(columns, keep) if k]
-    if not columns:
-        raise InvalidInput(f"sub-model {name}: every covariate is constant among its {total_n} development cases")
-    mean, sd = mean[keep], sd[keep]
-    request["columns"] = json.dumps(columns)
+def _parts(questions: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """One request asking every sub-model in ``questions`` (name -> its fields): the names, and each
+    field under ``<name>/<field>``."""
+    return {"submodels": json.dumps(list(questions)),
+            **{f"{name}/{key}": value for name, fields in questions.items() for key, value in fields.items()}}
 
-    def evaluate(beta: np.ndarray) -> CoxStats:
-        answers = session.ask("cox", **request, mean=mean, std=sd, beta=beta)
-        return CoxStats(float(_sum(answers, "log_likelihood")), _sum(answers, "gradient"), _sum(answers, "hessian"))
 
-    result = fit_newton(evaluate, len(columns), total_n, settings.penalizer, max_steps=settings.max_newton_steps,
-                        tolerance=settings.tolerance)
-    session.log.newton[name] = {"iterations": result.iterations, "converged": result.converged}
-    if not result.converged:
-        log.warning("sub-model %s: Newton-Raphson did not converge in %d steps", name, result.iterations)
-    beta = result.beta / sd
-    se = np.sqrt(np.diag(result.covariance)) / sd
+def _part(replies: Mapping[str, Mapping[str, Any]], name: str, key: str) -> Any:
+    """A sub-model's field summed over centres."""
+    return _sum(replies, f"{name}/{key}")
+
+
+def _fit_submodels(session: _Session, settings: FederatedFusionSettings, subsets: Sequence[tuple[str, ...]],
+                   state: str, follow_up: float) -> dict[str, SubModel]:
+    """Fit the sub-models side by side: every round asks the centres about all of them at once (their
+    moments; the Cox statistics of those whose Newton-Raphson fit is still running; their description
+    at the final coefficients), so a fit takes as many rounds as its slowest sub-model, not their sum."""
+    names = [submodel_name(s) for s in subsets]
+    replies = session.ask("moments", state=state, **_parts({name: {} for name in names}))
+    design: dict[str, dict[str, Any]] = {}
+    for subset, name in zip(subsets, names):
+        columns = _columns(state, subset, settings)
+        total_n = int(sum(int(r[f"{name}/n"]) for r in replies.values()))
+        sums, squares = _part(replies, name, "sum"), _part(replies, name, "sum_squares")
+        mean = sums / total_n
+        sd = np.sqrt(np.maximum(squares - total_n * mean * mean, 0.0) / (total_n - 1))
+        keep = sd > 1e-12 * np.maximum(1.0, np.abs(mean))
+        dropped = tuple(c for c, k in zip(columns, keep) if not k)
+        columns = [c for c, k in zip(columns, keep) if k]
+        if not columns:
+            raise InvalidInput(f"sub-model {name}: every covariate is constant among its {total_n} development cases")
+        design[name] = {"n": total_n, "columns": columns, "dropped": dropped, "mean": mean[keep], "sd": sd[keep]}
+
+    fits = {name: newton_steps(len(d["columns"]), d["n"], settings.penalizer, max_steps=settings.max_newton_steps,
+                               tolerance=settings.tolerance) for name, d in design.items()}
+    betas = {name: next(fit) for name, fit in fits.items()}
+    results: dict[str, NewtonResult] = {}
+    while betas:
+        answers = session.ask("cox", state=state, **_parts({
+            name: {"columns": json.dumps(design[name]["columns"]), "mean": design[name]["mean"],
+                   "std": design[name]["sd"], "beta": beta} for name, beta in betas.items()}))
+        for name in list(betas):
+            stats = CoxStats(float(_part(answers, name, "log_likelihood")), _part(answers, name, "gradient"),
+                             _part(answers, name, "hessian"))
+            try:
+                betas[name] = fits[name].send(stats)
+            except StopIteration as done:
+                results[name] = done.value
+                del betas[name]
 
     step = settings.time_step_months
     time_edges = np.arange(0.0, math.ceil(follow_up / step) * step + step / 2, step)
     risk_edges = np.round(np.arange(-settings.risk_limit, settings.risk_limit + settings.risk_bin / 2, settings.risk_bin), 9)
-    answers = session.ask("describe", **request, beta=beta, means=mean, time_edges=time_edges, risk_edges=risk_edges)
-    events, exposure = _sum(answers, "events"), _sum(answers, "exposure")
+    for name, result in results.items():
+        d = design[name]
+        session.log.newton[name] = {"iterations": result.iterations, "converged": result.converged}
+        if not result.converged:
+            log.warning("sub-model %s: Newton-Raphson did not converge in %d steps", name, result.iterations)
+        d["beta"] = result.beta / d["sd"]
+    answers = session.ask("describe", state=state, time_edges=time_edges, risk_edges=risk_edges, **_parts({
+        name: {"columns": json.dumps(d["columns"]), "beta": d["beta"], "means": d["mean"]} for name, d in design.items()}))
+    return {name: _submodel(settings, subset, design[name], results[name], answers, time_edges, risk_edges)
+            for subset, name in zip(subsets, names)}
+
+
+def _submodel(settings: FederatedFusionSettings, subset: tuple[str, ...], design: Mapping[str, Any],
+              result: NewtonResult, answers: Mapping[str, Mapping[str, Any]], time_edges: np.ndarray,
+              risk_edges: np.ndarray) -> SubModel:
+    """A sub-model from its Newton-Raphson result and the centres' description of it."""
+    name = submodel_name(subset)
+    se = np.sqrt(np.diag(result.covariance)) / design["sd"]
+    events, exposure = _part(answers, name, "events"), _part(answers, name, "exposure")
     hazard = np.where(exposure > 0, events / np.where(exposure > 0, exposure, 1.0), 0.0)
     cumulative = np.cumsum(hazard)
     jumps = events > 0
-    histogram = _sum(answers, "risk_histogram")
-    warn_outside_grid(f"sub-model {name} risk", _sum(answers, "risk_outside"), risk_edges)
+    histogram = _part(answers, name, "risk_histogram")
+    warn_outside_grid(f"sub-model {name} risk", _part(answers, name, "risk_outside"), risk_edges)
     percentiles = _percentiles(histogram, risk_edges, PERCENTILES)
     median = float(np.interp(50.0, PERCENTILES, percentiles))
     share_high = 1.0 - _cdf(histogram, risk_edges, median)
-    concordant, comparable = _sum(answers, "pairs")
-    cox = CoxParameters(columns=columns, beta=beta, standard_errors=se, means=mean,
+    concordant, comparable = _part(answers, name, "pairs")
+    cox = CoxParameters(columns=design["columns"], beta=design["beta"], standard_errors=se, means=design["mean"],
                         baseline_times=time_edges[1:][jumps], baseline_cumulative_hazard=cumulative[jumps],
                         max_time=float(time_edges[-1]), penalizer=float(settings.penalizer),
                         log_likelihood=float(result.log_likelihood))
@@ -280,10 +319,10 @@ def _fit_submodel(session: _Session, settings: FederatedFusionSettings, subset: 
                      grid=(float(settings.penalizer),), scores=(None,),
                      failed={"%g" % settings.penalizer: "not cross-validated: fixed for the federated fit"})
     cutoff = Cutoff(method="median", value=median, share_high=float(share_high), min_share=0.0, statistic=None)
-    development = DevelopmentFit(int(total_n), int(events.sum()),
+    development = DevelopmentFit(int(design["n"]), int(events.sum()),
                                  float(concordant / comparable) if comparable > 0 else math.nan,
                                  tuple(float(v) for v in percentiles))
-    return SubModel(tuple(subset), cox, dropped, cv, cutoff, development)
+    return SubModel(tuple(subset), cox, design["dropped"], cv, cutoff, development)
 
 
 def _columns(state: str, subset: Sequence[str], settings: FederatedFusionSettings) -> list[str]:
