@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -253,3 +257,11 @@ def test_a_sub_model_question_that_names_no_sub_model_list_is_refused(three_cent
     with pytest.raises(InvalidInput, match=r"federated request 'moments': field 'submodels' must be a JSON list"):
         centre.answer(three_centres, request)
 
+
+def test_the_deployed_apps_leave_torch_unimported_until_a_cnn_message_arrives():
+    # a deployed SuperNode starts a process per message: the Cox fusion's rounds must not pay for torch
+    code = "import sys, sarcoma_risk.federated.apps; print('torch' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "core")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False"

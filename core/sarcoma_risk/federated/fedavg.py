@@ -35,8 +35,8 @@ from sarcoma_risk.cohort import Split, read_manifest
 from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fileio import atomic_write_bytes, atomic_write_json
 # federated.flower imports Flower first, once, with its import-time warnings filtered
-from sarcoma_risk.federated.flower import (DECODE_LOCK, FederatedError, MessageHook, check_sender, decode, encode,
-                                           stamp, to_numpy, wire_size)
+from sarcoma_risk.federated.flower import (DECODE_LOCK, IMAGING_MESSAGES, FederatedError, MessageHook, check_sender,
+                                           decode, encode, register, stamp, to_numpy, wire_size)
 from sarcoma_risk.federated.histogram import warn_outside_grid
 from sarcoma_risk.federated.imaging import CentreRefused, RadiologyCentre, initial_network, load_state, state_arrays
 from sarcoma_risk.federated.patchmodel import PRESETS as PATCH_PRESETS
@@ -197,7 +197,14 @@ def make_imaging_client_app(load_centre: CentreLoader = manifest_centre_loader):
 
 
 def add_imaging_handlers(app, load_centre: CentreLoader = manifest_centre_loader) -> None:
-    """Register the ``train`` and ``query.scores`` handlers of the federated CNN on a ClientApp."""
+    """Register the handlers of the federated CNN's messages (:func:`imaging_handlers`) on a ClientApp."""
+    for kind, handle in imaging_handlers(load_centre).items():
+        register(app, kind, handle)
+
+
+def imaging_handlers(load_centre: CentreLoader = manifest_centre_loader) -> dict[str, Callable[[Any, Any], Message]]:
+    """The centre's handler of each of :data:`~sarcoma_risk.federated.flower.IMAGING_MESSAGES`, sharing one
+    cache of loaded centres."""
     cache: dict[tuple[int, str], RadiologyCentre | PathologyCentre] = {}
     lock = threading.Lock()
 
@@ -265,10 +272,8 @@ def add_imaging_handlers(app, load_centre: CentreLoader = manifest_centre_loader
                                        int(request["n_words"]))
         return encode(signature_answer(cases, request))
 
-    app.train()(guarded("train", train))
-    app.evaluate()(guarded("evaluate", evaluate))
-    app.query("scores")(guarded("query.scores", scores))
-    app.query("signature")(guarded("query.signature", signature))
+    handlers = {"train": train, "evaluate": evaluate, "query.scores": scores, "query.signature": signature}
+    return {kind: guarded(kind, handlers[kind]) for kind in IMAGING_MESSAGES}
 
 
 # ---- the server's side ----------------------------------------------------------------------------
