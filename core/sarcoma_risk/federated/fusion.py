@@ -81,7 +81,7 @@ class FederatedFusionSettings:
 
 @dataclass
 class FitLog:
-    """What happened: centres used and refused, rounds per sub-model, Newton convergence."""
+    """What happened: centres used and refused, rounds of messages, Newton convergence per sub-model."""
     centres: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)
     dropped_out: list[str] = field(default_factory=list)
