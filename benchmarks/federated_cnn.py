@@ -1,7 +1,8 @@
 """The CNN modes of ``bench_federated.py``: a CNN trained on each centre alone, federated and pooled, scored on D.
 
 For each seed a phantom is rendered at the ``tiny`` size with :func:`sarcoma_risk.synthetic.generate_cohort`
-(what ``sarcoma-risk synth`` runs): ``--train-cases`` cases in each of centres A, B and C, and
+(what ``sarcoma-risk synth`` runs), only the images the CNN reads (MRI or slides; the cases and outcomes are
+those of the full phantom): ``--train-cases`` cases in each of centres A, B and C, and
 ``--held-out-cases`` cases in centre D, drawn apart so that D can be larger (a case depends only on
 the seed, its centre and its index, so D's cases are those a four-centre cohort would hold). synth
 makes the first centre the development cohort and the others validation; here every case of A, B
@@ -73,14 +74,15 @@ HELD_OUT = "D"
 PRESET = "tiny"
 
 
-def render(root: Path, seed: int, train_cases: int, held_out_cases: int,
-           workers: int) -> tuple[list[CohortCase], dict[str, dict[str, float]]]:
-    """The phantom's cases (A, B, C development; D validation) and each case's true phenotypes (z_r MRI, z_p slide)."""
+def render(root: Path, seed: int, train_cases: int, held_out_cases: int, workers: int,
+           modality: str) -> tuple[list[CohortCase], dict[str, dict[str, float]]]:
+    """The phantom's cases (A, B, C development; D validation) with the images of ``modality`` ("mri" or
+    "slides"), and each case's true phenotypes (z_r MRI, z_p slide)."""
     cases: list[CohortCase] = []
     truth: dict[str, dict[str, float]] = {}
     for folder, centres, n, split in (("training", TRAINING, train_cases * len(TRAINING), Split.DEVELOPMENT),
                                       ("held-out", (HELD_OUT,), held_out_cases, Split.VALIDATION)):
-        cohort = generate_cohort(root / folder, n, centres, seed, size="tiny", workers=workers)
+        cohort = generate_cohort(root / folder, n, centres, seed, size="tiny", workers=workers, modalities=(modality,))
         cases += [replace(c, split=split) for c in read_manifest(cohort.manifest).cases]
         truth |= {c["case_id"]: {"z_r": float(c["z_r"]), "z_p": float(c["z_p"])} for c in cohort.load_truth()["cases"]}
     return cases, truth
@@ -89,7 +91,7 @@ def render(root: Path, seed: int, train_cases: int, held_out_cases: int,
 class RadiologyArms:
     """The radiology CNN (CBAM 3D CNN on the tiny preset's patches): what each arm trains and how D is scored."""
 
-    name = "radiology"
+    name, modality = "radiology", "mri"
     phenotype, phenotype_figure = "z_r", "c_index_mri_phenotype"  # the latent the MRI renders
     after_training = "bytes_scores_round", "query.scores round (the centring)", "the query.scores round, both ways"
     how = "ordinary trainer, same epochs, no early stopping"
@@ -138,7 +140,7 @@ class RadiologyArms:
 class PathologyArms:
     """The patch model (ShuffleNetV2, tiny preset) and its slide signature: each arm's pair, and how D is scored."""
 
-    name = "pathology"
+    name, modality = "pathology", "slides"
     phenotype, phenotype_figure = "z_p", "c_index_slide_phenotype"  # the latent the slides render
     after_training = ("bytes_signature_rounds", "query.signature rounds (the slide signature from sums)",
                       "the query.signature rounds together, both ways")
@@ -213,7 +215,7 @@ def run_seed(seed: int, args: argparse.Namespace, figures: dict[str, list[float]
     epochs = args.rounds * args.local_epochs
     with tempfile.TemporaryDirectory(prefix="bench-federated-") as tmp:  # the slides are read until the end
         start = time.perf_counter()
-        cases, truth = render(Path(tmp), seed, args.train_cases, args.held_out_cases, args.workers)
+        cases, truth = render(Path(tmp), seed, args.train_cases, args.held_out_cases, args.workers, arms.modality)
         training, held_out = arms.centres(cases)
         wire["render_seconds"].append(time.perf_counter() - start)
         try:

@@ -58,6 +58,7 @@ def test_random_split_rule_from_the_command_line(tmp_path):
     (["--cases", "4", "--workers", "0"], "workers: 0 must be an integer >= 1"),
     (["--cases", "4", "--missing-rate", "2"], "missing_rate"),
     (["--cases", "4", "--split", "hospital"], "split: 'hospital' is not valid; expected one of centre, random"),
+    (["--cases", "4", "--modalities", "mri,ct"], "modalities: 'mri,ct'; choose one or both of mri, slides"),
 ])
 def test_bad_arguments_are_refused_with_the_valid_values(tmp_path, capsys, args, message):
     assert main(["synth", "--out", str(tmp_path / "c"), "--table-only", *args]) == 1

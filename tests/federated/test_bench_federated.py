@@ -38,8 +38,8 @@ SELECTION = {"radiology": [], "pathology": ["--select-round"]}
 
 @pytest.fixture(scope="module", params=sorted(BY_MODEL))
 def cnn(request):
-    """(model, its lines by figure): about 25 s (radiology) or 40 s (pathology) on 2 idle cores, most of it
-    rendering 36 phantom cases (two processes)."""
+    """(model, its lines by figure): about 16 s (radiology) or 42 s (pathology) on 2 idle cores; the 36 phantom
+    cases are rendered (two processes) with only the images the CNN reads."""
     model = request.param
     return model, {line["figure"]: line for line in bench("--model", model, *TINY, *SELECTION[model])}
 

@@ -13,6 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from sarcoma_risk.cohort import read_manifest
+from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.synthetic import generate_cohort
 
 
@@ -139,6 +140,28 @@ def test_missing_rate_one_leaves_every_case_with_exactly_one_imaging_modality(tm
     assert {c.has_mri for c in cases} == {True, False}
     truth = cohort.load_truth()
     assert all((t["mri"] is None) == (not c.has_mri) for t, c in zip(truth["cases"], cases))
+
+
+def test_a_one_modality_cohort_has_the_full_cohorts_cases_and_those_images_alone(tmp_path):
+    full = generate_cohort(tmp_path / "full", 2, "A,B", seed=2, size="tiny")
+    mri = generate_cohort(tmp_path / "mri", 2, "A,B", seed=2, size="tiny", modalities=("mri",))
+    slides = generate_cohort(tmp_path / "slides", 2, "A,B", seed=2, size="tiny", modalities="slides")
+    whole, digest = read_manifest(full.manifest).cases, tree_digest(full.root)
+    for cohort, has_mri in ((mri, True), (slides, False)):
+        cases = read_manifest(cohort.manifest).cases
+        assert [(c.case_id, c.time_months, c.event) for c in cases] == [(c.case_id, c.time_months, c.event)
+                                                                          for c in whole]
+        assert all(c.has_mri == has_mri and c.has_slides != has_mri for c in cases)
+        images = {name: sha for name, sha in tree_digest(cohort.root).items() if name.startswith("cases/")}
+        assert images and all(digest[name] == sha for name, sha in images.items())  # the full cohort's bytes
+        assert all(("/slides/" in name) != has_mri for name in images)
+        truth = cohort.load_truth()
+        assert truth["settings"]["modalities"] == (["mri"] if has_mri else ["slides"])
+        assert [t["z_r"] for t in truth["cases"]] == [t["z_r"] for t in full.load_truth()["cases"]]
+    assert "modalities" not in full.load_truth()["settings"]  # a full cohort's truth.json keeps its bytes
+    for bad in ("ct", "", ()):
+        with pytest.raises(InvalidInput, match="modalities: .*choose one or both of mri, slides"):
+            generate_cohort(tmp_path / "bad", 2, "A,B", seed=2, modalities=bad)
 
 
 def test_dicom_option_writes_mri_as_a_dicom_series_folder(tmp_path):

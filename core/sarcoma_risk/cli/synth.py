@@ -42,6 +42,9 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "necrosis and mitotic scores, shown in texture and nuclear structure rather than in "
                         "intensity or colour, and centres that differ in case mix and baseline hazard "
                         "(default: standard)")
+    p.add_argument("--modalities", default="mri,slides", metavar="mri|slides|mri,slides",
+                   help="images to render: an MRI-only or slides-only cohort has the same cases and outcomes, with "
+                        "the other images left out (default: mri,slides)")
     p.add_argument("--table-only", action="store_true",
                    help="write only manifest.csv (no image paths) and truth.json, without images")
     p.add_argument("--workers", type=int, default=1, metavar="W", help="processes rendering cases (default: 1)")
@@ -72,7 +75,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         args.out, args.cases, args.centres, args.seed, args.size, images=not args.table_only,
         overwrite=args.overwrite, workers=args.workers, split=args.split,
         validation_fraction=args.validation_fraction, missing_rate=args.missing_rate,
-        dicom_rate=args.dicom_rate, progress=_Progress(), difficulty=args.difficulty)
+        dicom_rate=args.dicom_rate, progress=_Progress(), difficulty=args.difficulty, modalities=args.modalities)
     truth = cohort.load_truth()
     groups = truth["c_index"]["groups"]
     summary = {"out": str(cohort.root), "manifest": str(cohort.manifest), "truth": str(cohort.truth),

@@ -31,7 +31,7 @@ import os
 import shutil
 import zlib
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -168,6 +168,19 @@ def _check_rate(value: float, name: str, *, open_high: bool = False) -> float:
         bound = "< 1" if open_high else "<= 1"
         raise InvalidInput(f"{name}: {value!r} must be a fraction >= 0 and {bound}")
     return value
+
+
+#: The imaging modalities a phantom case can have, in manifest order.
+MODALITIES = ("mri", "slides")
+
+
+def _check_modalities(value: str | Sequence[str]) -> tuple[str, ...]:
+    """The rendered modalities, in :data:`MODALITIES` order; "mri,slides" or a sequence of names."""
+    names = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v).strip() for v in value]
+    unknown = [n for n in names if n not in MODALITIES]
+    if unknown or not names:
+        raise InvalidInput(f"modalities: {value!r}; choose one or both of {', '.join(MODALITIES)}")
+    return tuple(m for m in MODALITIES if m in names)
 
 
 def _check_count(value: int, name: str, minimum: int = 1) -> int:
@@ -481,7 +494,8 @@ def generate_cohort(out_dir: str | Path, n_cases: int, centres: str | Sequence[s
                     workers: int = 1, split: SplitRule | str = SplitRule.CENTRE, validation_fraction: float = 0.3,
                     missing_rate: float = 0.0, dicom_rate: float | None = None,
                     model: GenerativeModel | None = None, progress: ProgressCallback | None = None,
-                    difficulty: Difficulty | str = Difficulty.STANDARD) -> PhantomCohort:
+                    difficulty: Difficulty | str = Difficulty.STANDARD,
+                    modalities: str | Sequence[str] = MODALITIES) -> PhantomCohort:
     """Generate a phantom cohort in ``out_dir``: images, ``manifest.csv`` and ``truth.json``.
 
     Parameters
@@ -516,6 +530,10 @@ def generate_cohort(out_dir: str | Path, n_cases: int, centres: str | Sequence[s
         ``standard``: the original phantom (same bytes by seed as before difficulties existed);
         ``hard``: weaker, noisier, heterogeneous imaging effects and centres that differ in case mix
         and baseline hazard (:mod:`sarcoma_risk.synthetic.difficulty`).
+    modalities : "mri", "slides" or both
+        The images rendered (default both). Leaving one out renders only the other (e.g. an MRI-only
+        cohort for the radiology models): the cases, their latents and outcomes are those of the full
+        cohort, and the left-out images are simply not written (their manifest columns are empty).
 
     Returns
     -------
@@ -525,9 +543,13 @@ def generate_cohort(out_dir: str | Path, n_cases: int, centres: str | Sequence[s
     workers = _check_count(workers, "workers")
     difficulty = check_choice(difficulty, Difficulty, "difficulty")
     model = model or model_for(difficulty)
+    modalities = _check_modalities(modalities)
     plans = plan_cohort(n_cases, centres, seed, model=model, size=size, split=split,
                         validation_fraction=validation_fraction, missing_rate=missing_rate, dicom_rate=dicom_rate,
                         difficulty=difficulty)
+    if modalities != MODALITIES:
+        plans = [replace(p, mri_seed=p.mri_seed if "mri" in modalities else None,
+                         slides=p.slides if "slides" in modalities else ()) for p in plans]
     root = Path(out_dir).expanduser()
     try:
         created = _prepare_output(root, overwrite)
@@ -540,6 +562,8 @@ def generate_cohort(out_dir: str | Path, n_cases: int, centres: str | Sequence[s
                 "validation_fraction": validation_fraction, "missing_rate": missing_rate,
                 "options": {**SIZE_OPTIONS[size].__dict__,
                             **({"dicom_rate": dicom_rate} if dicom_rate is not None else {})}}
+    if modalities != MODALITIES:
+        settings["modalities"] = list(modalities)  # only then: a full cohort's truth.json keeps its bytes
     if difficulty is not Difficulty.STANDARD:
         # Only a non-standard cohort says so: the standard truth.json keeps its bytes.
         settings["difficulty"] = difficulty.value
