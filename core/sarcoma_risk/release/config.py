@@ -52,6 +52,8 @@ class TrainAllConfig:
         Slide signature features (``--bins/--words``).
     fusion_cutoff : str
         Risk-group cutoff of the fusion model ("median" or "maxstat").
+    fusion_folds : int
+        Cross-validation folds choosing each fusion sub-model's ridge penalizer (``train fusion --folds``, >= 2).
     bootstrap : int
         Bootstrap resamples of the validation figures' 95% CIs.
     """
@@ -77,6 +79,7 @@ class TrainAllConfig:
     signature_bins: int = 8
     signature_words: int = 8
     fusion_cutoff: str = "median"
+    fusion_folds: int = 5
     bootstrap: int = 1000
 
     def __post_init__(self) -> None:
@@ -90,6 +93,9 @@ class TrainAllConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInput(f"{name}: {value!r} must be an integer >= 1")
+        if isinstance(self.fusion_folds, bool) or not isinstance(self.fusion_folds, int) or self.fusion_folds < 2:
+            raise InvalidInput(f"fusion_folds: {self.fusion_folds!r} must be an integer >= 2 (cross-validation of the "
+                               "fusion penalizer)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -128,7 +128,7 @@ def _train_all(out_dir: Path, work_dir: Path, config: TrainAllConfig, device: st
     scores = ["--scores", str(stage / "radiology_scores.csv"), "--scores", str(stage / "pathology_scores.csv")]
     _say(4, "fusion: Cox sub-models on the out-of-fold imaging scores")
     _run(4, ["train", "fusion", "--manifest", str(manifest), *scores, "--out", str(stage), "--cutoff",
-             config.fusion_cutoff])
+             config.fusion_cutoff, "--folds", str(config.fusion_folds)])
     t = lap("fusion", t)
     _say(5, f"validation on centre B ({config.bootstrap} bootstrap resamples)")
     _run(5, ["evaluate", "--manifest", str(manifest), "--split", "validation", "--weights", str(stage), *scores,
