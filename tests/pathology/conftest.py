@@ -49,16 +49,25 @@ class PhantomSlideCohort:
 
 @pytest.fixture(scope="session")
 def slide_cohort(tmp_path_factory) -> PhantomSlideCohort:
+    """The slides are rendered by two processes (each slide's bytes depend only on its own arguments)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     root = tmp_path_factory.mktemp("slide-cohort")
     rng = np.random.default_rng(7)
     phenotypes = np.concatenate([rng.permutation(np.linspace(-2, 2, N_DEV)),
                                  rng.permutation(np.linspace(-1.8, 1.8, N_VAL))])
+    centres = ["A" if i < N_DEV else "B" for i in range(len(phenotypes))]
+    # spawn, as generate_cohort renders: the parent may hold threads (OpenSlide, BLAS) that fork would copy.
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        slides = [job.result() for job in [
+            pool.submit(write_phantom_slide, root / f"slide-{i:02d}.svs", phenotype=float(z), centre=centres[i],
+                        size="tiny", seed=1000 + i, artefacts=i % 4 == 0, annotate=i % 5 != 0)
+            for i, z in enumerate(phenotypes)]]
     rows = []
-    for i, z in enumerate(phenotypes):
+    for i, (z, rendered) in enumerate(zip(phenotypes, slides)):
         split = "development" if i < N_DEV else "validation"
-        centre = "A" if split == "development" else "B"
-        rendered = write_phantom_slide(root / f"slide-{i:02d}.svs", phenotype=float(z), centre=centre, size="tiny",
-                                       seed=1000 + i, artefacts=i % 4 == 0, annotate=i % 5 != 0)
+        centre = centres[i]
         time = 36 * np.exp(-z + 0.15 * rng.normal())
         rows.append({"case_id": f"PX-{i:03d}", "centre": centre, "split": split, "time_months": f"{time:.2f}",
                      "event": "0" if i % 6 == 5 else "1", "slides": rendered.slide.name,
