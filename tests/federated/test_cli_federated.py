@@ -129,7 +129,7 @@ def _write_certificates(folder: Path) -> None:
 @pytest.mark.slow
 def test_server_and_three_clients_fit_over_grpc_with_tls_on_loopback(three_centre_manifest, tmp_path):
     # TLS here; the plain transport (--insecure) is the radiology CNN's test below: one run of each is
-    # enough, each costs about a minute and a half of the suite.
+    # enough, each costs a minute or so of the suite (a deployed round waits on Flower's 3 s polls).
     fleet, control, appio, *client_ports = _free_ports(6)
     _write_certificates(tmp_path)
     server_flags = ["--ssl-certfile", str(tmp_path / "server.pem"), "--ssl-keyfile", str(tmp_path / "server.key"),
