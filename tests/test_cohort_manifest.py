@@ -117,3 +117,25 @@ def test_asking_for_an_unknown_split_suggests_the_right_one(tmp_path):
     manifest = read_manifest(write(tmp_path, [f"STS-0001,A,development,12,1,{CLINICAL},,,,,,"]))
     with pytest.raises(InvalidInput, match="Did you mean 'validation'"):
         manifest.split("validaton")
+
+
+def test_a_manifest_for_scoring_may_leave_out_the_outcome_and_design_but_not_get_them_wrong(tmp_path):
+    imaging = "mri_t2fs,tumor_seg,slides"
+    path = write(tmp_path, ["STS-0001,mri/1_t2.nii.gz,mri/1.seg.nrrd,wsi/1.svs"], header=f"case_id,{imaging}")
+    with pytest.raises(InvalidManifest, match="missing required column.*centre, split, time_months, event"):
+        read_manifest(path)
+    (case,) = read_manifest(path, require_outcome=False).cases
+    assert (case.centre, case.split, case.time_months, case.event) == (None, None, None, None)
+    assert case.has_mri and case.slides == (tmp_path / "wsi/1.svs",)
+
+    rows = ["STS-0001,,,,,,,", "STS-0002,B,validation,,,,,", "STS-0003,A,training,-3,yes,,,"]
+    path = write(tmp_path, rows, header=f"case_id,centre,split,time_months,event,{imaging}")
+    with pytest.raises(InvalidManifest) as caught:  # a value that is given is checked, empty cells are not
+        read_manifest(path, require_outcome=False)
+    assert [(p.row, p.column) for p in caught.value.problems] == [(3, "split"), (3, "time_months"), (3, "event")]
+    first, second = read_manifest(write(tmp_path, rows[:2], header=f"case_id,centre,split,time_months,event,{imaging}"),
+                                  require_outcome=False).cases
+    assert first.centre is None and first.split is None and first.event is None
+    assert second.centre == "B" and second.split is Split.VALIDATION and second.time_months is None
+    with pytest.raises(InvalidManifest, match="missing required column.*case_id"):
+        read_manifest(write(tmp_path, ["A"], header="centre"), require_outcome=False)

@@ -155,3 +155,31 @@ def test_a_missing_manifest_or_header_is_one_clear_problem(tmp_path, capsys):
     (tmp_path / "m.csv").write_text("case_id,centre\nX1,A\n")
     report = validate_cohort(tmp_path / "m.csv")
     assert len(report.problems) == 1 and "missing required column(s) split, time_months, event" in report.problems[0].message
+
+
+def relabelled(annotation: Path, to: Path, name: str) -> Path:
+    """A copy of a QuPath GeoJSON whose annotations are of class ``name``."""
+    data = json.loads(annotation.read_text(encoding="utf-8"))
+    for feature in data["features"]:
+        feature["properties"]["classification"]["name"] = name
+    to.write_text(json.dumps(data), encoding="utf-8")
+    return to
+
+
+def test_a_manifest_for_score_cohort_is_checked_without_outcome_and_with_its_annotation_class(
+        phantom_cohort_tiny, tmp_path, capsys):
+    row = next(absolute(r, phantom_cohort_tiny.root) for r in read_rows(phantom_cohort_tiny.manifest)
+               if r["annotations"] and "|" not in r["slides"])
+    row["annotations"] = str(relabelled(Path(row["annotations"]), tmp_path / "neoplastic.geojson", "Neoplastic"))
+    imaging = {k: row[k] for k in ("case_id", "mri_t2fs", "mri_t1ce", "tumor_seg", "tumor_segment", "slides",
+                                   "annotations")}
+    manifest = write_manifest(tmp_path / "manifest.csv", [imaging])
+    report = validate_cohort(manifest)
+    assert [p.message for p in report.problems] == [report.problems[0].message]
+    assert "missing required column(s) centre, split, time_months, event" in report.problems[0].message
+
+    report = validate_cohort(manifest, require_outcome=False)
+    assert [(p.row, p.column) for p in report.problems] == [(1, "annotations")]
+    assert "Neoplastic" in report.problems[0].message and "--annotation-class" in report.problems[0].message
+    assert main(["cohort", "validate", str(manifest), "--without-outcome", "--annotation-class", "Neoplastic"]) == 0
+    assert ": ok" in capsys.readouterr().out

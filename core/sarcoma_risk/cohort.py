@@ -20,6 +20,8 @@ annotations         QuPath GeoJSON tumor annotation per slide, ``|``-separated, 
 
 Reading checks columns and every row and reports every problem at once; file-level checks (the
 files open, MRI and mask share geometry, slides have MPP) are in ``sarcoma-risk cohort validate``.
+Scoring (``sarcoma-risk score-cohort``) reads with ``require_outcome=False``: a cohort without
+follow-up yet may leave out ``centre``, ``split``, ``time_months`` and ``event``, or leave them empty.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class Split(str, Enum):
 
 
 OUTCOME_COLUMNS = ("case_id", "centre", "split", "time_months", "event")
+#: The columns of OUTCOME_COLUMNS that a manifest read only for scoring may leave out.
+DESIGN_COLUMNS = ("centre", "split", "time_months", "event")
 PATH_COLUMNS = ("mri_t2fs", "mri_t1ce", "tumor_seg", "slides", "annotations")
 OTHER_COLUMNS = ("tumor_segment",)
 LIST_SEPARATOR = "|"
@@ -61,13 +65,17 @@ class ManifestProblem:
 
 @dataclass(frozen=True)
 class CohortCase:
-    """One manifest row, validated; paths resolved against the manifest's folder."""
+    """One manifest row, validated; paths resolved against the manifest's folder.
+
+    ``centre``, ``split``, ``time_months`` and ``event`` are None only in a manifest read with
+    ``require_outcome=False`` that leaves them out or empty.
+    """
 
     case_id: str
-    centre: str
-    split: Split
-    time_months: float
-    event: bool
+    centre: str | None
+    split: Split | None
+    time_months: float | None
+    event: bool | None
     clinical: dict[str, Any]
     clinical_problems: tuple[str, ...] = ()
     mri_t2fs: Path | None = None
@@ -120,21 +128,24 @@ def _resolve(root: Path, text: str) -> Path:
     return path if path.is_absolute() else root / path
 
 
-def read_manifest(path: str | Path, *, require_clinical: bool = False) -> Manifest:
+def read_manifest(path: str | Path, *, require_clinical: bool = False, require_outcome: bool = True) -> Manifest:
     """Read and check a cohort manifest; raise :class:`InvalidManifest` listing every problem.
 
     Clinical values are validated too. With ``require_clinical=False`` a case with incomplete
     clinical data is kept (imaging models can still train on it) and its problems are kept in
-    ``CohortCase.clinical_problems``; with ``True`` they are errors.
+    ``CohortCase.clinical_problems``; with ``True`` they are errors. With ``require_outcome=False``
+    (scoring) the columns of :data:`DESIGN_COLUMNS` may be absent or empty (None in the case); a
+    value that is given is still checked.
     """
 
     path = Path(path)
     table = read_csv_table(path, InvalidManifest, what="manifest")
     header = table.header
-    missing = [c for c in OUTCOME_COLUMNS if c not in header]
+    needed = OUTCOME_COLUMNS if require_outcome else tuple(c for c in OUTCOME_COLUMNS if c not in DESIGN_COLUMNS)
+    missing = [c for c in needed if c not in header]
     if missing:
         raise InvalidManifest(f"{path}: missing required column(s) {', '.join(missing)}; "
-                              f"a manifest needs {', '.join(OUTCOME_COLUMNS)} (see docs/manifest.md)")
+                              f"a manifest needs {', '.join(needed)} (see docs/manifest.md)")
     if "annotations" in header and "slides" not in header:
         raise InvalidManifest(f"{path}: has an 'annotations' column but no 'slides' column")
     unknown = [h for h in header if h not in (*OUTCOME_COLUMNS, *PATH_COLUMNS, *OTHER_COLUMNS) and h not in VARIABLES]
@@ -167,21 +178,24 @@ def read_manifest(path: str | Path, *, require_clinical: bool = False) -> Manife
             if case_id in seen:
                 bad("case_id", f"a unique id (also on row {seen[case_id]})")
             seen.setdefault(case_id, row_no)
-        if not row.get("centre"):
+        given = {c: row.get(c, "") for c in DESIGN_COLUMNS}
+        if require_outcome and not given["centre"]:
             bad("centre", "a centre code such as A")
-        try:
-            split = Split(row.get("split", "").lower())
-        except ValueError:
-            bad("split", "development or validation")
-            split = Split.DEVELOPMENT
-        try:
-            time = float(row.get("time_months", ""))
-            if not math.isfinite(time) or time <= 0:
-                raise ValueError
-        except ValueError:
-            bad("time_months", "a number of months > 0")
-            time = math.nan
-        if row.get("event") not in ("0", "1"):
+        split: Split | None = None
+        if require_outcome or given["split"]:
+            try:
+                split = Split(given["split"].lower())
+            except ValueError:
+                bad("split", "development or validation")
+        time: float | None = None
+        if require_outcome or given["time_months"]:
+            try:
+                time = float(given["time_months"])
+                if not math.isfinite(time) or time <= 0:
+                    raise ValueError
+            except ValueError:
+                bad("time_months", "a number of months > 0")
+        if (require_outcome or given["event"]) and given["event"] not in ("0", "1"):
             bad("event", "1 (recurrence) or 0 (censored)")
         clinical, clinical_problems = validate_clinical(row, row=row_no, case_id=case_id)
         if require_clinical:
@@ -200,7 +214,8 @@ def read_manifest(path: str | Path, *, require_clinical: bool = False) -> Manife
             continue
         opt = lambda column: _resolve(root, row[column]) if row.get(column) else None  # noqa: E731
         cases.append(CohortCase(
-            case_id=case_id, centre=row["centre"], split=split, time_months=time, event=row["event"] == "1",
+            case_id=case_id, centre=given["centre"] or None, split=split, time_months=time,
+            event=given["event"] == "1" if given["event"] else None,
             clinical=clinical, clinical_problems=tuple(str(p) for p in clinical_problems),
             mri_t2fs=opt("mri_t2fs"), mri_t1ce=opt("mri_t1ce"), tumor_seg=opt("tumor_seg"),
             tumor_segment=row.get("tumor_segment") or None,

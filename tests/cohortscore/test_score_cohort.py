@@ -124,6 +124,47 @@ def test_inputs_are_recognised_by_content_so_a_copied_file_is_skipped_and_a_new_
     assert entry["restricted_to_annotation"] is False and entry["annotation_sha256"] is None
 
 
+def test_a_cohort_without_follow_up_is_scored_and_the_annotation_class_decides_what_the_record_holds(
+        first_run, small_cohort, tmp_path):
+    from sarcoma_risk.pathology.regions import region_sha256
+    from sarcoma_risk.provenance import sha256_file
+
+    store = copy_store(first_run.store, tmp_path / "cases.sqlite")
+    row = small_cohort.rows[GOOD[0]]
+    annotation = json.loads(Path(row["annotations"]).read_text(encoding="utf-8"))
+    for feature in annotation["features"]:  # the same polygons, under a centre's own class name
+        feature["properties"]["classification"]["name"] = "Neoplastic"
+    (tmp_path / "neoplastic.geojson").write_text(json.dumps(annotation), encoding="utf-8")
+    imaging = {"case_id": GOOD[0], "mri_t2fs": row["mri_t2fs"], "mri_t1ce": row["mri_t1ce"],
+               "tumor_seg": row["tumor_seg"], "slides": row["slides"],
+               "annotations": str(tmp_path / "neoplastic.geojson")}  # no centre, split, outcome or clinical data
+    manifest = tmp_path / "manifest.csv"
+    with open(manifest, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(imaging))
+        writer.writeheader()
+        writer.writerow(imaging)
+
+    default = score_cohort_cli(manifest, store, tmp_path / "out")
+    assert default.status == 1
+    assert {k: u["status"] for k, u in default.units().items()} == {(GOOD[0], "radiology"): "skipped",
+                                                                    (GOOD[0], "pathology"): "failed"}
+    assert "--annotation-class" in default.units()[GOOD[0], "pathology"]["message"]
+
+    named = score_cohort_cli(manifest, store, tmp_path / "out", "--annotation-class", "Neoplastic")
+    assert named.status == 0, named.stderr
+    assert named.units()[GOOD[0], "pathology"]["status"] == "scored"
+    (entry,) = sections(store)[GOOD[0]]["pathology"]["slides"]
+    (before,) = sections(first_run.store)[GOOD[0]]["pathology"]["slides"]
+    assert entry["annotation_sha256"] == region_sha256(sha256_file(tmp_path / "neoplastic.geojson"), ("Neoplastic",))
+    assert entry["n_tiles"] == before["n_tiles"] and entry["score"] == pytest.approx(before["score"])  # same region
+    again = score_cohort_cli(manifest, store, tmp_path / "out", "--annotation-class", "Neoplastic")
+    assert again.units()[GOOD[0], "pathology"]["status"] == "skipped"
+
+    refused = score_cohort_cli(manifest, store, tmp_path / "out", "--annotation-class", "Tumor:")
+    assert refused.status == 1 and "--annotation-class 'Tumor:'" in refused.stderr
+    assert refused.stdout == ""  # refused before any case
+
+
 def test_an_interrupted_run_resumes_where_it_stopped(small_cohort, tmp_path):
     from sarcoma_risk.cohortscore.run import score_cohort
 

@@ -9,7 +9,7 @@ pipelines use, so a manifest that validates is one that training can read:
   covers the tumor);
 - slides: :func:`sarcoma_risk.pathology.slide.open_slide` (OpenSlide opens it, resolution recorded);
 - annotations: :func:`sarcoma_risk.pathology.regions.read_tumor_region` (valid QuPath GeoJSON with a
-  tumor annotation overlapping the slide); an annotation reaching beyond the slide's level-0 bounds
+  tumor annotation, of the ``--annotation-class`` classes, overlapping the slide); an annotation reaching beyond the slide's level-0 bounds
   is reported as a warning (the pipeline ignores the part outside).
 
 A row with problems in some columns still has its files checked, so one run lists everything.
@@ -21,11 +21,12 @@ import argparse
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-from sarcoma_risk.cli.common import add_json_option, print_json
+from sarcoma_risk.cli.common import add_annotation_class_option, add_json_option, print_json
 from sarcoma_risk.cohort import LIST_SEPARATOR
 from sarcoma_risk.errors import InvalidManifest, SarcomaRiskError
+from sarcoma_risk.pathology.classes import DEFAULT_TUMOR_CLASSES
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +81,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("manifest", type=Path)
     p.add_argument("--require-clinical", action="store_true",
                    help="treat missing or invalid clinical values as problems (default: warnings)")
+    p.add_argument("--without-outcome", action="store_true",
+                   help="check a manifest for score-cohort: centre, split, time_months and event may be left out "
+                        "or empty (values that are given are still checked)")
+    add_annotation_class_option(p, "the manifest's annotation files, as score-cohort is given it")
     add_json_option(p)
     p.set_defaults(handler=cmd_validate)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    report = validate_cohort(args.manifest, require_clinical=args.require_clinical)
+    from sarcoma_risk.pathology.classes import check_class_names
+
+    report = validate_cohort(args.manifest, require_clinical=args.require_clinical,
+                             require_outcome=not args.without_outcome,
+                             annotation_classes=check_class_names(args.annotation_classes))
     if args.json:
         print_json(report.to_dict())
         return 0 if report.ok else 1
@@ -99,8 +108,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def validate_cohort(path: str | Path, *, require_clinical: bool = False) -> CohortReport:
-    """Check a manifest's rows and files; every problem is collected, nothing raises for bad data."""
+def validate_cohort(path: str | Path, *, require_clinical: bool = False, require_outcome: bool = True,
+                    annotation_classes: Sequence[str] = DEFAULT_TUMOR_CLASSES) -> CohortReport:
+    """Check a manifest's rows and files; every problem is collected, nothing raises for bad data.
+
+    ``require_outcome=False`` checks a manifest for scoring (:func:`~sarcoma_risk.cohort.read_manifest`);
+    ``annotation_classes`` are the QuPath classes that make each annotation file's tumor region.
+    """
     from sarcoma_risk.clinical.variables import validate_clinical
     from sarcoma_risk.cohort import read_manifest
     from sarcoma_risk.tabular import read_csv_table
@@ -108,7 +122,7 @@ def validate_cohort(path: str | Path, *, require_clinical: bool = False) -> Coho
     path = Path(path)
     report = CohortReport(path)
     try:
-        read_manifest(path, require_clinical=require_clinical)
+        read_manifest(path, require_clinical=require_clinical, require_outcome=require_outcome)
         row_problems = []
     except InvalidManifest as exc:
         if not exc.problems:  # the file or its header cannot be used: nothing more to check
@@ -126,7 +140,7 @@ def validate_cohort(path: str | Path, *, require_clinical: bool = False) -> Coho
             _, clinical = validate_clinical(row.values, row=row.number, case_id=case_id)
             report.warnings.extend(CohortProblem(f"{p.value!r} -> expected {p.expected}", row.number, p.column, case_id)
                                    for p in clinical)
-        _check_files(row.number, case_id, row.values, path.parent, report)
+        _check_files(row.number, case_id, row.values, path.parent, report, annotation_classes)
     return report
 
 
@@ -161,10 +175,11 @@ class _RowChecker:
         self.report.warnings.append(CohortProblem(message, self.row, column, self.case_id, text))
 
 
-def _check_files(row: int, case_id: str | None, values: dict[str, str], root: Path, report: CohortReport) -> None:
+def _check_files(row: int, case_id: str | None, values: dict[str, str], root: Path, report: CohortReport,
+                 annotation_classes: Sequence[str]) -> None:
     check = _RowChecker(row, case_id, root, report)
     _check_mri(check, values)
-    _check_slides(check, values)
+    _check_slides(check, values, annotation_classes)
 
 
 def _check_mri(check: _RowChecker, values: dict[str, str]) -> None:
@@ -190,7 +205,7 @@ def _split(text: str) -> list[str]:
     return [item.strip() for item in text.split(LIST_SEPARATOR)] if text else []
 
 
-def _check_slides(check: _RowChecker, values: dict[str, str]) -> None:
+def _check_slides(check: _RowChecker, values: dict[str, str], annotation_classes: Sequence[str]) -> None:
     from sarcoma_risk.pathology.geojson import read_geojson
     from sarcoma_risk.pathology.regions import read_tumor_region
     from sarcoma_risk.pathology.slide import open_slide
@@ -207,7 +222,8 @@ def _check_slides(check: _RowChecker, values: dict[str, str]) -> None:
             check.run("annotations", annotation, lambda: read_geojson(check.resolve(annotation)))
             continue
         region = check.run("annotations", annotation,
-                           lambda: read_tumor_region(check.resolve(annotation), dimensions))
+                           lambda: read_tumor_region(check.resolve(annotation), dimensions,
+                                                     classes=annotation_classes))
         if region is not None:
             _warn_beyond_bounds(check, annotation, dimensions)
 

@@ -47,6 +47,14 @@ def add_store_option(parser: argparse.ArgumentParser) -> None:
                              "(default: $SARCOMA_RISK_STORE or cases.sqlite in the per-user data folder)")
 
 
+def add_annotation_class_option(parser: argparse.ArgumentParser, annotations: str) -> None:
+    """``--annotation-class NAME`` (repeatable): the tumor's QuPath class in ``annotations``; None = the default."""
+    parser.add_argument("--annotation-class", dest="annotation_classes", action="append", default=None, metavar="NAME",
+                        help=f"QuPath class of the tumor annotations in {annotations}, exactly as QuPath shows it "
+                             "(repeatable; a class also takes the classes derived from it, 'Tumor' takes "
+                             "'Tumor: Positive'; default: Tumor)")
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     """``--json``: machine-readable output for scripts."""
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")

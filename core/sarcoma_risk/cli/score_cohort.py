@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sarcoma_risk.cli.common import (
     SCORING_PRECISION_HELP,
+    add_annotation_class_option,
     add_device_options,
     add_json_option,
     add_store_option,
@@ -39,6 +40,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "--weights and --out")
     p.add_argument("--modality", choices=("all", "radiology", "pathology"), default="all",
                    help="score only the MRI (radiology) or only the slides (pathology) (default: %(default)s)")
+    add_annotation_class_option(p, "the manifest's annotation files")
     p.add_argument("--rescore", action="store_true", help="score again what the case records already hold")
     p.add_argument("--weights", type=Path, default=None, metavar="DIR",
                    help="weights folder (default: $SARCOMA_RISK_WEIGHTS or the shipped weights/)")
@@ -57,6 +59,7 @@ def cmd_score_cohort(args: argparse.Namespace) -> int:
 
     from sarcoma_risk.cohortscore.jobs import Status
     from sarcoma_risk.cohortscore.run import ALL_MODALITIES, score_cohort
+    from sarcoma_risk.pathology.classes import check_class_names
     from sarcoma_risk.records.location import StoreLocation
     from sarcoma_risk.settings import default_weights_dir
 
@@ -68,6 +71,7 @@ def cmd_score_cohort(args: argparse.Namespace) -> int:
     lines = sys.stderr if args.json else sys.stdout
     run = score_cohort(args.manifest, weights_dir=args.weights or default_weights_dir(), out_dir=args.out,
                        store=args.store, cluster=args.cluster, modalities=modalities, rescore=args.rescore,
+                       annotation_classes=check_class_names(args.annotation_classes),
                        batch_size=args.batch_size, device=args.device, precision=args.precision, arguments=arguments,
                        on_unit=lambda unit: print(unit.line(), file=lines, flush=True))
     summary = (f"{len(run.units)} case section(s): {run.count(Status.SCORED)} scored, {run.count(Status.SKIPPED)} "

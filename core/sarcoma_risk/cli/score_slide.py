@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sarcoma_risk.cli.common import (
     SCORING_PRECISION_HELP,
+    add_annotation_class_option,
     add_device_options,
     add_json_option,
     add_store_option,
@@ -35,10 +36,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--annotations", type=Path, default=None, metavar="GEOJSON",
                    help="QuPath GeoJSON with the tumor annotation (class 'Tumor' unless --annotation-class says "
                         "otherwise); default: the whole tissue")
-    p.add_argument("--annotation-class", dest="annotation_classes", action="append", default=None, metavar="NAME",
-                   help="QuPath class of the tumor annotations in --annotations, exactly as QuPath shows it "
-                        "(repeatable; a class also takes the classes derived from it, 'Tumor' takes "
-                        "'Tumor: Positive'; default: Tumor)")
+    add_annotation_class_option(p, "--annotations")
     p.add_argument("--mpp", type=float, default=None,
                    help="microns per level-0 pixel, for slides that do not record it (0.25 at 40x, 0.5 at 20x)")
     p.add_argument("--weights", type=Path, default=None, metavar="DIR",

@@ -14,7 +14,7 @@ import contextlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from sarcoma_risk.choices import check_choice
 from sarcoma_risk.cohort import read_manifest
@@ -26,6 +26,7 @@ from sarcoma_risk.cohortscore.writer import RecordWriter
 from sarcoma_risk.device import Device, Precision, check_precision, resolve_device
 from sarcoma_risk.errors import (AuthenticationRequired, PermissionDenied, SarcomaRiskError, StoreError,
                                   WeightsError)
+from sarcoma_risk.pathology.classes import DEFAULT_TUMOR_CLASSES, check_class_names
 from sarcoma_risk.pathology.pipeline import PATCH_MODEL, SIGNATURE_MODEL, load_models
 from sarcoma_risk.radiology.checkpoint import available_sets, load_model, model_name
 
@@ -83,7 +84,8 @@ class _ClientModels:
 
 def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str | Path,
                  store: str | Path | None = None, cluster: str | None = None,
-                 modalities: Iterable[Modality | str] = ALL_MODALITIES, rescore: bool = False, batch_size: int = 64,
+                 modalities: Iterable[Modality | str] = ALL_MODALITIES, rescore: bool = False,
+                 annotation_classes: Sequence[str] = DEFAULT_TUMOR_CLASSES, batch_size: int = 64,
                  reader_threads: int = 2, device: str = "auto", precision: str = "fp32",
                  arguments: Mapping[str, Any] | None = None,
                  on_unit: Callable[[UnitReport], None] | None = None) -> CohortRun:
@@ -92,7 +94,8 @@ def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str 
     Parameters
     ----------
     manifest : path
-        A cohort manifest (docs/manifest.md); clinical columns are not needed here.
+        A cohort manifest (docs/manifest.md); clinical and outcome columns are not needed here (a
+        cohort without follow-up yet may leave out ``centre``, ``split``, ``time_months`` and ``event``).
     weights_dir : path
         The weights folder (radiology and/or pathology models), reachable at this path from every worker.
     out_dir : path
@@ -105,6 +108,9 @@ def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str 
     modalities : radiology and/or pathology
     rescore : bool
         Score again what the records already hold.
+    annotation_classes : sequence of str
+        The QuPath classes of the tumor annotations in the manifest's annotation files (as
+        ``score-slide --annotation-class``); a slide tiled within other classes is scored again.
     device, precision : str
         As ``--device`` and ``--precision`` of ``score-mri``/``score-slide``, resolved and checked on
         each worker (``auto`` takes a worker's GPU when it has one).
@@ -121,7 +127,7 @@ def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str 
         PermissionDenied) stops the run, keeping what was written.
     """
 
-    cohort = read_manifest(manifest)
+    cohort = read_manifest(manifest, require_outcome=False)
     chosen = [check_choice(m, Modality, "modality") for m in modalities]
     device = check_choice(device, Device, "device").value  # a typo is refused here, before any work
     precision = check_choice(precision, Precision, "precision").value
@@ -132,7 +138,7 @@ def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str 
     needed = {m for m in chosen if any(c.has_mri if m is Modality.RADIOLOGY else c.has_slides for c in cohort.cases)}
     models = _load_models(weights_dir, needed)
     settings = RunSettings(weights_dir, {name: w["sha256"] for name, w in models.weights.items()}, out_dir,
-                           batch_size=batch_size, reader_threads=reader_threads, device=device, precision=precision)
+                           annotation_classes=check_class_names(annotation_classes), batch_size=batch_size, reader_threads=reader_threads, device=device, precision=precision)
     engine = connect(cluster)
     try:
         with RecordWriter(store) as writer:

@@ -10,7 +10,8 @@ functions, and returns plain data (:class:`~.jobs.JobOutcome`) for the client to
   checked; a worker that finds other weights at the path (changed during the run, or another
   folder under the same name on that machine) fails the job instead of scoring with them.
 - A skipped job is decided on content: the inputs' sha256 and the weights' sha256 against the
-  record's provenance (a moved or renamed file is still recognised; an edited one is not).
+  record's provenance (a moved or renamed file is still recognised; an edited one is not), and for
+  a slide the annotation classes its tumor region was taken with.
 - Every error of a case becomes a failed outcome with its message (an unexpected one also with
   its traceback, logged on the worker), so one bad case never stops the run.
 """
@@ -29,8 +30,10 @@ from typing import Any, Callable, Mapping
 from sarcoma_risk.cohortscore.jobs import Job, JobOutcome, MRIJob, Modality, SlideJob, Status
 from sarcoma_risk.device import check_precision, resolve_device
 from sarcoma_risk.errors import InvalidInput, InvalidModel, SarcomaRiskError
+from sarcoma_risk.pathology.classes import DEFAULT_TUMOR_CLASSES
 from sarcoma_risk.pathology.pipeline import PATCH_MODEL, SIGNATURE_MODEL, load_models
 from sarcoma_risk.pathology.record import holds_slide
+from sarcoma_risk.pathology.regions import region_sha256
 from sarcoma_risk.pathology.scoring import score_case_slide
 from sarcoma_risk.pathology.slide import slide_fingerprint
 from sarcoma_risk.provenance import fingerprint as file_fingerprint
@@ -56,12 +59,14 @@ class RunSettings:
     ``weights`` maps a model name of the weights manifest (``radiology-t2fs+t1ce`` and the other
     sequence sets' models, ``pathology-patch``, ``pathology-signature``) to the sha256 the client loaded. ``device`` (auto, cpu, cuda, mps) is
     resolved on each worker, so ``auto`` takes the GPU of a worker that has one; ``precision`` is
-    checked against fp32 there, as ``score-mri`` and ``score-slide`` do.
+    checked against fp32 there, as ``score-mri`` and ``score-slide`` do. ``annotation_classes`` are
+    the QuPath classes that make a slide's tumor region in its annotation file.
     """
 
     weights_dir: Path
     weights: Mapping[str, str]
     out_dir: Path
+    annotation_classes: tuple[str, ...] = DEFAULT_TUMOR_CLASSES
     batch_size: int = 64
     reader_threads: int = 2
     device: str = "auto"
@@ -146,11 +151,13 @@ def _score_slide(job: SlideJob, settings: RunSettings) -> JobOutcome:
     _check_sha(settings, PATCH_MODEL, models.model_sha256)
     _check_sha(settings, SIGNATURE_MODEL, models.signature_sha256)
     fingerprint = slide_fingerprint(job.slide)
-    annotation_sha256 = file_fingerprint(job.annotation)["sha256"] if job.annotation is not None else None
-    if holds_slide(job.recorded, slide_sha256=fingerprint["sha256"], annotation_sha256=annotation_sha256,
-                   models=models):
+    # The record names a tumor region by the file's sha256 and the classes taken from it (regions.region_sha256).
+    region = (region_sha256(file_fingerprint(job.annotation)["sha256"], settings.annotation_classes)
+              if job.annotation is not None else None)
+    if holds_slide(job.recorded, slide_sha256=fingerprint["sha256"], annotation_sha256=region, models=models):
         return JobOutcome(job, Status.SKIPPED)
     scored = score_case_slide(job.case_id, job.slide, models, out_dir=settings.out_dir, annotation=job.annotation,
+                              annotation_classes=settings.annotation_classes,
                               batch_size=settings.batch_size, workers=settings.reader_threads, progress=False,
                               written_by=WRITTEN_BY, slide_fingerprint=fingerprint)
     return JobOutcome(job, Status.SCORED, entry=scored.entry, provenance=scored.provenance)
