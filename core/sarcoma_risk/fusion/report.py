@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from sarcoma_risk.errors import OutputError
-from sarcoma_risk.fileio import atomic_write_json
+from sarcoma_risk.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from sarcoma_risk.fusion import plots
 from sarcoma_risk.fusion.evaluation import DEPLOYED, Evaluation, EvaluationBlock
 from sarcoma_risk.fusion.plots import label, to_png
@@ -311,12 +311,12 @@ def write_report(evaluation: Evaluation, out_dir: str | Path, *, title: str = "S
     index = []
     for item in figures.items:
         name = f"{FIGURES_DIR}/{item['id']}.png"
-        (out / name).write_bytes(item["png"])
+        atomic_write_bytes(out / name, item["png"])
         index.append({"id": item["id"], "title": item["title"], "png": name, "sha256": sha256_bytes(item["png"]),
                       "data": item["data"]})
     data = evaluation.to_dict()
     document = {"format": data["format"], "title": title, "created_utc": utc_now(),
                 "model": dict(model_info or {}), "figures": index, "data": jsonable(data)}
-    (out / REPORT_HTML).write_text(page, encoding="utf-8")
+    atomic_write_text(out / REPORT_HTML, page)  # a reader never sees half a page, nor a rerun half of one
     atomic_write_json(out / REPORT_JSON, document)
     return {"html": out / REPORT_HTML, "json": out / REPORT_JSON, "figures": out / FIGURES_DIR}
