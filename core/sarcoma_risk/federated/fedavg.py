@@ -36,7 +36,7 @@ from sarcoma_risk.errors import InvalidInput
 from sarcoma_risk.fileio import atomic_write_bytes, atomic_write_json
 # federated.flower imports Flower first, once, with its import-time warnings filtered
 from sarcoma_risk.federated.flower import (DECODE_LOCK, IMAGING_MESSAGES, FederatedError, MessageHook, check_sender,
-                                           decode, encode, register, stamp, to_numpy, wire_size)
+                                           decode, encode, exchange, register, stamp, to_numpy, wire_size)
 from sarcoma_risk.federated.histogram import warn_outside_grid
 from sarcoma_risk.federated.imaging import CentreRefused, RadiologyCentre, initial_network, load_state, state_arrays
 from sarcoma_risk.federated.patchmodel import PRESETS as PATCH_PRESETS
@@ -312,7 +312,7 @@ class WatchedGrid:
                 self.on_message("sent", m, size)
         # By node, not as they arrived nor as the strategy sampled the nodes: FedAvg sums the replies' float32
         # weights in this order, and another order changes the last bits, which training makes a different model.
-        replies = sorted(self.grid.send_and_receive(messages, timeout=timeout), key=lambda r: r.metadata.src_node_id)
+        replies = sorted(exchange(self.grid, messages, timeout=timeout), key=lambda r: r.metadata.src_node_id)
         received = 0
         for r in replies:
             size = wire_size(r)
