@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from lifelines import CoxPHFitter
 
 from sarcoma_risk.errors import InvalidModel
 
@@ -133,6 +132,8 @@ def fit_cox(x, time: np.ndarray, event: np.ndarray, penalizer: float):
     frame = x.copy()
     frame["__time"] = time
     frame["__event"] = event.astype(int)
+    from lifelines import CoxPHFitter  # lazy: about 0.9 s at import; scoring and fusing only predict, without it
+
     cph = CoxPHFitter(penalizer=penalizer).fit(frame, "__time", "__event")
     h0 = cph.baseline_cumulative_hazard_.iloc[:, 0]
     jumps = np.r_[True, np.diff(h0.to_numpy()) > 0] & (h0.to_numpy() > 0)

@@ -20,8 +20,6 @@ from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-from lifelines import CoxPHFitter
-from lifelines.statistics import logrank_test
 
 from sarcoma_risk.choices import check_choice
 from sarcoma_risk.errors import InvalidInput, InvalidModel
@@ -185,6 +183,10 @@ def compare_groups(time, event, groups) -> dict[str, Any]:
     if not y.event.any():
         out["note"] = "no events; the groups cannot be compared"
         return out
+    # lifelines costs about 0.9 s at import; a process that only assigns risk groups never compares them
+    from lifelines import CoxPHFitter  # lazy: see above
+    from lifelines.statistics import logrank_test  # lazy: see above
+
     test = logrank_test(y.time[high], y.time[~high], y.event[high], y.event[~high])
     out["logrank_chi2"] = float(test.test_statistic)
     out["logrank_p"] = float(test.p_value)

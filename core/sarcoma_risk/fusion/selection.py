@@ -21,8 +21,6 @@ from enum import Enum
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-from lifelines import CoxPHFitter
-from lifelines.exceptions import ConvergenceError, ConvergenceWarning
 
 from sarcoma_risk.choices import check_choice
 from sarcoma_risk.errors import InvalidInput, InvalidModel
@@ -108,6 +106,10 @@ def select_penalizer(x, time: np.ndarray, event: np.ndarray, *, penalizers: Sequ
     if k < 2:
         raise InvalidInput(f"cross-validation needs at least 2 folds with events; have {n_events} event(s) "
                            f"and folds={folds}")
+    # lifelines costs about 0.9 s at import; a process that only predicts (a federated centre) never selects
+    from lifelines import CoxPHFitter  # lazy: see above
+    from lifelines.exceptions import ConvergenceError, ConvergenceWarning  # lazy: see above
+
     fold = stratified_folds(event_strata(event), k, seed)
     full = _frame(x, time, event)
     scores: list[float | None] = []

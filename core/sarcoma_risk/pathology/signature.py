@@ -37,7 +37,6 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from lifelines import CoxPHFitter
 
 from sarcoma_risk.errors import InvalidModel, InvalidOutcome
 from sarcoma_risk.survival.outcome import check_outcome
@@ -161,6 +160,8 @@ class SlideSignature:
         names = [n for n, u in zip(self.feature_names, self.used_) if u]
         frame = pd.DataFrame(x[:, self.used_], columns=names)
         frame["time"], frame["event"] = outcome.time, outcome.event.astype(int)
+        from lifelines import CoxPHFitter  # lazy: about 0.9 s at import; scoring a slide only predicts
+
         cph = CoxPHFitter(penalizer=self.penalizer, l1_ratio=self.l1_ratio)
         with warnings.catch_warnings():
             # a bin that is rare among events has "low variance" by design; the penalty handles it
