@@ -9,8 +9,9 @@ pipelines use, so a manifest that validates is one that training can read:
   covers the tumor);
 - slides: :func:`sarcoma_risk.pathology.slide.open_slide` (OpenSlide opens it, resolution recorded);
 - annotations: :func:`sarcoma_risk.pathology.regions.read_tumor_region` (valid QuPath GeoJSON with a
-  tumor annotation, of the ``--annotation-class`` classes, overlapping the slide); an annotation reaching beyond the slide's level-0 bounds
-  is reported as a warning (the pipeline ignores the part outside).
+  tumor annotation, of the ``--annotation-class`` classes, overlapping the slide); an annotation
+  reaching beyond the slide's level-0 bounds is reported as a warning (the pipeline ignores the part
+  outside).
 
 A row with problems in some columns still has its files checked, so one run lists everything.
 """

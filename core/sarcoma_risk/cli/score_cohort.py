@@ -59,7 +59,6 @@ def cmd_score_cohort(args: argparse.Namespace) -> int:
 
     from sarcoma_risk.cohortscore.jobs import Status
     from sarcoma_risk.cohortscore.run import ALL_MODALITIES, score_cohort
-    from sarcoma_risk.pathology.classes import check_class_names
     from sarcoma_risk.records.location import StoreLocation
     from sarcoma_risk.settings import default_weights_dir
 
@@ -71,7 +70,7 @@ def cmd_score_cohort(args: argparse.Namespace) -> int:
     lines = sys.stderr if args.json else sys.stdout
     run = score_cohort(args.manifest, weights_dir=args.weights or default_weights_dir(), out_dir=args.out,
                        store=args.store, cluster=args.cluster, modalities=modalities, rescore=args.rescore,
-                       annotation_classes=check_class_names(args.annotation_classes),
+                       annotation_classes=args.annotation_classes,
                        batch_size=args.batch_size, device=args.device, precision=args.precision, arguments=arguments,
                        on_unit=lambda unit: print(unit.line(), file=lines, flush=True))
     summary = (f"{len(run.units)} case section(s): {run.count(Status.SCORED)} scored, {run.count(Status.SKIPPED)} "

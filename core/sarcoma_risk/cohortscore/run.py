@@ -26,7 +26,7 @@ from sarcoma_risk.cohortscore.writer import RecordWriter
 from sarcoma_risk.device import Device, Precision, check_precision, resolve_device
 from sarcoma_risk.errors import (AuthenticationRequired, PermissionDenied, SarcomaRiskError, StoreError,
                                   WeightsError)
-from sarcoma_risk.pathology.classes import DEFAULT_TUMOR_CLASSES, check_class_names
+from sarcoma_risk.pathology.classes import check_class_names
 from sarcoma_risk.pathology.pipeline import PATCH_MODEL, SIGNATURE_MODEL, load_models
 from sarcoma_risk.radiology.checkpoint import available_sets, load_model, model_name
 
@@ -85,7 +85,7 @@ class _ClientModels:
 def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str | Path,
                  store: str | Path | None = None, cluster: str | None = None,
                  modalities: Iterable[Modality | str] = ALL_MODALITIES, rescore: bool = False,
-                 annotation_classes: Sequence[str] = DEFAULT_TUMOR_CLASSES, batch_size: int = 64,
+                 annotation_classes: Sequence[str] | None = None, batch_size: int = 64,
                  reader_threads: int = 2, device: str = "auto", precision: str = "fp32",
                  arguments: Mapping[str, Any] | None = None,
                  on_unit: Callable[[UnitReport], None] | None = None) -> CohortRun:
@@ -108,9 +108,10 @@ def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str 
     modalities : radiology and/or pathology
     rescore : bool
         Score again what the records already hold.
-    annotation_classes : sequence of str
+    annotation_classes : sequence of str, optional
         The QuPath classes of the tumor annotations in the manifest's annotation files (as
-        ``score-slide --annotation-class``); a slide tiled within other classes is scored again.
+        ``score-slide --annotation-class``; None: "Tumor"); a slide tiled within other classes is
+        scored again.
     device, precision : str
         As ``--device`` and ``--precision`` of ``score-mri``/``score-slide``, resolved and checked on
         each worker (``auto`` takes a worker's GPU when it has one).
@@ -131,6 +132,7 @@ def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str 
     chosen = [check_choice(m, Modality, "modality") for m in modalities]
     device = check_choice(device, Device, "device").value  # a typo is refused here, before any work
     precision = check_choice(precision, Precision, "precision").value
+    classes = check_class_names(annotation_classes)
     if cluster is None:  # the jobs run here: a device this machine lacks is refused once, not case by case
 
         check_precision(precision, resolve_device(device))
@@ -138,7 +140,8 @@ def score_cohort(manifest: str | Path, *, weights_dir: str | Path, out_dir: str 
     needed = {m for m in chosen if any(c.has_mri if m is Modality.RADIOLOGY else c.has_slides for c in cohort.cases)}
     models = _load_models(weights_dir, needed)
     settings = RunSettings(weights_dir, {name: w["sha256"] for name, w in models.weights.items()}, out_dir,
-                           annotation_classes=check_class_names(annotation_classes), batch_size=batch_size, reader_threads=reader_threads, device=device, precision=precision)
+                           annotation_classes=classes, batch_size=batch_size, reader_threads=reader_threads,
+                           device=device, precision=precision)
     engine = connect(cluster)
     try:
         with RecordWriter(store) as writer:
