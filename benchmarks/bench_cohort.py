@@ -38,7 +38,9 @@ in seconds, so the ceiling of any ``--difficulty/--cases/--seed`` can be checked
 The cohort and caches go to a temporary folder (``--work DIR`` keeps them). Takes about a quarter of
 an hour on 2 cores with the defaults; ``--difficulty hard --cases 800`` took 23 minutes.
 ``--pathology-epochs/--pathology-patience`` lengthen the patch model's schedule (``bench_patch_oracle.py``
-shows the release's 10 epochs are too few for the hard phantom's slides). Run:
+shows the release's 10 epochs are too few for the hard phantom's slides); ``--pathology-preset paper``
+trains the published patch model and scale instead of the release's (about 2 minutes an epoch on
+2 CPU cores, ``bench_train.py``'s 15 patches/s, so meant for a GPU: ``--device auto`` takes one). Run:
 ``.venv/bin/python benchmarks/bench_cohort.py [--cases N] [--seed S] [--pathology-epochs N]``.
 """
 
@@ -181,9 +183,12 @@ def _emit_honest(honest: dict, context: dict) -> None:
 
 def main() -> None:
     from sarcoma_risk.baselines.comparison import with_radiology
+    from sarcoma_risk.device import resolve_device
+    from sarcoma_risk.errors import SarcomaRiskError
     from sarcoma_risk.fusion.table import input_sequences
     from sarcoma_risk.release.config import TrainAllConfig
     from sarcoma_risk.release.train_all import train_all
+    from sarcoma_risk.weights import WeightRegistry
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=TrainAllConfig.cases, help="phantom cases (default: as make weights)")
@@ -197,6 +202,12 @@ def main() -> None:
                         help="patch-model epochs at most (default: as make weights)")
     parser.add_argument("--pathology-patience", type=int, default=release.pathology_patience,
                         help="patch-model epochs without improvement before it stops (default: as make weights)")
+    parser.add_argument("--pathology-preset", choices=("paper",), default=None,
+                        help="paper: the published patch model and scale, ShuffleNetV2 x1.0 on 224-px patches at "
+                             "0.5 um/px, as `train pathology --preset paper` (default: as make weights, x0.5 on "
+                             "112-px patches at 1 um/px)")
+    parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
+                        help="where the radiology and patch models train (default: auto, a CUDA GPU when there is one)")
     parser.add_argument("--ceiling-only", action="store_true",
                         help="plan the cohort and print the oracle, the image ceiling and the true clinical C-index; "
                              "train nothing")
@@ -204,16 +215,24 @@ def main() -> None:
 
     config = TrainAllConfig(cases=args.cases, seed=args.seed, difficulty=args.difficulty, bootstrap=args.bootstrap,
                             pathology_epochs=args.pathology_epochs, pathology_patience=args.pathology_patience)
+    if args.pathology_preset == "paper":
+        config = config.with_paper_pathology()
     plans = _plans(config)
     ceiling = _ceiling(plans, config.bootstrap)
     if args.ceiling_only:
         _emit_ceiling(ceiling, {"split": "validation (centre B)", "cases": config.cases, "seed": config.seed,
                                 "size": config.size, "difficulty": config.difficulty, **machine()}, oracle=True)
         return
+    try:  # an unknown or missing device is refused before the cohort is rendered
+        device = resolve_device(args.device).type
+    except SarcomaRiskError as error:
+        parser.error(str(error))
     with tempfile.TemporaryDirectory(prefix="bench_cohort_") as tmp:
         work = args.work or Path(tmp) / "work"
-        result = train_all(Path(tmp) / "weights", work, config, stream=sys.stderr)
+        result = train_all(Path(tmp) / "weights", work, config, stream=sys.stderr, device=args.device)
         truth = json.loads((work / "cohort" / "truth.json").read_text(encoding="utf-8"))
+        # what --init auto resolved to (ImageNet or random), as the release registered it
+        patch_init = WeightRegistry(result.out_dir).entry("pathology-patch")["config"]["training"]["init"]
         _check_plans(plans, truth)
         honest, honest_seconds = _honest(work, truth, config, args.cv_repeats, _ceiling_by_case(plans))
         radiology = _compared_radiology(work / "stage")
@@ -227,6 +246,9 @@ def main() -> None:
     context = {"split": "validation (centre B)", "n": comparison.n, "events": comparison.events,
                "cases": config.cases, "seed": config.seed, "size": config.size, "difficulty": config.difficulty,
                "pathology_epochs": config.pathology_epochs, "pathology_patience": config.pathology_patience,
+               "pathology_architecture": config.pathology_architecture, "pathology_init": patch_init,
+               "pathology_patch_px": config.pathology_patch_px, "pathology_spacing_um": config.pathology_spacing_um,
+               "device": device,
                "bootstrap": comparison.metrics["n_resamples"], **machine()}
     for name, short in NAMES.items():
         metrics = comparison.metrics["models"][with_radiology(name, radiology)]

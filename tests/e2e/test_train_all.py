@@ -115,6 +115,16 @@ def test_the_patch_training_length_and_patience_reach_train_pathology_and_are_ch
         TrainAllConfig(pathology_patience=0)
 
 
+def test_the_paper_preset_changes_only_the_patch_model_and_what_it_sees():
+    release = TrainAllConfig(cases=400, pathology_epochs=30)
+    paper = release.with_paper_pathology()
+    args = paper.pathology_arguments()
+    assert [args[args.index(option) + 1] for option in ("--architecture", "--patch-px", "--spacing", "--init")] == [
+        "shufflenet_v2_x1_0", "224", "0.5", "auto"]  # as `train pathology --preset paper`
+    changed = {name for name, value in paper.to_dict().items() if release.to_dict()[name] != value}
+    assert changed == {"pathology_architecture", "pathology_patch_px", "pathology_spacing_um", "pathology_init"}
+
+
 def test_the_fusion_folds_default_to_train_fusions_and_are_checked():
     from sarcoma_risk.errors import InvalidInput
 

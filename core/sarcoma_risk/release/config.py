@@ -100,6 +100,13 @@ class TrainAllConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def with_paper_pathology(self) -> TrainAllConfig:
+        """These settings with the published patch model and scale (``train pathology --preset paper``):
+        ShuffleNetV2 x1.0 on 224-px patches at 0.5 um/px, ImageNet weights when they are on the machine."""
+        from sarcoma_risk.pathology.train import PAPER_PRESET  # lazy: it imports torch
+
+        return dataclasses.replace(self, **{f"pathology_{name}": value for name, value in PAPER_PRESET.items()})
+
     def radiology_arguments(self) -> list[str]:
         """The options of ``sarcoma-risk train radiology`` for this run (besides --manifest/--out)."""
         args = ["--preset", self.radiology_preset, "--folds", str(self.radiology_folds)]
