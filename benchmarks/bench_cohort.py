@@ -217,16 +217,17 @@ def main() -> None:
                             pathology_epochs=args.pathology_epochs, pathology_patience=args.pathology_patience)
     if args.pathology_preset == "paper":
         config = config.with_paper_pathology()
+    if not args.ceiling_only:  # an unknown or missing device is refused before anything is planned or rendered
+        try:
+            device = resolve_device(args.device).type
+        except SarcomaRiskError as error:
+            parser.error(str(error))
     plans = _plans(config)
     ceiling = _ceiling(plans, config.bootstrap)
     if args.ceiling_only:
         _emit_ceiling(ceiling, {"split": "validation (centre B)", "cases": config.cases, "seed": config.seed,
                                 "size": config.size, "difficulty": config.difficulty, **machine()}, oracle=True)
         return
-    try:  # an unknown or missing device is refused before the cohort is rendered
-        device = resolve_device(args.device).type
-    except SarcomaRiskError as error:
-        parser.error(str(error))
     with tempfile.TemporaryDirectory(prefix="bench_cohort_") as tmp:
         work = args.work or Path(tmp) / "work"
         result = train_all(Path(tmp) / "weights", work, config, stream=sys.stderr, device=args.device)
