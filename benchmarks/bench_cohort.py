@@ -39,8 +39,8 @@ The cohort and caches go to a temporary folder (``--work DIR`` keeps them). Take
 an hour on 2 cores with the defaults; ``--difficulty hard --cases 800`` took 23 minutes.
 ``--pathology-epochs/--pathology-patience`` lengthen the patch model's schedule (``bench_patch_oracle.py``
 shows the release's 10 epochs are too few for the hard phantom's slides); ``--pathology-preset paper``
-trains the published patch model and scale instead of the release's (about 2 minutes an epoch on
-2 CPU cores, ``bench_train.py``'s 15 patches/s, so meant for a GPU: ``--device auto`` takes one). Run:
+trains the published patch model and scale instead of the release's (about 50 s an epoch on 2 idle
+CPU cores, so hours for the four trainings; meant for a GPU, which ``--device auto`` takes). Run:
 ``.venv/bin/python benchmarks/bench_cohort.py [--cases N] [--seed S] [--pathology-epochs N]``.
 """
 
