@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import subprocess
 import sys
 
@@ -62,3 +63,15 @@ def test_slices_carry_their_spacing_position_and_rescale(tmp_path):
     back = reader.Execute()
     assert np.array_equal(sitk.GetArrayFromImage(back), sitk.GetArrayFromImage(image))
     assert np.allclose(back.GetSpacing(), (0.7, 0.8, 4.5))
+
+
+def test_writing_a_series_leaves_the_process_locale_and_text_encoding_as_they_were(tmp_path):
+    # In a child started in a UTF-8 locale: ITK's GDCM writer switches the whole process to "C", after
+    # which Python decodes text (open(), subprocess output) as ASCII.
+    script = (f"{inspect.getsource(_write)}\nimport locale\nfrom pathlib import Path\n"
+              "before = locale.setlocale(locale.LC_ALL), locale.getpreferredencoding(False)\n"
+              f"_write(Path({str(tmp_path / 'series')!r}))\n"
+              "print(before == (locale.setlocale(locale.LC_ALL), locale.getpreferredencoding(False)), before[1])")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         env={**os.environ, "LC_ALL": "C.UTF-8"})
+    assert run.stdout.split() == ["True", "UTF-8"]

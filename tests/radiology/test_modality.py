@@ -17,6 +17,7 @@ import pytest
 import SimpleITK as sitk
 
 from sarcoma_risk.errors import InvalidImage
+from sarcoma_risk.radiology.dicom import process_locale_kept
 from sarcoma_risk.radiology.io import HounsfieldWarning, hounsfield_signs, read_image
 
 SHAPE = (12, 64, 64)  # z, y, x
@@ -63,29 +64,30 @@ def write_ct_series(folder: Path, hu: np.ndarray, modality: str = "CT") -> Path:
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
     series_uid = "1.2.826.0.1.3680043.8.498.1"
-    for k in range(SHAPE[0]):
-        plane = sitk.GetImageFromArray(stored[k:k + 1])
-        plane.SetSpacing(SPACING)
-        plane.SetOrigin((0.0, 0.0, k * SPACING[2]))
-        tags = {
-            "0008|0016": "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
-            "0008|0018": f"{series_uid}.{k + 1}",
-            "0008|0060": modality,
-            "0020|000d": "1.2.826.0.1.3680043.8.498.2",
-            "0020|000e": series_uid,
-            "0020|0052": "1.2.826.0.1.3680043.8.498.3",
-            "0020|0013": str(k + 1),
-            "0020|0032": f"0\\0\\{k * SPACING[2]:.3f}",
-            "0020|0037": "1\\0\\0\\0\\1\\0",
-            "0018|0050": f"{SPACING[2]:g}",
-            "0028|1052": "-1024",  # RescaleIntercept
-            "0028|1053": "1",  # RescaleSlope
-            "0028|1054": "HU",  # RescaleType
-        }
-        for tag, value in tags.items():
-            plane.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"CT{k + 1:04d}.dcm"))
-        writer.Execute(plane)
+    with process_locale_kept():  # ITK's GDCM writer would leave this pytest process in the "C" locale
+        for k in range(SHAPE[0]):
+            plane = sitk.GetImageFromArray(stored[k:k + 1])
+            plane.SetSpacing(SPACING)
+            plane.SetOrigin((0.0, 0.0, k * SPACING[2]))
+            tags = {
+                "0008|0016": "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
+                "0008|0018": f"{series_uid}.{k + 1}",
+                "0008|0060": modality,
+                "0020|000d": "1.2.826.0.1.3680043.8.498.2",
+                "0020|000e": series_uid,
+                "0020|0052": "1.2.826.0.1.3680043.8.498.3",
+                "0020|0013": str(k + 1),
+                "0020|0032": f"0\\0\\{k * SPACING[2]:.3f}",
+                "0020|0037": "1\\0\\0\\0\\1\\0",
+                "0018|0050": f"{SPACING[2]:g}",
+                "0028|1052": "-1024",  # RescaleIntercept
+                "0028|1053": "1",  # RescaleSlope
+                "0028|1054": "HU",  # RescaleType
+            }
+            for tag, value in tags.items():
+                plane.SetMetaData(tag, value)
+            writer.SetFileName(str(folder / f"CT{k + 1:04d}.dcm"))
+            writer.Execute(plane)
     return folder
 
 

@@ -9,9 +9,11 @@ first, from ImagePositionPatient projected on the normal of ImageOrientationPati
 from __future__ import annotations
 
 import hashlib
+import locale
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -184,6 +186,20 @@ def _set_rescale_on_write(folder: Path) -> None:
         reader.ReadImageInformation()
 
 
+@contextmanager
+def process_locale_kept() -> Iterator[None]:
+    """Put the process's C locale back afterwards.
+
+    ITK's GDCM writer leaves the whole process in the "C" locale, LC_CTYPE included, so Python's
+    text I/O would then default to ASCII (a later ``subprocess.run(text=True)`` fails on any "µ").
+    """
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 def write_series(image: sitk.Image, folder: Path, *, study_uid: str, series_uid: str, frame_uid: str,
                  series_description: str, series_number: int, study_date: str, study_time: str,
                  extra_tags: Mapping[str, str] | None = None) -> list[Path]:
@@ -219,16 +235,17 @@ def write_series(image: sitk.Image, folder: Path, *, study_uid: str, series_uid:
     writer.KeepOriginalImageUIDOn()  # use the UIDs above instead of fresh random ones
     _set_rescale_on_write(folder)
     paths = []
-    for k in range(image.GetSize()[2]):
-        plane = image[:, :, k:k + 1]  # one-slice 3D, so ITK writes the real SpacingBetweenSlices (2D planes get 1)
-        for tag, value in common.items():
-            plane.SetMetaData(tag, value)
-        position = image.TransformIndexToPhysicalPoint((0, 0, k))
-        plane.SetMetaData("0020|0032", "\\".join(f"{v:.6f}" for v in position))
-        plane.SetMetaData("0020|0013", str(k + 1))
-        plane.SetMetaData("0008|0018", uid_from_text(f"{series_uid}/{k + 1}"))
-        path = folder / f"IM{k + 1:04d}.dcm"
-        writer.SetFileName(str(path))
-        writer.Execute(plane)
-        paths.append(path)
+    with process_locale_kept():
+        for k in range(image.GetSize()[2]):
+            plane = image[:, :, k:k + 1]  # one-slice 3D, so ITK writes the real SpacingBetweenSlices (2D planes get 1)
+            for tag, value in common.items():
+                plane.SetMetaData(tag, value)
+            position = image.TransformIndexToPhysicalPoint((0, 0, k))
+            plane.SetMetaData("0020|0032", "\\".join(f"{v:.6f}" for v in position))
+            plane.SetMetaData("0020|0013", str(k + 1))
+            plane.SetMetaData("0008|0018", uid_from_text(f"{series_uid}/{k + 1}"))
+            path = folder / f"IM{k + 1:04d}.dcm"
+            writer.SetFileName(str(path))
+            writer.Execute(plane)
+            paths.append(path)
     return paths
