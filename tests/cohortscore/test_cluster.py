@@ -16,11 +16,11 @@ from .runs import BAD_MASK, WEIGHTS, score_cohort_cli, sections
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A scheduler and two single-threaded worker processes on the loopback interface, no dashboard."""
+    """A scheduler and two single-threaded worker processes on the loopback interface (its dashboard, if any, on a free port)."""
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as local:
+                      dashboard_address=":0") as local:  # None would mean Dask's fixed port 8787
         yield local
 
 
@@ -78,6 +78,7 @@ def test_an_interrupted_cluster_run_cancels_its_jobs_and_the_next_run_resumes(cl
 
 def test_a_scheduler_that_cannot_be_reached_is_a_clear_error_and_nothing_is_written(small_cohort, tmp_path):
     import dask
+    import distributed  # noqa: F401  its config defaults first: leaving dask.config.set removes keys it added
 
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
