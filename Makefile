@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/sarcoma-risk demo --out $(DEMO_DIR)
 
+# One pytest-xdist worker per core (at most 4), each taking whole test folders (tests/conftest.py).
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --maxprocesses=4
 
 weights: $(STAMP)
 	$(VENV)/bin/sarcoma-risk train all --out weights --work $(WORK_DIR)

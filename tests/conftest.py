@@ -11,12 +11,36 @@ import warnings
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # The pytest-xdist workers share the cores: torch's default of one thread per core in each of
+    # them would oversubscribe the machine (the commands a test starts inherit this too).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 #: Seed of the shared tiny cohort, chosen by scanning seeds with the table-only planner
 #: (``plan_cohort``) so that each centre has 8 recurrences among its 12 cases (training and Cox tests
 #: need events in both splits) and an oracle C-index near the population value of about 0.81
 #: (0.78 development, 0.75 validation, 0.79 overall) rather than a lucky or unlucky draw.
 PHANTOM_TINY_SEED = 126
 PHANTOM_TINY_CASES = 24
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``pytest -n N`` (``make test``), send each test folder to one worker as a whole.
+
+    A folder's session fixtures (a trained model, a rendered slide cohort) are then built once, not
+    once per worker. Each file at the top of tests/ is a unit of its own. (pytest-xdist's
+    ``--dist loadgroup`` would do this with markers, but its group names never reach the scheduler
+    under pytest 9, whose node IDs it can no longer rewrite.)
+    """
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FolderScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0].split("/")
+            return path[1] if len(path) > 2 else path[-1]
+
+    return FolderScheduling(config, log)
 
 
 @pytest.fixture(autouse=True)
