@@ -16,7 +16,7 @@ from .runs import BAD_MASK, WEIGHTS, score_cohort_cli, sections
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A scheduler and two single-threaded worker processes on the loopback interface (its dashboard, if any, on a free port)."""
+    """A scheduler and two single-threaded worker processes on the loopback interface; any dashboard on a free port."""
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
