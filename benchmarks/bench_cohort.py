@@ -28,12 +28,17 @@ each, all measured in this one run on the same validation cases:
   ``gap_share_image_ceiling_of_true_clinical`` on the same cases; and in the honest comparison
   ``c_index_image_ceiling`` and ``gap_share_image_ceiling``, its share of the fitted clinical model's gap
   with the same paired bootstrap as every other share. Computed from the cohort's plans (no rendering);
+- the reader ceiling (:func:`~sarcoma_risk.synthetic.ceiling.reader_ceiling`) at this run's CNNs' r with
+  their phenotypes: the best any fusion of scores that good could do (``reader_ceiling_c_index``,
+  ``gap_share_reader_ceiling_of_true_clinical``, and each read alone, ``reader_c_index_mri`` and
+  ``reader_c_index_pathology``), which tells weak readers apart from a weak fusion;
 - ``seconds_<step>`` and ``end_to_end_minutes``.
 
 ``--difficulty hard`` runs it on the hard phantom (:mod:`sarcoma_risk.synthetic.difficulty`).
 ``--ceiling-only`` plans the same cohort, trains nothing and prints ``oracle_c_index``,
 ``image_ceiling_c_index``, ``true_clinical_c_index`` and ``gap_share_image_ceiling_of_true_clinical``
-in seconds, so the ceiling of any ``--difficulty/--cases/--seed`` can be checked before a run.
+in seconds, so the ceiling of any ``--difficulty/--cases/--seed`` can be checked before a run; with
+``--reader-pearson MRI PATHOLOGY`` it adds the reader ceiling of readers of that quality.
 
 The cohort and caches go to a temporary folder (``--work DIR`` keeps them). Takes about a quarter of
 an hour on 2 cores with the defaults; ``--difficulty hard --cases 800`` took 23 minutes.
@@ -62,6 +67,8 @@ BENCH = "cohort"
 BENCH_SEED = 7
 TARGET_RATIO = 0.95
 TARGET_GAP_SHARE = 0.8
+READER_NOTE = ("best fusion (true coefficients, posterior means) of reads with these r; oracle_c_index's cases, "
+               "paired bootstrap")
 NAMES = {"clinical": "clinical", "radiology": "radiology", "pathology": "pathology",
          "clinical+radiology+pathology": "combined"}
 
@@ -90,16 +97,31 @@ def _plans(config) -> list:
     return plan_cohort(config.cases, ("A", "B"), config.seed, size=config.size, difficulty=config.difficulty)
 
 
-def _ceiling(plans: list, n_resamples: int) -> dict:
-    """The image ceiling, the true clinical predictor and the oracle on the validation cases with every modality."""
+def _ceiling(plans: list, n_resamples: int, readers: tuple[float, float] | None = None) -> dict:
+    """The image ceiling, the true clinical predictor and the oracle on the validation cases with every modality;
+    with ``readers`` (Pearson r of an MRI and a slide reader with their phenotypes) the reader ceiling and each
+    reader's read too."""
     from sarcoma_risk.fusion.gap import gap_report
-    from sarcoma_risk.synthetic import image_ceiling
+    from sarcoma_risk.synthetic import image_ceiling, reader_ceiling
 
     cases = [p for p in plans if p.split == "validation" and p.mri_seed is not None and p.slides]
     scores = {"true_clinical": [p.sample.lp_clinical for p in cases], "oracle": [p.sample.lp for p in cases],
               "image_ceiling": image_ceiling(cases)}
+    if readers is not None:
+        read = reader_ceiling(cases, *readers)
+        scores.update({"reader_ceiling": read.predictor, "mri_reader": read.mri_read,
+                       "pathology_reader": read.pathology_read})
     return gap_report([p.sample.time_months for p in cases], [p.sample.event for p in cases], scores,
                       clinical="true_clinical", oracle="oracle", n_resamples=n_resamples)
+
+
+def _reachable(pearson: float, difficulty: str) -> float:
+    """A measured score-phenotype r as a reader's quality: at least 0 (a score that reads the phenotype
+    backwards reads nothing once fusion fits its sign) and at most what the images show."""
+    from sarcoma_risk.synthetic.ceiling import max_reader_pearson
+    from sarcoma_risk.synthetic.difficulty import render_difficulty
+
+    return min(max(pearson, 0.0), max_reader_pearson(render_difficulty(difficulty)))
 
 
 def _ceiling_by_case(plans: list) -> dict[str, float]:
@@ -128,6 +150,18 @@ def _emit_ceiling(report: dict, context: dict, *, oracle: bool) -> None:
     emit(BENCH, "gap_share_image_ceiling_of_true_clinical", round(share["estimate"], 4), "share", **_interval(share),
          n_undefined=share["n_undefined"], note="(C_ceiling - C_true_clinical) / (C_oracle - C_true_clinical)",
          goal_combined_gap_share=TARGET_GAP_SHARE, **context)
+
+
+def _emit_reader_ceiling(report: dict, readers: tuple[float, float], context: dict, note: str) -> None:
+    context = {**context, "n": report["n"], "events": report["events"], "bootstrap": report["n_resamples"],
+               "reader_pearson_mri": readers[0], "reader_pearson_pathology": readers[1], "note": note}
+    for key, figure in (("reader_ceiling", "reader_ceiling_c_index"), ("mri_reader", "reader_c_index_mri"),
+                        ("pathology_reader", "reader_c_index_pathology")):
+        iv = report["c_index"][key]
+        emit(BENCH, figure, round(iv["estimate"], 4), "Harrell's C", **_interval(iv), **context)
+    share = report["gap_share"]["reader_ceiling"]
+    emit(BENCH, "gap_share_reader_ceiling_of_true_clinical", round(share["estimate"], 4), "share",
+         **_interval(share), n_undefined=share["n_undefined"], goal_combined_gap_share=TARGET_GAP_SHARE, **context)
 
 
 def _compared_radiology(stage: Path) -> str:
@@ -211,7 +245,12 @@ def main() -> None:
     parser.add_argument("--ceiling-only", action="store_true",
                         help="plan the cohort and print the oracle, the image ceiling and the true clinical C-index; "
                              "train nothing")
+    parser.add_argument("--reader-pearson", type=float, nargs=2, metavar=("MRI", "PATHOLOGY"), default=None,
+                        help="with --ceiling-only: also the reader ceiling of readers whose scores have these Pearson "
+                             "r with their phenotypes (a full run uses its CNNs' own)")
     args = parser.parse_args()
+    if args.reader_pearson is not None and not args.ceiling_only:
+        parser.error("--reader-pearson goes with --ceiling-only; a full run takes its CNNs' measured r")
 
     config = TrainAllConfig(cases=args.cases, seed=args.seed, difficulty=args.difficulty, bootstrap=args.bootstrap,
                             pathology_epochs=args.pathology_epochs, pathology_patience=args.pathology_patience)
@@ -223,10 +262,16 @@ def main() -> None:
         except SarcomaRiskError as error:
             parser.error(str(error))
     plans = _plans(config)
-    ceiling = _ceiling(plans, config.bootstrap)
+    try:
+        ceiling = _ceiling(plans, config.bootstrap, None if args.reader_pearson is None else tuple(args.reader_pearson))
+    except SarcomaRiskError as error:
+        parser.error(str(error))
     if args.ceiling_only:
-        _emit_ceiling(ceiling, {"split": "validation (centre B)", "cases": config.cases, "seed": config.seed,
-                                "size": config.size, "difficulty": config.difficulty, **machine()}, oracle=True)
+        context = {"split": "validation (centre B)", "cases": config.cases, "seed": config.seed, "size": config.size,
+                   "difficulty": config.difficulty, **machine()}
+        _emit_ceiling(ceiling, context, oracle=True)
+        if args.reader_pearson is not None:
+            _emit_reader_ceiling(ceiling, tuple(args.reader_pearson), context, READER_NOTE)
         return
     with tempfile.TemporaryDirectory(prefix="bench_cohort_") as tmp:
         work = args.work or Path(tmp) / "work"
@@ -271,6 +316,10 @@ def main() -> None:
         emit(BENCH, figure, round(value, 4), "r", note="validation cases; 1 = the score reads the phenotype exactly",
              **context)
     _emit_ceiling(ceiling, context, oracle=False)
+    readers = (_reachable(correlations["radiology_score_vs_mri_phenotype_pearson"], config.difficulty),
+               _reachable(correlations["pathology_score_vs_pathology_phenotype_pearson"], config.difficulty))
+    _emit_reader_ceiling(_ceiling(plans, config.bootstrap, readers), readers, context,
+                         READER_NOTE + "; readers as good as this run's CNNs (their r, at least 0)")
     _emit_honest(honest, {**context, "n": honest["comparison"]["n"], "events": honest["comparison"]["events"],
                           "bootstrap": honest["comparison"]["n_resamples"]})
     emit(BENCH, "seconds_honest_comparison", honest_seconds, "s", **context)

@@ -4,7 +4,8 @@
 pathology phenotypes, Cox hazard with a Weibull baseline, censoring);
 :mod:`~sarcoma_risk.synthetic.difficulty` the ``hard`` variant (weak, heterogeneous imaging effects,
 centres that differ in case mix and baseline hazard);
-:mod:`~sarcoma_risk.synthetic.ceiling` the best a perfect reader of the images could predict;
+:mod:`~sarcoma_risk.synthetic.ceiling` the best a perfect reader of the images could predict (and a reader
+of a given quality);
 :mod:`~sarcoma_risk.synthetic.cohort` plans the cases, calls the renderers
 (:mod:`~sarcoma_risk.synthetic.mri`, :mod:`~sarcoma_risk.synthetic.wsi`) and writes ``manifest.csv``
 and ``truth.json``. Importing this package is cheap: each name below loads its module on first use.
@@ -18,7 +19,7 @@ from typing import Any
 _NAMES = {
     "PhantomCohort": "cohort", "Size": "cohort", "SplitRule": "cohort", "generate_cohort": "cohort",
     "plan_cohort": "cohort", "Difficulty": "difficulty", "HardGenerativeModel": "difficulty",
-    "GenerativeModel": "model", "SampledCase": "model", "image_ceiling": "ceiling",
+    "GenerativeModel": "model", "SampledCase": "model", "image_ceiling": "ceiling", "reader_ceiling": "ceiling",
 }
 
 __all__ = sorted(_NAMES)
