@@ -116,12 +116,12 @@ def _ceiling(plans: list, n_resamples: int, readers: tuple[float, float] | None 
 
 
 def _reachable(pearson: float, difficulty: str) -> float:
-    """A measured score-phenotype r as a reader's quality: at least 0 (a score that reads the phenotype
-    backwards reads nothing once fusion fits its sign) and at most what the images show."""
+    """A measured score-phenotype r as a reader's quality: its size (fusion fits each score's sign, so a
+    score that reads the phenotype backwards reads it as well), at most what the images show."""
     from sarcoma_risk.synthetic.ceiling import max_reader_pearson
     from sarcoma_risk.synthetic.difficulty import render_difficulty
 
-    return min(max(pearson, 0.0), max_reader_pearson(render_difficulty(difficulty)))
+    return min(abs(pearson), max_reader_pearson(render_difficulty(difficulty)))
 
 
 def _ceiling_by_case(plans: list) -> dict[str, float]:
@@ -319,7 +319,7 @@ def main() -> None:
     readers = (_reachable(correlations["radiology_score_vs_mri_phenotype_pearson"], config.difficulty),
                _reachable(correlations["pathology_score_vs_pathology_phenotype_pearson"], config.difficulty))
     _emit_reader_ceiling(_ceiling(plans, config.bootstrap, readers), readers, context,
-                         READER_NOTE + "; readers as good as this run's CNNs (their r, at least 0)")
+                         READER_NOTE + "; readers as good as this run's CNNs (the size of their r)")
     _emit_honest(honest, {**context, "n": honest["comparison"]["n"], "events": honest["comparison"]["events"],
                           "bootstrap": honest["comparison"]["n_resamples"]})
     emit(BENCH, "seconds_honest_comparison", honest_seconds, "s", **context)
