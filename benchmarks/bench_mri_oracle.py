@@ -42,12 +42,17 @@ VALIDATION_BATCH = 32
 def _inputs(cohort: Path, preset_name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(development inputs, their z_r, validation inputs, their z_r) of the cases with both sequences."""
     from sarcoma_risk.cohort import Split, read_manifest
+    from sarcoma_risk.errors import InvalidManifest
     from sarcoma_risk.radiology.cohort import prepare_cohort
     from sarcoma_risk.radiology.config import preset
 
     manifest = read_manifest(cohort / "manifest.csv")
-    phenotype = {case["case_id"]: case["z_r"]
-                 for case in json.loads((cohort / "truth.json").read_text(encoding="utf-8"))["cases"]}
+    truth = json.loads((cohort / "truth.json").read_text(encoding="utf-8"))
+    try:
+        phenotype = {case["case_id"]: float(case["z_r"]) for case in truth["cases"]}
+    except (KeyError, TypeError, ValueError) as error:
+        raise InvalidManifest(f"{cohort / 'truth.json'}: expected a phantom truth file whose cases each have a "
+                              f"case_id and a numeric z_r ({error!r})") from None
     config = preset(preset_name)[0]
     patches = prepare_cohort(manifest.cases, config)
     out = []
@@ -120,6 +125,7 @@ def main() -> None:
     import torch
 
     from sarcoma_risk.device import resolve_device
+    from sarcoma_risk.errors import SarcomaRiskError
     from sarcoma_risk.synthetic import generate_cohort
 
     device = resolve_device(args.device)
@@ -137,7 +143,10 @@ def main() -> None:
         else:
             context["cohort"] = "given"
         started = time.perf_counter()
-        x, z, x_val, z_val = _inputs(cohort, args.preset)
+        try:
+            x, z, x_val, z_val = _inputs(cohort, args.preset)
+        except (SarcomaRiskError, json.JSONDecodeError) as error:
+            raise SystemExit(f"bench_mri_oracle: {error}") from None
     context.update(train_cases=len(z), validation_cases=len(z_val), input_shape=list(x.shape[1:]))
     emit(BENCH, "seconds_prepare", round(time.perf_counter() - started, 1), "s", **context)
     if len(z) < 2 or len(z_val) < 3:

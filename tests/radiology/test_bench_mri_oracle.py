@@ -63,3 +63,14 @@ def test_bad_arguments_are_refused_before_anything_is_rendered(tmp_path):
     assert run.returncode == 2 and "--epochs 0" in run.stderr and run.stdout == ""
     run = _run("--cohort", str(tmp_path))
     assert run.returncode == 2 and f"--cohort {tmp_path}: no truth.json there" in run.stderr and run.stdout == ""
+
+
+def test_a_cohort_whose_truth_lacks_the_mri_phenotype_is_named_and_refused(tmp_path):
+    cohort = generate_cohort(tmp_path / "cohort", 8, seed=3, difficulty="hard", images=False)
+    truth = cohort.load_truth()
+    for case in truth["cases"]:
+        del case["z_r"]
+    cohort.truth.write_text(json.dumps(truth), encoding="utf-8")
+    run = _run("--cohort", str(cohort.root), "--epochs", "1")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert f"{cohort.truth}: expected a phantom truth file whose cases each have a case_id and a numeric z_r" in run.stderr
