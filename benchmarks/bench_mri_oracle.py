@@ -87,8 +87,9 @@ def _train(preset_name: str, x: np.ndarray, z: np.ndarray, x_val: np.ndarray, z_
         order = order_rng.permutation(len(x))
         for start in range(0, len(order), train_config.batch_size):
             chosen = order[start:start + train_config.batch_size]
-            batch = to_device(augment_batch(torch.from_numpy(x[chosen]), train_config, len(SEQUENCES), generator), device)
-            loss = torch.nn.functional.mse_loss(network(batch).reshape(-1), to_device(torch.from_numpy(z[chosen]), device))
+            batch = augment_batch(torch.from_numpy(x[chosen]), train_config, len(SEQUENCES), generator)
+            target = to_device(torch.from_numpy(z[chosen]), device)
+            loss = torch.nn.functional.mse_loss(network(to_device(batch, device)).reshape(-1), target)
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()

@@ -73,4 +73,5 @@ def test_a_cohort_whose_truth_lacks_the_mri_phenotype_is_named_and_refused(tmp_p
     cohort.truth.write_text(json.dumps(truth), encoding="utf-8")
     run = _run("--cohort", str(cohort.root), "--epochs", "1")
     assert run.returncode == 1 and "Traceback" not in run.stderr
-    assert f"{cohort.truth}: expected a phantom truth file whose cases each have a case_id and a numeric z_r" in run.stderr
+    expected = f"{cohort.truth}: expected a phantom truth file whose cases each have a case_id and a numeric z_r"
+    assert expected in run.stderr
