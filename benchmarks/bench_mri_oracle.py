@@ -129,7 +129,10 @@ def main() -> None:
     from sarcoma_risk.errors import SarcomaRiskError
     from sarcoma_risk.synthetic import generate_cohort
 
-    device = resolve_device(args.device)
+    try:  # an unknown or missing device is refused before anything is rendered
+        device = resolve_device(args.device)
+    except SarcomaRiskError as error:
+        parser.error(str(error))
     context = {"difficulty": args.difficulty, "preset": args.preset, "device": str(device),
                "threads": torch.get_num_threads(), **machine()}
     with tempfile.TemporaryDirectory(prefix="bench_mri_oracle_") as tmp:

@@ -61,6 +61,9 @@ def test_a_given_cohort_is_read_with_its_phenotypes_and_not_rendered_again(tmp_p
 def test_bad_arguments_are_refused_before_anything_is_rendered(tmp_path):
     run = _run("--epochs", "0")
     assert run.returncode == 2 and "--epochs 0" in run.stderr and run.stdout == ""
+    run = _run("--device", "gpu", "--cases", "16")
+    assert run.returncode == 2 and run.stdout == ""
+    assert "device: 'gpu' is not valid; expected one of auto, cpu, cuda, mps" in run.stderr
     run = _run("--cohort", str(tmp_path))
     assert run.returncode == 2 and f"--cohort {tmp_path}: no truth.json there" in run.stderr and run.stdout == ""
 
