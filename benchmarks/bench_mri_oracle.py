@@ -47,12 +47,17 @@ def _inputs(cohort: Path, preset_name: str) -> tuple[np.ndarray, np.ndarray, np.
     from sarcoma_risk.radiology.config import preset
 
     manifest = read_manifest(cohort / "manifest.csv")
-    truth = json.loads((cohort / "truth.json").read_text(encoding="utf-8"))
-    try:
-        phenotype = {case["case_id"]: float(case["z_r"]) for case in truth["cases"]}
+    truth_path = cohort / "truth.json"
+    try:  # JSONDecodeError is a ValueError
+        phenotype = {case["case_id"]: float(case["z_r"])
+                     for case in json.loads(truth_path.read_text(encoding="utf-8"))["cases"]}
     except (KeyError, TypeError, ValueError) as error:
-        raise InvalidManifest(f"{cohort / 'truth.json'}: expected a phantom truth file whose cases each have a "
+        raise InvalidManifest(f"{truth_path}: expected a phantom truth file whose cases each have a "
                               f"case_id and a numeric z_r ({error!r})") from None
+    unknown = [case.case_id for case in manifest.cases if case.case_id not in phenotype]
+    if unknown:
+        raise InvalidManifest(f"{truth_path}: no z_r for {len(unknown)} case(s) of {manifest.path}, e.g. "
+                              f"{', '.join(unknown[:5])}; the manifest and truth.json must come from one cohort")
     config = preset(preset_name)[0]
     patches = prepare_cohort(manifest.cases, config)
     out = []
@@ -149,7 +154,7 @@ def main() -> None:
         started = time.perf_counter()
         try:
             x, z, x_val, z_val = _inputs(cohort, args.preset)
-        except (SarcomaRiskError, json.JSONDecodeError) as error:
+        except SarcomaRiskError as error:
             raise SystemExit(f"bench_mri_oracle: {error}") from None
     context.update(train_cases=len(z), validation_cases=len(z_val), input_shape=list(x.shape[1:]))
     emit(BENCH, "seconds_prepare", round(time.perf_counter() - started, 1), "s", **context)

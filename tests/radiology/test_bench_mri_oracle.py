@@ -78,3 +78,17 @@ def test_a_cohort_whose_truth_lacks_the_mri_phenotype_is_named_and_refused(tmp_p
     assert run.returncode == 1 and "Traceback" not in run.stderr
     expected = f"{cohort.truth}: expected a phantom truth file whose cases each have a case_id and a numeric z_r"
     assert expected in run.stderr
+
+
+def test_a_truth_file_of_another_cohort_or_not_json_is_named_and_refused(tmp_path):
+    cohort = generate_cohort(tmp_path / "cohort", 8, seed=3, difficulty="hard", images=False)
+    truth = cohort.load_truth()
+    truth["cases"] = truth["cases"][1:]
+    cohort.truth.write_text(json.dumps(truth), encoding="utf-8")
+    run = _run("--cohort", str(cohort.root), "--epochs", "1")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert f"{cohort.truth}: no z_r for 1 case(s) of {cohort.manifest}" in run.stderr
+    cohort.truth.write_text("{not json", encoding="utf-8")
+    run = _run("--cohort", str(cohort.root), "--epochs", "1")
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert f"{cohort.truth}: expected a phantom truth file" in run.stderr

@@ -93,8 +93,10 @@ def test_the_ceiling_reads_what_the_rendered_images_of_a_cohort_showed(tmp_path)
 
 
 def test_an_empty_plan_list_is_refused():
-    with pytest.raises(InvalidInput, match="no planned cases"):
+    with pytest.raises(InvalidInput, match="image ceiling: no planned cases"):
         image_ceiling([])
+    with pytest.raises(InvalidInput, match="reader ceiling: no planned cases"):
+        reader_ceiling([], 0.5, 0.5)
 
 
 def test_a_reader_as_good_as_the_images_allow_is_the_image_ceiling(hard_plans):

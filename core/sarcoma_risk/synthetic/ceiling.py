@@ -85,7 +85,7 @@ def image_ceiling(plans: Sequence["CasePlan"], model: GenerativeModel | None = N
         Log relative hazard a perfect reader of the images would predict; higher = riskier, on the
         scale of ``sample.lp``.
     """
-    return _ceiling(plans, model, None).predictor
+    return _ceiling(plans, model, None, "image ceiling").predictor
 
 
 #: Key of a reader's own error stream, beside the seed of the first image it reads (kept apart from the
@@ -141,7 +141,7 @@ def reader_ceiling(plans: Sequence["CasePlan"], mri_pearson: float, pathology_pe
             if not 0.0 <= r <= highest:
                 raise InvalidInput(f"reader ceiling: {modality} reader Pearson r {r!r} must lie between 0 and "
                                    f"{highest:.4f}, what a perfect reader of one {difficulty} image reaches")
-    return _ceiling(plans, model, pearson)
+    return _ceiling(plans, model, pearson, "reader ceiling")
 
 
 def _read(shown: Sequence[float], prior: tuple[float, float], readout_sd: float, pearson: float | None,
@@ -162,10 +162,10 @@ def _read(shown: Sequence[float], prior: tuple[float, float], readout_sd: float,
     return posterior_phenotype(mean, sd, [read], math.sqrt(error_variance)), read
 
 
-def _ceiling(plans: Sequence["CasePlan"], model: GenerativeModel | None,
-             pearson: dict[str, float] | None) -> ReaderCeiling:
+def _ceiling(plans: Sequence["CasePlan"], model: GenerativeModel | None, pearson: dict[str, float] | None,
+             what: str) -> ReaderCeiling:
     if not plans:
-        raise InvalidInput("image ceiling: no planned cases; plan at least one with plan_cohort")
+        raise InvalidInput(f"{what}: no planned cases; plan at least one with plan_cohort")
     defaults: dict[str, GenerativeModel] = {}
     out = np.empty((3, len(plans)))
     for i, plan in enumerate(plans):
